@@ -5,6 +5,7 @@
 //! are, so that anyone holding the records and a checkpoint can verify them.
 
 mod event;
+pub mod merkle;
 mod record;
 
 pub use event::{Action, Actor, AuditEvent, ObjectRef, Outcome};
