@@ -2,9 +2,18 @@
 //!
 //! Only this crate finds PHI (invariant 1). It has no I/O and no async: text in, spans out.
 //! See `ARCHITECTURE.md` and `../shared/corpus/README.md` for the labels and their rules.
+//!
+//! [`Engine::detect`] runs a pipeline of recognizers over one message: a multi-pattern
+//! automaton for structured identifiers (validated: calendar dates, SSN rules, MBI, VIN, IP
+//! parsing), context cues found by one Aho-Corasick pass, and name and place detection from
+//! built-in public-domain lists combined with capitalisation, cues and position.
 
+mod detect;
+mod engine;
+pub mod eval;
 mod label;
 mod span;
 
+pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, Engine, EngineConfig, PhiError};
 pub use label::Label;
 pub use span::Span;

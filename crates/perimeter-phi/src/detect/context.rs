@@ -1,0 +1,340 @@
+//! Context cues: keywords that say what the next identifier is ("DOB", "MRN", "member ID",
+//! "call me at", "fax") or that a name follows ("Dr.", "my daughter", "this is", `Name:`).
+//!
+//! All cues are found in one ASCII-case-insensitive Aho-Corasick pass per message.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::Label;
+use crate::engine::PhiError;
+
+/// What a cue announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cue {
+    /// The next identifier-looking thing has this label.
+    Ident(Label),
+    /// A person's name follows (`this is`, `I'm`, `Name:`, `spoke with`).
+    NameIntro,
+    /// A title: a surname or full name follows (`Dr.`, `Mrs.`).
+    Title,
+    /// A relation: a name may follow (`my daughter`, `husband`).
+    Relation,
+    /// A closing: a signature follows (`Thanks,`, `Sincerely,`).
+    SignOff,
+    /// A birth-date or age cue (`DOB`, `born`, `age`).
+    Birth,
+    /// A cue that the following number is not PHI (`mg`, `BP`, `CPT`, `ICD`, `pain`).
+    NotPhi,
+}
+
+/// One cue found in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CueHit {
+    pub start: usize,
+    pub end: usize,
+    pub cue: Cue,
+}
+
+const CUES: &[(&str, Cue)] = &[
+    // Identifier labels.
+    ("mrn", Cue::Ident(Label::Mrn)),
+    ("medical record", Cue::Ident(Label::Mrn)),
+    ("med rec", Cue::Ident(Label::Mrn)),
+    ("chart number", Cue::Ident(Label::Mrn)),
+    ("chart no", Cue::Ident(Label::Mrn)),
+    ("chart #", Cue::Ident(Label::Mrn)),
+    ("patient id", Cue::Ident(Label::Mrn)),
+    ("patient number", Cue::Ident(Label::Mrn)),
+    ("pid", Cue::Ident(Label::Mrn)),
+    ("acct", Cue::Ident(Label::Account)),
+    ("account", Cue::Ident(Label::Account)),
+    ("card number", Cue::Ident(Label::Account)),
+    ("card ending", Cue::Ident(Label::Account)),
+    ("credit card", Cue::Ident(Label::Account)),
+    ("debit card", Cue::Ident(Label::Account)),
+    ("visa", Cue::Ident(Label::Account)),
+    ("mastercard", Cue::Ident(Label::Account)),
+    ("iban", Cue::Ident(Label::Account)),
+    ("routing", Cue::Ident(Label::Account)),
+    ("invoice", Cue::Ident(Label::Account)),
+    ("member id", Cue::Ident(Label::HealthPlan)),
+    ("member number", Cue::Ident(Label::HealthPlan)),
+    ("member #", Cue::Ident(Label::HealthPlan)),
+    ("subscriber", Cue::Ident(Label::HealthPlan)),
+    ("medicare", Cue::Ident(Label::HealthPlan)),
+    ("medicaid", Cue::Ident(Label::HealthPlan)),
+    ("mbi", Cue::Ident(Label::HealthPlan)),
+    ("policy", Cue::Ident(Label::HealthPlan)),
+    ("ins id", Cue::Ident(Label::HealthPlan)),
+    ("insurance id", Cue::Ident(Label::HealthPlan)),
+    ("insurance number", Cue::Ident(Label::HealthPlan)),
+    ("insurance #", Cue::Ident(Label::HealthPlan)),
+    ("health plan", Cue::Ident(Label::HealthPlan)),
+    ("plan id", Cue::Ident(Label::HealthPlan)),
+    ("group number", Cue::Ident(Label::HealthPlan)),
+    ("group #", Cue::Ident(Label::HealthPlan)),
+    ("beneficiary", Cue::Ident(Label::HealthPlan)),
+    ("license", Cue::Ident(Label::License)),
+    ("licence", Cue::Ident(Label::License)),
+    ("lic #", Cue::Ident(Label::License)),
+    ("dl", Cue::Ident(Label::License)),
+    ("dea", Cue::Ident(Label::License)),
+    ("npi", Cue::Ident(Label::License)),
+    ("certificate", Cue::Ident(Label::License)),
+    ("vin", Cue::Ident(Label::Vehicle)),
+    ("plate", Cue::Ident(Label::Vehicle)),
+    ("tag number", Cue::Ident(Label::Vehicle)),
+    ("serial", Cue::Ident(Label::Device)),
+    ("device id", Cue::Ident(Label::Device)),
+    ("device #", Cue::Ident(Label::Device)),
+    ("s/n", Cue::Ident(Label::Device)),
+    ("sn", Cue::Ident(Label::Device)),
+    ("imei", Cue::Ident(Label::Device)),
+    ("udi", Cue::Ident(Label::Device)),
+    ("model", Cue::Ident(Label::Device)),
+    ("rx", Cue::Ident(Label::Id)),
+    ("prescription number", Cue::Ident(Label::Id)),
+    ("prescription #", Cue::Ident(Label::Id)),
+    ("claim", Cue::Ident(Label::Id)),
+    ("case", Cue::Ident(Label::Id)),
+    ("ticket", Cue::Ident(Label::Id)),
+    ("reference", Cue::Ident(Label::Id)),
+    ("ref", Cue::Ident(Label::Id)),
+    ("confirmation", Cue::Ident(Label::Id)),
+    ("authorization", Cue::Ident(Label::Id)),
+    ("auth", Cue::Ident(Label::Id)),
+    ("order", Cue::Ident(Label::Id)),
+    ("accession", Cue::Ident(Label::Id)),
+    ("employee id", Cue::Ident(Label::Id)),
+    ("student id", Cue::Ident(Label::Id)),
+    ("passport", Cue::Ident(Label::License)),
+    ("ssn", Cue::Ident(Label::Ssn)),
+    ("social security", Cue::Ident(Label::Ssn)),
+    ("social", Cue::Ident(Label::Ssn)),
+    ("ss#", Cue::Ident(Label::Ssn)),
+    ("ending in", Cue::Ident(Label::Ssn)),
+    ("last 4", Cue::Ident(Label::Ssn)),
+    ("last four", Cue::Ident(Label::Ssn)),
+    ("fax", Cue::Ident(Label::Fax)),
+    ("facsimile", Cue::Ident(Label::Fax)),
+    ("phone", Cue::Ident(Label::Phone)),
+    ("cell", Cue::Ident(Label::Phone)),
+    ("mobile", Cue::Ident(Label::Phone)),
+    ("tel", Cue::Ident(Label::Phone)),
+    ("call", Cue::Ident(Label::Phone)),
+    ("callback", Cue::Ident(Label::Phone)),
+    ("text me", Cue::Ident(Label::Phone)),
+    ("reach me", Cue::Ident(Label::Phone)),
+    ("zip", Cue::Ident(Label::Location)),
+    ("zipcode", Cue::Ident(Label::Location)),
+    ("postal code", Cue::Ident(Label::Location)),
+    ("ip", Cue::Ident(Label::Ip)),
+    // Names.
+    ("this is", Cue::NameIntro),
+    ("i'm", Cue::NameIntro),
+    ("i’m", Cue::NameIntro),
+    ("im", Cue::NameIntro),
+    ("i am", Cue::NameIntro),
+    ("it's", Cue::NameIntro),
+    ("it’s", Cue::NameIntro),
+    ("its", Cue::NameIntro),
+    ("my name is", Cue::NameIntro),
+    ("name is", Cue::NameIntro),
+    ("name:", Cue::NameIntro),
+    ("name -", Cue::NameIntro),
+    ("patient:", Cue::NameIntro),
+    ("patient", Cue::NameIntro),
+    ("pt:", Cue::NameIntro),
+    ("pt", Cue::NameIntro),
+    ("spoke with", Cue::NameIntro),
+    ("spoke to", Cue::NameIntro),
+    ("talked to", Cue::NameIntro),
+    ("talked with", Cue::NameIntro),
+    ("requested by", Cue::NameIntro),
+    ("referred by", Cue::NameIntro),
+    ("signed by", Cue::NameIntro),
+    ("dictated by", Cue::NameIntro),
+    ("attention", Cue::NameIntro),
+    ("attn", Cue::NameIntro),
+    ("am referring", Cue::NameIntro),
+    ("referring", Cue::NameIntro),
+    ("dear", Cue::NameIntro),
+    ("hi", Cue::NameIntro),
+    ("hello", Cue::NameIntro),
+    ("hey", Cue::NameIntro),
+    ("from:", Cue::NameIntro),
+    ("to:", Cue::NameIntro),
+    ("cc:", Cue::NameIntro),
+    ("caller:", Cue::NameIntro),
+    ("contact:", Cue::NameIntro),
+    ("emergency contact", Cue::NameIntro),
+    ("guarantor", Cue::NameIntro),
+    ("insured", Cue::NameIntro),
+    ("provider:", Cue::NameIntro),
+    ("pcp", Cue::NameIntro),
+    ("dr", Cue::Title),
+    ("dr.", Cue::Title),
+    ("doctor", Cue::Title),
+    ("mr", Cue::Title),
+    ("mr.", Cue::Title),
+    ("mrs", Cue::Title),
+    ("mrs.", Cue::Title),
+    ("ms", Cue::Title),
+    ("ms.", Cue::Title),
+    ("miss", Cue::Title),
+    ("nurse", Cue::Title),
+    ("np", Cue::Title),
+    ("pa", Cue::Title),
+    ("rn", Cue::Title),
+    ("prof.", Cue::Title),
+    ("daughter", Cue::Relation),
+    ("son", Cue::Relation),
+    ("husband", Cue::Relation),
+    ("wife", Cue::Relation),
+    ("partner", Cue::Relation),
+    ("spouse", Cue::Relation),
+    ("mom", Cue::Relation),
+    ("mum", Cue::Relation),
+    ("mother", Cue::Relation),
+    ("dad", Cue::Relation),
+    ("father", Cue::Relation),
+    ("sister", Cue::Relation),
+    ("brother", Cue::Relation),
+    ("grandson", Cue::Relation),
+    ("granddaughter", Cue::Relation),
+    ("grandma", Cue::Relation),
+    ("grandpa", Cue::Relation),
+    ("grandmother", Cue::Relation),
+    ("grandfather", Cue::Relation),
+    ("aunt", Cue::Relation),
+    ("uncle", Cue::Relation),
+    ("niece", Cue::Relation),
+    ("nephew", Cue::Relation),
+    ("cousin", Cue::Relation),
+    ("caregiver", Cue::Relation),
+    ("neighbor", Cue::Relation),
+    ("neighbour", Cue::Relation),
+    ("roommate", Cue::Relation),
+    ("friend", Cue::Relation),
+    ("boyfriend", Cue::Relation),
+    ("girlfriend", Cue::Relation),
+    ("fiance", Cue::Relation),
+    ("fiancé", Cue::Relation),
+    ("fiancée", Cue::Relation),
+    ("child", Cue::Relation),
+    ("baby", Cue::Relation),
+    ("kid", Cue::Relation),
+    ("stepson", Cue::Relation),
+    ("stepdaughter", Cue::Relation),
+    ("stepmother", Cue::Relation),
+    ("stepfather", Cue::Relation),
+    ("mother-in-law", Cue::Relation),
+    ("father-in-law", Cue::Relation),
+    ("thanks", Cue::SignOff),
+    ("thank you", Cue::SignOff),
+    ("thx", Cue::SignOff),
+    ("sincerely", Cue::SignOff),
+    ("regards", Cue::SignOff),
+    ("best", Cue::SignOff),
+    ("cheers", Cue::SignOff),
+    ("cordially", Cue::SignOff),
+    ("respectfully", Cue::SignOff),
+    ("love", Cue::SignOff),
+    ("signed", Cue::SignOff),
+    // Dates and ages.
+    ("dob", Cue::Birth),
+    ("d.o.b", Cue::Birth),
+    ("date of birth", Cue::Birth),
+    ("birth date", Cue::Birth),
+    ("birthdate", Cue::Birth),
+    ("birthday", Cue::Birth),
+    ("born", Cue::Birth),
+    // Not PHI.
+    ("mg", Cue::NotPhi),
+    ("mcg", Cue::NotPhi),
+    ("bp", Cue::NotPhi),
+    ("blood pressure", Cue::NotPhi),
+    ("cpt", Cue::NotPhi),
+    ("icd", Cue::NotPhi),
+    ("icd-10", Cue::NotPhi),
+    ("code", Cue::NotPhi),
+    ("a1c", Cue::NotPhi),
+    ("pain", Cue::NotPhi),
+    ("glucose", Cue::NotPhi),
+    ("sugar", Cue::NotPhi),
+    ("weight", Cue::NotPhi),
+    ("temp", Cue::NotPhi),
+    ("pulse", Cue::NotPhi),
+    ("units", Cue::NotPhi),
+    ("dose", Cue::NotPhi),
+    ("room", Cue::NotPhi),
+    ("suite", Cue::NotPhi),
+];
+
+/// The compiled cue automaton.
+pub(crate) struct Cues {
+    ac: AhoCorasick,
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+impl Cues {
+    pub(crate) fn new() -> Result<Cues, PhiError> {
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(CUES.iter().map(|(k, _)| k))
+            .map_err(|_| PhiError::Build { recognizer: "cues" })?;
+        Ok(Cues { ac })
+    }
+
+    /// Every cue in `text` that starts and ends on a word boundary, sorted by position.
+    pub(crate) fn find(&self, text: &str) -> Vec<CueHit> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        for m in self.ac.find_iter(text) {
+            let (s, e) = (m.start(), m.end());
+            let first = bytes.get(s).copied().unwrap_or(b' ');
+            let last = bytes.get(e.wrapping_sub(1)).copied().unwrap_or(b' ');
+            let before_ok = s == 0
+                || !is_word_byte(first)
+                || !bytes.get(s - 1).copied().is_some_and(is_word_byte);
+            let after_ok = !is_word_byte(last) || !bytes.get(e).copied().is_some_and(is_word_byte);
+            if before_ok
+                && after_ok
+                && let Some((_, cue)) = CUES.get(m.pattern().as_usize())
+            {
+                {
+                    out.push(CueHit {
+                        start: s,
+                        end: e,
+                        cue: *cue,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The nearest identifier cue that ends at most `window` bytes before `pos`, skipping
+/// over other identifier-like material. Returns its label.
+pub(crate) fn ident_label_before(cues: &[CueHit], pos: usize, window: usize) -> Option<Label> {
+    let idx = cues.partition_point(|c| c.end <= pos);
+    cues[..idx]
+        .iter()
+        .rev()
+        .take_while(|c| pos - c.end <= window)
+        .find_map(|c| match c.cue {
+            Cue::Ident(l) => Some(l),
+            _ => None,
+        })
+}
+
+/// The nearest cue of any kind that ends at most `window` bytes before `pos`.
+pub(crate) fn cue_before(cues: &[CueHit], pos: usize, window: usize) -> Option<&CueHit> {
+    let idx = cues.partition_point(|c| c.end <= pos);
+    cues[..idx].last().filter(|c| pos - c.end <= window)
+}

@@ -1,0 +1,490 @@
+//! Structured identifiers, found by one multi-pattern automaton (`regex-automata`'s meta
+//! engine: lazy DFA, linear time) and then validated and labelled from their shape and the
+//! context cues before them.
+
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input, PatternID};
+
+use super::context::{Cue, CueHit, cue_before, ident_label_before};
+use super::validate;
+use super::{Doc, Recognizer};
+use crate::engine::PhiError;
+use crate::{Label, Span};
+
+/// The pattern families, in priority order (earlier wins when two start at the same place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum P {
+    Url,
+    Email,
+    Ipv4,
+    Ipv6,
+    DateIso,
+    DateNum,
+    DateMonthFirst,
+    DateDayFirst,
+    Ssn,
+    Phone,
+    Spelled,
+    PoBox,
+    Address,
+    County,
+    Code,
+}
+
+const MONTH: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
+const DIGIT_WORD: &str = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)";
+const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|close|walk|path|plaza|point|pt|run|xing|crossing|bend|cove|ridge|alley|aly)";
+
+fn patterns() -> Vec<(P, String)> {
+    vec![
+        (P::Url, r"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}]+".into()),
+        (
+            P::Email,
+            r"(?i)\b[a-z0-9][a-z0-9._%+'-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}\b".into(),
+        ),
+        (P::Ipv4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b".into()),
+        (P::Ipv6, r"(?i)(?:\b[0-9a-f]{1,4}|::?)(?::{1,2}[0-9a-f]{0,4}){2,8}".into()),
+        (P::DateIso, r"\b(?:1[89]|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])\b".into()),
+        (
+            P::DateNum,
+            r"\b(?:\d{1,2}/\d{1,2}(?:/(?:\d{4}|\d{2}))?|\d{1,2}-\d{1,2}-(?:\d{4}|\d{2})|\d{1,2}\.\d{1,2}\.(?:\d{4}|\d{2}))\b".into(),
+        ),
+        (
+            P::DateMonthFirst,
+            format!(
+                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:,?\s*(?:1[89]|20)\d\d\b)?|(?:1[89]|20)\d\d\b)"
+            ),
+        ),
+        (
+            P::DateDayFirst,
+            format!(
+                r"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:,?\s*(?:1[89]|20)\d\d\b)?"
+            ),
+        ),
+        (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
+        (
+            P::Phone,
+            r"(?i)(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
+        ),
+        (
+            P::Spelled,
+            format!(r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+){DIGIT_WORD}){{6,}}\b"),
+        ),
+        (P::PoBox, r"(?i)\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+\b".into()),
+        (
+            P::Address,
+            format!(
+                r"(?i)\b\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:,?\s*(?:apt|apartment|unit|suite|ste|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b)?"
+            ),
+        ),
+        (
+            P::County,
+            r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s+(?:County|Parish|Borough)\b".into(),
+        ),
+        (
+            P::Code,
+            r"#?\b(?:[A-Za-z0-9]+-)*[A-Za-z0-9]*\d[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*\b".into(),
+        ),
+    ]
+}
+
+/// The structured-identifier recognizer.
+pub(crate) struct Patterns {
+    re: Regex,
+    kinds: Vec<P>,
+}
+
+impl Patterns {
+    pub(crate) fn new() -> Result<Patterns, PhiError> {
+        let pats = patterns();
+        let kinds = pats.iter().map(|(k, _)| *k).collect();
+        let srcs: Vec<&str> = pats.iter().map(|(_, s)| s.as_str()).collect();
+        let re = Regex::builder()
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .build_many(&srcs)
+            .map_err(|_| PhiError::Build {
+                recognizer: "patterns",
+            })?;
+        Ok(Patterns { re, kinds })
+    }
+}
+
+/// A labelled candidate produced by a validator.
+struct Found {
+    start: usize,
+    end: usize,
+    label: Label,
+    confidence: f32,
+}
+
+impl Recognizer for Patterns {
+    fn name(&self) -> &'static str {
+        "patterns"
+    }
+
+    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+        let text = doc.text;
+        let mut pos = 0;
+        while pos < text.len() {
+            let Some(m) = self.re.search(&Input::new(text).range(pos..)) else {
+                break;
+            };
+            let mut found = self.judge(doc, m.pattern(), m.start(), m.end());
+            let mut end = m.end();
+            if found.is_none() {
+                // The preferred pattern failed validation: try the later ones anchored here.
+                let first = m.pattern().as_usize() + 1;
+                for pid in first..self.kinds.len() {
+                    let Some(p) = PatternID::new(pid).ok() else {
+                        break;
+                    };
+                    let input = Input::new(text)
+                        .range(m.start()..)
+                        .anchored(Anchored::Pattern(p));
+                    if let Some(m2) = self.re.search(&input)
+                        && let Some(f) = self.judge(doc, p, m2.start(), m2.end())
+                    {
+                        {
+                            end = m2.end();
+                            found = Some(f);
+                            break;
+                        }
+                    }
+                }
+                if found.is_none() {
+                    // Skip past the token start so the rest of the match is searched again.
+                    end = next_boundary(text, m.start());
+                }
+            }
+            if let Some(f) = found {
+                out.push(Span {
+                    start: f.start,
+                    end: f.end,
+                    label: f.label,
+                    confidence: f.confidence,
+                    recognizer: self.name(),
+                });
+            }
+            pos = end.max(next_boundary(text, m.start()));
+        }
+    }
+}
+
+/// The next char boundary after `i`, skipping to the end of the current alphanumeric run.
+fn next_boundary(text: &str, i: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut j = i + 1;
+    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || !text.is_char_boundary(j)) {
+        j += 1;
+    }
+    j.min(text.len())
+}
+
+impl Patterns {
+    fn judge(&self, doc: &Doc<'_>, pid: PatternID, start: usize, end: usize) -> Option<Found> {
+        let kind = *self.kinds.get(pid.as_usize())?;
+        let text = doc.text;
+        let s = text.get(start..end)?;
+        let cues = &doc.cues;
+        let found = |label, confidence| {
+            Some(Found {
+                start,
+                end,
+                label,
+                confidence,
+            })
+        };
+        match kind {
+            P::Url => {
+                let trimmed = s.trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"']);
+                Some(Found {
+                    start,
+                    end: start + trimmed.len(),
+                    label: Label::Url,
+                    confidence: 0.95,
+                })
+            }
+            P::Email => found(Label::Email, 0.97),
+            P::Ipv4 => {
+                if s.parse::<std::net::Ipv4Addr>().is_ok() && !is_version_like(text, start) {
+                    found(Label::Ip, 0.9)
+                } else {
+                    None
+                }
+            }
+            P::Ipv6 => {
+                let t = s.trim_end_matches(':');
+                if t.matches(':').count() >= 2 && t.parse::<std::net::Ipv6Addr>().is_ok() {
+                    Some(Found {
+                        start,
+                        end: start + t.len(),
+                        label: Label::Ip,
+                        confidence: 0.9,
+                    })
+                } else {
+                    None
+                }
+            }
+            P::DateIso => {
+                if validate::iso_date(s) {
+                    found(Label::Date, 0.95)
+                } else {
+                    None
+                }
+            }
+            P::DateNum => {
+                if !validate::numeric_date(s) {
+                    return None;
+                }
+                if has_year(s) {
+                    found(Label::Date, 0.92)
+                } else if fraction_context(text, start, end) || not_phi_before(cues, start) {
+                    None
+                } else {
+                    found(Label::Date, 0.8)
+                }
+            }
+            P::DateMonthFirst | P::DateDayFirst => {
+                if validate::month_date(s) {
+                    found(Label::Date, 0.9)
+                } else {
+                    None
+                }
+            }
+            P::Ssn => {
+                let label = ident_label_before(cues, start, 40);
+                match label {
+                    Some(Label::Phone | Label::Fax) => None,
+                    Some(l @ (Label::Ssn | Label::Account | Label::Id | Label::HealthPlan)) => {
+                        found(l, 0.95)
+                    }
+                    _ if validate::ssn(s) => found(Label::Ssn, 0.9),
+                    _ => found(Label::Id, 0.6),
+                }
+            }
+            P::Phone => {
+                let digits = s.bytes().filter(u8::is_ascii_digit).count();
+                if digits < 10 {
+                    return None;
+                }
+                found(phone_label(cues, start), 0.9)
+            }
+            P::Spelled => {
+                let label = match ident_label_before(cues, start, 60) {
+                    Some(Label::Fax) => Label::Fax,
+                    Some(l @ (Label::Ssn | Label::Mrn | Label::Account | Label::HealthPlan)) => l,
+                    _ => Label::Phone,
+                };
+                found(label, 0.85)
+            }
+            P::PoBox => found(Label::Address, 0.95),
+            P::Address => {
+                if validate::address_words_ok(s) {
+                    found(Label::Address, 0.85)
+                } else {
+                    None
+                }
+            }
+            P::County => found(Label::Location, 0.85),
+            P::Code => self.judge_code(doc, start, end),
+        }
+    }
+
+    fn judge_code(&self, doc: &Doc<'_>, start: usize, end: usize) -> Option<Found> {
+        let text = doc.text;
+        // A leading '#' belongs to the cue, not the number.
+        let start = if text.as_bytes().get(start) == Some(&b'#') {
+            start + 1
+        } else {
+            start
+        };
+        let s = text.get(start..end)?;
+        let digits = s.bytes().filter(u8::is_ascii_digit).count();
+        let letters = s.bytes().filter(u8::is_ascii_alphabetic).count();
+        let alnum = digits + letters;
+        if validate::is_measurement(s) {
+            return None;
+        }
+        let cues = &doc.cues;
+        let cue = ident_label_before(cues, start, 40);
+        let found = |label, confidence| {
+            Some(Found {
+                start,
+                end,
+                label,
+                confidence,
+            })
+        };
+        if validate::mbi(s) {
+            return found(Label::HealthPlan, 0.95);
+        }
+        if alnum == 17
+            && letters > 0
+            && digits > 0
+            && !s.contains('-')
+            && (cue == Some(Label::Vehicle) || validate::vin(s))
+        {
+            return found(Label::Vehicle, 0.9);
+        }
+        if letters == 0 && validate::luhn(s) && cue.is_none_or(|l| l == Label::Account) {
+            return found(Label::Account, 0.9);
+        }
+        if validate::zip(s) {
+            if zip_context(doc, start) || cue == Some(Label::Location) {
+                return found(Label::Location, 0.9);
+            }
+            if s.len() == 10 {
+                return found(Label::Location, 0.75);
+            }
+        }
+        if validate::age_over_89(s) == Some(true) && age_context(text, start, end) {
+            return found(Label::Age, 0.85);
+        }
+        if let Some(label) = cue {
+            let near_not_phi = not_phi_before(cues, start);
+            if !near_not_phi && digits >= 3 {
+                let label = match label {
+                    Label::Ip | Label::Location | Label::Phone | Label::Fax if digits < 7 => {
+                        return None;
+                    }
+                    Label::Ip => Label::Id,
+                    Label::Location => Label::Id,
+                    l => l,
+                };
+                return found(label, 0.85);
+            }
+        }
+        if not_phi_before(cues, start) {
+            return None;
+        }
+        if digits >= 7
+            || (digits >= 5 && letters >= 1)
+            || (digits >= 4 && letters >= 2 && alnum >= 7)
+        {
+            return found(Label::Id, 0.6);
+        }
+        None
+    }
+}
+
+fn has_year(s: &str) -> bool {
+    s.bytes()
+        .filter(|b| matches!(b, b'/' | b'-' | b'.'))
+        .count()
+        >= 2
+}
+
+/// `1/2 tablet`, `7/10 pain`: a fraction or score, not a date.
+fn fraction_context(text: &str, start: usize, end: usize) -> bool {
+    let after = text.get(end..).unwrap_or("");
+    let after = after.trim_start().to_ascii_lowercase();
+    const UNITS: [&str; 14] = [
+        "tab", "pill", "cap", "dose", "cup", "teaspoon", "tsp", "of ", "mg", "ml", "pain",
+        "on the", "scale", "units",
+    ];
+    if UNITS.iter().any(|u| after.starts_with(u)) {
+        return true;
+    }
+    let before = text.get(..start).unwrap_or("");
+    let before = before.trim_end();
+    let tail: String = before
+        .chars()
+        .rev()
+        .take(12)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect::<String>()
+        .to_ascii_lowercase();
+    tail.ends_with("pain") || tail.ends_with("rated") || tail.ends_with("scale")
+}
+
+fn is_version_like(text: &str, start: usize) -> bool {
+    let before = text.get(..start).unwrap_or("").to_ascii_lowercase();
+    let before = before.trim_end();
+    before.ends_with("version") || before.ends_with('v')
+}
+
+fn not_phi_before(cues: &[CueHit], start: usize) -> bool {
+    cue_before(cues, start, 12).is_some_and(|c| c.cue == Cue::NotPhi)
+}
+
+fn phone_label(cues: &[CueHit], start: usize) -> Label {
+    let idx = cues.partition_point(|c| c.end <= start);
+    for c in cues[..idx].iter().rev().take_while(|c| start - c.end <= 80) {
+        match c.cue {
+            Cue::Ident(Label::Fax) => return Label::Fax,
+            Cue::Ident(Label::Phone) => return Label::Phone,
+            _ => {}
+        }
+    }
+    Label::Phone
+}
+
+/// A ZIP code follows a state (`MA 79359`, `Ohio 44101`) or a city and comma.
+fn zip_context(doc: &Doc<'_>, start: usize) -> bool {
+    let text = doc.text;
+    let idx = doc.tokens.partition_point(|t| t.end <= start);
+    let Some(prev) = idx.checked_sub(1).and_then(|i| doc.tokens.get(i)) else {
+        return false;
+    };
+    let between = text.get(prev.end..start).unwrap_or("");
+    if between.len() > 3 {
+        return false;
+    }
+    let word = prev.text(text);
+    validate::is_state(word)
+}
+
+/// `93 years old`, `she is 93`, `age 93`, `93 yo`, `93-year-old`.
+fn age_context(text: &str, start: usize, end: usize) -> bool {
+    let after = text.get(end..).unwrap_or("");
+    let after_l: String = after
+        .chars()
+        .take(12)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let a = after_l.trim_start_matches([' ', '-']);
+    if a.starts_with("year")
+        || a.starts_with("yr")
+        || a.starts_with("yo")
+        || a.starts_with("y/o")
+        || a.starts_with("y.o")
+        || a.starts_with("y ")
+    {
+        return true;
+    }
+    let before: String = text
+        .get(..start)
+        .unwrap_or("")
+        .chars()
+        .rev()
+        .take(16)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let b = before.trim_end().trim_end_matches([':', ',']);
+    let unit_after = a.starts_with("lb")
+        || a.starts_with("kg")
+        || a.starts_with('%')
+        || a.starts_with("mg")
+        || a.starts_with("degree")
+        || a.starts_with('f');
+    !unit_after
+        && (b.ends_with(" age")
+            || b == "age"
+            || b.ends_with("aged")
+            || b.ends_with(" is")
+            || b.ends_with("turned")
+            || b.ends_with("turning")
+            || b.ends_with("turns")
+            || b.ends_with(" am")
+            || b.ends_with("'m")
+            || b.ends_with("’m"))
+}

@@ -1,0 +1,111 @@
+//! The detection engine: configuration, errors and the public entry point.
+
+use std::sync::Arc;
+
+use crate::Span;
+use crate::detect::Pipeline;
+
+/// Default upper bound on the size of one message: 256 KiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// How the engine is set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Messages longer than this many bytes are refused with [`PhiError::MessageTooLarge`].
+    pub max_message_bytes: usize,
+    /// Spans whose confidence is below this are dropped (0.0 keeps everything found).
+    pub min_confidence: f32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            min_confidence: 0.0,
+        }
+    }
+}
+
+/// Errors from the PHI engine. Messages never contain the analysed text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PhiError {
+    /// The message is larger than [`EngineConfig::max_message_bytes`].
+    #[error("message too large: {size} bytes, the maximum is {max} bytes")]
+    MessageTooLarge {
+        /// Size of the refused message in bytes.
+        size: usize,
+        /// The configured maximum in bytes.
+        max: usize,
+    },
+    /// The configuration is not usable.
+    #[error("invalid engine configuration: {field} {expected}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// What was expected of it.
+        expected: &'static str,
+    },
+    /// A built-in pattern or list failed to build (a bug in this crate, never caused by input).
+    #[error("the built-in recognizer {recognizer} failed to build")]
+    Build {
+        /// The recognizer that failed.
+        recognizer: &'static str,
+    },
+}
+
+/// The PHI detector. Built once (it compiles the automata and loads the word lists) and shared,
+/// e.g. in an `Arc`, by every thread that calls [`Engine::detect`].
+#[derive(Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    pipeline: Arc<Pipeline>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds the engine: compiles the pattern automata and loads the built-in lists.
+    pub fn new(config: EngineConfig) -> Result<Engine, PhiError> {
+        if config.max_message_bytes == 0 {
+            return Err(PhiError::InvalidConfig {
+                field: "max_message_bytes",
+                expected: "must be greater than zero",
+            });
+        }
+        if !(0.0..=1.0).contains(&config.min_confidence) {
+            return Err(PhiError::InvalidConfig {
+                field: "min_confidence",
+                expected: "must be between 0.0 and 1.0",
+            });
+        }
+        let pipeline = Arc::new(Pipeline::new()?);
+        Ok(Engine { config, pipeline })
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Finds the identifiers in `text`.
+    ///
+    /// The spans are sorted by start, do not overlap, and their byte offsets lie on `char`
+    /// boundaries of `text`.
+    pub fn detect(&self, text: &str) -> Result<Vec<Span>, PhiError> {
+        if text.len() > self.config.max_message_bytes {
+            return Err(PhiError::MessageTooLarge {
+                size: text.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let mut spans = self.pipeline.run(text);
+        spans.retain(|s| s.confidence >= self.config.min_confidence);
+        Ok(spans)
+    }
+}
