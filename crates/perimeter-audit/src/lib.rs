@@ -3,10 +3,28 @@
 //! The storage crate appends [`AuditRecord`]s in the same transaction as the access they record
 //! (invariant 3), computing each with [`AuditRecord::next`]; this crate defines what the bytes
 //! are, so that anyone holding the records and a checkpoint can verify them.
+//!
+//! - [`merkle`]: the RFC 6962 tree and its [`merkle::Frontier`];
+//! - [`proof`]: inclusion and consistency proofs, generated from stored nodes and verified per
+//!   RFC 9162;
+//! - [`checkpoint`]: signed checkpoints (C2SP tlog-checkpoint in a signed note, Ed25519) and
+//!   the checkpoint log format; [`schedule`]: when to write one;
+//! - [`verify`]: whole-trail verification; [`bundle`]: offline-checkable inclusion proofs;
+//! - [`query`]: the activity filter and the self-audit event; [`export`]: FHIR R4 and CSV.
+//!
+//! Audit records cannot be deleted or changed through Perimeter: no API here or in the store
+//! does it, and retention is at least [`query::RETENTION_YEARS`] years.
 
+pub mod bundle;
+pub mod checkpoint;
 mod event;
+pub mod export;
 pub mod merkle;
+pub mod proof;
+pub mod query;
 mod record;
+pub mod schedule;
+pub mod verify;
 
 pub use event::{Action, Actor, AuditEvent, ObjectRef, Outcome};
 pub use record::{AuditRecord, GENESIS_HASH, Hash32, RecordError, leaf_hash};

@@ -1,0 +1,222 @@
+//! Examining activity: the filter the store evaluates (by patient — the accounting of
+//! disclosures —, by user, by action, by time range), and the keys it indexes.
+//!
+//! Who may query, and recording the query itself, is the server's job; the order is fixed:
+//!
+//! 1. check the caller's permission (privacy officer or auditor; a patient-scoped query needs
+//!    the patient in scope),
+//! 2. append an audit event for the query *in the same transaction as the read*
+//!    ([`query_event`] builds it: action `Execute`, object `audit_trail`, detail
+//!    `audit_query`, or action `Disclose` with detail `audit_export` for an export),
+//! 3. read one page with the store's `audit_query(q, after_seq, limit)`, continuing from the
+//!    last seq of the previous page.
+//!
+//! There is deliberately no way to delete or update audit records: retention is at least six
+//! years and enforced by the absence of any delete path in Perimeter.
+
+use perimeter_domain::{PatientId, RequestId, StaffId};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Action, Actor, AuditEvent, ObjectRef, Outcome};
+
+/// The minimum retention of audit records, in years (HIPAA 45 CFR 164.316(b)(2)).
+pub const RETENTION_YEARS: u32 = 6;
+
+/// A filter over audit events; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Events about this patient.
+    pub patient: Option<PatientId>,
+    /// Events by this staff user or service client, or AI calls this person initiated.
+    pub user: Option<StaffId>,
+    /// Events with this action.
+    pub action: Option<Action>,
+    /// At or after this instant (milliseconds since the Unix epoch).
+    pub from_millis: Option<i64>,
+    /// Before this instant.
+    pub to_millis: Option<i64>,
+}
+
+/// The columns a store indexes for [`AuditQuery`], taken from the event at append time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexKeys {
+    /// The patient concerned.
+    pub patient: Option<PatientId>,
+    /// The responsible person or client.
+    pub user: Option<StaffId>,
+    /// The action.
+    pub action: Action,
+    /// When.
+    pub at_millis: i64,
+}
+
+impl AuditEvent {
+    /// The staff user or client responsible: the user, the service client, or the human who
+    /// initiated an AI call.
+    pub fn responsible_user(&self) -> Option<StaffId> {
+        match &self.actor {
+            Actor::User { user, .. } => Some(*user),
+            Actor::Service { client } => Some(*client),
+            Actor::Ai { initiated_by, .. } => *initiated_by,
+            Actor::System { .. } | Actor::Anonymous => None,
+        }
+    }
+
+    /// The keys a store indexes for queries.
+    pub fn index_keys(&self) -> IndexKeys {
+        IndexKeys {
+            patient: self.patient,
+            user: self.responsible_user(),
+            action: self.action,
+            at_millis: self.at_millis,
+        }
+    }
+}
+
+impl AuditQuery {
+    /// Whether the event passes the filter.
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        self.matches_keys(&e.index_keys())
+    }
+
+    /// Whether events with these index keys pass the filter.
+    pub fn matches_keys(&self, k: &IndexKeys) -> bool {
+        self.patient.is_none_or(|p| k.patient == Some(p))
+            && self.user.is_none_or(|u| k.user == Some(u))
+            && self.action.is_none_or(|a| k.action == a)
+            && self.from_millis.is_none_or(|f| k.at_millis >= f)
+            && self.to_millis.is_none_or(|t| k.at_millis < t)
+    }
+}
+
+/// Whether a query is an export (a disclosure) or an on-screen search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// Searching or viewing the trail.
+    Search,
+    /// Exporting records out of Perimeter (FHIR or CSV).
+    Export,
+}
+
+/// The audit event recording a query of the trail (the self-audit). `at_millis` comes from the
+/// injected clock.
+pub fn query_event(
+    at_millis: i64,
+    actor: Actor,
+    query: &AuditQuery,
+    kind: QueryKind,
+    outcome: Outcome,
+    request_id: Option<RequestId>,
+) -> AuditEvent {
+    let (action, detail) = match kind {
+        QueryKind::Search => (Action::Execute, "audit_query"),
+        QueryKind::Export => (Action::Disclose, "audit_export"),
+    };
+    AuditEvent {
+        at_millis,
+        actor,
+        action,
+        object: ObjectRef {
+            kind: "audit_trail".into(),
+            id: None,
+        },
+        patient: query.patient,
+        categories: Vec::new(),
+        purpose: Some(perimeter_domain::PurposeOfUse::Operations),
+        outcome,
+        detail: Some(detail.into()),
+        client_addr: None,
+        user_agent: None,
+        request_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(user: StaffId, patient: Option<PatientId>, action: Action, at: i64) -> AuditEvent {
+        AuditEvent {
+            at_millis: at,
+            actor: Actor::User {
+                user,
+                roles: vec![],
+                session: None,
+            },
+            action,
+            object: ObjectRef {
+                kind: "patient".into(),
+                id: None,
+            },
+            patient,
+            categories: vec![],
+            purpose: None,
+            outcome: Outcome::Success,
+            detail: None,
+            client_addr: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn filters_combine() {
+        let (u, p) = (StaffId::new(), PatientId::new());
+        let e = ev(u, Some(p), Action::Read, 100);
+        assert!(AuditQuery::default().matches(&e));
+        let q = AuditQuery {
+            patient: Some(p),
+            user: Some(u),
+            action: Some(Action::Read),
+            from_millis: Some(100),
+            to_millis: Some(101),
+        };
+        assert!(q.matches(&e));
+        assert!(
+            !AuditQuery {
+                to_millis: Some(100),
+                ..q.clone()
+            }
+            .matches(&e)
+        );
+        assert!(
+            !AuditQuery {
+                patient: Some(PatientId::new()),
+                ..q.clone()
+            }
+            .matches(&e)
+        );
+        assert!(
+            !AuditQuery {
+                user: Some(StaffId::new()),
+                ..q.clone()
+            }
+            .matches(&e)
+        );
+        assert!(
+            !AuditQuery {
+                action: Some(Action::Update),
+                ..q
+            }
+            .matches(&e)
+        );
+        let ai = AuditEvent {
+            actor: Actor::Ai {
+                provider: "v".into(),
+                model: "m".into(),
+                initiated_by: Some(u),
+            },
+            ..e
+        };
+        assert_eq!(ai.responsible_user(), Some(u));
+        let qe = query_event(
+            5,
+            ai.actor.clone(),
+            &AuditQuery::default(),
+            QueryKind::Export,
+            Outcome::Success,
+            None,
+        );
+        assert_eq!(qe.action, Action::Disclose);
+    }
+}

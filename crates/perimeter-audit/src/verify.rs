@@ -1,0 +1,799 @@
+//! Verification of a whole trail: the hash chain, every leaf hash, sequence continuity, the tree
+//! against every signed checkpoint, the stored interior nodes, the stored head, and consistency
+//! proofs between successive checkpoints.
+//!
+//! [`TrailVerifier`] is a streaming state machine without I/O: the caller feeds records in
+//! `seq` order (from any source, synchronous or not) and compares the interior nodes each
+//! record completes with the stored ones ([`check_stored_node`]). [`verify_trail`] drives it
+//! over the synchronous [`RecordSource`] / [`NodeSource`] traits. Verification stops at the
+//! first problem and names the record (or node, or checkpoint) and what is wrong with it.
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointKey, SignedCheckpoint};
+use crate::event::AuditEvent;
+use crate::merkle::{Frontier, Node, empty_root};
+use crate::proof::{BuildError, NodeId, NodeSource, consistency_proof, verify_consistency};
+use crate::record::{AuditRecord, GENESIS_HASH, Hash32};
+
+/// Where a checkpoint came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointOrigin {
+    /// The database's checkpoint table.
+    Database,
+    /// The append-only checkpoint file outside the database.
+    File,
+}
+
+impl std::fmt::Display for CheckpointOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckpointOrigin::Database => "database",
+            CheckpointOrigin::File => "checkpoint file",
+        })
+    }
+}
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A record is missing, duplicated or out of order.
+    #[error("record {expected}: missing (next record found has seq {found})")]
+    SeqGap {
+        /// The seq that should come next.
+        expected: u64,
+        /// The seq found instead.
+        found: u64,
+    },
+    /// A record's `prev_hash` is not the previous record's leaf hash.
+    #[error("record {seq}: prev_hash does not match the leaf hash of record {}", .seq.saturating_sub(1))]
+    BrokenChain {
+        /// The record.
+        seq: u64,
+    },
+    /// A record's stored leaf hash is not the hash of its fields.
+    #[error("record {seq}: content does not match its stored leaf hash (altered)")]
+    LeafHash {
+        /// The record.
+        seq: u64,
+    },
+    /// A record's event bytes are not an audit event.
+    #[error("record {seq}: event bytes are not a valid audit event")]
+    BadEvent {
+        /// The record.
+        seq: u64,
+    },
+    /// The records do not hash to the root of a signed checkpoint.
+    #[error(
+        "records {from}..{size}: tree root differs from the one signed at checkpoint size {size} \
+         ({origin}); a record in this range was altered, inserted or removed and re-hashed"
+    )]
+    CheckpointRoot {
+        /// The checkpoint's size.
+        size: u64,
+        /// The previous checkpoint's size (records before it matched a signed root).
+        from: u64,
+        /// Where the checkpoint was read.
+        origin: CheckpointOrigin,
+    },
+    /// A signed checkpoint covers more records than the trail holds.
+    #[error(
+        "record {records}: missing; the trail ends after {records} records but a checkpoint \
+         signed {size} (truncated)"
+    )]
+    Truncated {
+        /// Records present.
+        records: u64,
+        /// Size signed.
+        size: u64,
+    },
+    /// A checkpoint's signature or format is bad.
+    #[error("checkpoint #{position} in the {origin}: {error}")]
+    Checkpoint {
+        /// Where.
+        origin: CheckpointOrigin,
+        /// Its position in that source (from 0).
+        position: usize,
+        /// What is wrong.
+        error: CheckpointError,
+    },
+    /// Two validly signed checkpoints disagree about the same size (a fork).
+    #[error("two signed checkpoints for size {size} have different roots")]
+    Conflict {
+        /// The size.
+        size: u64,
+    },
+    /// A stored interior node differs from the recomputed one.
+    #[error("stored tree node level {level} index {index} differs from the recomputed hash")]
+    Node {
+        /// Level.
+        level: u32,
+        /// Index.
+        index: u64,
+    },
+    /// A stored interior node is missing.
+    #[error("stored tree node level {level} index {index} is missing")]
+    MissingNode {
+        /// Level.
+        level: u32,
+        /// Index.
+        index: u64,
+    },
+    /// The consistency proof between two checkpoints, built from stored nodes, fails.
+    #[error("consistency proof from checkpoint size {first} to {second} fails")]
+    Consistency {
+        /// Older size.
+        first: u64,
+        /// Newer size.
+        second: u64,
+    },
+    /// The stored head (size, last leaf hash, frontier) disagrees with the records.
+    #[error("stored audit head disagrees with the records: {0}")]
+    Head(&'static str),
+    /// Reading from the store failed.
+    #[error("reading the trail failed: {0}")]
+    Source(String),
+}
+
+impl VerifyError {
+    /// The first bad record, when the problem is tied to one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            VerifyError::SeqGap { expected, .. } => Some(*expected),
+            VerifyError::BrokenChain { seq }
+            | VerifyError::LeafHash { seq }
+            | VerifyError::BadEvent { seq } => Some(*seq),
+            VerifyError::Truncated { records, .. } => Some(*records),
+            _ => None,
+        }
+    }
+}
+
+/// The verified, merged checkpoints of a trail.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointSet {
+    /// By size, each with where it was first seen.
+    by_size: BTreeMap<u64, (Checkpoint, CheckpointOrigin)>,
+    /// Sizes found in the file but not in the database (a crash between the two writes, or a
+    /// deletion from the database).
+    pub missing_from_database: Vec<u64>,
+    /// Sizes found in the database but not in the file.
+    pub missing_from_file: Vec<u64>,
+}
+
+impl CheckpointSet {
+    /// Checks every checkpoint's signature and origin, and merges the two sources; two
+    /// different roots for one size are a fork and fail.
+    pub fn collect(
+        key: &CheckpointKey,
+        origin: &str,
+        database: &[SignedCheckpoint],
+        file: &[SignedCheckpoint],
+    ) -> Result<Self, VerifyError> {
+        let mut set = Self::default();
+        let mut db_sizes = Vec::new();
+        let mut file_sizes = Vec::new();
+        for (src, list, sizes) in [
+            (CheckpointOrigin::Database, database, &mut db_sizes),
+            (CheckpointOrigin::File, file, &mut file_sizes),
+        ] {
+            for (position, note) in list.iter().enumerate() {
+                let wrap = |error| VerifyError::Checkpoint {
+                    origin: src,
+                    position,
+                    error,
+                };
+                note.verify(key).map_err(wrap)?;
+                if note.checkpoint.origin != origin {
+                    return Err(wrap(CheckpointError::WrongOrigin {
+                        got: note.checkpoint.origin.clone(),
+                        expected: origin.to_owned(),
+                    }));
+                }
+                let cp = note.checkpoint.clone();
+                sizes.push(cp.size);
+                match set.by_size.get(&cp.size) {
+                    Some((existing, _)) if existing.root != cp.root => {
+                        return Err(VerifyError::Conflict { size: cp.size });
+                    }
+                    Some(_) => {}
+                    None => {
+                        set.by_size.insert(cp.size, (cp, src));
+                    }
+                }
+            }
+        }
+        set.missing_from_database = file_sizes
+            .iter()
+            .filter(|s| !db_sizes.contains(s))
+            .copied()
+            .collect();
+        set.missing_from_file = db_sizes
+            .iter()
+            .filter(|s| !file_sizes.contains(s))
+            .copied()
+            .collect();
+        Ok(set)
+    }
+
+    /// Number of distinct checkpoints.
+    pub fn len(&self) -> usize {
+        self.by_size.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_size.is_empty()
+    }
+
+    /// The checkpoints in size order.
+    pub fn iter(&self) -> impl Iterator<Item = &Checkpoint> {
+        self.by_size.values().map(|(c, _)| c)
+    }
+
+    /// The largest checkpoint.
+    pub fn latest(&self) -> Option<&Checkpoint> {
+        self.by_size.values().next_back().map(|(c, _)| c)
+    }
+
+    /// The smallest checkpoint covering `seq` (size > seq).
+    pub fn covering(&self, seq: u64) -> Option<&Checkpoint> {
+        self.by_size
+            .range(seq.saturating_add(1)..)
+            .next()
+            .map(|(_, (c, _))| c)
+    }
+}
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Records checked.
+    pub records: u64,
+    /// Signed checkpoints whose roots were recomputed and matched.
+    pub checkpoints: usize,
+    /// Root of the whole trail.
+    pub root: Hash32,
+}
+
+/// The stored head row, as the store reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadView {
+    /// Records appended.
+    pub size: u64,
+    /// Leaf hash of the last record.
+    pub last_leaf_hash: Hash32,
+    /// Serialised [`Frontier`].
+    pub frontier: Vec<u8>,
+}
+
+/// Streaming trail verifier; see the module docs.
+#[derive(Debug, Clone)]
+pub struct TrailVerifier {
+    next_seq: u64,
+    prev: Hash32,
+    frontier: Frontier,
+    checkpoints: Vec<(Checkpoint, CheckpointOrigin)>,
+    next_cp: usize,
+    last_matched: u64,
+    check_events: bool,
+}
+
+impl TrailVerifier {
+    /// A verifier that will check the records against `checkpoints`.
+    pub fn new(checkpoints: &CheckpointSet) -> Result<Self, VerifyError> {
+        let mut v = Self {
+            next_seq: 0,
+            prev: GENESIS_HASH,
+            frontier: Frontier::new(),
+            checkpoints: checkpoints.by_size.values().cloned().collect(),
+            next_cp: 0,
+            last_matched: 0,
+            check_events: true,
+        };
+        v.match_checkpoints()?;
+        Ok(v)
+    }
+
+    /// Whether to also check that every event parses (on by default).
+    pub fn check_events(mut self, yes: bool) -> Self {
+        self.check_events = yes;
+        self
+    }
+
+    /// Records verified so far.
+    pub fn records(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn match_checkpoints(&mut self) -> Result<(), VerifyError> {
+        let size = self.frontier.size();
+        while let Some((cp, origin)) = self.checkpoints.get(self.next_cp) {
+            if cp.size != size {
+                break;
+            }
+            let root = if size == 0 {
+                empty_root()
+            } else {
+                self.frontier.root()
+            };
+            if root != cp.root {
+                return Err(VerifyError::CheckpointRoot {
+                    size,
+                    from: self.last_matched,
+                    origin: *origin,
+                });
+            }
+            self.last_matched = size;
+            self.next_cp += 1;
+        }
+        Ok(())
+    }
+
+    /// Checks the next record; returns the interior nodes it completes, to be compared with the
+    /// stored ones.
+    pub fn push(&mut self, rec: &AuditRecord) -> Result<Vec<Node>, VerifyError> {
+        if rec.seq != self.next_seq {
+            return Err(VerifyError::SeqGap {
+                expected: self.next_seq,
+                found: rec.seq,
+            });
+        }
+        if rec.prev_hash != self.prev {
+            return Err(VerifyError::BrokenChain { seq: rec.seq });
+        }
+        if rec.check().is_err() {
+            return Err(VerifyError::LeafHash { seq: rec.seq });
+        }
+        if self.check_events && AuditEvent::from_canonical_bytes(&rec.event).is_err() {
+            return Err(VerifyError::BadEvent { seq: rec.seq });
+        }
+        let nodes = self.frontier.push(rec.leaf_hash);
+        self.prev = rec.leaf_hash;
+        self.next_seq += 1;
+        self.match_checkpoints()?;
+        Ok(nodes)
+    }
+
+    /// Ends the stream: every checkpoint must have been reached, and the stored head (if given)
+    /// must describe exactly the records seen.
+    pub fn finish(&self, head: Option<&HeadView>) -> Result<Summary, VerifyError> {
+        if let Some((cp, _)) = self.checkpoints.get(self.next_cp) {
+            return Err(VerifyError::Truncated {
+                records: self.next_seq,
+                size: cp.size,
+            });
+        }
+        if let Some(head) = head {
+            if head.size != self.next_seq {
+                return Err(if head.size > self.next_seq {
+                    VerifyError::Truncated {
+                        records: self.next_seq,
+                        size: head.size,
+                    }
+                } else {
+                    VerifyError::Head("more records than the head's size")
+                });
+            }
+            if self.next_seq > 0 && head.last_leaf_hash != self.prev {
+                return Err(VerifyError::Head("last leaf hash"));
+            }
+            if head.frontier != self.frontier.to_bytes() {
+                return Err(VerifyError::Head("Merkle frontier"));
+            }
+        }
+        Ok(Summary {
+            records: self.next_seq,
+            checkpoints: self.next_cp,
+            root: self.frontier.root(),
+        })
+    }
+}
+
+/// Compares a recomputed interior node with the stored one.
+pub fn check_stored_node(node: &Node, stored: Option<Hash32>) -> Result<(), VerifyError> {
+    match stored {
+        Some(h) if h == node.hash => Ok(()),
+        Some(_) => Err(VerifyError::Node {
+            level: node.level,
+            index: node.index,
+        }),
+        None => Err(VerifyError::MissingNode {
+            level: node.level,
+            index: node.index,
+        }),
+    }
+}
+
+/// Builds, from stored nodes, the consistency proof between each pair of successive
+/// checkpoints and verifies it against their signed roots.
+pub fn check_checkpoint_consistency<S: NodeSource>(
+    nodes: &S,
+    checkpoints: &CheckpointSet,
+) -> Result<usize, VerifyError>
+where
+    S::Error: std::fmt::Display,
+{
+    let cps: Vec<&Checkpoint> = checkpoints.iter().filter(|c| c.size > 0).collect();
+    let mut checked = 0;
+    for pair in cps.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let proof = consistency_proof(nodes, a.size, b.size).map_err(|e| match e {
+            BuildError::MissingNode(NodeId { level, index }) => {
+                VerifyError::MissingNode { level, index }
+            }
+            BuildError::Proof(_) => VerifyError::Consistency {
+                first: a.size,
+                second: b.size,
+            },
+            BuildError::Source(e) => VerifyError::Source(e.to_string()),
+        })?;
+        verify_consistency(a.size, b.size, &a.root, &b.root, &proof).map_err(|_| {
+            VerifyError::Consistency {
+                first: a.size,
+                second: b.size,
+            }
+        })?;
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+/// Where the verifier reads records, in `seq` order, a page at a time.
+pub trait RecordSource {
+    /// The source's error.
+    type Error: std::fmt::Display;
+    /// Up to `limit` records starting at `from_seq`, ascending; empty at the end.
+    fn records(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditRecord>, Self::Error>;
+}
+
+/// Verifies a whole trail from synchronous sources: every record, every stored interior node,
+/// the head, every checkpoint root, and consistency between successive checkpoints.
+pub fn verify_trail<R: RecordSource, S: NodeSource>(
+    records: &mut R,
+    nodes: &S,
+    head: Option<&HeadView>,
+    checkpoints: &CheckpointSet,
+) -> Result<Summary, VerifyError>
+where
+    S::Error: std::fmt::Display,
+{
+    const PAGE: usize = 4096;
+    let mut v = TrailVerifier::new(checkpoints)?;
+    loop {
+        let page = records
+            .records(v.records(), PAGE)
+            .map_err(|e| VerifyError::Source(e.to_string()))?;
+        if page.is_empty() {
+            break;
+        }
+        for rec in &page {
+            for node in v.push(rec)? {
+                let stored = nodes
+                    .node(NodeId {
+                        level: node.level,
+                        index: node.index,
+                    })
+                    .map_err(|e| VerifyError::Source(e.to_string()))?;
+                check_stored_node(&node, stored)?;
+            }
+        }
+    }
+    let summary = v.finish(head)?;
+    check_checkpoint_consistency(nodes, checkpoints)?;
+    Ok(summary)
+}
+
+/// A record source over a slice (tests, offline tools).
+#[derive(Debug)]
+pub struct SliceRecords<'a>(pub &'a [AuditRecord]);
+
+impl RecordSource for SliceRecords<'_> {
+    type Error = std::convert::Infallible;
+
+    fn records(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditRecord>, Self::Error> {
+        // Records are addressed by position, as a store addresses them by seq: gaps in the
+        // slice's seqs show up as seq mismatches in the verifier.
+        let start = usize::try_from(from_seq).unwrap_or(usize::MAX);
+        Ok(self.0.iter().skip(start).take(limit).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+    use crate::event::{Action, Actor, ObjectRef, Outcome};
+    use crate::proof::MemoryTree;
+    use ed25519_dalek::SigningKey;
+    use perimeter_domain::{PatientId, PurposeOfUse};
+
+    const ORIGIN: &str = "perimeter.test/audit";
+
+    fn event(i: i64) -> AuditEvent {
+        AuditEvent {
+            at_millis: 1_767_225_600_000 + i,
+            actor: Actor::System {
+                component: "test".into(),
+            },
+            action: Action::Read,
+            object: ObjectRef {
+                kind: "patient".into(),
+                id: None,
+            },
+            patient: Some(PatientId::new()),
+            categories: vec![],
+            purpose: Some(PurposeOfUse::Treatment),
+            outcome: Outcome::Success,
+            detail: None,
+            client_addr: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
+
+    struct Trail {
+        records: Vec<AuditRecord>,
+        tree: MemoryTree,
+        head: HeadView,
+    }
+
+    fn build(n: u64) -> Trail {
+        let mut records: Vec<AuditRecord> = Vec::new();
+        let mut tree = MemoryTree::new();
+        let mut frontier = Frontier::new();
+        for i in 0..n {
+            let prev = records.last().map(|r| (r.seq, r.leaf_hash));
+            let ev = event(i as i64);
+            let r = AuditRecord::next(prev, ev.at_millis, ev.canonical_bytes());
+            tree.push(r.leaf_hash);
+            frontier.push(r.leaf_hash);
+            records.push(r);
+        }
+        let head = HeadView {
+            size: n,
+            last_leaf_hash: records.last().map(|r| r.leaf_hash).unwrap_or(GENESIS_HASH),
+            frontier: frontier.to_bytes(),
+        };
+        Trail {
+            records,
+            tree,
+            head,
+        }
+    }
+
+    fn key() -> (SigningKey, CheckpointKey) {
+        let sk = SigningKey::from_bytes(&[9; 32]);
+        let ck = CheckpointKey::new(ORIGIN, sk.verifying_key()).unwrap();
+        (sk, ck)
+    }
+
+    fn sign_at(records: &[AuditRecord], sizes: &[u64]) -> Vec<SignedCheckpoint> {
+        let (sk, _) = key();
+        sizes
+            .iter()
+            .map(|&s| {
+                let leaves: Vec<Hash32> =
+                    records[..s as usize].iter().map(|r| r.leaf_hash).collect();
+                Checkpoint {
+                    origin: ORIGIN.into(),
+                    size: s,
+                    root: crate::merkle::root_of(&leaves),
+                    at_millis: s as i64,
+                }
+                .sign(ORIGIN, &sk)
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn run(t: &Trail, cps: &[SignedCheckpoint]) -> Result<Summary, VerifyError> {
+        let (_, ck) = key();
+        let set = CheckpointSet::collect(&ck, ORIGIN, cps, cps)?;
+        verify_trail(&mut SliceRecords(&t.records), &t.tree, Some(&t.head), &set)
+    }
+
+    #[test]
+    fn an_untouched_trail_verifies() {
+        let t = build(100);
+        let cps = sign_at(&t.records, &[0, 1, 7, 64, 99, 100]);
+        let s = run(&t, &cps).unwrap();
+        assert_eq!(s.records, 100);
+        assert_eq!(s.checkpoints, 6);
+        assert_eq!(s.root, t.tree.root());
+    }
+
+    fn tampered(base: &Trail, f: impl FnOnce(&mut Vec<AuditRecord>)) -> Trail {
+        let mut records = base.records.clone();
+        f(&mut records);
+        Trail {
+            records,
+            tree: base.tree.clone(),
+            head: base.head.clone(),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_caught_at_its_record() {
+        let base = build(50);
+        let cps = sign_at(&base.records, &[10, 40]);
+        let check = |f: fn(&mut Vec<AuditRecord>)| run(&tampered(&base, f), &cps).unwrap_err();
+
+        // Changed field (no re-hash).
+        assert_eq!(
+            check(|r| r[17].at_millis += 1),
+            VerifyError::LeafHash { seq: 17 }
+        );
+        // Event bytes changed.
+        assert_eq!(
+            check(|r| r[3].event[5] ^= 1),
+            VerifyError::LeafHash { seq: 3 }
+        );
+        // Deleted row.
+        assert_eq!(
+            check(|r| {
+                r.remove(20);
+            }),
+            VerifyError::SeqGap {
+                expected: 20,
+                found: 21
+            }
+        );
+        // Swapped rows.
+        assert_eq!(check(|r| r.swap(30, 31)).seq(), Some(30));
+        // Inserted row.
+        assert_eq!(
+            check(|r| {
+                let mut extra = r[25].clone();
+                extra.at_millis += 5;
+                r.insert(26, extra);
+            })
+            .seq(),
+            Some(26)
+        );
+        // Truncated tail past a checkpoint.
+        assert_eq!(
+            check(|r| r.truncate(35)),
+            VerifyError::Truncated {
+                records: 35,
+                size: 40
+            }
+        );
+        // Truncated tail after the last checkpoint: the head catches it.
+        assert_eq!(check(|r| r.truncate(45)).seq(), Some(45));
+        // Broken chain with a recomputed leaf hash.
+        let e = check(|r| {
+            let x = &mut r[12];
+            x.prev_hash = [0; 32];
+            x.leaf_hash = crate::record::leaf_hash(x.seq, &x.prev_hash, x.at_millis, &x.event);
+        });
+        assert_eq!(e, VerifyError::BrokenChain { seq: 12 });
+    }
+
+    #[test]
+    fn a_rehashed_forgery_is_caught_by_the_signed_checkpoints() {
+        let base = build(50);
+        let cps = sign_at(&base.records, &[10, 40]);
+        // Rebuild the whole trail with one event replaced; everything re-hashed, nodes and head
+        // too: only the signed roots can tell.
+        let mut forged = build(0);
+        for (i, r) in base.records.iter().enumerate() {
+            let prev = forged.records.last().map(|r| (r.seq, r.leaf_hash));
+            let bytes = if i == 22 {
+                event(999).canonical_bytes()
+            } else {
+                r.event.clone()
+            };
+            let nr = AuditRecord::next(prev, r.at_millis, bytes);
+            forged.tree.push(nr.leaf_hash);
+            forged.records.push(nr);
+        }
+        let mut f = Frontier::new();
+        for r in &forged.records {
+            f.push(r.leaf_hash);
+        }
+        forged.head = HeadView {
+            size: 50,
+            last_leaf_hash: forged.records[49].leaf_hash,
+            frontier: f.to_bytes(),
+        };
+        assert_eq!(
+            run(&forged, &cps).unwrap_err(),
+            VerifyError::CheckpointRoot {
+                size: 40,
+                from: 10,
+                origin: CheckpointOrigin::Database
+            }
+        );
+        // And checkpoints signed with another key do not help the forger.
+        let other = SigningKey::from_bytes(&[1; 32]);
+        let leaves: Vec<Hash32> = forged.records.iter().map(|r| r.leaf_hash).collect();
+        let fake = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 50,
+            root: crate::merkle::root_of(&leaves),
+            at_millis: 0,
+        }
+        .sign(ORIGIN, &other)
+        .unwrap();
+        let (_, ck) = key();
+        let err = CheckpointSet::collect(&ck, ORIGIN, &[fake], &[]).unwrap_err();
+        assert!(matches!(err, VerifyError::Checkpoint { .. }));
+    }
+
+    #[test]
+    fn stored_nodes_and_head_are_checked() {
+        let t = build(33);
+        let cps = sign_at(&t.records, &[16, 33]);
+        // A wrong interior node.
+        let mut bad_tree = MemoryTree::new();
+        for (i, r) in t.records.iter().enumerate() {
+            bad_tree.push(if i == 5 { [7; 32] } else { r.leaf_hash });
+        }
+        let (_, ck) = key();
+        let set = CheckpointSet::collect(&ck, ORIGIN, &cps, &[]).unwrap();
+        let err = verify_trail(
+            &mut SliceRecords(&t.records),
+            &bad_tree,
+            Some(&t.head),
+            &set,
+        )
+        .unwrap_err();
+        assert_eq!(err, VerifyError::Node { level: 1, index: 2 });
+        // Missing nodes.
+        let empty = MemoryTree::new();
+        let err =
+            verify_trail(&mut SliceRecords(&t.records), &empty, Some(&t.head), &set).unwrap_err();
+        assert!(matches!(
+            err,
+            VerifyError::MissingNode { level: 1, index: 0 }
+        ));
+        // Wrong head.
+        let mut head = t.head.clone();
+        head.last_leaf_hash = [0; 32];
+        let err =
+            verify_trail(&mut SliceRecords(&t.records), &t.tree, Some(&head), &set).unwrap_err();
+        assert_eq!(err, VerifyError::Head("last leaf hash"));
+    }
+
+    #[test]
+    fn conflicting_checkpoints_are_a_fork() {
+        let a = build(10);
+        let b = build(10); // different random patient ids: different roots
+        let ca = sign_at(&a.records, &[10]);
+        let cb = sign_at(&b.records, &[10]);
+        let (_, ck) = key();
+        assert_eq!(
+            CheckpointSet::collect(&ck, ORIGIN, &ca, &cb).unwrap_err(),
+            VerifyError::Conflict { size: 10 }
+        );
+        // Wrong origin.
+        let (sk, _) = key();
+        let other = Checkpoint {
+            origin: "other.log".into(),
+            size: 0,
+            root: empty_root(),
+            at_millis: 0,
+        }
+        .sign(ORIGIN, &sk)
+        .unwrap();
+        assert!(CheckpointSet::collect(&ck, ORIGIN, &[other], &[]).is_err());
+    }
+
+    #[test]
+    fn consistency_between_checkpoints_uses_stored_nodes() {
+        let t = build(40);
+        let cps = sign_at(&t.records, &[3, 17, 40]);
+        let (_, ck) = key();
+        let set = CheckpointSet::collect(&ck, ORIGIN, &cps, &[]).unwrap();
+        assert_eq!(check_checkpoint_consistency(&t.tree, &set).unwrap(), 2);
+        let mut bad = MemoryTree::new();
+        for (i, r) in t.records.iter().enumerate() {
+            bad.push(if i == 20 { [1; 32] } else { r.leaf_hash });
+        }
+        assert!(check_checkpoint_consistency(&bad, &set).is_err());
+        assert_eq!(set.covering(16).unwrap().size, 17);
+        assert_eq!(set.covering(17).unwrap().size, 40);
+        assert!(set.covering(40).is_none());
+    }
+}
