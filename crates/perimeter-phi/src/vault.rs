@@ -1,0 +1,517 @@
+//! The vault: what each pseudonym or surrogate in one conversation stands for.
+//!
+//! A [`Vault`] is scoped to one conversation or request and never shared across them: token
+//! numbers count from 1 in every vault, so `[NAME_1]` means something different in each. It is
+//! `Send + Sync` (a lock inside), serialisable so the caller can store it encrypted, and it
+//! overwrites the originals it holds with zeros when dropped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::Label;
+use crate::deid::token::{self, Piece};
+
+/// Version of the serialised form.
+const FORMAT_VERSION: u32 = 1;
+
+/// Mixed into the seed for the date shift, so it is not the surrogates' first draw.
+const DATE_SALT: u64 = 0x5eed_da7e_0000_0001;
+
+/// How many random candidates are tried before a surrogate is made unique by a suffix.
+const SURROGATE_ATTEMPTS: u32 = 64;
+
+/// What a vault entry's replacement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EntryKind {
+    /// A `[LABEL_N]` pseudonym for an identifier.
+    Token,
+    /// A `[LABEL_N]` standing for text of the input that itself looked like a token.
+    Escape,
+    /// A realistic fake value for a whole identifier.
+    Surrogate,
+    /// A fake word for one word of a person's name (names are replaced word by word so that
+    /// `Maria Gonzalez`, `Maria` and `Gonzalez, Maria` stay consistent).
+    NamePart,
+}
+
+struct Entry {
+    label: Label,
+    kind: EntryKind,
+    original: Zeroizing<String>,
+    replacement: String,
+}
+
+struct Inner {
+    seed: u64,
+    date_shift_days: i32,
+    entries: Vec<Entry>,
+    /// `kind/label/normalised original` to entry index. The keys hold PHI: wiped on drop.
+    by_key: HashMap<String, usize>,
+    /// Token text to entry index.
+    by_token: HashMap<String, usize>,
+    /// Every replacement handed out, to keep surrogates unique.
+    used: HashSet<String>,
+    /// Last token number per label.
+    counters: BTreeMap<Label, u32>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for (mut key, _) in self.by_key.drain() {
+            key.zeroize();
+        }
+        // `Entry::original` is `Zeroizing` and wipes itself.
+    }
+}
+
+fn key_of(kind: EntryKind, label: Label, normalised: &str) -> String {
+    let kind = match kind {
+        EntryKind::Token => 't',
+        EntryKind::Escape => 'e',
+        EntryKind::Surrogate => 's',
+        EntryKind::NamePart => 'p',
+    };
+    format!("{kind}/{}/{normalised}", label.as_str())
+}
+
+/// What re-identification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reidentified {
+    /// The text with every known token replaced by its original.
+    pub text: String,
+    /// Tokens of the `[LABEL_N]` form that this vault did not issue (left in the text as they
+    /// were), in order of appearance. Tokens carry no PHI, so these may be logged.
+    pub unknown_tokens: Vec<String>,
+}
+
+/// The mapping between replacements and originals for one conversation or request.
+pub struct Vault {
+    inner: RwLock<Inner>,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the originals, nor the seed (it reveals the date shift).
+        f.debug_struct("Vault")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Vault {
+    fn default() -> Self {
+        Vault::new()
+    }
+}
+
+impl Vault {
+    /// An empty vault with a random seed (from the operating system) for surrogates and the
+    /// date shift.
+    pub fn new() -> Vault {
+        Vault::with_seed(rand::random::<u64>())
+    }
+
+    /// An empty vault whose surrogates and date shift follow from `seed` (for reproducible
+    /// output in tests and tools; production vaults should use [`Vault::new`]).
+    pub fn with_seed(seed: u64) -> Vault {
+        let mut rng = StdRng::seed_from_u64(seed ^ DATE_SALT);
+        let magnitude: i32 = rng.random_range(1..=365);
+        let date_shift_days = if rng.random_bool(0.5) {
+            magnitude
+        } else {
+            -magnitude
+        };
+        Vault {
+            inner: RwLock::new(Inner::new(seed, date_shift_days)),
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    /// True when nothing has been put in the vault.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces every token this vault issued by its original; unknown tokens stay as they are.
+    pub fn reidentify(&self, text: &str) -> String {
+        self.reidentify_report(text).text
+    }
+
+    /// Like [`Vault::reidentify`], also reporting the unknown tokens.
+    pub fn reidentify_report(&self, text: &str) -> Reidentified {
+        let mut out = String::with_capacity(text.len());
+        let mut unknown = Vec::new();
+        let inner = self.read();
+        token::scan(text, true, |p| {
+            inner.restore_piece(p, &mut out, &mut unknown)
+        });
+        Reidentified {
+            text: out,
+            unknown_tokens: unknown,
+        }
+    }
+
+    /// Re-identifies the scannable part of `text` into `out`; returns the bytes consumed (see
+    /// [`token::scan`]).
+    pub(crate) fn restore_into(
+        &self,
+        text: &str,
+        last: bool,
+        out: &mut String,
+        unknown: &mut Vec<String>,
+    ) -> usize {
+        let inner = self.read();
+        token::scan(text, last, |p| inner.restore_piece(p, out, unknown))
+    }
+
+    /// The number of days dates are moved by in surrogate mode (never zero).
+    pub(crate) fn date_shift_days(&self) -> i32 {
+        self.read().date_shift_days
+    }
+
+    /// The token for `original` (compared by `normalised`), issuing a new one if needed.
+    pub(crate) fn token(
+        &self,
+        kind: EntryKind,
+        label: Label,
+        original: &str,
+        normalised: &str,
+    ) -> String {
+        let key = Zeroizing::new(key_of(kind, label, normalised));
+        if let Some(r) = self.lookup(&key) {
+            return r;
+        }
+        let mut inner = self.write();
+        if let Some(&i) = inner.by_key.get(key.as_str()) {
+            return inner.entries[i].replacement.clone();
+        }
+        let mut n = inner.counters.get(&label).copied().unwrap_or(0);
+        let replacement = loop {
+            n = n.saturating_add(1);
+            let t = token::format_token(label, n);
+            if !inner.used.contains(&t) {
+                break t;
+            }
+        };
+        inner.counters.insert(label, n);
+        inner.insert(kind, label, original, replacement, (*key).clone())
+    }
+
+    /// The surrogate for `original` (compared by `normalised`). On first sight, `make` is
+    /// called with a random generator until it returns a value not yet used in this vault and
+    /// different from the original.
+    pub(crate) fn surrogate(
+        &self,
+        kind: EntryKind,
+        label: Label,
+        original: &str,
+        normalised: &str,
+        mut make: impl FnMut(&mut StdRng) -> String,
+    ) -> String {
+        let key = Zeroizing::new(key_of(kind, label, normalised));
+        if let Some(r) = self.lookup(&key) {
+            return r;
+        }
+        let mut inner = self.write();
+        if let Some(&i) = inner.by_key.get(key.as_str()) {
+            return inner.entries[i].replacement.clone();
+        }
+        let n = inner.entries.len() as u64;
+        let mut rng = StdRng::seed_from_u64(
+            inner.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((label as u64) << 56),
+        );
+        let mut candidate = make(&mut rng);
+        let mut attempt = 0;
+        while (inner.used.contains(&candidate) || candidate.eq_ignore_ascii_case(original))
+            && attempt < SURROGATE_ATTEMPTS
+        {
+            candidate = make(&mut rng);
+            attempt += 1;
+        }
+        if inner.used.contains(&candidate) || candidate.eq_ignore_ascii_case(original) {
+            // The pool is exhausted: keep the shape and make it unique with a number.
+            let base = candidate;
+            let mut i = 2u32;
+            candidate = format!("{base} {i}");
+            while inner.used.contains(&candidate) {
+                i = i.saturating_add(1);
+                candidate = format!("{base} {i}");
+            }
+        }
+        inner.insert(kind, label, original, candidate, (*key).clone())
+    }
+
+    fn lookup(&self, key: &str) -> Option<String> {
+        let inner = self.read();
+        inner
+            .by_key
+            .get(key)
+            .map(|&i| inner.entries[i].replacement.clone())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-updated in a way that
+        // matters (insert pushes the entry before indexing it), so a poisoned lock is used as is.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn new(seed: u64, date_shift_days: i32) -> Inner {
+        Inner {
+            seed,
+            date_shift_days,
+            entries: Vec::new(),
+            by_key: HashMap::new(),
+            by_token: HashMap::new(),
+            used: HashSet::new(),
+            counters: BTreeMap::new(),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        kind: EntryKind,
+        label: Label,
+        original: &str,
+        replacement: String,
+        key: String,
+    ) -> String {
+        let i = self.entries.len();
+        self.entries.push(Entry {
+            label,
+            kind,
+            original: Zeroizing::new(original.to_string()),
+            replacement: replacement.clone(),
+        });
+        self.index(i, key);
+        replacement
+    }
+
+    fn index(&mut self, i: usize, key: String) {
+        let e = &self.entries[i];
+        self.used.insert(e.replacement.clone());
+        if matches!(e.kind, EntryKind::Token | EntryKind::Escape) {
+            self.by_token.insert(e.replacement.clone(), i);
+            if let Some(n) = e
+                .replacement
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.rsplit_once('_'))
+                .and_then(|(_, n)| n.parse::<u32>().ok())
+            {
+                let c = self.counters.entry(e.label).or_insert(0);
+                *c = (*c).max(n);
+            }
+        }
+        self.by_key.insert(key, i);
+    }
+
+    fn restore_piece(&self, p: Piece<'_>, out: &mut String, unknown: &mut Vec<String>) {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Token(t) => match self.by_token.get(t) {
+                Some(&i) => out.push_str(&self.entries[i].original),
+                None => {
+                    out.push_str(t);
+                    unknown.push(t.to_string());
+                }
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    seed: u64,
+    date_shift_days: i32,
+    entries: Vec<EntryRef<'a>>,
+}
+
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    label: Label,
+    kind: EntryKind,
+    original: &'a str,
+    replacement: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Snapshot {
+    version: u32,
+    seed: u64,
+    date_shift_days: i32,
+    entries: Vec<EntryOwned>,
+}
+
+#[derive(Deserialize)]
+struct EntryOwned {
+    label: Label,
+    kind: EntryKind,
+    original: String,
+    replacement: String,
+}
+
+impl Serialize for Vault {
+    /// Serialises the originals in clear: encrypt the result before storing it.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let inner = self.read();
+        SnapshotRef {
+            version: FORMAT_VERSION,
+            seed: inner.seed,
+            date_shift_days: inner.date_shift_days,
+            entries: inner
+                .entries
+                .iter()
+                .map(|e| EntryRef {
+                    label: e.label,
+                    kind: e.kind,
+                    original: &e.original,
+                    replacement: &e.replacement,
+                })
+                .collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Vault {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let snap = Snapshot::deserialize(deserializer)?;
+        if snap.version != FORMAT_VERSION {
+            return Err(serde::de::Error::custom(format_args!(
+                "vault: unsupported version {}, expected {FORMAT_VERSION}",
+                snap.version
+            )));
+        }
+        let mut inner = Inner::new(snap.seed, snap.date_shift_days);
+        for e in snap.entries {
+            if inner.used.contains(&e.replacement) {
+                return Err(serde::de::Error::custom(
+                    "vault: entries: a replacement appears twice",
+                ));
+            }
+            let normalised = Zeroizing::new(match e.kind {
+                EntryKind::Escape => e.original.to_string(),
+                EntryKind::NamePart => crate::deid::normalize::name_part(&e.original),
+                EntryKind::Token | EntryKind::Surrogate => {
+                    crate::deid::normalize::normalize(e.label, &e.original)
+                }
+            });
+            let key = key_of(e.kind, e.label, &normalised);
+            let i = inner.entries.len();
+            inner.entries.push(Entry {
+                label: e.label,
+                kind: e.kind,
+                original: Zeroizing::new(e.original),
+                replacement: e.replacement,
+            });
+            inner.index(i, key);
+        }
+        Ok(Vault {
+            inner: RwLock::new(inner),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(v: &Vault, label: Label, s: &str) -> String {
+        v.token(
+            EntryKind::Token,
+            label,
+            s,
+            &crate::deid::normalize::normalize(label, s),
+        )
+    }
+
+    #[test]
+    fn tokens_are_per_vault_and_per_label() {
+        let a = Vault::with_seed(1);
+        let b = Vault::with_seed(1);
+        assert_eq!(tok(&a, Label::Name, "Maria Gonzalez"), "[NAME_1]");
+        assert_eq!(tok(&a, Label::Name, "maria  GONZALEZ"), "[NAME_1]");
+        assert_eq!(tok(&a, Label::Name, "Ann Lee"), "[NAME_2]");
+        assert_eq!(tok(&a, Label::Phone, "(555) 123-4567"), "[PHONE_1]");
+        assert_eq!(tok(&a, Label::Phone, "555.123.4567"), "[PHONE_1]");
+        assert_eq!(tok(&b, Label::Name, "Ann Lee"), "[NAME_1]");
+        let r = a.reidentify_report("[NAME_2] and [NAME_1] at [PHONE_1], not [NAME_3] or [NAME]");
+        assert_eq!(
+            r.text,
+            "Ann Lee and Maria Gonzalez at (555) 123-4567, not [NAME_3] or [NAME]"
+        );
+        assert_eq!(r.unknown_tokens, vec!["[NAME_3]".to_string()]);
+    }
+
+    #[test]
+    fn round_trips_through_serde_and_hides_originals_in_debug() {
+        let v = Vault::with_seed(7);
+        tok(&v, Label::Name, "Maria Gonzalez");
+        tok(&v, Label::Ssn, "123-45-6789");
+        let json = serde_json::to_string(&v).unwrap();
+        let back: Vault = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.date_shift_days(), v.date_shift_days());
+        assert_eq!(
+            back.reidentify("[SSN_1] [NAME_1]"),
+            "123-45-6789 Maria Gonzalez"
+        );
+        // Counters continue after a restore, and equal values still get the same token.
+        assert_eq!(tok(&back, Label::Name, "MARIA GONZALEZ"), "[NAME_1]");
+        assert_eq!(tok(&back, Label::Name, "Bo Li"), "[NAME_2]");
+        let dbg = format!("{v:?}");
+        assert!(!dbg.contains("Maria") && !dbg.contains("6789"), "{dbg}");
+        assert!(
+            serde_json::from_str::<Vault>(&json.replace("\"version\":1", "\"version\":9")).is_err()
+        );
+    }
+
+    #[test]
+    fn is_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Vault>();
+        let v = Vault::with_seed(3);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let v = &v;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        tok(v, Label::Mrn, &format!("MRN{}", (i * 7 + t) % 60));
+                    }
+                });
+            }
+        });
+        assert_eq!(v.len(), 60);
+        let mut all: Vec<String> = (0..60)
+            .map(|i| tok(&v, Label::Mrn, &format!("MRN{i}")))
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 60);
+    }
+
+    #[test]
+    fn date_shift_is_never_zero() {
+        for seed in 0..200 {
+            let d = Vault::with_seed(seed).date_shift_days();
+            assert!(d != 0 && d.abs() <= 365);
+        }
+    }
+}
