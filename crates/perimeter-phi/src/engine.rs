@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::Span;
 use crate::detect::Pipeline;
+use crate::lexicon::Lexicon;
 
 /// Default upper bound on the size of one message: 256 KiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -84,7 +85,7 @@ impl Engine {
                 expected: "must be between 0.0 and 1.0",
             });
         }
-        let pipeline = Arc::new(Pipeline::new()?);
+        let pipeline = Arc::new(Pipeline::new(Arc::new(Lexicon::load()))?);
         Ok(Engine { config, pipeline })
     }
 

@@ -49,7 +49,6 @@ const CUES: &[(&str, Cue)] = &[
     ("acct", Cue::Ident(Label::Account)),
     ("account", Cue::Ident(Label::Account)),
     ("card number", Cue::Ident(Label::Account)),
-    ("card ending", Cue::Ident(Label::Account)),
     ("credit card", Cue::Ident(Label::Account)),
     ("debit card", Cue::Ident(Label::Account)),
     ("visa", Cue::Ident(Label::Account)),
@@ -266,7 +265,6 @@ const CUES: &[(&str, Cue)] = &[
     ("temp", Cue::NotPhi),
     ("pulse", Cue::NotPhi),
     ("units", Cue::NotPhi),
-    ("dose", Cue::NotPhi),
     ("room", Cue::NotPhi),
     ("suite", Cue::NotPhi),
 ];

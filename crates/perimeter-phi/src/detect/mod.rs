@@ -6,13 +6,22 @@
 //! Aho-Corasick pass, so no recognizer re-scans for keywords.
 
 pub(crate) mod context;
+pub(crate) mod features;
+pub(crate) mod names;
 pub(crate) mod patterns;
+pub(crate) mod places;
 pub(crate) mod tokens;
 pub(crate) mod validate;
 
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+
 use crate::Span;
 use crate::engine::PhiError;
+use crate::lexicon::Lexicon;
 use context::{CueHit, Cues};
+use features::Feat;
 use tokens::Token;
 
 /// One analysed message, shared by the recognizers.
@@ -23,6 +32,10 @@ pub(crate) struct Doc<'t> {
     pub tokens: Vec<Token>,
     /// Context cue hits (keywords such as "DOB", "MRN", "call me at"), sorted by end.
     pub cues: Vec<CueHit>,
+    /// Per-token features, parallel to `tokens`.
+    pub feats: Vec<Feat>,
+    /// The built-in lists.
+    pub lex: &'t Lexicon,
 }
 
 /// A detector for one family of identifiers.
@@ -36,21 +49,36 @@ pub(crate) trait Recognizer: Send + Sync {
 /// All recognizers, run in order over one shared [`Doc`].
 pub(crate) struct Pipeline {
     cues: Cues,
+    lex: Arc<Lexicon>,
+    stops: FxHashSet<&'static str>,
     recognizers: Vec<Box<dyn Recognizer>>,
 }
 
 impl Pipeline {
-    pub(crate) fn new() -> Result<Pipeline, PhiError> {
+    pub(crate) fn new(lex: Arc<Lexicon>) -> Result<Pipeline, PhiError> {
         let cues = Cues::new()?;
-        let recognizers: Vec<Box<dyn Recognizer>> = vec![Box::new(patterns::Patterns::new()?)];
-        Ok(Pipeline { cues, recognizers })
+        let recognizers: Vec<Box<dyn Recognizer>> = vec![
+            Box::new(patterns::Patterns::new()?),
+            Box::new(names::Names),
+            Box::new(places::Places),
+        ];
+        Ok(Pipeline {
+            cues,
+            lex,
+            stops: features::stop_set(),
+            recognizers,
+        })
     }
 
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
+        let tokens = tokens::tokenize(text);
+        let feats = features::compute(text, &tokens, &self.lex, &self.stops);
         let doc = Doc {
             text,
-            tokens: tokens::tokenize(text),
+            tokens,
             cues: self.cues.find(text),
+            feats,
+            lex: &self.lex,
         };
         let mut out = Vec::new();
         for r in &self.recognizers {
@@ -79,20 +107,40 @@ pub(crate) fn resolve(text: &str, mut cands: Vec<Span>) -> Vec<Span> {
             .then(a.start.cmp(&b.start))
     });
     let mut accepted: Vec<Span> = Vec::with_capacity(cands.len());
-    for c in cands {
-        let mut clash = false;
-        for a in accepted.iter_mut() {
-            if c.start < a.end && a.start < c.end {
-                if c.label == a.label {
-                    a.start = a.start.min(c.start);
-                    a.end = a.end.max(c.end);
-                }
-                clash = true;
-                break;
+    'next: for mut c in cands {
+        // A candidate overlapping an accepted span of another label keeps its larger
+        // uncovered part (if that part still has letters or digits); same label merges.
+        for _ in 0..4 {
+            let Some(a) = accepted
+                .iter_mut()
+                .find(|a| c.start < a.end && a.start < c.end)
+            else {
+                accepted.push(c);
+                continue 'next;
+            };
+            if c.label == a.label {
+                a.start = a.start.min(c.start);
+                a.end = a.end.max(c.end);
+                continue 'next;
             }
-        }
-        if !clash {
-            accepted.push(c);
+            let left = (c.start, a.start.max(c.start));
+            let right = (a.end.min(c.end), c.end);
+            let keep = if left.1 - left.0 >= right.1 - right.0 {
+                left
+            } else {
+                right
+            };
+            let piece = text.get(keep.0..keep.1).unwrap_or("");
+            let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
+            if trimmed.is_empty() {
+                continue 'next;
+            }
+            let lead = piece.len()
+                - piece
+                    .trim_start_matches(|ch: char| !ch.is_alphanumeric())
+                    .len();
+            c.start = keep.0 + lead;
+            c.end = c.start + trimmed.len();
         }
     }
     accepted.sort_by_key(|s| s.start);

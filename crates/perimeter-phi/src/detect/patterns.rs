@@ -33,7 +33,7 @@ enum P {
 
 const MONTH: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
 const DIGIT_WORD: &str = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)";
-const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|close|walk|path|plaza|point|pt|run|xing|crossing|bend|cove|ridge|alley|aly)";
+const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|walk|path|plaza|xing|crossing|alley|aly)";
 
 fn patterns() -> Vec<(P, String)> {
     vec![
@@ -437,7 +437,19 @@ fn zip_context(doc: &Doc<'_>, start: usize) -> bool {
         return false;
     }
     let word = prev.text(text);
+    let two_word_place = idx >= 2
+        && between == " "
+        && doc.tokens.get(idx - 2).is_some_and(|p2| {
+            let joined = text.get(p2.start..prev.end).unwrap_or("").to_lowercase();
+            doc.lex.flags_lower(&joined) & crate::lexicon::PLACE != 0
+        });
     validate::is_state(word)
+        || two_word_place
+        || (between == " "
+            && doc
+                .feats
+                .get(idx - 1)
+                .is_some_and(|f| f.cap && f.flags & crate::lexicon::PLACE != 0))
 }
 
 /// `93 years old`, `she is 93`, `age 93`, `93 yo`, `93-year-old`.

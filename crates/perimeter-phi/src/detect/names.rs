@@ -1,0 +1,759 @@
+//! Person names: context cues (`Dr.`, `this is`, `my daughter`, `Name:`, sign-offs), runs of
+//! capitalised words checked against the Census/SSA name lists and the common-word list,
+//! signature lines, lower-case names after cues, and propagation of a found name to its
+//! other mentions in the same message.
+
+use super::context::Cue;
+use super::features::{Feat, PARTICLES};
+use super::{Doc, Recognizer};
+use crate::{Label, Span};
+
+/// Diseases and signs named after people: `Parkinson's`, `Bell's palsy` are not names.
+const EPONYMS: &[&str] = &[
+    "parkinson",
+    "alzheimer",
+    "crohn",
+    "bell",
+    "cushing",
+    "sjogren",
+    "sjögren",
+    "raynaud",
+    "down",
+    "graves",
+    "hashimoto",
+    "addison",
+    "huntington",
+    "tourette",
+    "asperger",
+    "hodgkin",
+    "gehrig",
+    "kaposi",
+    "wilson",
+    "guillain",
+    "barre",
+    "barré",
+    "meniere",
+    "ménière",
+    "paget",
+    "marfan",
+    "ehlers",
+    "danlos",
+    "epstein",
+    "barr",
+    "baker",
+    "osgood",
+    "schlatter",
+    "tay",
+    "sachs",
+    "creutzfeldt",
+    "jakob",
+    "dupuytren",
+    "peyronie",
+    "behcet",
+    "kawasaki",
+    "lyme",
+    "stevens",
+    "bright",
+    "grave",
+    "reiter",
+    "wernicke",
+    "korsakoff",
+    "lou",
+    "munchausen",
+    "achilles",
+    "apgar",
+    "heimlich",
+    "pap",
+    "holter",
+    "foley",
+    "epley",
+    "valsalva",
+    "tinel",
+    "phalen",
+    "babinski",
+    "romberg",
+    "murphy",
+    "mcburney",
+    "kernig",
+    "brudzinski",
+    "homan",
+    "trendelenburg",
+];
+
+/// Words after a capitalised run that make it an organisation or place, not a person.
+const ORG_WORDS: &[&str] = &[
+    "street",
+    "st",
+    "avenue",
+    "ave",
+    "road",
+    "rd",
+    "drive",
+    "dr",
+    "lane",
+    "ln",
+    "court",
+    "ct",
+    "boulevard",
+    "blvd",
+    "way",
+    "place",
+    "pl",
+    "county",
+    "parish",
+    "city",
+    "hospital",
+    "clinic",
+    "center",
+    "centre",
+    "medical",
+    "health",
+    "pharmacy",
+    "university",
+    "college",
+    "school",
+    "church",
+    "office",
+    "labs",
+    "lab",
+    "group",
+    "associates",
+    "practice",
+    "institute",
+    "foundation",
+    "inc",
+    "llc",
+    "corp",
+    "bank",
+    "insurance",
+    "syndrome",
+    "disease",
+    "palsy",
+    "disorder",
+    "test",
+    "sign",
+    "maneuver",
+    "score",
+    "scale",
+    "park",
+    "lake",
+    "river",
+    "mall",
+    "plaza",
+    "square",
+    "heights",
+    "hills",
+    "valley",
+    "beach",
+    "springs",
+    "falls",
+    "village",
+    "medicine",
+    "family",
+    "urgent",
+    "care",
+    "orthopedics",
+    "cardiology",
+    "dermatology",
+    "pediatrics",
+    "radiology",
+    "imaging",
+    "dental",
+    "therapy",
+    "rehab",
+    "wellness",
+    "oncology",
+    "partners",
+    "specialists",
+    "physicians",
+    "surgery",
+    "medicaid",
+    "medicare",
+    "lymphoma",
+    "cancer",
+    "tablets",
+    "pharmaceuticals",
+    "pen",
+    "inhaler",
+    "xr",
+    "er",
+    "sr",
+    "hcl",
+];
+
+/// A lower-case particle (`de`, `van`) between two capitalised name parts.
+fn is_particle(doc: &Doc<'_>, k: usize) -> bool {
+    let Some(t) = doc.tokens.get(k) else {
+        return false;
+    };
+    let w = t.text(doc.text);
+    let next_ok = |i: usize| doc.feats.get(i).is_some_and(|n| n.cap && n.word);
+    let next_particle = doc
+        .tokens
+        .get(k + 1)
+        .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)));
+    PARTICLES.contains(&w)
+        && gap(doc, k, k + 1) == " "
+        && (next_ok(k + 1) || (next_particle && next_ok(k + 2) && gap(doc, k + 1, k + 2) == " "))
+}
+
+fn is_particle_tok(doc: &Doc<'_>, k: usize) -> bool {
+    doc.tokens
+        .get(k)
+        .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)))
+}
+
+fn eponym(s: &str) -> bool {
+    let l = s.to_lowercase();
+    let l = l.trim_end_matches("'s").trim_end_matches("’s");
+    EPONYMS.contains(&l)
+}
+
+/// The person-name recognizer.
+pub(crate) struct Names;
+
+impl Recognizer for Names {
+    fn name(&self) -> &'static str {
+        "names"
+    }
+
+    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+        let n = doc.tokens.len();
+        if n == 0 {
+            return;
+        }
+        let mut found: Vec<(usize, usize, f32)> = Vec::new();
+        by_cues(doc, &mut found);
+        by_runs(doc, &mut found);
+        by_lines(doc, &mut found);
+        by_shapes(doc, &mut found);
+        propagate(doc, &mut found);
+        for (a, b, conf) in found {
+            let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
+            else {
+                continue;
+            };
+            let mut end = last.end;
+            // Possessive `'s` is not part of the name.
+            let s = doc.text.get(first.start..end).unwrap_or("");
+            if s.ends_with("'s") {
+                end -= 2;
+            } else if s.ends_with("’s") {
+                end -= 4;
+            }
+            out.push(Span {
+                start: first.start,
+                end,
+                label: Label::Name,
+                confidence: conf,
+                recognizer: "names",
+            });
+        }
+    }
+}
+
+/// Text between two tokens.
+fn gap<'t>(doc: &Doc<'t>, a: usize, b: usize) -> &'t str {
+    match (doc.tokens.get(a), doc.tokens.get(b)) {
+        (Some(x), Some(y)) if x.end <= y.start => doc.text.get(x.end..y.start).unwrap_or(""),
+        _ => "",
+    }
+}
+
+fn lower_tok(doc: &Doc<'_>, i: usize) -> String {
+    doc.tokens
+        .get(i)
+        .map(|t| t.text(doc.text).to_lowercase())
+        .unwrap_or_default()
+}
+
+fn is_org_word(doc: &Doc<'_>, i: usize) -> bool {
+    let w = lower_tok(doc, i);
+    ORG_WORDS.contains(&w.as_str())
+}
+
+/// Whether the gap between two name parts keeps them in one name.
+fn joins(g: &str, prev_initial: bool) -> bool {
+    g == " " || g == "  " || (prev_initial && (g == ". " || g == "."))
+}
+
+/// Takes the name that starts at token `j` after a cue of kind `cue`.
+fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
+    let feats = &doc.feats;
+    let first = feats.get(j)?;
+    let lower_ok = |f: &Feat, i: usize| -> bool {
+        if !f.word || f.stop || f.cap {
+            return false;
+        }
+        let s = doc.tokens.get(i).map_or("", |t| t.text(doc.text));
+        let verbish = ["ing", "ed", "ly", "tion", "ment", "ness"]
+            .iter()
+            .any(|x| s.ends_with(x));
+        match cue {
+            Cue::NameIntro | Cue::Title => {
+                (f.listed_name() && !f.common()) || (!f.common() && s.len() >= 3 && !verbish)
+            }
+            Cue::SignOff | Cue::Relation => f.listed_name() && !f.common(),
+            _ => false,
+        }
+    };
+    let cap_mode = first.cap || first.initial;
+    let mut k = j;
+    // Lower case: a listed name that is also a word (`holly`) starts a name only when a
+    // clear name part follows (`holly thomson`).
+    let month_name = matches!(
+        doc.tokens[j].text(doc.text),
+        "april" | "june" | "august" | "may" | "jan"
+    );
+    if !cap_mode
+        && first.word
+        && (!first.stop || month_name)
+        && first.listed_name()
+        && (first.common() || month_name)
+        && !matches!(cue, Cue::Relation)
+        && feats.get(j + 1).is_some_and(|n| lower_ok(n, j + 1))
+        && joins(gap(doc, j, j + 1), false)
+    {
+        k = j + 1;
+    }
+    // Lower case after `this is`: a first name and a surname even if both are words
+    // (`mark snow calling`, `faith knight`).
+    if !cap_mode
+        && k == j
+        && matches!(cue, Cue::NameIntro)
+        && first.word
+        && !first.stop
+        && first.first()
+        && feats
+            .get(j + 1)
+            .is_some_and(|n| n.word && !n.stop && !n.cap && n.last())
+        && joins(gap(doc, j, j + 1), false)
+    {
+        k = j + 2;
+    }
+    // `dr da Conceição`: a particle may open a surname after a title.
+    if k == j && matches!(cue, Cue::Title) && is_particle(doc, j) {
+        k = j + 1;
+        let mut m = k;
+        while m < doc.tokens.len()
+            && m - j < 4
+            && (feats[m].cap_nameish() || is_particle(doc, m))
+            && joins(gap(doc, m - 1, m), false)
+        {
+            m += 1;
+        }
+        return (m > k).then_some((j, m));
+    }
+    while k < doc.tokens.len() && k - j < 4 {
+        let f = feats.get(k)?;
+        if k > j {
+            let g = gap(doc, k - 1, k);
+            let prev_initial = feats.get(k - 1).is_some_and(|p| p.initial);
+            let last_first = g == ", "
+                && k - j == 1
+                && cap_mode
+                && matches!(cue, Cue::NameIntro)
+                && f.cap
+                && !f.common();
+            if !joins(g, prev_initial) && !last_first {
+                break;
+            }
+            if feats.get(k - 1).is_some_and(|p| p.possessive) {
+                break;
+            }
+        }
+        let ok = if cap_mode {
+            (f.cap_nameish() && !(f.possessive && eponym(doc.tokens[k].text(doc.text))))
+                || (k > j && is_particle(doc, k))
+                || (k > j && f.word && f.cap && !f.stop && !f.all_caps && !is_org_word(doc, k))
+        } else {
+            lower_ok(f, k)
+                || (k == j + 1
+                    && matches!(cue, Cue::NameIntro)
+                    && f.word
+                    && !f.stop
+                    && !f.cap
+                    && f.last())
+        };
+        if !ok {
+            break;
+        }
+        k += 1;
+    }
+    while k > j + 1 && is_particle_tok(doc, k - 1) {
+        k -= 1;
+    }
+    // Do not end on an initial alone unless it is the whole name (`J.` after `Dr.` is odd).
+    while k > j && feats.get(k - 1).is_some_and(|f| f.initial) && k - j > 1 {
+        k -= 1;
+    }
+    if k == j {
+        return None;
+    }
+    // A single initial is not a name.
+    if k - j == 1 && first.initial {
+        return None;
+    }
+    if k < doc.tokens.len() && is_org_word(doc, k) && cap_mode && !matches!(cue, Cue::Title) {
+        return None;
+    }
+    // `- Ozempic 0.5 mg`: a product and its dose, not a signature.
+    if matches!(cue, Cue::SignOff)
+        && doc
+            .tokens
+            .get(k)
+            .is_some_and(|t| t.kind != super::tokens::Kind::Word && gap(doc, k - 1, k) == " ")
+        && !feats[j..k].iter().any(|f| f.listed_name() && !f.common())
+    {
+        return None;
+    }
+    Some((j, k))
+}
+
+fn by_cues(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    for c in &doc.cues {
+        let strength = match c.cue {
+            Cue::NameIntro | Cue::Title => 0.9,
+            Cue::SignOff => 0.85,
+            Cue::Relation => 0.85,
+            _ => continue,
+        };
+        let j = doc.tokens.partition_point(|t| t.start < c.end);
+        let Some(t) = doc.tokens.get(j) else { continue };
+        let g = doc.text.get(c.end..t.start).unwrap_or("");
+        let ok_gap = match c.cue {
+            Cue::SignOff => {
+                g.len() <= 4 && g.chars().all(|ch| " ,!.\n\r-:".contains(ch)) && !g.is_empty()
+            }
+            Cue::Title => g.len() <= 2 && g.chars().all(|ch| " .".contains(ch)),
+            Cue::Relation => {
+                g.len() <= 3 && g.chars().all(|ch| " ,:".contains(ch)) && !g.is_empty()
+            }
+            _ => g.len() <= 3 && g.chars().all(|ch| " ,:-(\t".contains(ch)),
+        };
+        if !ok_gap {
+            continue;
+        }
+        if let Some((a, b)) = take_after_cue(doc, j, c.cue) {
+            found.push((a, b, strength));
+        }
+    }
+    // A dash before a closing name: `- Dominic`, `— Ana Ruiz` at a line end.
+    for j in 0..doc.tokens.len() {
+        let before = if j == 0 {
+            doc.text.get(..doc.tokens[0].start).unwrap_or("")
+        } else {
+            gap(doc, j - 1, j)
+        };
+        let t = before.trim_end_matches(' ');
+        let dash_alone = {
+            let d = t.trim_end_matches(['-', '—', '~']);
+            d.len() < t.len() && (d.is_empty() || d.ends_with([' ', '\n', '.', '!', '?']))
+        };
+        if dash_alone
+            && doc.feats[j].cap
+            && let Some((a, b)) = take_after_cue(doc, j, Cue::SignOff)
+        {
+            found.push((a, b, 0.8));
+        }
+    }
+}
+
+/// Runs of capitalised name-like words without a cue.
+fn by_runs(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let feats = &doc.feats;
+    let n = doc.tokens.len();
+    let mut i = 0;
+    while i < n {
+        if !feats[i].cap_nameish() || feats[i].initial && i + 1 >= n {
+            i += 1;
+            continue;
+        }
+        let a = i;
+        let mut b = i + 1;
+        while b < n && b - a < 5 && (feats[b].cap_nameish() || is_particle(doc, b)) {
+            let prev_initial = feats[b - 1].initial;
+            if !joins(gap(doc, b - 1, b), prev_initial) || feats[b - 1].possessive {
+                break;
+            }
+            b += 1;
+        }
+        // A capitalised common word right after a name part, ending the clause, is a
+        // surname that happens to be a word (`Veli Bigot`, `Mariola Warmer.`).
+        if b < n
+            && b - a == 1
+            && !feats[a].common()
+            && (!feats[a].sent_start || b + 1 == n)
+            && feats[b].word
+            && feats[b].cap
+            && !feats[b].stop
+            && !feats[b].all_caps
+            && joins(gap(doc, a, b), false)
+            && !is_org_word(doc, b)
+        {
+            let tail = match doc.tokens.get(b + 1) {
+                Some(t) => doc.text.get(doc.tokens[b].end..t.start).unwrap_or(""),
+                None => "",
+            };
+            if b + 1 == n || tail.contains([',', '.', '!', '?', '\n', '(']) {
+                b += 1;
+            }
+        }
+        i = b;
+        judge_run(doc, a, b, found);
+    }
+}
+
+fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f32)>) {
+    let feats = &doc.feats;
+    let mut a = a;
+    // Leading initials only make sense before a name.
+    let run = &feats[a..b];
+    if run.iter().all(|f| f.initial) {
+        return;
+    }
+    if b < doc.tokens.len() && is_org_word(doc, b) {
+        return;
+    }
+    if run.iter().all(|f| f.all_caps) && run.len() < 2 {
+        return;
+    }
+    if let Some(last) = run.last()
+        && last.possessive
+        && eponym(doc.tokens[b - 1].text(doc.text))
+    {
+        return;
+    }
+    // A sentence-initial common word (`Will`, `Grace`) is not evidence of a name.
+    let followed_by_comma = doc.tokens.get(b).is_some_and(|t| {
+        doc.text
+            .get(doc.tokens[b - 1].end..t.start)
+            .unwrap_or("")
+            .starts_with(',')
+    });
+    if b - a >= 2
+        && feats[a].sent_start
+        && feats[a].common()
+        && !feats[a].first()
+        && !(b - a == 2 && followed_by_comma)
+    {
+        a += 1;
+    }
+    let run = &feats[a..b];
+    let toks = &doc.tokens[a..b];
+    let non_ascii = |i: usize| !toks[i].text(doc.text).is_ascii();
+    let strong = run
+        .iter()
+        .filter(|f| f.listed_name() && !f.common())
+        .count();
+    let unknown = run
+        .iter()
+        .filter(|f| !f.listed_name() && !f.common() && !f.initial)
+        .count();
+    let listed = run.iter().filter(|f| f.listed_name()).count();
+    let places = run.iter().filter(|f| f.place()).count();
+    let len = run.iter().filter(|f| !f.initial).count();
+    let name_slot_after = match doc.tokens.get(b) {
+        None => true,
+        Some(t) => {
+            let g = doc.text.get(doc.tokens[b - 1].end..t.start).unwrap_or("");
+            g.starts_with(',') || g.starts_with(" (") || g.contains('\n')
+        }
+    };
+    let first_then_last = len == 2
+        && run.len() == 2
+        && run[0].first()
+        && run[1].last()
+        && (!run[0].sent_start || !run[0].common() || name_slot_after);
+    let conf = if len >= 2 && strong + unknown >= 1 && listed >= 1 {
+        0.75
+    } else if (len >= 2 && unknown >= 2) || first_then_last {
+        0.65
+    } else if len == 1 && run.len() == 1 && eponym(toks[0].text(doc.text)) {
+        return;
+    } else if len == 1 && run.len() == 1 && unknown == 1 && !run[0].all_caps {
+        // A lone unknown capitalised word: a foreign-script name, or a name in a slot
+        // where names go (`..., Sedat doesnt`, `for Swetlana?`, `and Bolatito`).
+        let prev_gap = if a > 0 { gap(doc, a - 1, a) } else { "" };
+        let prev = if a > 0 {
+            lower_tok(doc, a - 1)
+        } else {
+            String::new()
+        };
+        let next_is_digit = doc
+            .tokens
+            .get(b)
+            .is_some_and(|t| t.kind != super::tokens::Kind::Word);
+        let slot = prev_gap == ", "
+            || matches!(
+                prev.as_str(),
+                "for"
+                    | "and"
+                    | "to"
+                    | "tell"
+                    | "ask"
+                    | "from"
+                    | "saw"
+                    | "see"
+                    | "called"
+                    | "asked"
+                    | "by"
+            );
+        if run[0].sent_start || next_is_digit {
+            if non_ascii(0) && !next_is_digit && toks[0].text(doc.text).chars().count() >= 3 {
+                0.55
+            } else {
+                return;
+            }
+        } else if non_ascii(0) || slot {
+            0.55
+        } else {
+            return;
+        }
+    } else if len == 1 && strong == 1 {
+        let f = run.iter().find(|f| !f.initial).copied().unwrap_or_default();
+        if f.first() && places == 0 {
+            0.7
+        } else if (f.first() && !f.sent_start) || (!f.sent_start && !f.all_caps && places == 0) {
+            0.6
+        } else {
+            return;
+        }
+    } else {
+        return;
+    };
+    if run.iter().all(|f| f.place()) && len >= 2 {
+        // `Fort Wayne`, `Riverside`: leave to the place recognizer.
+        return;
+    }
+    found.push((a, b, conf));
+}
+
+/// A line (or the message's tail after the last sentence end) that is only a name:
+/// letter headers and signatures.
+fn by_lines(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let feats = &doc.feats;
+    let n = doc.tokens.len();
+    let mut i = 0;
+    while i < n {
+        // Start of a line or sentence.
+        if !feats[i].sent_start {
+            i += 1;
+            continue;
+        }
+        let mut b = i;
+        while b < n && b - i < 4 {
+            let f = &feats[b];
+            let month_name = f.word && f.cap && f.first() && !f.stop;
+            let ok = f.initial
+                || (f.word && f.cap && !f.stop && (!f.common() || f.listed_name()))
+                || month_name;
+            if !ok || (b > i && !joins(gap(doc, b - 1, b), feats[b - 1].initial)) {
+                break;
+            }
+            b += 1;
+        }
+        if b > i {
+            // The run must end the line, the message, or be followed by `,` and more text.
+            let tail = match doc.tokens.get(b) {
+                Some(t) => doc.text.get(doc.tokens[b - 1].end..t.start).unwrap_or(""),
+                None => doc.text.get(doc.tokens[b - 1].end..).unwrap_or(""),
+            };
+            let ends_line =
+                b == n && tail.trim().chars().all(|c| ".!?)".contains(c)) || tail.contains('\n');
+            let run = &feats[i..b];
+            let non_common = run.iter().any(|f| !f.common() && !f.initial)
+                || (b == n && run.iter().all(|f| f.listed_name() || f.initial));
+            if ends_line && non_common && !(b < n && is_org_word(doc, b)) {
+                found.push((i, b, 0.7));
+            }
+        }
+        i = b.max(i + 1);
+    }
+}
+
+/// `Brunhild here,` and `O'Donovan, Noman MRN ...` (last name, comma, first name).
+fn by_shapes(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let feats = &doc.feats;
+    let n = doc.tokens.len();
+    let namey =
+        |f: &Feat| f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name());
+    for i in 0..n {
+        // `<Name> here`
+        if lower_tok(doc, i) == "here" && i > 0 && gap(doc, i - 1, i) == " " {
+            let mut a = i;
+            while a > 0 && i - a < 3 && namey(&feats[a - 1]) {
+                a -= 1;
+                if feats[a].sent_start || a == 0 || !joins(gap(doc, a - 1, a), false) {
+                    break;
+                }
+            }
+            if a < i && (a == 0 || feats[a].sent_start || gap(doc, a - 1, a).contains(',')) {
+                found.push((a, i, 0.75));
+            }
+        }
+        // `Last, First`
+        if i + 1 < n
+            && gap(doc, i, i + 1) == ", "
+            && namey(&feats[i])
+            && namey(&feats[i + 1])
+            && !feats[i].place()
+            && !feats[i + 1].place()
+            && ((feats[i].listed_name() && feats[i + 1].listed_name())
+                || (!feats[i].common() && (feats[i + 1].listed_name() || !feats[i + 1].common())))
+        {
+            let after = doc.tokens.get(i + 2);
+            let next_ok = match after {
+                None => true,
+                Some(t) => {
+                    let g = gap(doc, i + 1, i + 2);
+                    let w = t.text(doc.text).to_ascii_lowercase();
+                    g.contains(['\n', '(', ')', ',', '.', ';'])
+                        || feats[i + 2].all_caps
+                        || matches!(w.as_str(), "mrn" | "dob" | "md" | "do" | "rn" | "np")
+                }
+            };
+            if next_ok {
+                found.push((i, i + 2, 0.7));
+            }
+        }
+    }
+}
+
+/// Other mentions of a found name in the same message.
+#[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
+fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    if found.is_empty() {
+        return;
+    }
+    let mut known: Vec<String> = Vec::new();
+    let mut covered = vec![false; doc.tokens.len()];
+    for &(a, b, _) in found.iter() {
+        for k in a..b.min(doc.tokens.len()) {
+            covered[k] = true;
+            let f = &doc.feats[k];
+            if f.initial || f.stop {
+                continue;
+            }
+            let w = lower_tok(doc, k);
+            let w = w.trim_end_matches("'s").to_string();
+            if w.chars().count() >= 3 && !known.contains(&w) {
+                known.push(w);
+            }
+        }
+    }
+    for k in 0..doc.tokens.len() {
+        if covered[k] {
+            continue;
+        }
+        let f = &doc.feats[k];
+        if !f.word || f.stop || (f.common() && !f.cap) {
+            continue;
+        }
+        let w = lower_tok(doc, k);
+        let w = w.trim_end_matches("'s");
+        if known.iter().any(|x| x == w) {
+            found.push((k, k + 1, 0.7));
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Places smaller than a state: US cities, towns and counties from the built-in list, taken
+//! when the context says they are places (`, MA 02139`, after a street address, `live in`,
+//! `the Edison office`), or when a multi-word place name is unambiguous.
+
+use super::features::Feat;
+use super::validate;
+use super::{Doc, Recognizer};
+use crate::lexicon::{PLACE, PLACE_PREFIX};
+use crate::{Label, Span};
+
+const STREET_SUFFIXES: &[&str] = &[
+    "st",
+    "street",
+    "ave",
+    "avenue",
+    "av",
+    "rd",
+    "road",
+    "blvd",
+    "boulevard",
+    "dr",
+    "drive",
+    "ln",
+    "lane",
+    "ct",
+    "court",
+    "way",
+    "pl",
+    "place",
+    "ter",
+    "terrace",
+    "cir",
+    "circle",
+    "pkwy",
+    "parkway",
+    "hwy",
+    "highway",
+    "trl",
+    "trail",
+    "sq",
+    "square",
+    "loop",
+    "pike",
+    "row",
+    "box",
+];
+
+const PRE_WORDS: &[&str] = &[
+    "in", "from", "near", "to", "at", "outside", "around", "of", "visiting", "moved",
+];
+
+/// Words that make the place part of an organisation's name (`Riverbend Family Medicine`).
+const ORG_AFTER: &[&str] = &[
+    "family",
+    "medicine",
+    "medical",
+    "health",
+    "hospital",
+    "orthopedics",
+    "cardiology",
+    "dermatology",
+    "pediatrics",
+    "radiology",
+    "imaging",
+    "dental",
+    "pharmacy",
+    "urgent",
+    "clinic",
+    "center",
+    "centre",
+    "associates",
+    "partners",
+    "physicians",
+    "surgery",
+    "lab",
+    "labs",
+    "rehab",
+    "wellness",
+    "oncology",
+    "university",
+    "college",
+    "school",
+    "street",
+    "st",
+    "avenue",
+    "ave",
+    "road",
+    "rd",
+    "drive",
+    "dr",
+    "lane",
+    "ln",
+    "court",
+    "ct",
+    "boulevard",
+    "blvd",
+    "way",
+    "syndrome",
+    "disease",
+    "palsy",
+];
+
+/// The place recognizer.
+pub(crate) struct Places;
+
+impl Recognizer for Places {
+    fn name(&self) -> &'static str {
+        "places"
+    }
+
+    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+        let n = doc.tokens.len();
+        let mut i = 0;
+        let mut buf = String::new();
+        while i < n {
+            let f = doc.feats[i];
+            if !f.cap || !f.word || f.stop {
+                i += 1;
+                continue;
+            }
+            // Longest place name starting here (up to three words).
+            let mut best: Option<usize> = None;
+            if f.flags & PLACE != 0 {
+                best = Some(i + 1);
+            }
+            if f.flags & PLACE_PREFIX != 0 {
+                buf.clear();
+                buf.push_str(&doc.tokens[i].text(doc.text).to_lowercase());
+                for k in i + 1..(i + 4).min(n) {
+                    let g = doc
+                        .text
+                        .get(doc.tokens[k - 1].end..doc.tokens[k].start)
+                        .unwrap_or("");
+                    if g != " " || !doc.feats[k].cap {
+                        break;
+                    }
+                    buf.push(' ');
+                    buf.push_str(&doc.tokens[k].text(doc.text).to_lowercase());
+                    if doc.lex.flags_lower(&buf) & PLACE != 0 {
+                        best = Some(k + 1);
+                    }
+                }
+            }
+            let Some(b) = best else {
+                i += 1;
+                continue;
+            };
+            if let Some(conf) = judge(doc, i, b) {
+                let end = doc.tokens[b - 1].end;
+                let s = doc.text.get(doc.tokens[i].start..end).unwrap_or("");
+                let end = if s.ends_with("'s") { end - 2 } else { end };
+                out.push(Span {
+                    start: doc.tokens[i].start,
+                    end,
+                    label: Label::Location,
+                    confidence: conf,
+                    recognizer: "places",
+                });
+                i = b;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn lower(doc: &Doc<'_>, i: usize) -> String {
+    doc.tokens
+        .get(i)
+        .map(|t| t.text(doc.text).to_lowercase())
+        .unwrap_or_default()
+}
+
+fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
+    let text = doc.text;
+    let feats: &[Feat] = &doc.feats;
+    if feats[b - 1].possessive {
+        return None;
+    }
+    if let Some(t) = doc.tokens.get(b) {
+        let w = t.text(text).to_lowercase();
+        if ORG_AFTER.contains(&w.as_str()) {
+            return None;
+        }
+    }
+    let next = doc.tokens.get(b);
+    let after = next.map_or("", |t| {
+        text.get(doc.tokens[b - 1].end..t.start).unwrap_or("")
+    });
+    // `Springfield, IL`, `Dover, Delaware`, `Akron OH 44301`.
+    if let Some(t) = next
+        && (after == ", " || after == " " || after == ",")
+        && validate::is_state(t.text(text))
+    {
+        return Some(0.9);
+    }
+    // `..., Edison office`, `the Hamilton clinic`.
+    if let Some(t) = next {
+        let w = t.text(text).to_lowercase();
+        if after == " "
+            && matches!(
+                w.as_str(),
+                "office" | "clinic" | "location" | "branch" | "campus" | "site" | "area"
+            )
+            && a > 0
+            && lower(doc, a - 1) == "the"
+        {
+            return Some(0.85);
+        }
+    }
+    if a > 0 {
+        let prev = lower(doc, a - 1);
+        let before = text
+            .get(doc.tokens[a - 1].end..doc.tokens[a].start)
+            .unwrap_or("");
+        // After a street address: `12 Elm St, Bend`, `Apt 4B, Utica`, `PO Box 12\nMacon`.
+        let prev_is_addr_end = STREET_SUFFIXES.contains(&prev.as_str())
+            || (a >= 2 && {
+                let pp = lower(doc, a - 2);
+                matches!(
+                    pp.as_str(),
+                    "apt" | "unit" | "suite" | "ste" | "box" | "apartment"
+                )
+            });
+        if prev_is_addr_end && (before.contains(',') || before.contains('\n') || before == " ") {
+            return Some(0.85);
+        }
+        if prev_is_addr_end && (before == " in " || before.trim() == "in") {
+            return Some(0.85);
+        }
+        if PRE_WORDS.contains(&prev.as_str()) && before == " " {
+            let common = feats[a..b].iter().all(|f| f.common());
+            return Some(if common { 0.6 } else { 0.8 });
+        }
+    }
+    // Unambiguous multi-word names (`Santa Fe`, `Baton Rouge`) anywhere.
+    if b - a >= 2 && !feats[a..b].iter().all(|f| f.common() || f.listed_name()) {
+        return Some(0.7);
+    }
+    None
+}
