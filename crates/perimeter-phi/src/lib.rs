@@ -8,13 +8,19 @@
 //! parsing), context cues found by one Aho-Corasick pass, and name and place detection from
 //! built-in public-domain lists combined with capitalisation, cues and position.
 
+pub mod deid;
 mod detect;
 mod engine;
 pub mod eval;
 mod label;
 mod lexicon;
 mod span;
+mod stream;
+mod surrogate;
+mod vault;
 
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, Engine, EngineConfig, PhiError};
 pub use label::Label;
 pub use span::Span;
+pub use stream::StreamReidentifier;
+pub use vault::{Reidentified, Vault};
