@@ -10,15 +10,22 @@
 //! - [`checkpoint`]: signed checkpoints (C2SP tlog-checkpoint in a signed note, Ed25519) and
 //!   the checkpoint log format; [`schedule`]: when to write one;
 //! - [`verify`]: whole-trail verification; [`bundle`]: offline-checkable inclusion proofs;
-//! - [`query`]: the activity filter and the self-audit event; [`export`]: FHIR R4 and CSV.
+//! - [`query`]: the activity filter and the self-audit event; [`export`]: FHIR R4 and CSV;
+//! - feature `runtime` (default): `group` (group commit of standalone events) and
+//!   `checkpointer` (the background task writing checkpoints to the database and the
+//!   checkpoint file). Without it the crate does no I/O.
 //!
 //! Audit records cannot be deleted or changed through Perimeter: no API here or in the store
 //! does it, and retention is at least [`query::RETENTION_YEARS`] years.
 
 pub mod bundle;
 pub mod checkpoint;
+#[cfg(feature = "runtime")]
+pub mod checkpointer;
 mod event;
 pub mod export;
+#[cfg(feature = "runtime")]
+pub mod group;
 pub mod merkle;
 pub mod proof;
 pub mod query;
