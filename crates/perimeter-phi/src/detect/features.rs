@@ -475,6 +475,9 @@ pub(crate) const PARTICLES: &[&str] = &[
 
 /// `I'm`, `don't`, `we're`, `it's`: never names.
 fn is_contraction(lower: &str) -> bool {
+    if lower != "i" && !lower.contains(['\'', '’']) {
+        return false;
+    }
     let l = lower.replace('’', "'");
     l == "i"
         || ["'m", "'re", "'ve", "'ll", "'d", "n't"]
@@ -502,6 +505,7 @@ pub(crate) fn stop_set() -> FxHashSet<&'static str> {
 /// Computes the features of every token.
 pub(crate) fn compute(
     text: &str,
+    lower: &str,
     tokens: &[Token],
     lex: &Lexicon,
     stops: &FxHashSet<&'static str>,
@@ -520,7 +524,27 @@ pub(crate) fn compute(
             s
         };
         let word = t.kind == Kind::Word;
-        let mut flags = if word { lex.flags(base, &mut buf) } else { 0 };
+        let ascii_lower = if word && base.is_ascii() {
+            lower.get(t.start..t.start + base.len())
+        } else {
+            None
+        };
+        // Lower-case stop words need no lexicon lookup (most tokens of prose).
+        let quick_stop = !t.upper && ascii_lower.is_some_and(|w| stops.contains(w));
+        let mut flags = if !word {
+            0
+        } else if let Some(w) = ascii_lower {
+            // The ASCII-lower-cased copy of the text has the same offsets: no copy needed.
+            buf.clear();
+            buf.push_str(w);
+            if quick_stop && !matches!(w, "april" | "june" | "august" | "may" | "jan") {
+                0
+            } else {
+                lex.flags_lower(w)
+            }
+        } else {
+            lex.flags(base, &mut buf)
+        };
         if word && flags == 0 && base.contains('-') {
             let mut part_buf = String::new();
             let parts: Vec<u8> = base
@@ -545,12 +569,24 @@ pub(crate) fn compute(
                 buf.as_str(),
                 "will" | "may" | "jan" | "june" | "april" | "august"
             );
-        let stop = word && !cased_name && (stops.contains(buf.as_str()) || is_contraction(&buf));
-        let gap = text.get(prev_end..t.start).unwrap_or("");
+        let stop = word
+            && !cased_name
+            && (quick_stop || stops.contains(buf.as_str()) || is_contraction(&buf));
+        let gap = bytes.get(prev_end..t.start).unwrap_or(&[]);
         let sent_start = i == 0
-            || gap.contains(['.', '!', '?', '\n', ':', '-', '|', '>', '*', '•'])
-            || gap.contains("\u{2014}");
-        let initial = s.chars().count() == 1 && t.upper && bytes.get(t.end) == Some(&b'.') && word;
+            || gap.iter().any(|b| {
+                matches!(
+                    b,
+                    b'.' | b'!' | b'?' | b'\n' | b':' | b'-' | b'|' | b'>' | b'*'
+                )
+            })
+            // em dash (U+2014) and bullet (U+2022)
+            || gap.windows(3).any(|w| w == [0xE2, 0x80, 0x94] || w == [0xE2, 0x80, 0xA2]);
+        let initial = word
+            && t.upper
+            && t.end - t.start <= 4
+            && s.chars().count() == 1
+            && bytes.get(t.end) == Some(&b'.');
         out.push(Feat {
             flags,
             cap: t.upper,

@@ -10,6 +10,7 @@ pub(crate) mod features;
 pub(crate) mod names;
 pub(crate) mod patterns;
 pub(crate) mod places;
+pub(crate) mod structured;
 pub(crate) mod tokens;
 pub(crate) mod validate;
 
@@ -36,6 +37,18 @@ pub(crate) struct Doc<'t> {
     pub feats: Vec<Feat>,
     /// The built-in lists.
     pub lex: &'t Lexicon,
+    /// The text with ASCII letters lower-cased (same byte offsets as `text`).
+    pub lower: String,
+}
+
+impl Doc<'_> {
+    /// Token `i` with ASCII letters lower-cased ("" when out of range).
+    pub(crate) fn lower_tok(&self, i: usize) -> &str {
+        self.tokens
+            .get(i)
+            .and_then(|t| self.lower.get(t.start..t.end))
+            .unwrap_or("")
+    }
 }
 
 /// A detector for one family of identifiers.
@@ -61,6 +74,7 @@ impl Pipeline {
             Box::new(patterns::Patterns::new()?),
             Box::new(names::Names),
             Box::new(places::Places),
+            Box::new(structured::Structured),
         ];
         Ok(Pipeline {
             cues,
@@ -72,13 +86,15 @@ impl Pipeline {
 
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
         let tokens = tokens::tokenize(text);
-        let feats = features::compute(text, &tokens, &self.lex, &self.stops);
+        let lower = text.to_ascii_lowercase();
+        let feats = features::compute(text, &lower, &tokens, &self.lex, &self.stops);
         let doc = Doc {
             text,
             tokens,
-            cues: self.cues.find(text),
+            cues: self.cues.find(&lower),
             feats,
             lex: &self.lex,
+            lower,
         };
         let mut out = Vec::new();
         for r in &self.recognizers {

@@ -204,9 +204,8 @@ fn is_particle_tok(doc: &Doc<'_>, k: usize) -> bool {
 }
 
 fn eponym(s: &str) -> bool {
-    let l = s.to_lowercase();
-    let l = l.trim_end_matches("'s").trim_end_matches("’s");
-    EPONYMS.contains(&l)
+    let l = s.trim_end_matches("'s").trim_end_matches("’s");
+    EPONYMS.iter().any(|e| e.eq_ignore_ascii_case(l))
 }
 
 /// The person-name recognizer.
@@ -260,16 +259,12 @@ fn gap<'t>(doc: &Doc<'t>, a: usize, b: usize) -> &'t str {
     }
 }
 
-fn lower_tok(doc: &Doc<'_>, i: usize) -> String {
-    doc.tokens
-        .get(i)
-        .map(|t| t.text(doc.text).to_lowercase())
-        .unwrap_or_default()
+fn lower_tok<'d>(doc: &'d Doc<'_>, i: usize) -> &'d str {
+    doc.lower_tok(i)
 }
 
 fn is_org_word(doc: &Doc<'_>, i: usize) -> bool {
-    let w = lower_tok(doc, i);
-    ORG_WORDS.contains(&w.as_str())
+    ORG_WORDS.contains(&lower_tok(doc, i))
 }
 
 /// Whether the gap between two name parts keeps them in one name.
@@ -290,7 +285,8 @@ fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
             .iter()
             .any(|x| s.ends_with(x));
         match cue {
-            Cue::NameIntro | Cue::Title => {
+            Cue::Title => f.listed_name() || (!f.common() && s.len() >= 2 && !verbish),
+            Cue::NameIntro => {
                 (f.listed_name() && !f.common()) || (!f.common() && s.len() >= 3 && !verbish)
             }
             Cue::SignOff | Cue::Relation => f.listed_name() && !f.common(),
@@ -330,6 +326,27 @@ fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
         && joins(gap(doc, j, j + 1), false)
     {
         k = j + 2;
+    }
+    // `this is grace from 3b`: a first name that is also a word, closed by a stop word or
+    // punctuation right after an introduction.
+    if !cap_mode
+        && k == j
+        && matches!(cue, Cue::NameIntro)
+        && first.word
+        && !first.stop
+        && first.first()
+    {
+        let closed = match doc.tokens.get(j + 1) {
+            None => true,
+            Some(_) => {
+                let g = gap(doc, j, j + 1);
+                g.contains([',', '.', '!', '?', '\n', '-'])
+                    || (g == " " && feats.get(j + 1).is_some_and(|n| n.stop))
+            }
+        };
+        if closed {
+            return Some((j, j + 1));
+        }
     }
     // `dr da Conceição`: a particle may open a surname after a title.
     if k == j && matches!(cue, Cue::Title) && is_particle(doc, j) {
@@ -575,18 +592,14 @@ fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f
         // A lone unknown capitalised word: a foreign-script name, or a name in a slot
         // where names go (`..., Sedat doesnt`, `for Swetlana?`, `and Bolatito`).
         let prev_gap = if a > 0 { gap(doc, a - 1, a) } else { "" };
-        let prev = if a > 0 {
-            lower_tok(doc, a - 1)
-        } else {
-            String::new()
-        };
+        let prev = if a > 0 { lower_tok(doc, a - 1) } else { "" };
         let next_is_digit = doc
             .tokens
             .get(b)
             .is_some_and(|t| t.kind != super::tokens::Kind::Word);
         let slot = prev_gap == ", "
             || matches!(
-                prev.as_str(),
+                prev,
                 "for"
                     | "and"
                     | "to"
@@ -726,7 +739,7 @@ fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if found.is_empty() {
         return;
     }
-    let mut known: Vec<String> = Vec::new();
+    let mut known: Vec<&str> = Vec::new();
     let mut covered = vec![false; doc.tokens.len()];
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
@@ -736,7 +749,7 @@ fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 continue;
             }
             let w = lower_tok(doc, k);
-            let w = w.trim_end_matches("'s").to_string();
+            let w = w.trim_end_matches("'s");
             if w.chars().count() >= 3 && !known.contains(&w) {
                 known.push(w);
             }
@@ -752,7 +765,7 @@ fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
         let w = lower_tok(doc, k);
         let w = w.trim_end_matches("'s");
-        if known.iter().any(|x| x == w) {
+        if known.contains(&w) {
             found.push((k, k + 1, 0.7));
         }
     }

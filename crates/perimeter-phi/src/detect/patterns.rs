@@ -22,6 +22,7 @@ enum P {
     DateNum,
     DateMonthFirst,
     DateDayFirst,
+    Card,
     Ssn,
     Phone,
     Spelled,
@@ -61,6 +62,10 @@ fn patterns() -> Vec<(P, String)> {
                 r"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:,?\s*(?:1[89]|20)\d\d\b)?"
             ),
         ),
+        (
+            P::Card,
+            r"\b(?:\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})\b".into(),
+        ),
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
         (
             P::Phone,
@@ -90,7 +95,10 @@ fn patterns() -> Vec<(P, String)> {
 
 /// The structured-identifier recognizer.
 pub(crate) struct Patterns {
+    /// All patterns in one automaton: one leftmost-first pass over the text.
     re: Regex,
+    /// Each pattern alone, for an anchored retry when the preferred match fails validation.
+    singles: Vec<Regex>,
     kinds: Vec<P>,
 }
 
@@ -99,17 +107,24 @@ impl Patterns {
         let pats = patterns();
         let kinds = pats.iter().map(|(k, _)| *k).collect();
         let srcs: Vec<&str> = pats.iter().map(|(_, s)| s.as_str()).collect();
-        let re = Regex::builder()
-            .syntax(
-                regex_automata::util::syntax::Config::new()
-                    .unicode(false)
-                    .utf8(false),
-            )
-            .build_many(&srcs)
-            .map_err(|_| PhiError::Build {
-                recognizer: "patterns",
-            })?;
-        Ok(Patterns { re, kinds })
+        let build = |srcs: &[&str]| {
+            Regex::builder()
+                .syntax(
+                    regex_automata::util::syntax::Config::new()
+                        .unicode(false)
+                        .utf8(false),
+                )
+                .build_many(srcs)
+                .map_err(|_| PhiError::Build {
+                    recognizer: "patterns",
+                })
+        };
+        let re = build(&srcs)?;
+        let singles = srcs
+            .iter()
+            .map(|s| build(std::slice::from_ref(s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Patterns { re, singles, kinds })
     }
 }
 
@@ -139,13 +154,15 @@ impl Recognizer for Patterns {
                 // The preferred pattern failed validation: try the later ones anchored here.
                 let first = m.pattern().as_usize() + 1;
                 for pid in first..self.kinds.len() {
-                    let Some(p) = PatternID::new(pid).ok() else {
+                    let (Some(p), Some(single)) =
+                        (PatternID::new(pid).ok(), self.singles.get(pid))
+                    else {
                         break;
                     };
                     let input = Input::new(text)
                         .range(m.start()..)
-                        .anchored(Anchored::Pattern(p));
-                    if let Some(m2) = self.re.search(&input)
+                        .anchored(Anchored::Yes);
+                    if let Some(m2) = single.search(&input)
                         && let Some(f) = self.judge(doc, p, m2.start(), m2.end())
                     {
                         {
@@ -210,7 +227,7 @@ impl Patterns {
             }
             P::Email => found(Label::Email, 0.97),
             P::Ipv4 => {
-                if s.parse::<std::net::Ipv4Addr>().is_ok() && !is_version_like(text, start) {
+                if s.parse::<std::net::Ipv4Addr>().is_ok() && !is_version_like(&doc.lower, start) {
                     found(Label::Ip, 0.9)
                 } else {
                     None
@@ -242,7 +259,7 @@ impl Patterns {
                 }
                 if has_year(s) {
                     found(Label::Date, 0.92)
-                } else if fraction_context(text, start, end) || not_phi_before(cues, start) {
+                } else if fraction_context(&doc.lower, start, end) || not_phi_before(cues, start) {
                     None
                 } else {
                     found(Label::Date, 0.8)
@@ -280,6 +297,16 @@ impl Patterns {
                     _ => Label::Phone,
                 };
                 found(label, 0.85)
+            }
+            P::Card => {
+                let cue = ident_label_before(cues, start, 40);
+                if validate::luhn(s) && cue.is_none_or(|l| l == Label::Account) {
+                    found(Label::Account, 0.9)
+                } else if let Some(l) = cue {
+                    found(l, 0.85)
+                } else {
+                    None
+                }
             }
             P::PoBox => found(Label::Address, 0.95),
             P::Address => {
@@ -341,7 +368,7 @@ impl Patterns {
                 return found(Label::Location, 0.75);
             }
         }
-        if validate::age_over_89(s) == Some(true) && age_context(text, start, end) {
+        if validate::age_over_89(s) == Some(true) && age_context(&doc.lower, start, end) {
             return found(Label::Age, 0.85);
         }
         if let Some(label) = cue {
@@ -379,9 +406,8 @@ fn has_year(s: &str) -> bool {
 }
 
 /// `1/2 tablet`, `7/10 pain`: a fraction or score, not a date.
-fn fraction_context(text: &str, start: usize, end: usize) -> bool {
-    let after = text.get(end..).unwrap_or("");
-    let after = after.trim_start().to_ascii_lowercase();
+fn fraction_context(lower: &str, start: usize, end: usize) -> bool {
+    let after = after_window(lower, end, 16).trim_start();
     const UNITS: [&str; 14] = [
         "tab", "pill", "cap", "dose", "cup", "teaspoon", "tsp", "of ", "mg", "ml", "pain",
         "on the", "scale", "units",
@@ -389,23 +415,30 @@ fn fraction_context(text: &str, start: usize, end: usize) -> bool {
     if UNITS.iter().any(|u| after.starts_with(u)) {
         return true;
     }
-    let before = text.get(..start).unwrap_or("");
-    let before = before.trim_end();
-    let tail: String = before
-        .chars()
-        .rev()
-        .take(12)
-        .collect::<String>()
-        .chars()
-        .rev()
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let tail = before_window(lower, start, 16).trim_end();
     tail.ends_with("pain") || tail.ends_with("rated") || tail.ends_with("scale")
 }
 
-fn is_version_like(text: &str, start: usize) -> bool {
-    let before = text.get(..start).unwrap_or("").to_ascii_lowercase();
-    let before = before.trim_end();
+/// Up to `n` bytes of `s` after `pos`, cut on a char boundary.
+pub(crate) fn after_window(s: &str, pos: usize, n: usize) -> &str {
+    let mut end = (pos + n).min(s.len());
+    while end > pos && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(pos..end).unwrap_or("")
+}
+
+/// Up to `n` bytes of `s` before `pos`, cut on a char boundary.
+pub(crate) fn before_window(s: &str, pos: usize, n: usize) -> &str {
+    let mut start = pos.saturating_sub(n);
+    while start < pos && !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s.get(start..pos).unwrap_or("")
+}
+
+fn is_version_like(lower: &str, start: usize) -> bool {
+    let before = before_window(lower, start, 12).trim_end();
     before.ends_with("version") || before.ends_with('v')
 }
 
@@ -440,8 +473,8 @@ fn zip_context(doc: &Doc<'_>, start: usize) -> bool {
     let two_word_place = idx >= 2
         && between == " "
         && doc.tokens.get(idx - 2).is_some_and(|p2| {
-            let joined = text.get(p2.start..prev.end).unwrap_or("").to_lowercase();
-            doc.lex.flags_lower(&joined) & crate::lexicon::PLACE != 0
+            let joined = doc.lower.get(p2.start..prev.end).unwrap_or("");
+            doc.lex.flags_lower(joined) & crate::lexicon::PLACE != 0
         });
     validate::is_state(word)
         || two_word_place
@@ -453,14 +486,8 @@ fn zip_context(doc: &Doc<'_>, start: usize) -> bool {
 }
 
 /// `93 years old`, `she is 93`, `age 93`, `93 yo`, `93-year-old`.
-fn age_context(text: &str, start: usize, end: usize) -> bool {
-    let after = text.get(end..).unwrap_or("");
-    let after_l: String = after
-        .chars()
-        .take(12)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let a = after_l.trim_start_matches([' ', '-']);
+fn age_context(lower: &str, start: usize, end: usize) -> bool {
+    let a = after_window(lower, end, 12).trim_start_matches([' ', '-']);
     if a.starts_with("year")
         || a.starts_with("yr")
         || a.starts_with("yo")
@@ -470,17 +497,7 @@ fn age_context(text: &str, start: usize, end: usize) -> bool {
     {
         return true;
     }
-    let before: String = text
-        .get(..start)
-        .unwrap_or("")
-        .chars()
-        .rev()
-        .take(16)
-        .collect::<String>()
-        .chars()
-        .rev()
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let before = before_window(lower, start, 16);
     let b = before.trim_end().trim_end_matches([':', ',']);
     let unit_after = a.starts_with("lb")
         || a.starts_with("kg")

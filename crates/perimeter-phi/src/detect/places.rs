@@ -125,7 +125,7 @@ impl Recognizer for Places {
             }
             if f.flags & PLACE_PREFIX != 0 {
                 buf.clear();
-                buf.push_str(&doc.tokens[i].text(doc.text).to_lowercase());
+                buf.push_str(doc.lower_tok(i));
                 for k in i + 1..(i + 4).min(n) {
                     let g = doc
                         .text
@@ -135,7 +135,7 @@ impl Recognizer for Places {
                         break;
                     }
                     buf.push(' ');
-                    buf.push_str(&doc.tokens[k].text(doc.text).to_lowercase());
+                    buf.push_str(doc.lower_tok(k));
                     if doc.lex.flags_lower(&buf) & PLACE != 0 {
                         best = Some(k + 1);
                     }
@@ -164,11 +164,8 @@ impl Recognizer for Places {
     }
 }
 
-fn lower(doc: &Doc<'_>, i: usize) -> String {
-    doc.tokens
-        .get(i)
-        .map(|t| t.text(doc.text).to_lowercase())
-        .unwrap_or_default()
+fn lower<'d>(doc: &'d Doc<'_>, i: usize) -> &'d str {
+    doc.lower_tok(i)
 }
 
 fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
@@ -177,9 +174,9 @@ fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
     if feats[b - 1].possessive {
         return None;
     }
-    if let Some(t) = doc.tokens.get(b) {
-        let w = t.text(text).to_lowercase();
-        if ORG_AFTER.contains(&w.as_str()) {
+    if doc.tokens.get(b).is_some() {
+        let w = doc.lower_tok(b);
+        if ORG_AFTER.contains(&w) {
             return None;
         }
     }
@@ -195,11 +192,11 @@ fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
         return Some(0.9);
     }
     // `..., Edison office`, `the Hamilton clinic`.
-    if let Some(t) = next {
-        let w = t.text(text).to_lowercase();
+    if next.is_some() {
+        let w = doc.lower_tok(b);
         if after == " "
             && matches!(
-                w.as_str(),
+                w,
                 "office" | "clinic" | "location" | "branch" | "campus" | "site" | "area"
             )
             && a > 0
@@ -214,11 +211,11 @@ fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
             .get(doc.tokens[a - 1].end..doc.tokens[a].start)
             .unwrap_or("");
         // After a street address: `12 Elm St, Bend`, `Apt 4B, Utica`, `PO Box 12\nMacon`.
-        let prev_is_addr_end = STREET_SUFFIXES.contains(&prev.as_str())
+        let prev_is_addr_end = STREET_SUFFIXES.contains(&prev)
             || (a >= 2 && {
                 let pp = lower(doc, a - 2);
                 matches!(
-                    pp.as_str(),
+                    pp,
                     "apt" | "unit" | "suite" | "ste" | "box" | "apartment"
                 )
             });
@@ -228,7 +225,7 @@ fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
         if prev_is_addr_end && (before == " in " || before.trim() == "in") {
             return Some(0.85);
         }
-        if PRE_WORDS.contains(&prev.as_str()) && before == " " {
+        if PRE_WORDS.contains(&prev) && before == " " {
             let common = feats[a..b].iter().all(|f| f.common());
             return Some(if common { 0.6 } else { 0.8 });
         }

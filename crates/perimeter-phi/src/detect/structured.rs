@@ -1,0 +1,348 @@
+//! Structured inputs: HL7 v2 segments (`PID|...`) and JSON payloads (`"dob": "..."`), where
+//! the field position or key says what a value is.
+
+use super::{Doc, Recognizer};
+use crate::{Label, Span};
+
+/// The structured-input recognizer.
+pub(crate) struct Structured;
+
+impl Recognizer for Structured {
+    fn name(&self) -> &'static str {
+        "structured"
+    }
+
+    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+        let text = doc.text;
+        if text.contains('|') {
+            hl7(text, out);
+        }
+        if text.contains("\":") || text.contains("\" :") {
+            json(doc, out);
+        }
+    }
+}
+
+fn push(out: &mut Vec<Span>, start: usize, end: usize, label: Label, conf: f32) {
+    if start < end {
+        out.push(Span {
+            start,
+            end,
+            label,
+            confidence: conf,
+            recognizer: "structured",
+        });
+    }
+}
+
+/// `YYYYMMDD[HHMM[SS]]` with a real calendar date.
+fn hl7_date(s: &str) -> bool {
+    let d = s.split(['+', '-', '.']).next().unwrap_or("");
+    if !(d.len() == 8 || d.len() == 12 || d.len() == 14) || !d.bytes().all(|b| b.is_ascii_digit())
+    {
+        return false;
+    }
+    let iso = format!(
+        "{}-{}-{}",
+        d.get(0..4).unwrap_or(""),
+        d.get(4..6).unwrap_or(""),
+        d.get(6..8).unwrap_or("")
+    );
+    let y: u32 = d.get(0..4).and_then(|y| y.parse().ok()).unwrap_or(0);
+    (1850..=2100).contains(&y) && super::validate::iso_date(&iso)
+}
+
+/// What each field (1-based, after the segment name) of the common segments holds.
+fn field_label(seg: &str, field: usize) -> Option<Label> {
+    Some(match (seg, field) {
+        ("PID", 2 | 3 | 4) => Label::Mrn,
+        ("PID", 5 | 6 | 9) => Label::Name,
+        ("PID", 7) => Label::Date,
+        ("PID", 11) => Label::Address,
+        ("PID", 13 | 14) => Label::Phone,
+        ("PID", 18) => Label::Account,
+        ("PID", 19) => Label::Ssn,
+        ("PID", 20) => Label::License,
+        ("PID", 29) => Label::Date,
+        ("NK1", 2) => Label::Name,
+        ("NK1", 4) => Label::Address,
+        ("NK1", 5 | 6) => Label::Phone,
+        ("PV1", 7 | 8 | 9 | 17) => Label::Name,
+        ("PV1", 19) => Label::Id,
+        ("PV1", 44 | 45) => Label::Date,
+        ("GT1", 3) => Label::Name,
+        ("GT1", 5) => Label::Address,
+        ("GT1", 6 | 7) => Label::Phone,
+        ("GT1", 8) => Label::Date,
+        ("GT1", 12) => Label::Ssn,
+        ("IN1", 2 | 36) => Label::HealthPlan,
+        ("IN1", 16) => Label::Name,
+        ("IN1", 18) => Label::Date,
+        ("IN1", 19) => Label::Address,
+        ("IN1", 49) => Label::HealthPlan,
+        ("ORC" | "OBR", 2 | 3) => Label::Id,
+        ("ORC", 12) | ("OBR", 16) => Label::Name,
+        _ => return None,
+    })
+}
+
+fn hl7(text: &str, out: &mut Vec<Span>) {
+    let mut line_start = 0;
+    for line in text.split_inclusive(['\n', '\r']) {
+        let base = line_start;
+        line_start += line.len();
+        let l = line.trim_end_matches(['\n', '\r']);
+        let b = l.as_bytes();
+        if b.len() < 4 || b[3] != b'|' || !b[..3].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            continue;
+        }
+        let seg = &l[..3];
+        // MSH-1 is the separator itself, so MSH fields are shifted by one.
+        let mut pos = 4;
+        for (i, field) in l[4..].split('|').enumerate() {
+            let field_no = if seg == "MSH" { i + 2 } else { i + 1 };
+            let fstart = base + pos;
+            pos += field.len() + 1;
+            if field.is_empty() {
+                continue;
+            }
+            let label = field_label(seg, field_no);
+            // Any date-time field is a date.
+            let mut cpos = 0;
+            for comp in field.split(['^', '~', '&']) {
+                let cstart = fstart + cpos;
+                cpos += comp.len() + 1;
+                let c = comp.trim();
+                if c.is_empty() {
+                    continue;
+                }
+                let lead = comp.len() - comp.trim_start().len();
+                let (s, e) = (cstart + lead, cstart + lead + c.len());
+                if hl7_date(c) {
+                    push(out, s, e, Label::Date, 0.9);
+                    continue;
+                }
+                match label {
+                    Some(Label::Name) => {
+                        // Skip ID numbers and degree/suffix codes inside the name field.
+                        if c.chars().any(|ch| ch.is_alphabetic())
+                            && !c.chars().any(|ch| ch.is_ascii_digit())
+                            && !matches!(c, "MD" | "DO" | "RN" | "NP" | "PA" | "JR" | "SR" | "II" | "III" | "L" | "D" | "M" | "F" | "U")
+                        {
+                            push(out, s, e, Label::Name, 0.9);
+                        } else if c.chars().any(|ch| ch.is_ascii_digit()) && c.len() >= 4 {
+                            push(out, s, e, Label::Id, 0.8);
+                        }
+                    }
+                    Some(Label::Address) => {
+                        // street ^ other ^ city ^ state ^ zip ^ country
+                        let idx = field[..(cstart - fstart).min(field.len())].matches('^').count();
+                        let l2 = match idx {
+                            0 | 1 => Some(Label::Address),
+                            2 | 4 | 8 => Some(Label::Location),
+                            _ => None,
+                        };
+                        if let Some(l2) = l2 {
+                            push(out, s, e, l2, 0.9);
+                        }
+                    }
+                    Some(Label::Phone) => {
+                        if c.bytes().filter(u8::is_ascii_digit).count() >= 7 {
+                            push(out, s, e, Label::Phone, 0.9);
+                        }
+                    }
+                    Some(Label::Date) => {}
+                    Some(l) => {
+                        let idx = field[..(cstart - fstart).min(field.len())].matches('^').count();
+                        if idx == 0 && c.bytes().any(|b| b.is_ascii_digit()) {
+                            push(out, s, e, l, 0.9);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// What a JSON key says its value is.
+fn key_label(key: &str) -> Option<Label> {
+    let k: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let has = |w: &str| k.contains(w);
+    if k.is_empty() {
+        return None;
+    }
+    Some(
+        if has("email") {
+            Label::Email
+        } else if has("fax") {
+            Label::Fax
+        } else if has("phone") || has("mobile") || has("cell") || k == "tel" || has("telephone") {
+            Label::Phone
+        } else if has("ssn") || has("socialsecurity") {
+            Label::Ssn
+        } else if has("mrn") || has("medicalrecord") || k == "patientid" || has("chart") {
+            Label::Mrn
+        } else if has("memberid") || has("policy") || has("medicare") || has("medicaid") || has("subscriber") || has("insuranceid") || has("mbi") {
+            Label::HealthPlan
+        } else if has("account") || has("acct") || has("cardnumber") {
+            Label::Account
+        } else if has("license") || has("licence") || has("npi") || has("dea") {
+            Label::License
+        } else if has("vin") || has("plate") {
+            Label::Vehicle
+        } else if has("serial") || has("deviceid") || has("udi") || has("imei") {
+            Label::Device
+        } else if has("url") || has("website") || has("homepage") {
+            Label::Url
+        } else if k == "ip" || has("ipaddress") || has("ipaddr") {
+            Label::Ip
+        } else if has("dob") || has("birth") || k.ends_with("date") || has("admit") || has("discharge") || has("dos") {
+            Label::Date
+        } else if k == "age" {
+            Label::Age
+        } else if has("zip") || has("postal") || k == "city" || k == "county" || has("town") {
+            Label::Location
+        } else if has("street") || has("address") || k == "line1" || k == "line2" || k == "addr" {
+            Label::Address
+        } else if has("name") || k == "patient" || k == "given" || k == "family" || k == "surname" || has("physician") || has("provider") || has("doctor") || k == "guardian" || k == "contact" || k == "caller" || k == "pcp" || k == "nok" {
+            Label::Name
+        } else if has("claim") || has("rx") || has("prescription") || has("case") || has("ticket") || has("order") || has("encounter") || has("visitid") {
+            Label::Id
+        } else {
+            return None;
+        },
+    )
+}
+
+/// `"key": "value"` and `"key": 12345` pairs.
+fn json(doc: &Doc<'_>, out: &mut Vec<Span>) {
+    let text = doc.text;
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // Find a quoted key followed by a colon.
+        let Some(q) = memchr_from(b, b'"', i) else { break };
+        let Some(q2) = memchr_from(b, b'"', q + 1) else { break };
+        let key = text.get(q + 1..q2).unwrap_or("");
+        let mut j = q2 + 1;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != b':' || key.len() > 40 {
+            i = q2;
+            continue;
+        }
+        j += 1;
+        while j < b.len() && matches!(b[j], b' ' | b'\t' | b'\n' | b'\r') {
+            j += 1;
+        }
+        let label = key_label(key);
+        if j < b.len() && b[j] == b'"' {
+            // String value up to the closing unescaped quote.
+            let vs = j + 1;
+            let mut k = vs;
+            while k < b.len() && b[k] != b'"' {
+                k += if b[k] == b'\\' { 2 } else { 1 };
+            }
+            let ve = k.min(b.len());
+            if let (Some(l), Some(v)) = (label, text.get(vs..ve)) {
+                let t = v.trim();
+                let lead = v.len() - v.trim_start().len();
+                let ok = match l {
+                    Label::Name => t.chars().any(char::is_alphabetic) && t.len() <= 80,
+                    Label::Age => t.parse::<u32>().is_ok_and(|a| a >= 90),
+                    Label::Address => t.chars().any(|c| c.is_ascii_digit()) || t.len() > 3,
+                    _ => t.chars().any(|c| c.is_ascii_alphanumeric()),
+                };
+                if ok {
+                    push(out, vs + lead, vs + lead + t.len(), l, 0.9);
+                }
+            }
+            i = ve + 1;
+        } else {
+            // A bare number.
+            let vs = j;
+            let mut k = vs;
+            while k < b.len() && (b[k].is_ascii_digit() || b[k] == b'-') {
+                k += 1;
+            }
+            if let Some(l) = label
+                && k > vs
+            {
+                let v = text.get(vs..k).unwrap_or("");
+                let ok = match l {
+                    Label::Age => v.parse::<u32>().is_ok_and(|a| a >= 90),
+                    Label::Name | Label::Address | Label::Url | Label::Email => false,
+                    _ => v.len() >= 3,
+                };
+                if ok {
+                    push(out, vs, k, l, 0.9);
+                }
+            }
+            i = k.max(j);
+        }
+    }
+}
+
+fn memchr_from(b: &[u8], needle: u8, from: usize) -> Option<usize> {
+    b.get(from..)?.iter().position(|&c| c == needle).map(|p| p + from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(t: &str) -> Vec<(String, Label)> {
+        let mut out = Vec::new();
+        hl7(t, &mut out);
+        out.iter().map(|s| (s.text(t).to_string(), s.label)).collect()
+    }
+
+    #[test]
+    fn hl7_pid_fields() {
+        let t = "MSH|^~\\&|EPIC|CLINIC|||20250314093000||ADT^A01|MSG00001|P|2.5\rPID|1||00123456^^^MRN^MR||DOE^JANE^Q||19800115|F|||12 Elm St^^Springfield^IL^62704||(555)555-1234|||||ACCT998877|123-45-6789";
+        let s = spans(t);
+        assert!(s.contains(&("00123456".into(), Label::Mrn)));
+        assert!(s.contains(&("DOE".into(), Label::Name)));
+        assert!(s.contains(&("JANE".into(), Label::Name)));
+        assert!(s.contains(&("19800115".into(), Label::Date)));
+        assert!(s.contains(&("12 Elm St".into(), Label::Address)));
+        assert!(s.contains(&("Springfield".into(), Label::Location)));
+        assert!(s.contains(&("62704".into(), Label::Location)));
+        assert!(!s.iter().any(|(x, _)| x == "IL"));
+        assert!(s.contains(&("(555)555-1234".into(), Label::Phone)));
+        assert!(s.contains(&("ACCT998877".into(), Label::Account)));
+        assert!(s.contains(&("123-45-6789".into(), Label::Ssn)));
+        assert!(s.contains(&("20250314093000".into(), Label::Date)));
+    }
+
+    #[test]
+    fn json_keys() {
+        let t = r#"{"patient_name": "Ana Ruiz", "dob": "1950-02-03", "mrn": 445566, "age": 93, "dose_mg": 10, "city": "Bend"}"#;
+        let mut out = Vec::new();
+        let doc_text = t;
+        let lex = crate::lexicon::Lexicon::load();
+        let doc = Doc {
+            text: doc_text,
+            tokens: Vec::new(),
+            cues: Vec::new(),
+            feats: Vec::new(),
+            lex: &lex,
+            lower: t.to_ascii_lowercase(),
+        };
+        json(&doc, &mut out);
+        let s: Vec<(&str, Label)> = out.iter().map(|s| (s.text(t), s.label)).collect();
+        assert!(s.contains(&("Ana Ruiz", Label::Name)));
+        assert!(s.contains(&("1950-02-03", Label::Date)));
+        assert!(s.contains(&("445566", Label::Mrn)));
+        assert!(s.contains(&("93", Label::Age)));
+        assert!(s.contains(&("Bend", Label::Location)));
+        assert!(!s.iter().any(|(x, _)| *x == "10"));
+    }
+}

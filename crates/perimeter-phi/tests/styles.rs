@@ -1,0 +1,180 @@
+//! Hand-made texts in styles the development corpus does not have (HL7, JSON, chat, fax cover
+//! sheet, forwarded e-mail, spelled-out digits, lower-case names, names that are also words),
+//! with the identifiers each must find and the look-alikes it must leave alone.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use perimeter_phi::{Engine, EngineConfig, Label, Span};
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default()).unwrap()
+}
+
+/// Every letter and digit of `needle` (first occurrence) is covered by some span.
+fn covered(text: &str, spans: &[Span], needle: &str) -> bool {
+    let Some(at) = text.find(needle) else {
+        panic!("test text lacks {needle:?}");
+    };
+    text[at..at + needle.len()]
+        .char_indices()
+        .filter(|(_, c)| c.is_alphanumeric())
+        .all(|(i, _)| spans.iter().any(|s| s.start <= at + i && at + i < s.end))
+}
+
+/// No letter or digit of `needle` (first occurrence) is covered.
+fn untouched(text: &str, spans: &[Span], needle: &str) -> bool {
+    let Some(at) = text.find(needle) else {
+        panic!("test text lacks {needle:?}");
+    };
+    text[at..at + needle.len()]
+        .char_indices()
+        .filter(|(_, c)| c.is_alphanumeric())
+        .all(|(i, _)| !spans.iter().any(|s| s.start <= at + i && at + i < s.end))
+}
+
+fn label_of(text: &str, spans: &[Span], needle: &str) -> Option<Label> {
+    let at = text.find(needle)?;
+    spans
+        .iter()
+        .find(|s| s.start <= at && at < s.end)
+        .map(|s| s.label)
+}
+
+fn check(text: &str, phi: &[&str], not_phi: &[&str]) -> Vec<Span> {
+    let spans = engine().detect(text).unwrap();
+    let shown: Vec<String> = spans
+        .iter()
+        .map(|s| format!("{}:{}", s.label, s.text(text)))
+        .collect();
+    for p in phi {
+        assert!(covered(text, &spans, p), "missed {p:?} in {text:?}; found {shown:?}");
+    }
+    for n in not_phi {
+        assert!(untouched(text, &spans, n), "flagged {n:?} in {text:?}; found {shown:?}");
+    }
+    // Sorted, disjoint, on char boundaries.
+    for w in spans.windows(2) {
+        assert!(w[0].end <= w[1].start);
+    }
+    for s in &spans {
+        assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end));
+    }
+    spans
+}
+
+#[test]
+fn hl7_v2_message() {
+    let t = "MSH|^~\\&|LAB|NORTHCLINIC|||20250314093000||ORU^R01|MSG0042|P|2.5\r\
+PID|1||A7781234^^^NC^MR||KOWALCZYK^MAGDALENA^J||19470822|F|||418 Birch Hollow Rd^^Marquette^MI^49855||906-555-0187|||||88120455|512-33-9081\r\
+PV1|1|O|||||1234567^OKAFOR^CHIDI^^^DR|||||||||||V99812\r\
+OBX|1|NM|4548-4^HbA1c^LN||7.2|%|4.0-5.6|H|||F|||20250313";
+    let spans = check(
+        t,
+        &["A7781234", "KOWALCZYK", "MAGDALENA", "19470822", "418 Birch Hollow Rd", "Marquette", "49855", "906-555-0187", "512-33-9081", "OKAFOR", "CHIDI", "20250313"],
+        &["HbA1c", "7.2", "4.0-5.6"],
+    );
+    assert_eq!(label_of(t, &spans, "KOWALCZYK"), Some(Label::Name));
+    assert_eq!(label_of(t, &spans, "19470822"), Some(Label::Date));
+}
+
+#[test]
+fn json_payload() {
+    let t = r#"{"event":"portal_message","patient":{"first_name":"Oluwaseun","last_name":"Adeyemi-Barros","dob":"1938-11-02","mrn":"MR-5521907","phone":"+1 (312) 555-0143","address":{"line1":"77 Quarry Ln Apt 3","city":"Evanston","zip":"60201"}},"age":94,"text":"Can I take ibuprofen 400 mg with my lisinopril?","icd10":"E11.9"}"#;
+    let spans = check(
+        t,
+        &["Oluwaseun", "Adeyemi-Barros", "1938-11-02", "MR-5521907", "+1 (312) 555-0143", "77 Quarry Ln Apt 3", "Evanston", "60201", "94"],
+        &["ibuprofen", "400 mg", "E11.9", "lisinopril"],
+    );
+    assert_eq!(label_of(t, &spans, "Oluwaseun"), Some(Label::Name));
+    assert_eq!(label_of(t, &spans, "94"), Some(Label::Age));
+}
+
+#[test]
+fn chat_transcript() {
+    let t = "[09:14] Agent: Hi, thanks for contacting the clinic. Who am I speaking with?\n\
+[09:14] Visitor: hi its priya raghunathan, my dob is 4/9/1952\n\
+[09:15] Agent: Thanks Priya. How can I help?\n\
+[09:15] Visitor: my husband Tomasz needs his metformin 500 mg refilled, pharmacy is on Maple Ave in Kalamazoo\n\
+[09:16] Agent: I hope he feels better. Will you pick it up on Tuesday?";
+    check(
+        t,
+        &["priya raghunathan", "4/9/1952", "Priya", "Tomasz", "Kalamazoo"],
+        &["09:14", "hope", "Will", "Tuesday", "metformin", "500 mg"],
+    );
+}
+
+#[test]
+fn fax_cover_sheet() {
+    let t = "FAX COVER SHEET\nTo: Dr. Henrietta Vasquez-Oyelaran\nFax: (614) 555-0199\nFrom: Lakeshore Family Medicine\nPhone: 614-555-0100\nDate: March 3, 2025\nRe: Dwayne O'Shaughnessy, DOB 07/30/1931, MRN 00418827\nPages: 4\nPatient is 93 years old, BP 130/85, A1c 7.2. Please see attached records.";
+    let spans = check(
+        t,
+        &["Henrietta Vasquez-Oyelaran", "(614) 555-0199", "614-555-0100", "March 3, 2025", "Dwayne O'Shaughnessy", "07/30/1931", "00418827", "93"],
+        &["130/85", "7.2", "Pages: 4"],
+    );
+    assert_eq!(label_of(t, &spans, "(614) 555-0199"), Some(Label::Fax));
+}
+
+#[test]
+fn forwarded_email() {
+    let t = "---------- Forwarded message ---------\nFrom: Marisol Etxeberria <m.etxeberria@fastmail.com>\nDate: Mon, Feb 10, 2025 at 8:12 AM\nSubject: question about my mom\nTo: <frontdesk@clinic.example>\n\nHi, my mother Ingrid Solberg (she is 96) was seen on 1/28 by Dr Nakamura. She lives at 2201 Ridgeview Terrace, Unit 12, Duluth, MN 55811. Her member ID is XGH448120937.\nThanks,\nMarisol";
+    check(
+        t,
+        &["Marisol Etxeberria", "m.etxeberria@fastmail.com", "Feb 10, 2025", "frontdesk@clinic.example", "Ingrid Solberg", "96", "1/28", "Nakamura", "2201 Ridgeview Terrace, Unit 12", "Duluth", "55811", "XGH448120937"],
+        &["8:12 AM", "MN"],
+    );
+}
+
+#[test]
+fn spelled_out_digits_voicemail() {
+    let t = "hi this is desmond okonkwo calling back my number is six one seven, five five five, zero one four two and my date of birth is march fourth nineteen fifty. thanks bye";
+    check(
+        t,
+        &["desmond okonkwo", "six one seven, five five five, zero one four two"],
+        &["thanks bye"],
+    );
+}
+
+#[test]
+fn lower_case_names_and_word_names() {
+    let t = "hey dr patel, this is grace from 3b. my son Will has a fever of 101. I hope it is nothing. Rose Whitfield is his grandma. grace period for the bill ends friday.";
+    check(
+        t,
+        &["patel", "grace", "Will", "Rose Whitfield"],
+        &["hope", "grace period", "friday", "101"],
+    );
+}
+
+#[test]
+fn precision_traps() {
+    let t = "Dx: Parkinson's disease and Bell's palsy, E11.9, CPT 99213. Taking Ativan 0.5 mg and Lipitor 20 mg. BP 130/85, A1c 7.2, weight 180 lbs. She is 84. Seen in 2023 at Riverside Family Medicine on a Tuesday at 10:30 AM. Lives in Texas, USA.";
+    check(
+        t,
+        &[],
+        &["Parkinson", "Bell", "E11.9", "99213", "Ativan", "Lipitor", "130/85", "7.2", "180", "84", "2023", "Riverside", "Tuesday", "10:30", "Texas", "USA"],
+    );
+}
+
+#[test]
+fn identifiers_with_validators() {
+    let t = "Card 4111 1111 1111 1111, Medicare 1EG4-TE5-MK73, VIN 1M8GDM9AXKP042788, IP 2001:db8::8a2e:370:7334 and 192.168.10.4, site https://example.org/p/123, last 4 SSN 6789.";
+    let spans = check(
+        t,
+        &["4111 1111 1111 1111", "1EG4-TE5-MK73", "1M8GDM9AXKP042788", "2001:db8::8a2e:370:7334", "192.168.10.4", "https://example.org/p/123", "6789"],
+        &[],
+    );
+    assert_eq!(label_of(t, &spans, "1EG4"), Some(Label::HealthPlan));
+    assert_eq!(label_of(t, &spans, "1M8GDM9AXKP042788"), Some(Label::Vehicle));
+    assert_eq!(label_of(t, &spans, "2001:db8"), Some(Label::Ip));
+    assert_eq!(label_of(t, &spans, "6789"), Some(Label::Ssn));
+}
+
+#[test]
+fn size_limit_is_a_clear_error() {
+    let e = Engine::new(EngineConfig {
+        max_message_bytes: 10,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let err = e.detect("this text is longer than ten bytes").unwrap_err();
+    assert_eq!(err, perimeter_phi::PhiError::MessageTooLarge { size: 34, max: 10 });
+    assert!(!err.to_string().contains("longer"));
+}
