@@ -25,6 +25,7 @@ use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 pub use safe_harbor::RESTRICTED_ZIP3;
 
@@ -162,7 +163,7 @@ pub fn deidentify(
         match options.mode {
             Mode::Redact => redact(label, &mut out),
             Mode::Pseudonymize => {
-                let n = normalize::normalize(label, original);
+                let n = Zeroizing::new(normalize::normalize(label, original));
                 out.push_str(&vault.token(EntryKind::Token, label, original, &n));
             }
             Mode::Surrogate => {
@@ -278,7 +279,7 @@ fn surrogate_for(
     reference_year: i32,
     vault: &Vault,
 ) -> String {
-    let n = normalize::normalize(label, original);
+    let n = Zeroizing::new(normalize::normalize(label, original));
     let make = |f: fn(&str, &mut rand::rngs::StdRng) -> String| {
         vault.surrogate(EntryKind::Surrogate, label, original, &n, |rng| {
             f(original, rng)
@@ -356,13 +357,13 @@ fn surrogate_name(original: &str, before: &str, vault: &Vault) -> String {
             None if words > 1 && word_no == words => NameRole::Family,
             None => NameRole::Given,
         };
-        let key = normalize::name_part(piece);
+        let key = Zeroizing::new(normalize::name_part(piece));
         let fake = if piece.chars().filter(|c| c.is_alphabetic()).count() == 1 {
             vault.surrogate(
                 EntryKind::NamePart,
                 Label::Name,
                 piece,
-                &format!("initial:{key}"),
+                &Zeroizing::new(format!("initial:{}", key.as_str())),
                 surrogate::initial,
             )
         } else {
