@@ -569,4 +569,75 @@ mod tests {
         assert_eq!("Safe-Harbor".parse::<Mode>(), Ok(Mode::SafeHarbor));
         assert!("scramble".parse::<Mode>().is_err());
     }
+
+    fn arbitrary_case() -> impl proptest::strategy::Strategy<Value = (String, Vec<Span>)> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            "\\PC{0,80}",
+            "[a-zA-Z0-9 ,./()\\[\\]_@:-]{0,80}",
+            Just("Maria Gonzalez, 03/02/1981, (312) 555-8841, 62704, [NAME_1]".to_string()),
+        ];
+        text.prop_flat_map(|t| {
+            let n = t.len();
+            let span = (0..=n, 0..=n, 0..Label::ALL.len());
+            (Just(t), proptest::collection::vec(span, 0..8))
+        })
+        .prop_map(|(t, raw)| {
+            let snap = |mut i: usize| {
+                while !t.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            };
+            let spans = raw
+                .into_iter()
+                .map(|(a, b, l)| {
+                    let (a, b) = (snap(a.min(b)), snap(a.max(b)));
+                    Span {
+                        start: a,
+                        end: b,
+                        label: Label::ALL[l],
+                        confidence: 1.0,
+                        recognizer: "prop",
+                    }
+                })
+                .collect();
+            (t, spans)
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_spans_in_any_mode_never_panic((text, spans) in arbitrary_case()) {
+            for mode in Mode::ALL {
+                let v = Vault::with_seed(3);
+                let d = deidentify(&text, &spans, &opts(mode), &v).unwrap();
+                let mut prev_in = 0;
+                let mut prev_out = 0;
+                for r in &d.replacements {
+                    proptest::prop_assert!(r.input.start >= prev_in && r.input.end <= text.len());
+                    proptest::prop_assert!(r.output.start >= prev_out && r.output.end <= d.text.len());
+                    proptest::prop_assert!(d.text.is_char_boundary(r.output.start));
+                    prev_in = r.input.end;
+                    prev_out = r.output.end;
+                }
+                if mode == Mode::Redact {
+                    // Outside the identifiers the text is unchanged.
+                    let mut rebuilt = String::new();
+                    let mut pos = 0;
+                    for r in &d.replacements {
+                        rebuilt.push_str(&text[pos..r.input.start]);
+                        rebuilt.push_str(&d.text[r.output.clone()]);
+                        pos = r.input.end;
+                    }
+                    rebuilt.push_str(&text[pos..]);
+                    proptest::prop_assert_eq!(&rebuilt, &d.text);
+                }
+                if mode == Mode::Pseudonymize {
+                    // Every token in the output is one the vault issued.
+                    proptest::prop_assert!(v.reidentify_report(&d.text).unknown_tokens.is_empty());
+                }
+            }
+        }
+    }
 }
