@@ -81,8 +81,9 @@ impl Lexicon {
             return f;
         }
         // `José` → `jose`, `Müller` → `muller`: retry without diacritics.
+        // Only the name lists count: `Över` is not the word `over`.
         let folded: String = buf.chars().map(fold).collect();
-        self.flags_lower(&folded)
+        self.flags_lower(&folded) & (FIRST | LAST)
     }
 }
 

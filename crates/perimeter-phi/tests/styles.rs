@@ -46,10 +46,16 @@ fn check(text: &str, phi: &[&str], not_phi: &[&str]) -> Vec<Span> {
         .map(|s| format!("{}:{}", s.label, s.text(text)))
         .collect();
     for p in phi {
-        assert!(covered(text, &spans, p), "missed {p:?} in {text:?}; found {shown:?}");
+        assert!(
+            covered(text, &spans, p),
+            "missed {p:?} in {text:?}; found {shown:?}"
+        );
     }
     for n in not_phi {
-        assert!(untouched(text, &spans, n), "flagged {n:?} in {text:?}; found {shown:?}");
+        assert!(
+            untouched(text, &spans, n),
+            "flagged {n:?} in {text:?}; found {shown:?}"
+        );
     }
     // Sorted, disjoint, on char boundaries.
     for w in spans.windows(2) {
@@ -69,7 +75,20 @@ PV1|1|O|||||1234567^OKAFOR^CHIDI^^^DR|||||||||||V99812\r\
 OBX|1|NM|4548-4^HbA1c^LN||7.2|%|4.0-5.6|H|||F|||20250313";
     let spans = check(
         t,
-        &["A7781234", "KOWALCZYK", "MAGDALENA", "19470822", "418 Birch Hollow Rd", "Marquette", "49855", "906-555-0187", "512-33-9081", "OKAFOR", "CHIDI", "20250313"],
+        &[
+            "A7781234",
+            "KOWALCZYK",
+            "MAGDALENA",
+            "19470822",
+            "418 Birch Hollow Rd",
+            "Marquette",
+            "49855",
+            "906-555-0187",
+            "512-33-9081",
+            "OKAFOR",
+            "CHIDI",
+            "20250313",
+        ],
         &["HbA1c", "7.2", "4.0-5.6"],
     );
     assert_eq!(label_of(t, &spans, "KOWALCZYK"), Some(Label::Name));
@@ -81,7 +100,17 @@ fn json_payload() {
     let t = r#"{"event":"portal_message","patient":{"first_name":"Oluwaseun","last_name":"Adeyemi-Barros","dob":"1938-11-02","mrn":"MR-5521907","phone":"+1 (312) 555-0143","address":{"line1":"77 Quarry Ln Apt 3","city":"Evanston","zip":"60201"}},"age":94,"text":"Can I take ibuprofen 400 mg with my lisinopril?","icd10":"E11.9"}"#;
     let spans = check(
         t,
-        &["Oluwaseun", "Adeyemi-Barros", "1938-11-02", "MR-5521907", "+1 (312) 555-0143", "77 Quarry Ln Apt 3", "Evanston", "60201", "94"],
+        &[
+            "Oluwaseun",
+            "Adeyemi-Barros",
+            "1938-11-02",
+            "MR-5521907",
+            "+1 (312) 555-0143",
+            "77 Quarry Ln Apt 3",
+            "Evanston",
+            "60201",
+            "94",
+        ],
         &["ibuprofen", "400 mg", "E11.9", "lisinopril"],
     );
     assert_eq!(label_of(t, &spans, "Oluwaseun"), Some(Label::Name));
@@ -97,7 +126,13 @@ fn chat_transcript() {
 [09:16] Agent: I hope he feels better. Will you pick it up on Tuesday?";
     check(
         t,
-        &["priya raghunathan", "4/9/1952", "Priya", "Tomasz", "Kalamazoo"],
+        &[
+            "priya raghunathan",
+            "4/9/1952",
+            "Priya",
+            "Tomasz",
+            "Kalamazoo",
+        ],
         &["09:14", "hope", "Will", "Tuesday", "metformin", "500 mg"],
     );
 }
@@ -107,7 +142,16 @@ fn fax_cover_sheet() {
     let t = "FAX COVER SHEET\nTo: Dr. Henrietta Vasquez-Oyelaran\nFax: (614) 555-0199\nFrom: Lakeshore Family Medicine\nPhone: 614-555-0100\nDate: March 3, 2025\nRe: Dwayne O'Shaughnessy, DOB 07/30/1931, MRN 00418827\nPages: 4\nPatient is 93 years old, BP 130/85, A1c 7.2. Please see attached records.";
     let spans = check(
         t,
-        &["Henrietta Vasquez-Oyelaran", "(614) 555-0199", "614-555-0100", "March 3, 2025", "Dwayne O'Shaughnessy", "07/30/1931", "00418827", "93"],
+        &[
+            "Henrietta Vasquez-Oyelaran",
+            "(614) 555-0199",
+            "614-555-0100",
+            "March 3, 2025",
+            "Dwayne O'Shaughnessy",
+            "07/30/1931",
+            "00418827",
+            "93",
+        ],
         &["130/85", "7.2", "Pages: 4"],
     );
     assert_eq!(label_of(t, &spans, "(614) 555-0199"), Some(Label::Fax));
@@ -118,7 +162,20 @@ fn forwarded_email() {
     let t = "---------- Forwarded message ---------\nFrom: Marisol Etxeberria <m.etxeberria@fastmail.com>\nDate: Mon, Feb 10, 2025 at 8:12 AM\nSubject: question about my mom\nTo: <frontdesk@clinic.example>\n\nHi, my mother Ingrid Solberg (she is 96) was seen on 1/28 by Dr Nakamura. She lives at 2201 Ridgeview Terrace, Unit 12, Duluth, MN 55811. Her member ID is XGH448120937.\nThanks,\nMarisol";
     check(
         t,
-        &["Marisol Etxeberria", "m.etxeberria@fastmail.com", "Feb 10, 2025", "frontdesk@clinic.example", "Ingrid Solberg", "96", "1/28", "Nakamura", "2201 Ridgeview Terrace, Unit 12", "Duluth", "55811", "XGH448120937"],
+        &[
+            "Marisol Etxeberria",
+            "m.etxeberria@fastmail.com",
+            "Feb 10, 2025",
+            "frontdesk@clinic.example",
+            "Ingrid Solberg",
+            "96",
+            "1/28",
+            "Nakamura",
+            "2201 Ridgeview Terrace, Unit 12",
+            "Duluth",
+            "55811",
+            "XGH448120937",
+        ],
         &["8:12 AM", "MN"],
     );
 }
@@ -128,7 +185,10 @@ fn spelled_out_digits_voicemail() {
     let t = "hi this is desmond okonkwo calling back my number is six one seven, five five five, zero one four two and my date of birth is march fourth nineteen fifty. thanks bye";
     check(
         t,
-        &["desmond okonkwo", "six one seven, five five five, zero one four two"],
+        &[
+            "desmond okonkwo",
+            "six one seven, five five five, zero one four two",
+        ],
         &["thanks bye"],
     );
 }
@@ -149,7 +209,24 @@ fn precision_traps() {
     check(
         t,
         &[],
-        &["Parkinson", "Bell", "E11.9", "99213", "Ativan", "Lipitor", "130/85", "7.2", "180", "84", "2023", "Riverside", "Tuesday", "10:30", "Texas", "USA"],
+        &[
+            "Parkinson",
+            "Bell",
+            "E11.9",
+            "99213",
+            "Ativan",
+            "Lipitor",
+            "130/85",
+            "7.2",
+            "180",
+            "84",
+            "2023",
+            "Riverside",
+            "Tuesday",
+            "10:30",
+            "Texas",
+            "USA",
+        ],
     );
 }
 
@@ -158,11 +235,22 @@ fn identifiers_with_validators() {
     let t = "Card 4111 1111 1111 1111, Medicare 1EG4-TE5-MK73, VIN 1M8GDM9AXKP042788, IP 2001:db8::8a2e:370:7334 and 192.168.10.4, site https://example.org/p/123, last 4 SSN 6789.";
     let spans = check(
         t,
-        &["4111 1111 1111 1111", "1EG4-TE5-MK73", "1M8GDM9AXKP042788", "2001:db8::8a2e:370:7334", "192.168.10.4", "https://example.org/p/123", "6789"],
+        &[
+            "4111 1111 1111 1111",
+            "1EG4-TE5-MK73",
+            "1M8GDM9AXKP042788",
+            "2001:db8::8a2e:370:7334",
+            "192.168.10.4",
+            "https://example.org/p/123",
+            "6789",
+        ],
         &[],
     );
     assert_eq!(label_of(t, &spans, "1EG4"), Some(Label::HealthPlan));
-    assert_eq!(label_of(t, &spans, "1M8GDM9AXKP042788"), Some(Label::Vehicle));
+    assert_eq!(
+        label_of(t, &spans, "1M8GDM9AXKP042788"),
+        Some(Label::Vehicle)
+    );
     assert_eq!(label_of(t, &spans, "2001:db8"), Some(Label::Ip));
     assert_eq!(label_of(t, &spans, "6789"), Some(Label::Ssn));
 }
@@ -175,6 +263,9 @@ fn size_limit_is_a_clear_error() {
     })
     .unwrap();
     let err = e.detect("this text is longer than ten bytes").unwrap_err();
-    assert_eq!(err, perimeter_phi::PhiError::MessageTooLarge { size: 34, max: 10 });
+    assert_eq!(
+        err,
+        perimeter_phi::PhiError::MessageTooLarge { size: 34, max: 10 }
+    );
     assert!(!err.to_string().contains("longer"));
 }

@@ -371,7 +371,7 @@ fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
                 && cap_mode
                 && matches!(cue, Cue::NameIntro)
                 && f.cap
-                && !f.common();
+                && (!f.common() || f.listed_name());
             if !joins(g, prev_initial) && !last_first {
                 break;
             }
@@ -471,7 +471,17 @@ fn by_cues(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
             && doc.feats[j].cap
             && let Some((a, b)) = take_after_cue(doc, j, Cue::SignOff)
         {
-            found.push((a, b, 0.8));
+            // A signature ends the line or the message, or is followed by a comma.
+            let closes = match doc.tokens.get(b) {
+                None => true,
+                Some(_) => {
+                    let g = gap(doc, b - 1, b);
+                    g.contains([',', '\n', '.', '!', '('])
+                }
+            };
+            if closes {
+                found.push((a, b, 0.8));
+            }
         }
     }
 }
@@ -519,6 +529,22 @@ fn by_runs(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
         i = b;
         judge_run(doc, a, b, found);
     }
+}
+
+/// A slot where a capitalised word that is also a common word is still a name:
+/// `..., Holly doesnt live here`, `for Maria?`.
+fn ambiguous_name_slot(doc: &Doc<'_>, a: usize, b: usize) -> bool {
+    let prev_gap = if a > 0 { gap(doc, a - 1, a) } else { "" };
+    let prev = if a > 0 { lower_tok(doc, a - 1) } else { "" };
+    let next = doc.feats.get(b);
+    let next_gap = match doc.tokens.get(b) {
+        Some(_) => gap(doc, b - 1, b),
+        None => "",
+    };
+    let next_lower_word = next.is_some_and(|n| n.word && !n.cap && !n.stop) && next_gap == " ";
+    let closes = next.is_none() || next_gap.starts_with(['?', '.', '!', ',']);
+    (prev_gap == ", " && next_lower_word)
+        || (matches!(prev, "for" | "with" | "and" | "to") && prev_gap == " " && closes)
 }
 
 fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f32)>) {
@@ -623,6 +649,14 @@ fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f
         } else {
             return;
         }
+    } else if len == 1
+        && run.len() == 1
+        && run[0].first()
+        && run[0].common()
+        && !run[0].sent_start
+        && ambiguous_name_slot(doc, a, b)
+    {
+        0.6
     } else if len == 1 && strong == 1 {
         let f = run.iter().find(|f| !f.initial).copied().unwrap_or_default();
         if f.first() && places == 0 {
@@ -635,9 +669,19 @@ fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f
     } else {
         return;
     };
-    if run.iter().all(|f| f.place()) && len >= 2 {
-        // `Fort Wayne`, `Riverside`: leave to the place recognizer.
-        return;
+    if len >= 2
+        && run
+            .iter()
+            .all(|f| f.place() || f.flags & crate::lexicon::PLACE_PREFIX != 0)
+    {
+        // `Fort Wayne`, `Santa Fe`: leave to the place recognizer.
+        let phrase = doc
+            .lower
+            .get(doc.tokens[a].start..doc.tokens[b - 1].end)
+            .unwrap_or("");
+        if doc.lex.flags_lower(phrase) & crate::lexicon::PLACE != 0 {
+            return;
+        }
     }
     found.push((a, b, conf));
 }
@@ -710,9 +754,8 @@ fn by_shapes(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
             && gap(doc, i, i + 1) == ", "
             && namey(&feats[i])
             && namey(&feats[i + 1])
-            && !feats[i].place()
-            && !feats[i + 1].place()
             && ((feats[i].listed_name() && feats[i + 1].listed_name())
+                || (feats[i].listed_name() && !feats[i + 1].common())
                 || (!feats[i].common() && (feats[i + 1].listed_name() || !feats[i + 1].common())))
         {
             let after = doc.tokens.get(i + 2);

@@ -154,14 +154,11 @@ impl Recognizer for Patterns {
                 // The preferred pattern failed validation: try the later ones anchored here.
                 let first = m.pattern().as_usize() + 1;
                 for pid in first..self.kinds.len() {
-                    let (Some(p), Some(single)) =
-                        (PatternID::new(pid).ok(), self.singles.get(pid))
+                    let (Some(p), Some(single)) = (PatternID::new(pid).ok(), self.singles.get(pid))
                     else {
                         break;
                     };
-                    let input = Input::new(text)
-                        .range(m.start()..)
-                        .anchored(Anchored::Yes);
+                    let input = Input::new(text).range(m.start()..).anchored(Anchored::Yes);
                     if let Some(m2) = single.search(&input)
                         && let Some(f) = self.judge(doc, p, m2.start(), m2.end())
                     {
@@ -259,7 +256,9 @@ impl Patterns {
                 }
                 if has_year(s) {
                     found(Label::Date, 0.92)
-                } else if fraction_context(&doc.lower, start, end) || not_phi_before(cues, start) {
+                } else if fraction_context(&doc.lower, start, end)
+                    || cue_before(cues, start, 2).is_some_and(|c| c.cue == Cue::NotPhi)
+                {
                     None
                 } else {
                     found(Label::Date, 0.8)

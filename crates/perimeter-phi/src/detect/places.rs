@@ -214,10 +214,7 @@ fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
         let prev_is_addr_end = STREET_SUFFIXES.contains(&prev)
             || (a >= 2 && {
                 let pp = lower(doc, a - 2);
-                matches!(
-                    pp,
-                    "apt" | "unit" | "suite" | "ste" | "box" | "apartment"
-                )
+                matches!(pp, "apt" | "unit" | "suite" | "ste" | "box" | "apartment")
             });
         if prev_is_addr_end && (before.contains(',') || before.contains('\n') || before == " ") {
             return Some(0.85);

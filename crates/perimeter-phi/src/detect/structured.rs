@@ -38,8 +38,7 @@ fn push(out: &mut Vec<Span>, start: usize, end: usize, label: Label, conf: f32) 
 /// `YYYYMMDD[HHMM[SS]]` with a real calendar date.
 fn hl7_date(s: &str) -> bool {
     let d = s.split(['+', '-', '.']).next().unwrap_or("");
-    if !(d.len() == 8 || d.len() == 12 || d.len() == 14) || !d.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !(d.len() == 8 || d.len() == 12 || d.len() == 14) || !d.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
     let iso = format!(
@@ -55,7 +54,7 @@ fn hl7_date(s: &str) -> bool {
 /// What each field (1-based, after the segment name) of the common segments holds.
 fn field_label(seg: &str, field: usize) -> Option<Label> {
     Some(match (seg, field) {
-        ("PID", 2 | 3 | 4) => Label::Mrn,
+        ("PID", 2..=4) => Label::Mrn,
         ("PID", 5 | 6 | 9) => Label::Name,
         ("PID", 7) => Label::Date,
         ("PID", 11) => Label::Address,
@@ -93,7 +92,11 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
         line_start += line.len();
         let l = line.trim_end_matches(['\n', '\r']);
         let b = l.as_bytes();
-        if b.len() < 4 || b[3] != b'|' || !b[..3].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        if b.len() < 4
+            || b[3] != b'|'
+            || !b[..3]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         {
             continue;
         }
@@ -128,7 +131,22 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                         // Skip ID numbers and degree/suffix codes inside the name field.
                         if c.chars().any(|ch| ch.is_alphabetic())
                             && !c.chars().any(|ch| ch.is_ascii_digit())
-                            && !matches!(c, "MD" | "DO" | "RN" | "NP" | "PA" | "JR" | "SR" | "II" | "III" | "L" | "D" | "M" | "F" | "U")
+                            && !matches!(
+                                c,
+                                "MD" | "DO"
+                                    | "RN"
+                                    | "NP"
+                                    | "PA"
+                                    | "JR"
+                                    | "SR"
+                                    | "II"
+                                    | "III"
+                                    | "L"
+                                    | "D"
+                                    | "M"
+                                    | "F"
+                                    | "U"
+                            )
                         {
                             push(out, s, e, Label::Name, 0.9);
                         } else if c.chars().any(|ch| ch.is_ascii_digit()) && c.len() >= 4 {
@@ -137,7 +155,9 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                     }
                     Some(Label::Address) => {
                         // street ^ other ^ city ^ state ^ zip ^ country
-                        let idx = field[..(cstart - fstart).min(field.len())].matches('^').count();
+                        let idx = field[..(cstart - fstart).min(field.len())]
+                            .matches('^')
+                            .count();
                         let l2 = match idx {
                             0 | 1 => Some(Label::Address),
                             2 | 4 | 8 => Some(Label::Location),
@@ -147,14 +167,15 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                             push(out, s, e, l2, 0.9);
                         }
                     }
-                    Some(Label::Phone) => {
-                        if c.bytes().filter(u8::is_ascii_digit).count() >= 7 {
-                            push(out, s, e, Label::Phone, 0.9);
-                        }
+                    Some(Label::Phone) if c.bytes().filter(u8::is_ascii_digit).count() >= 7 => {
+                        push(out, s, e, Label::Phone, 0.9);
                     }
+                    Some(Label::Phone) => {}
                     Some(Label::Date) => {}
                     Some(l) => {
-                        let idx = field[..(cstart - fstart).min(field.len())].matches('^').count();
+                        let idx = field[..(cstart - fstart).min(field.len())]
+                            .matches('^')
+                            .count();
                         if idx == 0 && c.bytes().any(|b| b.is_ascii_digit()) {
                             push(out, s, e, l, 0.9);
                         }
@@ -177,47 +198,79 @@ fn key_label(key: &str) -> Option<Label> {
     if k.is_empty() {
         return None;
     }
-    Some(
-        if has("email") {
-            Label::Email
-        } else if has("fax") {
-            Label::Fax
-        } else if has("phone") || has("mobile") || has("cell") || k == "tel" || has("telephone") {
-            Label::Phone
-        } else if has("ssn") || has("socialsecurity") {
-            Label::Ssn
-        } else if has("mrn") || has("medicalrecord") || k == "patientid" || has("chart") {
-            Label::Mrn
-        } else if has("memberid") || has("policy") || has("medicare") || has("medicaid") || has("subscriber") || has("insuranceid") || has("mbi") {
-            Label::HealthPlan
-        } else if has("account") || has("acct") || has("cardnumber") {
-            Label::Account
-        } else if has("license") || has("licence") || has("npi") || has("dea") {
-            Label::License
-        } else if has("vin") || has("plate") {
-            Label::Vehicle
-        } else if has("serial") || has("deviceid") || has("udi") || has("imei") {
-            Label::Device
-        } else if has("url") || has("website") || has("homepage") {
-            Label::Url
-        } else if k == "ip" || has("ipaddress") || has("ipaddr") {
-            Label::Ip
-        } else if has("dob") || has("birth") || k.ends_with("date") || has("admit") || has("discharge") || has("dos") {
-            Label::Date
-        } else if k == "age" {
-            Label::Age
-        } else if has("zip") || has("postal") || k == "city" || k == "county" || has("town") {
-            Label::Location
-        } else if has("street") || has("address") || k == "line1" || k == "line2" || k == "addr" {
-            Label::Address
-        } else if has("name") || k == "patient" || k == "given" || k == "family" || k == "surname" || has("physician") || has("provider") || has("doctor") || k == "guardian" || k == "contact" || k == "caller" || k == "pcp" || k == "nok" {
-            Label::Name
-        } else if has("claim") || has("rx") || has("prescription") || has("case") || has("ticket") || has("order") || has("encounter") || has("visitid") {
-            Label::Id
-        } else {
-            return None;
-        },
-    )
+    Some(if has("email") {
+        Label::Email
+    } else if has("fax") {
+        Label::Fax
+    } else if has("phone") || has("mobile") || has("cell") || k == "tel" || has("telephone") {
+        Label::Phone
+    } else if has("ssn") || has("socialsecurity") {
+        Label::Ssn
+    } else if has("mrn") || has("medicalrecord") || k == "patientid" || has("chart") {
+        Label::Mrn
+    } else if has("memberid")
+        || has("policy")
+        || has("medicare")
+        || has("medicaid")
+        || has("subscriber")
+        || has("insuranceid")
+        || has("mbi")
+    {
+        Label::HealthPlan
+    } else if has("account") || has("acct") || has("cardnumber") {
+        Label::Account
+    } else if has("license") || has("licence") || has("npi") || has("dea") {
+        Label::License
+    } else if has("vin") || has("plate") {
+        Label::Vehicle
+    } else if has("serial") || has("deviceid") || has("udi") || has("imei") {
+        Label::Device
+    } else if has("url") || has("website") || has("homepage") {
+        Label::Url
+    } else if k == "ip" || has("ipaddress") || has("ipaddr") {
+        Label::Ip
+    } else if has("dob")
+        || has("birth")
+        || k.ends_with("date")
+        || has("admit")
+        || has("discharge")
+        || has("dos")
+    {
+        Label::Date
+    } else if k == "age" {
+        Label::Age
+    } else if has("zip") || has("postal") || k == "city" || k == "county" || has("town") {
+        Label::Location
+    } else if has("street") || has("address") || k == "line1" || k == "line2" || k == "addr" {
+        Label::Address
+    } else if has("name")
+        || k == "patient"
+        || k == "given"
+        || k == "family"
+        || k == "surname"
+        || has("physician")
+        || has("provider")
+        || has("doctor")
+        || k == "guardian"
+        || k == "contact"
+        || k == "caller"
+        || k == "pcp"
+        || k == "nok"
+    {
+        Label::Name
+    } else if has("claim")
+        || has("rx")
+        || has("prescription")
+        || has("case")
+        || has("ticket")
+        || has("order")
+        || has("encounter")
+        || has("visitid")
+    {
+        Label::Id
+    } else {
+        return None;
+    })
 }
 
 /// `"key": "value"` and `"key": 12345` pairs.
@@ -227,8 +280,12 @@ fn json(doc: &Doc<'_>, out: &mut Vec<Span>) {
     let mut i = 0;
     while i < b.len() {
         // Find a quoted key followed by a colon.
-        let Some(q) = memchr_from(b, b'"', i) else { break };
-        let Some(q2) = memchr_from(b, b'"', q + 1) else { break };
+        let Some(q) = memchr_from(b, b'"', i) else {
+            break;
+        };
+        let Some(q2) = memchr_from(b, b'"', q + 1) else {
+            break;
+        };
         let key = text.get(q + 1..q2).unwrap_or("");
         let mut j = q2 + 1;
         while j < b.len() && b[j] == b' ' {
@@ -291,7 +348,10 @@ fn json(doc: &Doc<'_>, out: &mut Vec<Span>) {
 }
 
 fn memchr_from(b: &[u8], needle: u8, from: usize) -> Option<usize> {
-    b.get(from..)?.iter().position(|&c| c == needle).map(|p| p + from)
+    b.get(from..)?
+        .iter()
+        .position(|&c| c == needle)
+        .map(|p| p + from)
 }
 
 #[cfg(test)]
@@ -301,7 +361,9 @@ mod tests {
     fn spans(t: &str) -> Vec<(String, Label)> {
         let mut out = Vec::new();
         hl7(t, &mut out);
-        out.iter().map(|s| (s.text(t).to_string(), s.label)).collect()
+        out.iter()
+            .map(|s| (s.text(t).to_string(), s.label))
+            .collect()
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl Token {
     }
 }
 
+/// Combining diacritical marks (`i̇` is `i` + U+0307): part of the word they follow.
+fn is_combining(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}')
+}
+
 fn is_joiner(c: char) -> bool {
     matches!(c, '\'' | '’' | '-')
 }
@@ -48,7 +53,7 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
         let mut lower = usize::from(c.is_lowercase());
         loop {
             match iter.peek().copied() {
-                Some((_, n)) if n.is_alphanumeric() => {
+                Some((_, n)) if n.is_alphanumeric() || is_combining(n) => {
                     letters += usize::from(n.is_alphabetic());
                     digits += usize::from(n.is_ascii_digit());
                     other_digit |= n.is_numeric() && !n.is_ascii_digit();

@@ -1,0 +1,109 @@
+//! Property tests: the engine never panics and always returns sorted, disjoint spans on char
+//! boundaries, whatever the input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::OnceLock;
+
+use perimeter_phi::{Engine, EngineConfig};
+use proptest::prelude::*;
+
+fn engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| Engine::new(EngineConfig::default()).unwrap())
+}
+
+/// Fragments that exercise every recognizer, glued together at random.
+const FRAGMENTS: &[&str] = &[
+    "Dr. ",
+    "this is ",
+    "my daughter ",
+    "Name: ",
+    "O'Brien, ",
+    "Karl-Josef ",
+    "Ünek ",
+    "i̇nönü ",
+    "DOB ",
+    "03/02/1981",
+    "2026-02-30",
+    "Feb 29, 2024",
+    "12th of May ",
+    "MRN ",
+    "00123456",
+    "SSN 123-45-6789",
+    "(555) 123-4567 ext. 12",
+    "+1 794 943 8879",
+    "five five five one two three four ",
+    "PO Box 12",
+    "123 Main St Apt 4B",
+    "Springfield, IL 62704-1234",
+    "1EG4-TE5-MK73",
+    "1M8GDM9AXKP042788",
+    "192.168.0.1",
+    "2001:db8::1",
+    "::",
+    "https://x.example/a?b=c",
+    "a@b.co",
+    "PID|1||123^^^MR||DOE^JOHN||19800101|",
+    "\"dob\": \"",
+    "\"mrn\": 123",
+    "{\"name\":\"",
+    "|",
+    "^",
+    "\n",
+    ", ",
+    ". ",
+    "- ",
+    "’s ",
+    "— ",
+    "\u{0307}",
+    "é",
+    "👍",
+    "\u{200d}",
+    "she is 93 ",
+    "BP 130/85 ",
+    "4111 1111 1111 1111",
+    "#",
+    "@",
+    "'",
+    "-",
+    "Hope ",
+    "will ",
+    "Thanks,\n",
+    "   ",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_text_never_panics(s in "\\PC{0,400}") {
+        check(&s);
+    }
+
+    #[test]
+    fn fragment_soup_never_panics(parts in proptest::collection::vec(0..FRAGMENTS.len(), 0..40)) {
+        let s: String = parts.iter().map(|&i| FRAGMENTS[i]).collect();
+        check(&s);
+    }
+
+    #[test]
+    fn bytes_as_lossy_text_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+        check(&String::from_utf8_lossy(&b));
+    }
+}
+
+fn check(s: &str) {
+    let spans = engine().detect(s).unwrap();
+    for w in spans.windows(2) {
+        assert!(w[0].end <= w[1].start, "overlap in {s:?}");
+    }
+    for sp in &spans {
+        assert!(sp.start < sp.end && sp.end <= s.len());
+        assert!(s.is_char_boundary(sp.start) && s.is_char_boundary(sp.end));
+        let (a, b) = sp.char_range(s);
+        assert_eq!(
+            s.chars().skip(a).take(b - a).collect::<String>(),
+            sp.text(s)
+        );
+    }
+}
