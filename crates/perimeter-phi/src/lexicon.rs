@@ -5,8 +5,6 @@
 //! counties, and common English words (wordfreq and Webster's dictionary). They are sorted,
 //! lower-cased, one entry per line. Nothing is downloaded at build or run time.
 
-use rustc_hash::FxHashMap;
-
 static FIRST_NAMES: &str = include_str!("../data/first_names.txt");
 static SURNAMES: &str = include_str!("../data/surnames.txt");
 static COMMON_WORDS: &str = include_str!("../data/common_words.txt");
@@ -23,16 +21,49 @@ pub(crate) const PLACE: u8 = 8;
 /// Flag: the first word of a multi-word place name.
 pub(crate) const PLACE_PREFIX: u8 = 16;
 
-/// All lists in one map from the lower-cased entry to its flags.
+/// All lists in one compact open-addressing table: each slot is a 56-bit fingerprint of the
+/// lower-cased entry plus its 8 flag bits, so a lookup touches one cache line (about 2 MB for
+/// 185,000 entries, instead of a hash map of string slices that misses the cache three times).
 pub(crate) struct Lexicon {
-    map: FxHashMap<&'static str, u8>,
+    table: Vec<u64>,
+    mask: usize,
+}
+
+/// 64-bit FNV-1a, finished with MurmurHash3's avalanche step.
+fn hash(s: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The fingerprint part of a slot (never zero, so zero marks an empty slot).
+fn fingerprint(h: u64) -> u64 {
+    match h & !0xFF {
+        0 => 0x100,
+        f => f,
+    }
 }
 
 impl Lexicon {
     /// Indexes the built-in lists.
     pub(crate) fn load() -> Lexicon {
-        let mut map: FxHashMap<&'static str, u8> = FxHashMap::default();
-        map.reserve(180_000);
+        let entries: usize = [FIRST_NAMES, SURNAMES, COMMON_WORDS, PLACES]
+            .iter()
+            .map(|l| l.len() / 6)
+            .sum::<usize>()
+            + 1024;
+        let size = (entries * 4 / 3).next_power_of_two().max(1024);
+        let mut lex = Lexicon {
+            table: vec![0; size],
+            mask: size - 1,
+        };
         for (list, flag) in [
             (FIRST_NAMES, FIRST),
             (SURNAMES, LAST),
@@ -44,20 +75,52 @@ impl Lexicon {
                 if w.is_empty() {
                     continue;
                 }
-                *map.entry(w).or_insert(0) |= flag;
+                lex.insert(w, flag);
                 if flag == PLACE
                     && let Some((head, _)) = w.split_once(' ')
                 {
-                    *map.entry(head).or_insert(0) |= PLACE_PREFIX;
+                    lex.insert(head, PLACE_PREFIX);
                 }
             }
         }
-        Lexicon { map }
+        lex
+    }
+
+    fn insert(&mut self, w: &str, flag: u8) {
+        let h = hash(w.as_bytes());
+        let fp = fingerprint(h);
+        let mut i = (h >> 40) as usize & self.mask;
+        // The table is sized well above the entry count, so there is always an empty slot.
+        for _ in 0..=self.mask {
+            let slot = self.table[i];
+            if slot == 0 {
+                self.table[i] = fp | u64::from(flag);
+                return;
+            }
+            if slot & !0xFF == fp {
+                self.table[i] = slot | u64::from(flag);
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
     }
 
     /// The flags of a lower-cased word (0 when unknown).
     pub(crate) fn flags_lower(&self, lower: &str) -> u8 {
-        self.map.get(lower).copied().unwrap_or(0)
+        let h = hash(lower.as_bytes());
+        let fp = fingerprint(h);
+        let mut i = (h >> 40) as usize & self.mask;
+        for _ in 0..=self.mask {
+            let slot = self.table.get(i).copied().unwrap_or(0);
+            if slot == 0 {
+                return 0;
+            }
+            if slot & !0xFF == fp {
+                return (slot & 0xFF) as u8;
+            }
+            i = (i + 1) & self.mask;
+        }
+        0
     }
 
     /// The flags of `word`, lower-casing it into `buf` (reused, so no allocation per token).

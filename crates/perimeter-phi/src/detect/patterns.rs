@@ -22,6 +22,7 @@ enum P {
     DateNum,
     DateMonthFirst,
     DateDayFirst,
+    DateSpelled,
     Card,
     Ssn,
     Phone,
@@ -33,6 +34,8 @@ enum P {
 }
 
 const MONTH: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
+const ORDINAL_WORD: &str = r"(?:(?:twenty|thirty)[\s-]?)?(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)";
+const NUMBER_WORD: &str = r"(?:oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)";
 const DIGIT_WORD: &str = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)";
 const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|walk|path|plaza|xing|crossing|alley|aly)";
 
@@ -59,12 +62,18 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateDayFirst,
             format!(
-                r"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:,?\s*(?:1[89]|20)\d\d\b)?"
+                r"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:(?:,?\s*|-)(?:(?:1[89]|20)\d\d|\d\d)\b)?"
             ),
         ),
         (
             P::Card,
             r"\b(?:\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})\b".into(),
+        ),
+        (
+            P::DateSpelled,
+            format!(
+                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD})\b(?:,?\s+(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}\b)?"
+            ),
         ),
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
         (
@@ -109,6 +118,11 @@ impl Patterns {
         let srcs: Vec<&str> = pats.iter().map(|(_, s)| s.as_str()).collect();
         let build = |srcs: &[&str]| {
             Regex::builder()
+                .configure(
+                    Regex::config()
+                        .which_captures(regex_automata::nfa::thompson::WhichCaptures::Implicit)
+                        .hybrid_cache_capacity(8 * 1024 * 1024),
+                )
                 .syntax(
                     regex_automata::util::syntax::Config::new()
                         .unicode(false)
@@ -306,6 +320,17 @@ impl Patterns {
                 } else {
                     None
                 }
+            }
+            P::DateSpelled => {
+                // `on the twelfth`: the date is the ordinal, not the words before it.
+                let lower = s.to_ascii_lowercase();
+                let skip = if lower.starts_with("on the ") { 7 } else { 0 };
+                Some(Found {
+                    start: start + skip,
+                    end,
+                    label: Label::Date,
+                    confidence: 0.85,
+                })
             }
             P::PoBox => found(Label::Address, 0.95),
             P::Address => {

@@ -46,7 +46,7 @@ const STREET_SUFFIXES: &[&str] = &[
 ];
 
 const PRE_WORDS: &[&str] = &[
-    "in", "from", "near", "to", "at", "outside", "around", "of", "visiting", "moved",
+    "in", "from", "near", "to", "outside", "around", "visiting", "moved",
 ];
 
 /// Words that make the place part of an organisation's name (`Riverbend Family Medicine`).
