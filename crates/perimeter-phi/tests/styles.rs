@@ -269,3 +269,52 @@ fn size_limit_is_a_clear_error() {
     );
     assert!(!err.to_string().contains("longer"));
 }
+
+#[test]
+fn assorted_notes_and_headers() {
+    let t = "Maria called yesterday about her refill. Spoke w/ pt's wife Ewa.\n\
+Appt w/ Dr. K. Nguyen on Thurs 3/5 at 2:30pm. Mr. and Mrs. Delacroix will both attend.\n\
+Pt is a 92-year-old female, 95yo per chart, age: 97. Her brother is 45.\n\
+ZIP: 10022. Apt. 5B, 300 E 57th St. Call 555-0199 or text 917 555 0134.\n\
+Seen in March of 2024 and again 3rd of March. Next visit Mar. 3rd.\n\
+From: \"Okafor, Chinedu\" <cokafor@gmail.com>\n\
+Sent: Tuesday, April 8, 2025 9:14 AM\n\
+sorry its hana again lol. can u tell dr reyes my bp is 150/95 and my a1c was 8.1\n\
+- Love, Bernadette\n\
+serial no. ABC-99812-Z; license plate 7XYZ123; my npi is 1234567893";
+    let spans = check(
+        t,
+        &[
+            "Maria",
+            "Ewa",
+            "K. Nguyen",
+            "3/5",
+            "Delacroix",
+            "92",
+            "95",
+            "97",
+            "10022",
+            "300 E 57th St",
+            "555-0199",
+            "917 555 0134",
+            "March of 2024",
+            "3rd of March",
+            "Mar. 3rd",
+            "Okafor, Chinedu",
+            "cokafor@gmail.com",
+            "April 8, 2025",
+            "hana",
+            "reyes",
+            "Bernadette",
+            "ABC-99812-Z",
+            "7XYZ123",
+            "1234567893",
+        ],
+        &[
+            "2:30pm", "45", "Tuesday", "9:14 AM", "150/95", "8.1", "Love",
+        ],
+    );
+    assert_eq!(label_of(t, &spans, "92-year"), Some(Label::Age));
+    assert_eq!(label_of(t, &spans, "7XYZ123"), Some(Label::Vehicle));
+    assert_eq!(label_of(t, &spans, "1234567893"), Some(Label::License));
+}

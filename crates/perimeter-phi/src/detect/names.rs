@@ -469,6 +469,10 @@ fn by_cues(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
         };
         if dash_alone
             && doc.feats[j].cap
+            && !matches!(
+                lower_tok(doc, j),
+                "love" | "thanks" | "thank" | "regards" | "best" | "cheers" | "sincerely" | "xoxo"
+            )
             && let Some((a, b)) = take_after_cue(doc, j, Cue::SignOff)
         {
             // A signature ends the line or the message, or is followed by a comma.
@@ -536,6 +540,49 @@ fn by_runs(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
 fn ambiguous_name_slot(doc: &Doc<'_>, a: usize, b: usize) -> bool {
     let prev_gap = if a > 0 { gap(doc, a - 1, a) } else { "" };
     let prev = if a > 0 { lower_tok(doc, a - 1) } else { "" };
+    // `Maria called`, `Will said`: a first name opening a sentence as the subject.
+    if doc.feats.get(a).is_some_and(|f| f.sent_start) {
+        let next_word = lower_tok(doc, b);
+        return gap(doc, a, b) == " "
+            && (matches!(
+                next_word,
+                "called"
+                    | "calls"
+                    | "said"
+                    | "says"
+                    | "asked"
+                    | "asks"
+                    | "came"
+                    | "went"
+                    | "needs"
+                    | "wants"
+                    | "has"
+                    | "had"
+                    | "was"
+                    | "is"
+                    | "will"
+                    | "can't"
+                    | "cannot"
+                    | "won't"
+                    | "didn't"
+                    | "doesn't"
+                    | "doesnt"
+                    | "fell"
+                    | "left"
+                    | "stopped"
+                    | "started"
+                    | "took"
+                    | "got"
+                    | "missed"
+                    | "felt"
+                    | "feels"
+                    | "reports"
+                    | "reported"
+                    | "denies"
+                    | "states"
+                    | "stated"
+            ) || (next_word.ends_with("ed") && next_word.len() > 4));
+    }
     let next = doc.feats.get(b);
     let next_gap = match doc.tokens.get(b) {
         Some(_) => gap(doc, b - 1, b),
@@ -653,7 +700,6 @@ fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f
         && run.len() == 1
         && run[0].first()
         && run[0].common()
-        && !run[0].sent_start
         && ambiguous_name_slot(doc, a, b)
     {
         0.6
@@ -764,7 +810,7 @@ fn by_shapes(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 Some(t) => {
                     let g = gap(doc, i + 1, i + 2);
                     let w = t.text(doc.text).to_ascii_lowercase();
-                    g.contains(['\n', '(', ')', ',', '.', ';'])
+                    g.trim() != ""
                         || feats[i + 2].all_caps
                         || matches!(w.as_str(), "mrn" | "dob" | "md" | "do" | "rn" | "np")
                 }

@@ -56,7 +56,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateMonthFirst,
             format!(
-                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:,?\s*(?:1[89]|20)\d\d\b)?|(?:1[89]|20)\d\d\b)"
+                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:,?\s*(?:1[89]|20)\d\d\b)?|(?:of\s+)?(?:1[89]|20)\d\d\b)"
             ),
         ),
         (
@@ -88,7 +88,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::Address,
             format!(
-                r"(?i)\b\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:,?\s*(?:apt|apartment|unit|suite|ste|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b)?"
+                r"(?i)\b\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:,?\s*(?:apt|apartment|unit|suite|ste|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b)?"
             ),
         ),
         (
@@ -280,7 +280,19 @@ impl Patterns {
             }
             P::DateMonthFirst | P::DateDayFirst => {
                 if validate::month_date(s) {
-                    found(Label::Date, 0.9)
+                    // `3rd of March.`: the sentence's full stop is not part of the date.
+                    let last_word = s.trim_end_matches('.').rsplit(' ').next().unwrap_or("");
+                    let end = if s.ends_with('.') && last_word.len() > 4 {
+                        end - 1
+                    } else {
+                        end
+                    };
+                    Some(Found {
+                        start,
+                        end,
+                        label: Label::Date,
+                        confidence: 0.9,
+                    })
                 } else {
                     None
                 }
@@ -301,7 +313,20 @@ impl Patterns {
                 if digits < 10 {
                     return None;
                 }
-                found(phone_label(cues, start), 0.9)
+                // `npi is 1234567893`, `MRN 5551234567`: a number shaped like a phone but
+                // announced as something else.
+                let label = match ident_label_before(cues, start, 16) {
+                    Some(l)
+                        if !matches!(
+                            l,
+                            Label::Phone | Label::Fax | Label::Location | Label::Ip
+                        ) =>
+                    {
+                        l
+                    }
+                    _ => phone_label(cues, start),
+                };
+                found(label, 0.9)
             }
             P::Spelled => {
                 let label = match ident_label_before(cues, start, 60) {
@@ -357,6 +382,22 @@ impl Patterns {
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
         let letters = s.bytes().filter(u8::is_ascii_alphabetic).count();
         let alnum = digits + letters;
+        // `92-year-old`, `95yo`, `101 y/o`: the number is an age when it is over 89.
+        let lead = s.bytes().take_while(u8::is_ascii_digit).count();
+        if lead > 0 && lead < s.len() {
+            let rest = s.get(lead..).unwrap_or("").to_ascii_lowercase();
+            let rest = rest.trim_start_matches('-');
+            if (rest.starts_with("year") || rest.starts_with("yo") || rest.starts_with("yr"))
+                && validate::age_over_89(s.get(..lead).unwrap_or("")) == Some(true)
+            {
+                return Some(Found {
+                    start,
+                    end: start + lead,
+                    label: Label::Age,
+                    confidence: 0.85,
+                });
+            }
+        }
         if validate::is_measurement(s) {
             return None;
         }
