@@ -318,3 +318,22 @@ serial no. ABC-99812-Z; license plate 7XYZ123; my npi is 1234567893";
     assert_eq!(label_of(t, &spans, "7XYZ123"), Some(Label::Vehicle));
     assert_eq!(label_of(t, &spans, "1234567893"), Some(Label::License));
 }
+
+#[test]
+fn unlisted_towns_speaker_labels_and_short_spelled_numbers() {
+    let t = "Xiomara: hi is the clinic open?\nAgent: yes until 5\nXiomara: ok my MRN is one two three four five\nAgent: thanks. Mail goes to 12 Elm St, Smallville, KS 66002. Callback five five five dash one two one two.";
+    let spans = check(
+        t,
+        &[
+            "Xiomara",
+            "one two three four five",
+            "12 Elm St",
+            "Smallville",
+            "66002",
+            "five five five dash one two one two",
+        ],
+        &["Agent", "until 5", "KS"],
+    );
+    assert_eq!(label_of(t, &spans, "one two three"), Some(Label::Mrn));
+    assert_eq!(label_of(t, &spans, "Smallville"), Some(Label::Location));
+}

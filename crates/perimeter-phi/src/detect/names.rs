@@ -762,8 +762,11 @@ fn by_lines(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 Some(t) => doc.text.get(doc.tokens[b - 1].end..t.start).unwrap_or(""),
                 None => doc.text.get(doc.tokens[b - 1].end..).unwrap_or(""),
             };
-            let ends_line =
-                b == n && tail.trim().chars().all(|c| ".!?)".contains(c)) || tail.contains('\n');
+            // A speaker label in a chat or transcript (`Xiomara: hi`) counts too.
+            let speaker = tail.starts_with(':') && feats[i].sent_start;
+            let ends_line = b == n && tail.trim().chars().all(|c| ".!?)".contains(c))
+                || tail.contains('\n')
+                || speaker;
             let run = &feats[i..b];
             let non_common = run.iter().any(|f| !f.common() && !f.initial)
                 || (b == n && run.iter().all(|f| f.listed_name() || f.initial));

@@ -82,7 +82,9 @@ fn patterns() -> Vec<(P, String)> {
         ),
         (
             P::Spelled,
-            format!(r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+){DIGIT_WORD}){{6,}}\b"),
+            format!(
+                r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+dash\s+|\s+){DIGIT_WORD}){{3,}}\b"
+            ),
         ),
         (P::PoBox, r"(?i)\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+\b".into()),
         (
@@ -329,9 +331,27 @@ impl Patterns {
                 found(label, 0.9)
             }
             P::Spelled => {
+                // Seven or more digit words make a phone number; four to six need a cue
+                // (`MRN one two three four five`).
+                let words = s
+                    .split(|c: char| !c.is_ascii_alphabetic())
+                    .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("dash"))
+                    .count();
+                let cue = ident_label_before(cues, start, 30);
+                if words < 7 && cue.is_none() {
+                    return None;
+                }
                 let label = match ident_label_before(cues, start, 60) {
                     Some(Label::Fax) => Label::Fax,
-                    Some(l @ (Label::Ssn | Label::Mrn | Label::Account | Label::HealthPlan)) => l,
+                    Some(
+                        l @ (Label::Ssn
+                        | Label::Mrn
+                        | Label::Account
+                        | Label::HealthPlan
+                        | Label::Id
+                        | Label::License
+                        | Label::Location),
+                    ) => l,
                     _ => Label::Phone,
                 };
                 found(label, 0.85)

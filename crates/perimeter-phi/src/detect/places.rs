@@ -141,6 +141,11 @@ impl Recognizer for Places {
                     }
                 }
             }
+            // A town missing from the list, placed by the state after it:
+            // `Smallville, KS 66002`, `Eagle Pass, TX`.
+            if best.is_none() {
+                best = unlisted_town(doc, i);
+            }
             let Some(b) = best else {
                 i += 1;
                 continue;
@@ -162,6 +167,49 @@ impl Recognizer for Places {
             }
         }
     }
+}
+
+/// Capitalised words starting at `i` and followed by `, ST` (a state postal code), where the
+/// words start a line or follow a street address or a comma.
+fn unlisted_town(doc: &Doc<'_>, i: usize) -> Option<usize> {
+    let text = doc.text;
+    let n = doc.tokens.len();
+    let mut b = i;
+    while b < n && b - i < 3 {
+        let f = &doc.feats[b];
+        if !f.word || !f.cap || f.stop || f.all_caps {
+            break;
+        }
+        b += 1;
+        let after = doc
+            .tokens
+            .get(b)
+            .map(|t| text.get(doc.tokens[b - 1].end..t.start).unwrap_or(""));
+        if after == Some(", ")
+            && doc.tokens.get(b).is_some_and(|t| {
+                let w = t.text(text);
+                w.len() == 2 && validate::is_state(w)
+            })
+        {
+            let before = if i == 0 {
+                "\n"
+            } else {
+                text.get(doc.tokens[i - 1].end..doc.tokens[i].start)
+                    .unwrap_or("")
+            };
+            let prev = if i == 0 { "" } else { lower(doc, i - 1) };
+            let after_address = STREET_SUFFIXES.contains(&prev)
+                || (i >= 2 && matches!(lower(doc, i - 2), "apt" | "unit" | "suite" | "box"));
+            if before.contains('\n') || before.contains(',') || after_address || i == 0 {
+                return Some(b);
+            }
+            return None;
+        }
+        if after != Some(" ") {
+            break;
+        }
+    }
+    None
 }
 
 fn lower<'d>(doc: &'d Doc<'_>, i: usize) -> &'d str {
