@@ -528,6 +528,7 @@ pub(crate) fn compute(
     tokens: &[Token],
     lex: &Lexicon,
     stops: &FxHashSet<&'static str>,
+    near_cue: &[bool],
 ) -> Vec<Feat> {
     let bytes = text.as_bytes();
     let mut buf = String::with_capacity(32);
@@ -557,6 +558,10 @@ pub(crate) fn compute(
             buf.clear();
             buf.push_str(w);
             if quick_stop && !matches!(w, "april" | "june" | "august" | "may" | "jan") {
+                0
+            } else if !t.upper && !near_cue.get(i).copied().unwrap_or(true) {
+                // Lower-case words far from a name cue are never read as names, so their
+                // list flags are not needed (most tokens of prose): skip the lookup.
                 0
             } else {
                 lex.flags_lower(w)

@@ -87,11 +87,28 @@ impl Pipeline {
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
         let tokens = tokens::tokenize(text);
         let lower = text.to_ascii_lowercase();
-        let feats = features::compute(text, &lower, &tokens, &self.lex, &self.stops);
+        let cues = self.cues.find(&lower);
+        // Tokens up to five after a name cue need their list flags even in lower case.
+        let mut near_cue = vec![false; tokens.len()];
+        for c in &cues {
+            if matches!(
+                c.cue,
+                context::Cue::NameIntro
+                    | context::Cue::Title
+                    | context::Cue::Relation
+                    | context::Cue::SignOff
+            ) {
+                let j = tokens.partition_point(|t| t.start < c.end);
+                for flag in near_cue.iter_mut().skip(j).take(5) {
+                    *flag = true;
+                }
+            }
+        }
+        let feats = features::compute(text, &lower, &tokens, &self.lex, &self.stops, &near_cue);
         let doc = Doc {
             text,
             tokens,
-            cues: self.cues.find(&lower),
+            cues,
             feats,
             lex: &self.lex,
             lower,

@@ -857,7 +857,9 @@ fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
         let w = lower_tok(doc, k);
         let w = w.trim_end_matches("'s");
-        if known.contains(&w) {
+        // Lower-case words may not have been looked up: a common word (`will`) is not a
+        // mention of the name `Will`.
+        if known.contains(&w) && (f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0) {
             found.push((k, k + 1, 0.7));
         }
     }
