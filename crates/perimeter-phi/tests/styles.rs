@@ -337,3 +337,20 @@ fn unlisted_towns_speaker_labels_and_short_spelled_numbers() {
     assert_eq!(label_of(t, &spans, "one two three"), Some(Label::Mrn));
     assert_eq!(label_of(t, &spans, "Smallville"), Some(Label::Location));
 }
+
+#[test]
+fn clinical_prose_is_left_alone() {
+    let t = "Patient reports chest pain 7/10 since this morning. Took 2 tabs of Tylenol 500 mg at 8:00. Hx of Graves' disease, Hashimoto's thyroiditis, and Down syndrome.\n\
+Labs: Na 138, K 4.1, Cr 1.2, glucose 145, WBC 11.2. ICD-10 I10, E78.5. CPT 99214 billed. Follow up in 2 weeks.\n\
+The Mayo Clinic protocol was used. Discussed with Cleveland Clinic. Epic MyChart message sent. COVID-19 vaccine given.\n\
+I hope the Will of God is done. Grace period ends on Friday. Faith and hope helped me. Rose petals. Mark my words.\n\
+She is 89 years old and weighs 140 lbs. He turned 65 in June. Blood pressure 120/80. Room 204. Suite 300.\n\
+Take 1/2 tablet twice daily. Version 2.0.1.4 of the app. Step 2 of 5.\n\
+Metformin ER 1000mg, Ozempic 0.5mg weekly, Eliquis 5 mg BID, Januvia, Humira Pen, Synthroid 75 mcg.";
+    let spans = engine().detect(t).unwrap();
+    let shown: Vec<String> = spans
+        .iter()
+        .map(|s| format!("{}:{}", s.label, s.text(t)))
+        .collect();
+    assert!(spans.is_empty(), "flagged {shown:?}");
+}

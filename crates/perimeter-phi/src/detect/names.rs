@@ -203,6 +203,60 @@ fn is_particle_tok(doc: &Doc<'_>, k: usize) -> bool {
         .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)))
 }
 
+/// Words that, inside a capitalised run, make it a product or an organisation (street words
+/// such as `Lane` or `Church` are also surnames, so they are not here).
+const PRODUCT_OR_ORG: &[&str] = &[
+    "pen",
+    "inhaler",
+    "tablets",
+    "xr",
+    "er",
+    "sr",
+    "hcl",
+    "clinic",
+    "hospital",
+    "center",
+    "centre",
+    "medical",
+    "health",
+    "pharmacy",
+    "university",
+    "college",
+    "school",
+    "labs",
+    "lab",
+    "group",
+    "associates",
+    "partners",
+    "foundation",
+    "inc",
+    "llc",
+    "corp",
+    "bank",
+    "insurance",
+    "syndrome",
+    "disease",
+    "palsy",
+    "medicine",
+    "orthopedics",
+    "cardiology",
+    "dermatology",
+    "pediatrics",
+    "radiology",
+    "imaging",
+    "dental",
+    "therapy",
+    "rehab",
+    "wellness",
+    "oncology",
+    "specialists",
+    "physicians",
+    "surgery",
+    "association",
+    "institute",
+    "society",
+];
+
 fn eponym(s: &str) -> bool {
     let l = s.trim_end_matches("'s").trim_end_matches("’s");
     EPONYMS.iter().any(|e| e.eq_ignore_ascii_case(l))
@@ -597,6 +651,11 @@ fn ambiguous_name_slot(doc: &Doc<'_>, a: usize, b: usize) -> bool {
 fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let mut a = a;
+    // `Humira Pen`, `Lakeview Clinic`: a product or organisation word ends the run and
+    // makes the rest not a person.
+    if (a..b).any(|k| k > a && PRODUCT_OR_ORG.contains(&lower_tok(doc, k))) {
+        return;
+    }
     // Leading initials only make sense before a name.
     let run = &feats[a..b];
     if run.iter().all(|f| f.initial) {
@@ -670,7 +729,14 @@ fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f
             .tokens
             .get(b)
             .is_some_and(|t| t.kind != super::tokens::Kind::Word);
-        let slot = prev_gap == ", "
+        // After a comma only as the subject of a clause (`..., Sedat doesnt live here`), not
+        // in a list (`Eliquis, Januvia, Humira`).
+        let next_lower_word = doc
+            .feats
+            .get(b)
+            .is_some_and(|n| n.word && !n.cap && !n.stop)
+            && doc.tokens.get(b).is_some_and(|_| gap(doc, b - 1, b) == " ");
+        let slot = (prev_gap == ", " && next_lower_word)
             || matches!(
                 prev,
                 "for"
