@@ -354,3 +354,21 @@ Metformin ER 1000mg, Ozempic 0.5mg weekly, Eliquis 5 mg BID, Januvia, Humira Pen
         .collect();
     assert!(spans.is_empty(), "flagged {shown:?}");
 }
+
+#[test]
+fn international_phones_bare_urls_and_day_ordinals() {
+    let t = "call me on +44 20 7946 0958 or +49 (30) 123 4567; see facebook.com/jane.doe.77 (not example.com). appt on the 3rd at 4pm, born Mar-02-1950.";
+    let spans = check(
+        t,
+        &[
+            "+44 20 7946 0958",
+            "+49 (30) 123 4567",
+            "facebook.com/jane.doe.77",
+            "3rd",
+            "Mar-02-1950",
+        ],
+        &["example.com", "4pm"],
+    );
+    assert_eq!(label_of(t, &spans, "+44"), Some(Label::Phone));
+    assert_eq!(label_of(t, &spans, "facebook"), Some(Label::Url));
+}

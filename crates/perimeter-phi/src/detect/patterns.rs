@@ -15,6 +15,7 @@ use crate::{Label, Span};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum P {
     Url,
+    BareUrl,
     Email,
     Ipv4,
     Ipv6,
@@ -26,6 +27,8 @@ enum P {
     Card,
     Ssn,
     Phone,
+    PhoneIntl,
+    DayOrdinal,
     Spelled,
     PoBox,
     Address,
@@ -43,6 +46,10 @@ fn patterns() -> Vec<(P, String)> {
     vec![
         (P::Url, r"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}]+".into()),
         (
+            P::BareUrl,
+            r"(?i)\b(?:[a-z0-9-]+\.)+(?:com|org|net|edu|gov|io|us|me|info|health|co)/[^\s<>()\[\]{}]+".into(),
+        ),
+        (
             P::Email,
             r"(?i)\b[a-z0-9][a-z0-9._%+'-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}\b".into(),
         ),
@@ -56,7 +63,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateMonthFirst,
             format!(
-                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:,?\s*(?:1[89]|20)\d\d\b)?|(?:of\s+)?(?:1[89]|20)\d\d\b)"
+                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:(?:,?\s*|-)(?:1[89]|20)\d\d\b)?|(?:of\s+)?(?:1[89]|20)\d\d\b)"
             ),
         ),
         (
@@ -79,6 +86,14 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::Phone,
             r"(?i)(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
+        ),
+        (
+            P::PhoneIntl,
+            r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}\b".into(),
+        ),
+        (
+            P::DayOrdinal,
+            r"(?i)\b(?:on|by|until|before|after|since)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b".into(),
         ),
         (
             P::Spelled,
@@ -238,6 +253,15 @@ impl Patterns {
                     confidence: 0.95,
                 })
             }
+            P::BareUrl => {
+                let trimmed = s.trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"']);
+                Some(Found {
+                    start,
+                    end: start + trimmed.len(),
+                    label: Label::Url,
+                    confidence: 0.85,
+                })
+            }
             P::Email => found(Label::Email, 0.97),
             P::Ipv4 => {
                 if s.parse::<std::net::Ipv4Addr>().is_ok() && !is_version_like(&doc.lower, start) {
@@ -355,6 +379,23 @@ impl Patterns {
                     _ => Label::Phone,
                 };
                 found(label, 0.85)
+            }
+            P::PhoneIntl => {
+                let digits = s.bytes().filter(u8::is_ascii_digit).count();
+                if !(8..=15).contains(&digits) {
+                    return None;
+                }
+                found(phone_label(cues, start), 0.85)
+            }
+            P::DayOrdinal => {
+                // `on the 3rd`: the day, without the words before it.
+                let day = s.rfind(' ').map_or(start, |i| start + i + 1);
+                Some(Found {
+                    start: day,
+                    end,
+                    label: Label::Date,
+                    confidence: 0.8,
+                })
             }
             P::Card => {
                 let cue = ident_label_before(cues, start, 40);
