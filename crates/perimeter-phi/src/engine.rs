@@ -110,3 +110,64 @@ impl Engine {
         Ok(spans)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Label;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_shared_across_threads() {
+        assert_send_sync::<Engine>();
+        let engine = Arc::new(Engine::new(EngineConfig::default()).unwrap());
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let e = Arc::clone(&engine);
+                std::thread::spawn(move || {
+                    let text = format!("Hi, this is Maria Gonzalez, DOB 03/0{}/1981.", i + 1);
+                    e.detect(&text).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            let spans = h.join().unwrap();
+            let labels: Vec<Label> = spans.iter().map(|s| s.label).collect();
+            assert_eq!(labels, [Label::Name, Label::Date]);
+        }
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let bad = EngineConfig {
+            max_message_bytes: 0,
+            ..EngineConfig::default()
+        };
+        assert!(matches!(
+            Engine::new(bad),
+            Err(PhiError::InvalidConfig {
+                field: "max_message_bytes",
+                ..
+            })
+        ));
+        let bad = EngineConfig {
+            min_confidence: 1.5,
+            ..EngineConfig::default()
+        };
+        assert!(Engine::new(bad).is_err());
+    }
+
+    #[test]
+    fn min_confidence_filters_weak_spans() {
+        let strict = Engine::new(EngineConfig {
+            min_confidence: 0.95,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let text = "email a@b.co, then Ünek";
+        let spans = strict.detect(text).unwrap();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].label, Label::Email);
+    }
+}
