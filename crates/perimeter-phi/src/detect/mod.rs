@@ -14,6 +14,7 @@ pub(crate) mod structured;
 pub(crate) mod tokens;
 pub(crate) mod validate;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
@@ -124,8 +125,9 @@ impl Pipeline {
 /// Turns overlapping candidates into sorted, disjoint spans on char boundaries.
 ///
 /// Candidates are taken in order of priority (confidence, then length); a candidate that
-/// overlaps an already accepted span is merged into it when both have the same label and
-/// dropped otherwise.
+/// overlaps an already accepted span is merged into it when both have the same label, and
+/// otherwise cut down to its larger uncovered part (dropped if that part has no letters or
+/// digits). O(n log n) in the number of candidates.
 pub(crate) fn resolve(text: &str, mut cands: Vec<Span>) -> Vec<Span> {
     cands.retain(|s| {
         s.start < s.end
@@ -139,25 +141,41 @@ pub(crate) fn resolve(text: &str, mut cands: Vec<Span>) -> Vec<Span> {
             .then((b.end - b.start).cmp(&(a.end - a.start)))
             .then(a.start.cmp(&b.start))
     });
-    let mut accepted: Vec<Span> = Vec::with_capacity(cands.len());
+    // Accepted spans are disjoint, keyed by start: the only one that can overlap a
+    // candidate is the last one starting before the candidate ends (O(log n) per query).
+    let mut accepted: BTreeMap<usize, Span> = BTreeMap::new();
     'next: for mut c in cands {
-        // A candidate overlapping an accepted span of another label keeps its larger
-        // uncovered part (if that part still has letters or digits); same label merges.
-        for _ in 0..4 {
-            let Some(a) = accepted
-                .iter_mut()
-                .find(|a| c.start < a.end && a.start < c.end)
-            else {
-                accepted.push(c);
+        let mut guard = accepted.len() + 2;
+        while guard > 0 {
+            guard -= 1;
+            let hit = accepted
+                .range(..c.end)
+                .next_back()
+                .filter(|(_, a)| a.end > c.start)
+                .map(|(k, _)| *k);
+            let Some(k) = hit else {
+                accepted.insert(c.start, c);
+                continue 'next;
+            };
+            let Some(a) = accepted.remove(&k) else {
                 continue 'next;
             };
             if c.label == a.label {
-                a.start = a.start.min(c.start);
-                a.end = a.end.max(c.end);
-                continue 'next;
+                // Same label: one span covering both (it may now reach further spans).
+                let keep_conf = a.confidence.max(c.confidence);
+                c = Span {
+                    start: a.start.min(c.start),
+                    end: a.end.max(c.end),
+                    confidence: keep_conf,
+                    ..a
+                };
+                continue;
             }
+            // Another label keeps its span; the candidate keeps its larger uncovered part
+            // if that part still has letters or digits.
             let left = (c.start, a.start.max(c.start));
             let right = (a.end.min(c.end), c.end);
+            accepted.insert(k, a);
             let keep = if left.1 - left.0 >= right.1 - right.0 {
                 left
             } else {
@@ -176,16 +194,5 @@ pub(crate) fn resolve(text: &str, mut cands: Vec<Span>) -> Vec<Span> {
             c.end = c.start + trimmed.len();
         }
     }
-    accepted.sort_by_key(|s| s.start);
-    // Merging may have made neighbours overlap: fold them.
-    let mut out: Vec<Span> = Vec::with_capacity(accepted.len());
-    for s in accepted {
-        match out.last_mut() {
-            Some(last) if s.start < last.end => {
-                last.end = last.end.max(s.end);
-            }
-            _ => out.push(s),
-        }
-    }
-    out
+    accepted.into_values().collect()
 }

@@ -897,7 +897,7 @@ fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if found.is_empty() {
         return;
     }
-    let mut known: Vec<&str> = Vec::new();
+    let mut known: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
     let mut covered = vec![false; doc.tokens.len()];
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
@@ -908,8 +908,8 @@ fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
             }
             let w = lower_tok(doc, k);
             let w = w.trim_end_matches("'s");
-            if w.chars().count() >= 3 && !known.contains(&w) {
-                known.push(w);
+            if w.chars().count() >= 3 {
+                known.insert(w);
             }
         }
     }
