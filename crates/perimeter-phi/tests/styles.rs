@@ -372,3 +372,35 @@ fn international_phones_bare_urls_and_day_ordinals() {
     assert_eq!(label_of(t, &spans, "+44"), Some(Label::Phone));
     assert_eq!(label_of(t, &spans, "facebook"), Some(Label::Url));
 }
+
+#[test]
+fn names_that_are_words_in_name_slots() {
+    let t = "Message from: Bill Young re: his daughter April. Call back 312-555-0148.\n\
+FYI - Sunny called. She said Dawn would pick up the meds. Ask for Hope at the front desk.\n\
+Dear Mrs. Park, your son Hunter is due for his vaccines. Sincerely, Nurse Bell\n\
+I can't make it. Will call later. Mark\n\
+we saw dr. lee and nurse kim today. my grandson tyler is doing better.\n\
+Patient Name: LE, VAN THI  Sex: F  DOB: 01/02/1930  Age: 94";
+    check(
+        t,
+        &[
+            "Bill Young",
+            "April",
+            "312-555-0148",
+            "Sunny",
+            "Dawn",
+            "Hope",
+            "Park",
+            "Hunter",
+            "Bell",
+            "Mark",
+            "lee",
+            "kim",
+            "tyler",
+            "LE, VAN THI",
+            "01/02/1930",
+            "94",
+        ],
+        &["Will call", "front desk", "Sex: F"],
+    );
+}

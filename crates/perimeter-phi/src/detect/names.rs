@@ -644,8 +644,16 @@ fn ambiguous_name_slot(doc: &Doc<'_>, a: usize, b: usize) -> bool {
     };
     let next_lower_word = next.is_some_and(|n| n.word && !n.cap && !n.stop) && next_gap == " ";
     let closes = next.is_none() || next_gap.starts_with(['?', '.', '!', ',']);
+    let next_any_lower = next.is_some_and(|n| n.word && !n.cap) && next_gap == " ";
     (prev_gap == ", " && next_lower_word)
         || (matches!(prev, "for" | "with" | "and" | "to") && prev_gap == " " && closes)
+        // `She said Dawn would`, `ask for Hope at the desk`, `tell Rose to call`.
+        || (matches!(
+            prev,
+            "said" | "told" | "tell" | "ask" | "asked" | "call" | "called" | "saw" | "met"
+                | "for" | "with" | "from" | "by" | "thank" | "thanks"
+        ) && prev_gap == " "
+            && (closes || next_any_lower))
 }
 
 fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f32)>) {
@@ -835,7 +843,9 @@ fn by_lines(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 || speaker;
             let run = &feats[i..b];
             let non_common = run.iter().any(|f| !f.common() && !f.initial)
-                || (b == n && run.iter().all(|f| f.listed_name() || f.initial));
+                || (b == n && run.iter().all(|f| f.listed_name() || f.initial))
+                // A first name alone closing a line (`... later. Mark`) signs it.
+                || (tail.contains('\n') && run.iter().all(|f| f.first()));
             if ends_line && non_common && !(b < n && is_org_word(doc, b)) {
                 found.push((i, b, 0.7));
             }
