@@ -1,0 +1,43 @@
+//! Perimeter's storage: one repository interface over SQLite or PostgreSQL.
+//!
+//! * [`Store::connect`] opens a pool ([`StoreOptions`], [`DatabaseUrl`]); [`Store::migrate`]
+//!   applies the migrations embedded for that backend and refuses a newer schema.
+//! * Every PHI field is stored only as ciphertext under the patient's data key (see
+//!   `perimeter-crypto`); lookups by phone, e-mail, MRN and name go through keyed blind
+//!   indexes.
+//! * Every PHI read or write takes an [`AccessContext`] and appends its audit record in the
+//!   same transaction: if the audit append fails, the operation fails. Write transactions first
+//!   take the audit-head lock (`BEGIN IMMEDIATE` on SQLite, `SELECT ... FOR UPDATE` on
+//!   PostgreSQL), which orders all writers, across processes, into one audit sequence.
+//! * Nothing that matters lives in process memory, so several `perimeter serve` processes can
+//!   share one PostgreSQL database.
+//! * Key management: [`Store::verify_keys`], [`Store::rotate_keks`], [`Store::retire_kek`],
+//!   [`Store::key_status`], and crypto-shredding with [`Store::shred_patient`].
+
+mod audit;
+mod conversations;
+mod db;
+mod demo;
+mod error;
+mod keys;
+mod model;
+mod options;
+mod patients;
+mod rows;
+mod staff;
+
+pub use audit::{AuditHead, StoredCheckpoint};
+pub use conversations::MESSAGE_PAGE_LIMIT;
+pub use db::{MigrationReport, SchemaStatus, Store};
+pub use demo::{
+    DEMO_PRACTICE_NAME, DemoConversation, DemoHashing, DemoOptions, DemoPatient, SeedReport,
+    demo_patients, hash_password,
+};
+pub use error::StoreError;
+pub use keys::{KekStatus, KeyStatus, RotateProgress, RotateReport, ShredReport};
+pub use model::{
+    AccessContext, Channel, Conversation, ConversationStatus, Direction, Message, NewMessage,
+    NewStaff, Patient, PatientData, Practice, StaffUser,
+};
+pub use options::{Backend, DatabaseUrl, StoreOptions};
+pub use patients::LOOKUP_LIMIT;

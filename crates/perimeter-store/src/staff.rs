@@ -1,0 +1,217 @@
+//! Practices and staff accounts (not PHI, stored in clear; password hashes are argon2id).
+
+use perimeter_audit::Action;
+use perimeter_domain::{PracticeId, Role, StaffId};
+use sqlx::any::AnyRow;
+
+use crate::model::{AccessContext, NewStaff, Practice, StaffUser, object};
+use crate::rows::{col, id};
+use crate::{Store, StoreError};
+
+fn roles_to_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn roles_from_text(s: &str) -> Result<Vec<Role>, StoreError> {
+    s.split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.parse()
+                .map_err(|_| StoreError::Corrupt("unknown role stored".into()))
+        })
+        .collect()
+}
+
+const STAFF_COLUMNS: &str =
+    "id, practice_id, username, display_name, roles, password_hash, disabled_at, created_at";
+
+fn decode_staff(row: &AnyRow) -> Result<StaffUser, StoreError> {
+    Ok(StaffUser {
+        id: id(&col::<String>(row, "id")?, "staff")?,
+        practice_id: id(&col::<String>(row, "practice_id")?, "practice")?,
+        username: col(row, "username")?,
+        display_name: col(row, "display_name")?,
+        roles: roles_from_text(&col::<String>(row, "roles")?)?,
+        password_hash: col(row, "password_hash")?,
+        disabled_at_millis: col(row, "disabled_at")?,
+        created_at_millis: col(row, "created_at")?,
+    })
+}
+
+impl Store {
+    /// Creates a practice.
+    pub async fn create_practice(
+        &self,
+        ctx: &AccessContext,
+        name: &str,
+    ) -> Result<PracticeId, StoreError> {
+        if name.trim().is_empty() {
+            return Err(StoreError::Invalid {
+                field: "practice name",
+                expected: "a non-empty name",
+            });
+        }
+        let pid = PracticeId::new();
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        sqlx::query("INSERT INTO practice (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(pid.to_string())
+            .bind(name.trim())
+            .bind(now)
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        w.audit(&ctx.event(
+            now,
+            Action::Create,
+            object("practice", pid),
+            None,
+            Vec::new(),
+            None,
+        ))
+        .await?;
+        w.commit().await?;
+        Ok(pid)
+    }
+
+    /// Every practice, oldest first.
+    pub async fn list_practices(&self) -> Result<Vec<Practice>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM practice ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Practice {
+                    id: id(&col::<String>(r, "id")?, "practice")?,
+                    name: col(r, "name")?,
+                    created_at_millis: col(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a staff account.
+    pub async fn create_staff(
+        &self,
+        ctx: &AccessContext,
+        practice: PracticeId,
+        new: &NewStaff,
+    ) -> Result<StaffId, StoreError> {
+        let username = new.username.trim();
+        if username.is_empty() || username.chars().any(char::is_whitespace) {
+            return Err(StoreError::Invalid {
+                field: "username",
+                expected: "a non-empty name without spaces",
+            });
+        }
+        let sid = StaffId::new();
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO staff_user (id, practice_id, username, display_name, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(sid.to_string())
+        .bind(practice.to_string())
+        .bind(username)
+        .bind(new.display_name.trim())
+        .bind(roles_to_text(&new.roles))
+        .bind(new.password_hash.clone())
+        .bind(now)
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        w.audit(&ctx.event(
+            now,
+            Action::Create,
+            object("staff_user", sid),
+            None,
+            Vec::new(),
+            None,
+        ))
+        .await?;
+        w.commit().await?;
+        Ok(sid)
+    }
+
+    /// A staff account by id.
+    pub async fn get_staff(&self, staff: StaffId) -> Result<StaffUser, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STAFF_COLUMNS} FROM staff_user WHERE id = $1"
+        ))
+        .bind(staff.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "staff user",
+            id: staff.to_string(),
+        })?;
+        decode_staff(&row)
+    }
+
+    /// A staff account by practice and username.
+    pub async fn find_staff_by_username(
+        &self,
+        practice: PracticeId,
+        username: &str,
+    ) -> Result<Option<StaffUser>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STAFF_COLUMNS} FROM staff_user WHERE practice_id = $1 AND username = $2"
+        ))
+        .bind(practice.to_string())
+        .bind(username.trim())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        row.as_ref().map(decode_staff).transpose()
+    }
+
+    /// A practice's staff, by username.
+    pub async fn list_staff(&self, practice: PracticeId) -> Result<Vec<StaffUser>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STAFF_COLUMNS} FROM staff_user WHERE practice_id = $1 ORDER BY username"
+        ))
+        .bind(practice.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter().map(decode_staff).collect()
+    }
+
+    /// Sets (or clears) a staff account's password hash.
+    pub async fn set_staff_password_hash(
+        &self,
+        ctx: &AccessContext,
+        staff: StaffId,
+        password_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query("UPDATE staff_user SET password_hash = $2 WHERE id = $1")
+            .bind(staff.to_string())
+            .bind(password_hash.map(str::to_owned))
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "staff user",
+                id: staff.to_string(),
+            });
+        }
+        w.audit(&ctx.event(
+            self.now(),
+            Action::Update,
+            object("staff_user", staff),
+            None,
+            Vec::new(),
+            Some("password_changed"),
+        ))
+        .await?;
+        w.commit().await
+    }
+}

@@ -1,0 +1,16 @@
+//! Every storage test, run against SQLite (temporary directory) and PostgreSQL (a fresh
+//! database per test; URL from PERIMETER_TEST_POSTGRES_URL, skipped only when
+//! PERIMETER_TEST_SKIP_POSTGRES=1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "store/common.rs"]
+mod common;
+
+#[path = "store/audit_trail.rs"]
+mod audit_trail;
+#[path = "store/failures.rs"]
+mod failures;
+#[path = "store/keys.rs"]
+mod keys;
+#[path = "store/records.rs"]
+mod records;
