@@ -404,3 +404,15 @@ Patient Name: LE, VAN THI  Sex: F  DOB: 01/02/1930  Age: 94";
         &["Will call", "front desk", "Sex: F"],
     );
 }
+
+#[test]
+fn lower_case_names_with_particles() {
+    check(
+        "yes hi um this is jörg-peter dos santos my number is three one two five five five zero one nine nine",
+        &[
+            "jörg-peter dos santos",
+            "three one two five five five zero one nine nine",
+        ],
+        &["yes hi um"],
+    );
+}

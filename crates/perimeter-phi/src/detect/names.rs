@@ -445,6 +445,11 @@ fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
                     && !f.stop
                     && !f.cap
                     && f.last())
+                // `jörg-peter dos santos`: a particle between two lower-case name parts.
+                || (k > j
+                    && is_particle_tok(doc, k)
+                    && feats.get(k + 1).is_some_and(|n| lower_ok(n, k + 1))
+                    && joins(gap(doc, k, k + 1), false))
         };
         if !ok {
             break;
