@@ -90,7 +90,9 @@ fn main() {
         }
     }
     let dt = t2.elapsed() / passes.max(1);
-    let cpu = cpu0.zip(cpu_ns()).map(|(a, b)| (b - a) / u64::from(passes.max(1)));
+    let cpu = cpu0
+        .zip(cpu_ns())
+        .map(|(a, b)| (b - a) / u64::from(passes.max(1)));
     for (r, p) in recs.iter().zip(&preds) {
         ev.add(&r.id, &r.text, &r.spans, &to_char_spans(&r.text, p));
     }
