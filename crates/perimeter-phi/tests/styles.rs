@@ -416,3 +416,11 @@ fn lower_case_names_with_particles() {
         &["yes hi um"],
     );
 }
+
+#[test]
+fn compact_birth_date_outside_hl7() {
+    let t = "DOB: 19800115, acct 20240102";
+    let spans = check(t, &["19800115", "20240102"], &[]);
+    assert_eq!(label_of(t, &spans, "19800115"), Some(Label::Date));
+    assert_eq!(label_of(t, &spans, "20240102"), Some(Label::Account));
+}

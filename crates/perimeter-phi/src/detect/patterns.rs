@@ -472,6 +472,19 @@ impl Patterns {
                 confidence,
             })
         };
+        // `DOB: 19800115`: a compact date right after a birth or date cue.
+        if s.len() == 8
+            && digits == 8
+            && validate::iso_date(&format!(
+                "{}-{}-{}",
+                s.get(0..4).unwrap_or(""),
+                s.get(4..6).unwrap_or(""),
+                s.get(6..8).unwrap_or("")
+            ))
+            && cue_before(cues, start, 12).is_some_and(|c| c.cue == Cue::Birth)
+        {
+            return found(Label::Date, 0.9);
+        }
         if validate::mbi(s) {
             return found(Label::HealthPlan, 0.95);
         }
