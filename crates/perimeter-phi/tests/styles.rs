@@ -424,3 +424,16 @@ fn compact_birth_date_outside_hl7() {
     assert_eq!(label_of(t, &spans, "19800115"), Some(Label::Date));
     assert_eq!(label_of(t, &spans, "20240102"), Some(Label::Account));
 }
+
+#[test]
+fn json_escaped_free_text() {
+    let t = r#"{"channel":"portal","body":"Hi Dr. Okafor,\nmy daughter Zainab has a fever since 3/2.\nThanks,\nAdaeze Nwosu\n555-201-3344"}"#;
+    let spans = check(
+        t,
+        &["Okafor", "Zainab", "3/2", "Adaeze Nwosu", "555-201-3344"],
+        &["portal", "fever"],
+    );
+    // The escape is not part of the name.
+    let name = spans.iter().find(|s| s.text(t).contains("Nwosu")).unwrap();
+    assert_eq!(name.text(t), "Adaeze Nwosu");
+}

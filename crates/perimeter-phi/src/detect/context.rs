@@ -296,7 +296,11 @@ impl Cues {
             let (s, e) = (m.start(), m.end());
             let first = bytes.get(s).copied().unwrap_or(b' ');
             let last = bytes.get(e.wrapping_sub(1)).copied().unwrap_or(b' ');
+            let escaped = s >= 2
+                && bytes.get(s - 2) == Some(&b'\\')
+                && matches!(bytes.get(s - 1), Some(b'n' | b't' | b'r'));
             let before_ok = s == 0
+                || escaped
                 || !is_word_byte(first)
                 || !bytes.get(s - 1).copied().is_some_and(is_word_byte);
             let after_ok = !is_word_byte(last) || !bytes.get(e).copied().is_some_and(is_word_byte);

@@ -601,7 +601,7 @@ pub(crate) fn compute(
             || gap.iter().any(|b| {
                 matches!(
                     b,
-                    b'.' | b'!' | b'?' | b'\n' | b':' | b'-' | b'|' | b'>' | b'*'
+                    b'.' | b'!' | b'?' | b'\n' | b':' | b'-' | b'|' | b'>' | b'*' | b'\\'
                 )
             })
             // em dash (U+2014) and bullet (U+2022)

@@ -43,6 +43,14 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
     let mut out = Vec::with_capacity(text.len() / 5 + 1);
     let mut iter = text.char_indices().peekable();
     while let Some((start, c)) = iter.next() {
+        if c == '\\' {
+            // JSON and log escapes (`\n`, `\t`, `\r`) are white space, not the start of a
+            // word: `"Thanks,\nMaria"` has the token `Maria`.
+            if matches!(iter.peek(), Some((_, 'n' | 't' | 'r'))) {
+                iter.next();
+            }
+            continue;
+        }
         if !c.is_alphanumeric() {
             continue;
         }
@@ -99,6 +107,9 @@ mod tests {
 
     #[test]
     fn tokens_keep_inner_joiners() {
+        let esc = "Thanks,\\nMaria\\tRuiz";
+        let toks: Vec<&str> = tokenize(esc).iter().map(|k| k.text(esc)).collect();
+        assert_eq!(toks, ["Thanks", "Maria", "Ruiz"]);
         let t = "O'Brien, Karl-Josef 4B MRN123 ünek's -x";
         let toks: Vec<&str> = tokenize(t).iter().map(|k| k.text(t)).collect();
         assert_eq!(
