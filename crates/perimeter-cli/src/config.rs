@@ -1,0 +1,843 @@
+//! Perimeter's configuration: a TOML file, overridden by `PERIMETER_*` environment variables,
+//! overridden by command-line flags. Validated at start: an unknown key, a bad value or an
+//! unreadable file stops the program with a message naming the key, where it was set and
+//! what is expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment variable Perimeter reads.
+pub const ENV_PREFIX: &str = "PERIMETER_";
+/// Variables with this prefix are reserved for tests and ignored.
+pub const ENV_TEST_PREFIX: &str = "PERIMETER_TEST_";
+/// The configuration file's path.
+pub const ENV_CONFIG: &str = "PERIMETER_CONFIG";
+/// The key ring itself (the key file's JSON), as an alternative to `keys.file`.
+pub const ENV_MASTER_KEY: &str = "PERIMETER_MASTER_KEY";
+/// The configuration file looked for inside the data directory.
+pub const CONFIG_FILE_NAME: &str = "perimeter.toml";
+/// The data directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "./perimeter-data";
+
+/// What kind of value a key takes (for converting environment variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Bool,
+    Int,
+}
+
+/// Every settable key, as a dotted path. Each can also be set through the environment
+/// variable `PERIMETER_` + the path upper-cased with `.` replaced by `_`.
+const KEYS: &[(&str, Kind)] = &[
+    ("data_dir", Kind::Str),
+    ("database_url", Kind::Str),
+    ("listen", Kind::Str),
+    ("insecure_http", Kind::Bool),
+    ("log_format", Kind::Str),
+    ("log_level", Kind::Str),
+    ("tls.cert_file", Kind::Str),
+    ("tls.key_file", Kind::Str),
+    ("keys.file", Kind::Str),
+    ("database.max_connections", Kind::Int),
+    ("database.busy_timeout_ms", Kind::Int),
+    ("database.acquire_timeout_ms", Kind::Int),
+    ("http.max_body_bytes", Kind::Int),
+    ("http.request_timeout_ms", Kind::Int),
+    ("http.shutdown_grace_ms", Kind::Int),
+    ("sessions.idle_timeout_minutes", Kind::Int),
+    ("sessions.absolute_timeout_hours", Kind::Int),
+    ("phi.max_message_bytes", Kind::Int),
+];
+
+/// The environment variable that sets a dotted key.
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines (coloured on a terminal).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A database URL. `Debug`, `Display` and serialization hide the password.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+
+    /// The full URL, password included: only for handing to the database driver.
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// `sqlite` or `postgres` (the URL scheme, normalised), or `None` if unrecognised.
+    pub fn backend(&self) -> Option<&'static str> {
+        let url = self.expose_secret();
+        if url.starts_with("sqlite:") {
+            Some("sqlite")
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some("postgres")
+        } else {
+            None
+        }
+    }
+
+    /// The URL with any password (in the user-info part or a `password=` parameter) masked.
+    pub fn masked(&self) -> String {
+        mask_url(self.expose_secret())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.masked())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
+const MASK: &str = "********";
+
+fn mask_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "(unparseable database URL; hidden)".to_owned();
+    };
+    if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
+        return "(database URL with a password; hidden)".to_owned();
+    }
+    if url
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                if k.eq_ignore_ascii_case("password") {
+                    (k.into_owned(), MASK.to_owned())
+                } else {
+                    (k.into_owned(), v.into_owned())
+                }
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+/// `[tls]`: serve HTTPS with these PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first (PEM).
+    pub cert_file: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// `[keys]`: where the key ring comes from.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The key file (default `<data_dir>/keys.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The key ring from `PERIMETER_MASTER_KEY`, if set: takes precedence over the file.
+    /// Never read from the file or flags, never printed.
+    #[serde(skip)]
+    pub master_key: Option<SecretString>,
+}
+
+impl fmt::Debug for KeysConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeysConfig")
+            .field("file", &self.file)
+            .field("master_key", &self.master_key.as_ref().map(|_| MASK))
+            .finish()
+    }
+}
+
+/// `[database]`: connection pool settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Most connections in the pool (1..=1000).
+    pub max_connections: u32,
+    /// SQLite: how long a writer waits for a lock, in milliseconds.
+    pub busy_timeout_ms: u64,
+    /// How long a request waits for a free pool connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            busy_timeout_ms: 5_000,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// `[http]`: request limits and shutdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: u64,
+    /// Longest a request may run, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long in-flight requests may finish after SIGTERM/SIGINT, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[sessions]`: console session lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// A session with no activity for this long ends.
+    pub idle_timeout_minutes: u32,
+    /// A session ends this long after login regardless of activity.
+    pub absolute_timeout_hours: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_minutes: 15,
+            absolute_timeout_hours: 12,
+        }
+    }
+}
+
+/// `[phi]`: limits on patient messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhiConfig {
+    /// Largest accepted message body in bytes.
+    pub max_message_bytes: u64,
+}
+
+impl Default for PhiConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the SQLite database, the key file and `perimeter.toml`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Database URL (default: the SQLite file `<data_dir>/perimeter.db`). Use
+    /// [`Config::database_url`] for the resolved value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<DatabaseUrl>,
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Allow plain HTTP on a non-loopback address.
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// `human` or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// tracing-subscriber directives such as `info,perimeter_server=debug`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Serve HTTPS with these files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Key ring location.
+    #[serde(default)]
+    pub keys: KeysConfig,
+    /// Pool settings.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Session lifetimes.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    /// Message limits.
+    #[serde(default)]
+    pub phi: PhiConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Self {
+            data_dir: default_data_dir(),
+            database_url: None,
+            listen: default_listen(),
+            insecure_http: false,
+            log_format: LogFormat::default(),
+            log_level: default_log_level(),
+            tls: None,
+            keys: KeysConfig::default(),
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            sessions: SessionsConfig::default(),
+            phi: PhiConfig::default(),
+        };
+        config.resolve_defaults();
+        config
+    }
+}
+
+/// Where a value came from (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// A configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("configuration file {path}: cannot read it: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {path}: not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line and column).
+        message: String,
+    },
+    /// A key that Perimeter does not know.
+    #[error("configuration key `{key}` (from {origin}) is not a known key; known keys: {known}")]
+    UnknownKey {
+        /// The dotted key.
+        key: String,
+        /// Where it was set.
+        origin: Source,
+        /// The known keys, comma separated.
+        known: String,
+    },
+    /// An environment variable with the `PERIMETER_` prefix that Perimeter does not know.
+    #[error(
+        "environment variable {var} is not a Perimeter setting; known variables: {known} (variables starting with PERIMETER_TEST_ are reserved for tests)"
+    )]
+    UnknownEnv {
+        /// The variable's name.
+        var: String,
+        /// The known variables, comma separated.
+        known: String,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("configuration key `{key}` (from {origin}): {expected}")]
+    BadValue {
+        /// The dotted key.
+        key: String,
+        /// Where it was set.
+        origin: Source,
+        /// What is expected.
+        expected: String,
+    },
+}
+
+/// A value set on the command line.
+#[derive(Debug, Clone)]
+pub struct FlagOverride {
+    /// The dotted key it sets.
+    pub key: &'static str,
+    /// The flag's name, for messages (`--listen`).
+    pub flag: &'static str,
+    /// The value.
+    pub value: toml::Value,
+}
+
+impl FlagOverride {
+    /// A string-valued flag.
+    pub fn string(key: &'static str, flag: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            key,
+            flag,
+            value: toml::Value::String(value.into()),
+        }
+    }
+
+    /// A path-valued flag.
+    pub fn path(key: &'static str, flag: &'static str, value: &Path) -> Self {
+        Self::string(key, flag, value.to_string_lossy().into_owned())
+    }
+
+    /// A boolean flag.
+    pub fn bool(key: &'static str, flag: &'static str, value: bool) -> Self {
+        Self {
+            key,
+            flag,
+            value: toml::Value::Boolean(value),
+        }
+    }
+}
+
+/// Inputs to [`Config::load`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// Flag values, highest precedence.
+    pub flags: Vec<FlagOverride>,
+}
+
+impl Config {
+    /// Loads file, environment (`env` is the process environment as name/value pairs) and
+    /// flags, and validates the result.
+    pub fn load(
+        options: &LoadOptions,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !k.starts_with(ENV_TEST_PREFIX))
+            .collect();
+        let known_env: BTreeMap<String, (&str, Kind)> = KEYS
+            .iter()
+            .map(|(key, kind)| (env_var_for(key), (*key, *kind)))
+            .collect();
+        for var in env.keys() {
+            if var != ENV_CONFIG && var != ENV_MASTER_KEY && !known_env.contains_key(var) {
+                let mut known: Vec<String> = known_env.keys().cloned().collect();
+                known.push(ENV_CONFIG.to_owned());
+                known.push(ENV_MASTER_KEY.to_owned());
+                return Err(ConfigError::UnknownEnv {
+                    var: var.clone(),
+                    known: known.join(", "),
+                });
+            }
+        }
+
+        let mut table = toml::Table::new();
+        let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+
+        // 1. The file: --config, else PERIMETER_CONFIG, else <data_dir>/perimeter.toml.
+        let file = match (&options.config_file, env.get(ENV_CONFIG)) {
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(path)) => Some(PathBuf::from(path)),
+            (None, None) => {
+                let data_dir = options
+                    .flags
+                    .iter()
+                    .find(|f| f.key == "data_dir")
+                    .and_then(|f| f.value.as_str().map(PathBuf::from))
+                    .or_else(|| env.get(&env_var_for("data_dir")).map(PathBuf::from))
+                    .unwrap_or_else(default_data_dir);
+                let candidate = data_dir.join(CONFIG_FILE_NAME);
+                candidate.exists().then_some(candidate)
+            }
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            let file_table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.clone(),
+                        message: e.message().to_owned() + &line_of(&text, e.span()),
+                    })?;
+            let mut leaves = Vec::new();
+            collect_leaves(&file_table, "", &mut leaves);
+            for (key, value) in leaves {
+                if key == "keys.master_key" {
+                    return Err(ConfigError::BadValue {
+                        key,
+                        origin: Source::File(path.clone()),
+                        expected: format!(
+                            "the key ring may only come from the key file ([keys] file) or the {ENV_MASTER_KEY} environment variable"
+                        ),
+                    });
+                }
+                set_path(&mut table, &key, value);
+                sources.insert(key, Source::File(path.clone()));
+            }
+        }
+
+        // 2. The environment.
+        for (var, raw) in &env {
+            let Some((key, kind)) = known_env.get(var) else {
+                continue;
+            };
+            let origin = Source::Env(var.clone());
+            let value = env_value(raw, *kind).map_err(|expected| ConfigError::BadValue {
+                key: (*key).to_owned(),
+                origin: origin.clone(),
+                expected,
+            })?;
+            set_path(&mut table, key, value);
+            sources.insert((*key).to_owned(), origin);
+        }
+
+        // 3. Flags.
+        for flag in &options.flags {
+            set_path(&mut table, flag.key, flag.value.clone());
+            sources.insert(flag.key.to_owned(), Source::Flag(flag.flag));
+        }
+
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| deserialize_error(&e, &sources))?;
+        config.keys.master_key = env
+            .get(ENV_MASTER_KEY)
+            .map(|v| SecretString::from(v.clone()));
+        config.resolve_defaults();
+        config.validate(&sources)?;
+        Ok(config)
+    }
+
+    fn resolve_defaults(&mut self) {
+        if self.database_url.is_none() {
+            let path = self.data_dir.join("perimeter.db");
+            self.database_url = Some(DatabaseUrl::new(format!(
+                "sqlite://{}",
+                path.to_string_lossy()
+            )));
+        }
+        if self.keys.file.is_none() {
+            self.keys.file = Some(self.data_dir.join("keys.json"));
+        }
+    }
+
+    fn validate(&self, sources: &BTreeMap<String, Source>) -> Result<(), ConfigError> {
+        let bad = |key: &str, expected: &str| ConfigError::BadValue {
+            key: key.to_owned(),
+            origin: sources.get(key).cloned().unwrap_or(Source::Default),
+            expected: expected.to_owned(),
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad(
+                "data_dir",
+                "expected a directory path, not an empty string",
+            ));
+        }
+        if self.database_url().backend().is_none() {
+            return Err(bad(
+                "database_url",
+                "expected a URL starting with sqlite:// or postgres://",
+            ));
+        }
+        if self.database_url().backend() == Some("postgres")
+            && url::Url::parse(self.database_url().expose_secret()).is_err()
+        {
+            return Err(bad(
+                "database_url",
+                "expected a URL such as postgres://user@host:5432/dbname",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(bad(
+                "log_level",
+                "expected a level (error, warn, info, debug, trace) or tracing directives such as info,perimeter_server=debug",
+            ));
+        }
+        let ranges: [(&str, u64, u64, u64); 9] = [
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+                1,
+                1000,
+            ),
+            (
+                "database.busy_timeout_ms",
+                self.database.busy_timeout_ms,
+                0,
+                600_000,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+                1,
+                600_000,
+            ),
+            (
+                "http.max_body_bytes",
+                self.http.max_body_bytes,
+                1024,
+                1 << 30,
+            ),
+            (
+                "http.request_timeout_ms",
+                self.http.request_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "http.shutdown_grace_ms",
+                self.http.shutdown_grace_ms,
+                0,
+                3_600_000,
+            ),
+            (
+                "sessions.idle_timeout_minutes",
+                u64::from(self.sessions.idle_timeout_minutes),
+                1,
+                24 * 60,
+            ),
+            (
+                "sessions.absolute_timeout_hours",
+                u64::from(self.sessions.absolute_timeout_hours),
+                1,
+                24 * 30,
+            ),
+            (
+                "phi.max_message_bytes",
+                self.phi.max_message_bytes,
+                1,
+                1 << 30,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if value < min || value > max {
+                return Err(bad(
+                    key,
+                    &format!("expected an integer from {min} to {max}"),
+                ));
+            }
+        }
+        if u64::from(self.sessions.idle_timeout_minutes)
+            > u64::from(self.sessions.absolute_timeout_hours) * 60
+        {
+            return Err(bad(
+                "sessions.idle_timeout_minutes",
+                "expected at most sessions.absolute_timeout_hours (in minutes)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resolved database URL.
+    pub fn database_url(&self) -> DatabaseUrl {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => DatabaseUrl::new(format!(
+                "sqlite://{}",
+                self.data_dir.join("perimeter.db").to_string_lossy()
+            )),
+        }
+    }
+
+    /// The resolved key file path.
+    pub fn keys_file(&self) -> PathBuf {
+        self.keys
+            .file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys.json"))
+    }
+
+    /// The effective configuration as TOML, with the database password and keys masked.
+    pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut value = toml::Table::try_from(self)?;
+        if self.keys.master_key.is_some()
+            && let Some(toml::Value::Table(keys)) = value.get_mut("keys")
+        {
+            keys.insert(
+                "master_key".to_owned(),
+                toml::Value::String(format!("{MASK} (from {ENV_MASTER_KEY})")),
+            );
+        }
+        toml::to_string_pretty(&value)
+    }
+}
+
+/// " (line N)" for a byte span, for TOML syntax errors.
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+fn collect_leaves(table: &toml::Table, prefix: &str, out: &mut Vec<(String, toml::Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) if !inner.is_empty() => collect_leaves(inner, &key, out),
+            _ => out.push((key, v.clone())),
+        }
+    }
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => current = t,
+            _ => return,
+        }
+    }
+}
+
+fn env_value(raw: &str, kind: Kind) -> Result<toml::Value, String> {
+    match kind {
+        Kind::Str => Ok(toml::Value::String(raw.to_owned())),
+        Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" | "" => Ok(toml::Value::Boolean(false)),
+            _ => Err("expected a boolean: true or false".to_owned()),
+        },
+        Kind::Int => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| "expected a whole number".to_owned()),
+    }
+}
+
+fn deserialize_error(
+    err: &serde_path_to_error::Error<toml::de::Error>,
+    sources: &BTreeMap<String, Source>,
+) -> ConfigError {
+    let path = err.path().to_string();
+    let message = err.inner().message().to_owned();
+    let known = KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+    // serde reports an unknown field as "unknown field `x`, expected ..." at the parent path.
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        let key = if path == "." || path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        let origin = sources.get(&key).cloned().unwrap_or(Source::Default);
+        return ConfigError::UnknownKey { key, origin, known };
+    }
+    let key = if path == "." { String::new() } else { path };
+    let origin = sources
+        .get(&key)
+        .cloned()
+        .or_else(|| {
+            sources
+                .iter()
+                .find(|(k, _)| k.starts_with(&format!("{key}.")))
+                .map(|(_, s)| s.clone())
+        })
+        .unwrap_or(Source::Default);
+    let expected = expected_for(&key).unwrap_or(message);
+    ConfigError::BadValue {
+        key,
+        origin,
+        expected,
+    }
+}
+
+/// A fixed description of what a key expects (so the rejected value is never echoed).
+fn expected_for(key: &str) -> Option<String> {
+    let text = match key {
+        "data_dir" | "tls.cert_file" | "tls.key_file" | "keys.file" => "expected a path (a string)",
+        "database_url" => "expected a URL string starting with sqlite:// or postgres://",
+        "listen" => "expected an address and port such as 127.0.0.1:8080 or [::1]:8443",
+        "insecure_http" => "expected a boolean: true or false",
+        "log_format" => "expected \"human\" or \"json\"",
+        "log_level" => "expected a string such as \"info\"",
+        "tls" => "expected a table with cert_file and key_file",
+        "keys" | "database" | "http" | "sessions" | "phi" => "expected a table",
+        k if KEYS
+            .iter()
+            .any(|(name, kind)| *name == k && *kind == Kind::Int) =>
+        {
+            "expected a non-negative whole number"
+        }
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
