@@ -83,18 +83,30 @@ enum Command {
     /// Run the HTTP server: creates and migrates the data directory on first start, then
     /// serves /healthz, /readyz, /metrics and the API until SIGTERM or Ctrl-C.
     Serve(cmd::serve::ServeArgs),
+    /// De-identify text or JSONL (redact, pseudonymize, surrogate, safe-harbor), evaluate the
+    /// PHI detector against a gold file, or benchmark it. Needs no configuration.
+    Deid(cmd::deid::DeidArgs),
 }
 
 impl Command {
     fn overrides(&self) -> Vec<FlagOverride> {
         match self {
             Command::Serve(args) => args.overrides(),
+            Command::Deid(_) => Vec::new(),
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `deid` needs no configuration, data directory or async runtime.
+    let cli = match cli {
+        Cli {
+            command: Command::Deid(args),
+            ..
+        } => return cmd::deid::run(args),
+        cli => cli,
+    };
     let mut flags = cli.global.overrides();
     flags.extend(cli.command.overrides());
     let options = LoadOptions {
@@ -123,6 +135,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(args, &config).await,
+            // Handled at the top of main.
+            Command::Deid(_) => Ok(()),
         }
     });
     match result {

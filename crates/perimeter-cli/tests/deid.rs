@@ -1,0 +1,196 @@
+//! `perimeter deid` end to end: the built binary over real stdin/stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn perimeter(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perimeter"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        // The child may exit before reading everything (fail fast): ignore a broken pipe.
+        let _ = input.write_all(data.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+const MESSAGE: &str = "Hi, this is Maria Gonzalez, date of birth 03/02/1981. \
+Call me at (312) 555-8841 or email maria.gonzalez@gmail.com. My SSN is 123-45-6789.\n";
+
+#[test]
+fn redacts_stdin_to_stdout_by_default() {
+    let o = perimeter(&["deid"], MESSAGE);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for leak in [
+        "03/02/1981",
+        "555-8841",
+        "maria.gonzalez@gmail.com",
+        "123-45-6789",
+    ] {
+        assert!(!out.contains(leak), "{leak} in {out}");
+    }
+    assert!(out.contains("[DATE]") && out.contains("[PHONE]") && out.contains("[EMAIL]"));
+    assert!(out.starts_with("Hi, this is "));
+}
+
+#[test]
+fn pseudonymizes_consistently_within_a_file() {
+    let text = "Call (312) 555-8841 today.\nAgain: 312.555.8841.\n";
+    let o = perimeter(&["deid", "--mode", "pseudonymize", "--lines"], text);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Call [PHONE_1] today.\nAgain: [PHONE_1].\n");
+}
+
+#[test]
+fn safe_harbor_keeps_the_year() {
+    let o = perimeter(
+        &["deid", "--mode", "safe-harbor"],
+        "Seen on 03/02/2021 in clinic.",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Seen on 2021 in clinic.");
+}
+
+#[test]
+fn jsonl_keeps_order_fields_and_reports_char_spans() {
+    let mut input = String::new();
+    for i in 0..1200 {
+        input.push_str(&format!(
+            "{{\"id\": \"m{i}\", \"extra\": {i}, \"text\": \"the résumé ☃ call 312-555-{:04}\", \"spans\": [1]}}\n",
+            1000 + i
+        ));
+        if i == 10 {
+            input.push('\n');
+        }
+    }
+    let o = perimeter(&["deid", "--format", "jsonl", "--threads", "0"], &input);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1200);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["id"], format!("m{i}"));
+        assert_eq!(v["extra"], i);
+        assert_eq!(v["text"], "the résumé ☃ call [PHONE]");
+        // Character offsets in the input text: "the résumé ☃ call " is 18 characters.
+        assert_eq!(
+            v["spans"],
+            serde_json::json!([{"start": 18, "end": 30, "label": "PHONE"}])
+        );
+    }
+}
+
+#[test]
+fn bad_jsonl_line_fails_fast_naming_the_line_not_the_content() {
+    let input = "{\"text\": \"call 312-555-1234\"}\n{\"text\": \"secret Maria\n{\"text\": \"x\"}\n";
+    let o = perimeter(&["deid", "--format", "jsonl"], input);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!err.contains("Maria") && !err.contains("secret"), "{err}");
+    // The line before it was written.
+    assert_eq!(stdout(&o).lines().count(), 1);
+
+    let o = perimeter(&["deid", "--format", "jsonl", "--skip-bad"], input);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[1]["line"], 2);
+    assert!(out[1]["error"].as_str().unwrap().contains("JSON"));
+    assert_eq!(out[2]["text"], "x");
+
+    let o = perimeter(&["deid", "--format", "jsonl"], "[1, 2]\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("line 1"));
+}
+
+#[test]
+fn eval_reports_the_corpus_metrics() {
+    let dir = std::env::temp_dir().join(format!("perimeter-deid-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gold = dir.join("gold.jsonl");
+    let text = "Call 312-555-1234 or see Zorblat.";
+    std::fs::write(
+        &gold,
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "g1", "text": text, "spans": [
+                {"start": 5, "end": 17, "label": "PHONE", "text": "312-555-1234"}]})
+        ),
+    )
+    .unwrap();
+    let o = perimeter(
+        &["deid", "eval", "--gold", gold.to_str().unwrap(), "--json"],
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["report"]["messages"], 1);
+    assert_eq!(v["report"]["gold_spans"], 1);
+    assert_eq!(v["report"]["entity_recall"], 1.0);
+    assert!(stderr(&o).contains("warning"));
+    let o = perimeter(&["deid", "eval", "--gold", gold.to_str().unwrap()], "");
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("entity recall"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_measures_a_small_file() {
+    let dir = std::env::temp_dir().join(format!("perimeter-deid-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("in.jsonl");
+    let line = serde_json::json!({"text": "Call Maria at 312-555-1234 on 03/02/2021."});
+    std::fs::write(&file, format!("{line}\n{line}\n")).unwrap();
+    let o = perimeter(
+        &[
+            "deid",
+            "bench",
+            file.to_str().unwrap(),
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["messages"], 2);
+    assert!(v["mb_per_s_1_thread"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // Without a file and without the default corpus next to the working directory: clear error.
+    let cwd = dir.join("a/b");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_perimeter"))
+        .args(["deid", "bench"])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no FILE given"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
