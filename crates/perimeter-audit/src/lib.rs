@@ -13,7 +13,8 @@
 //! - [`query`]: the activity filter and the self-audit event; [`export`]: FHIR R4 and CSV;
 //! - feature `runtime` (default): `group` (group commit of standalone events) and
 //!   `checkpointer` (the background task writing checkpoints to the database and the
-//!   checkpoint file). Without it the crate does no I/O.
+//!   checkpoint file), and `trail` (verification and proofs over an asynchronous store).
+//!   Without it the crate does no I/O.
 //!
 //! Audit records cannot be deleted or changed through Perimeter: no API here or in the store
 //! does it, and retention is at least [`query::RETENTION_YEARS`] years.
@@ -31,6 +32,8 @@ pub mod proof;
 pub mod query;
 mod record;
 pub mod schedule;
+#[cfg(feature = "runtime")]
+pub mod trail;
 pub mod verify;
 
 pub use event::{Action, Actor, AuditEvent, ObjectRef, Outcome};
