@@ -83,7 +83,9 @@ impl fmt::Display for Label {
 
 /// A label name that is not one of the Safe Harbor labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown PHI label {0:?}; expected one of NAME, ADDRESS, LOCATION, DATE, AGE, PHONE, FAX, EMAIL, SSN, MRN, HEALTH_PLAN, ACCOUNT, LICENSE, VEHICLE, DEVICE, URL, IP, ID")]
+#[error(
+    "unknown PHI label {0:?}; expected one of NAME, ADDRESS, LOCATION, DATE, AGE, PHONE, FAX, EMAIL, SSN, MRN, HEALTH_PLAN, ACCOUNT, LICENSE, VEHICLE, DEVICE, URL, IP, ID"
+)]
 pub struct UnknownLabel(pub String);
 
 impl FromStr for Label {
@@ -105,7 +107,10 @@ mod tests {
     fn labels_round_trip() {
         for l in Label::ALL {
             assert_eq!(l.as_str().parse::<Label>().unwrap(), l);
-            assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{}\"", l.as_str()));
+            assert_eq!(
+                serde_json::to_string(&l).unwrap(),
+                format!("\"{}\"", l.as_str())
+            );
         }
         assert!("PERSON".parse::<Label>().is_err());
     }
