@@ -5,6 +5,7 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use perimeter_domain::{DataCategory, PracticeId, Role};
 use rand_core::{OsRng, RngCore};
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::model::{AccessContext, Channel, Direction, NewMessage, NewStaff, PatientData};
@@ -62,7 +63,7 @@ pub struct SeedReport {
     /// Demo usernames and their roles.
     pub users: Vec<(String, Vec<Role>)>,
     /// The demo users' password (only when `created`; print it once).
-    pub password: Option<Zeroizing<String>>,
+    pub password: Option<SecretString>,
     /// Patients created.
     pub patients: usize,
     /// Conversations created.
@@ -278,7 +279,7 @@ impl Store {
             practice,
             created: true,
             users,
-            password: Some(password),
+            password: Some(SecretString::from(password.as_str().to_owned())),
             patients: 0,
             conversations: 0,
             messages: 0,
