@@ -22,14 +22,22 @@ use crate::AppState;
 #[non_exhaustive]
 pub enum Access {
     /// Anyone, without credentials: only for endpoints that reveal nothing about patients or
-    /// staff (health, readiness, metrics).
+    /// staff (health, readiness, metrics) and the log-in endpoint itself.
     Public,
+    /// A session whose password was accepted but whose second factor is still due (MFA
+    /// verification, enrolment, recovery codes). Grants nothing else.
+    MfaPending,
+    /// A signed-in user (or an API token) holding this permission in the matrix of
+    /// `perimeter_auth::authz` (checked by `crate::auth::guard`).
+    Permission(perimeter_auth::Permission),
 }
 
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Access::Public => f.write_str("public"),
+            Access::MfaPending => f.write_str("mfa_pending"),
+            Access::Permission(p) => write!(f, "permission:{p}"),
         }
     }
 }
@@ -132,7 +140,8 @@ impl Routes {
                 method: method.clone(),
             })?;
         let existing = self.by_path.remove(path).unwrap_or_default();
-        self.by_path.insert(path, existing.on(filter, handler));
+        let guarded = crate::auth::guard(access, MethodRouter::new().on(filter, handler));
+        self.by_path.insert(path, existing.merge(guarded));
         self.table.push(RouteSpec {
             method,
             path,

@@ -9,6 +9,7 @@
 //! shutdown.
 
 mod access;
+pub mod auth;
 mod error;
 mod health;
 mod metrics;
@@ -22,6 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 
 pub use access::{Access, RouteError, RouteSpec, Routes};
+pub use auth::{AuthSettings, AuthState, Principal};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;

@@ -144,7 +144,9 @@ impl Bound {
             );
             trigger.graceful_shutdown(Some(grace));
         });
-        let service = app.into_router().into_make_service();
+        let service = app
+            .into_router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             Some(config) => {
                 axum_server::from_tcp_rustls(self.listener, config)?

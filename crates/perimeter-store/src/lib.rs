@@ -15,6 +15,7 @@
 //!   [`Store::key_status`], and crypto-shredding with [`Store::shred_patient`].
 
 mod audit;
+mod auth;
 mod conversations;
 mod db;
 mod demo;
@@ -27,6 +28,7 @@ mod rows;
 mod staff;
 
 pub use audit::{AuditHead, StoredCheckpoint};
+pub use auth::{Lockout, MfaRecord, OutboxNotification, ThrottleScope};
 pub use conversations::MESSAGE_PAGE_LIMIT;
 pub use db::{MigrationReport, SchemaStatus, Store};
 pub use demo::{

@@ -8,6 +8,8 @@ mod common;
 
 #[path = "store/audit_trail.rs"]
 mod audit_trail;
+#[path = "store/auth.rs"]
+mod auth;
 #[path = "store/failures.rs"]
 mod failures;
 #[path = "store/keys.rs"]

@@ -26,7 +26,7 @@ async fn a_newer_schema_is_refused(db: TestDb) {
         store.schema_status().await.unwrap(),
         SchemaStatus::Newer {
             database: 9999,
-            supported: 2
+            supported: 3
         }
     );
     let err = store.migrate().await.unwrap_err();
@@ -35,7 +35,7 @@ async fn a_newer_schema_is_refused(db: TestDb) {
             err,
             StoreError::SchemaTooNew {
                 database: 9999,
-                supported: 2
+                supported: 3
             }
         ),
         "{err}"

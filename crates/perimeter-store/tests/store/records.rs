@@ -45,10 +45,10 @@ async fn migrations_apply_once_and_report_status(db: TestDb) {
     assert!(store.require_current_schema().await.is_err());
     let report = store.migrate().await.unwrap();
     assert_eq!(report.from_version, 0);
-    assert_eq!(report.applied, vec![1, 2]);
+    assert_eq!(report.applied, vec![1, 2, 3]);
     assert_eq!(
         store.schema_status().await.unwrap(),
-        SchemaStatus::Current { version: 2 }
+        SchemaStatus::Current { version: 3 }
     );
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());

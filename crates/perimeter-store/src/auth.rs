@@ -1,0 +1,915 @@
+//! Staff authentication storage (migration `0003_auth`): MFA secrets sealed under a per-user
+//! data key, recovery-code hashes, sessions keyed by token hash, log-in throttle state, API
+//! tokens, emergency-access grants and the notification outbox.
+//!
+//! The rules live in `perimeter-auth`; this module only keeps their state. Sessions are in the
+//! database so several server processes share them. Security events are audit records built by
+//! the caller (`perimeter_auth::SecurityEvent::to_audit`) and, where a change goes with them,
+//! appended in the same transaction.
+
+use perimeter_audit::AuditEvent;
+use perimeter_auth::{
+    ApiTokenRecord, ApiTokenScope, BreakGlassGrant, BreakGlassReason, CsrfToken, Justification,
+    Permission, PrivacyNotification, RecoveryCodeHash, SessionRecord, SessionStage, ThrottleState,
+    TokenHash, TotpSecret, Username,
+};
+use perimeter_crypto::{
+    Aad, Dek, WrappedDek, decrypt_field, decrypt_text, encrypt_field, encrypt_text,
+};
+use perimeter_domain::{PatientId, PurposeOfUse, Role, StaffId};
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::model::StaffUser;
+use crate::patients::patient_key;
+use crate::rows::{col, id};
+use crate::{Store, StoreError};
+
+/// Milliseconds since the Unix epoch (how every timestamp is stored).
+fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|_| StoreError::Corrupt("stored timestamp out of range".into()))
+}
+
+fn opt_from_millis(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    ms.map(from_millis).transpose()
+}
+
+fn hash_col(row: &AnyRow, name: &str) -> Result<TokenHash, StoreError> {
+    Ok(TokenHash(crate::rows::col_hash(row, name)?))
+}
+
+fn step_to_i64(step: u64) -> Result<i64, StoreError> {
+    i64::try_from(step).map_err(|_| StoreError::Invalid {
+        field: "totp step",
+        expected: "a step within range",
+    })
+}
+
+/// The wrapping context of a staff user's MFA data key.
+fn mfa_wrap_context(staff: StaffId) -> Vec<u8> {
+    let mut c = b"staff_mfa:".to_vec();
+    c.extend_from_slice(staff.as_bytes());
+    c
+}
+
+const MFA_TABLE: &str = "staff_mfa";
+const MFA_FIELD: &str = "totp_secret";
+const GRANT_TABLE: &str = "break_glass_grant";
+const GRANT_FIELD: &str = "reason";
+
+/// A user's stored MFA state.
+pub struct MfaRecord {
+    /// The TOTP secret (decrypted).
+    pub secret: TotpSecret,
+    /// Whether enrolment was confirmed with a valid code (until then MFA is not in force).
+    pub confirmed: bool,
+    /// The last accepted TOTP step.
+    pub last_step: Option<u64>,
+}
+
+impl std::fmt::Debug for MfaRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaRecord")
+            .field("confirmed", &self.confirmed)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which throttle a state belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleScope {
+    /// Per staff account (subject: the staff id).
+    Account,
+    /// Per client address (subject: the address).
+    Address,
+}
+
+impl ThrottleScope {
+    fn as_str(self) -> &'static str {
+        match self {
+            ThrottleScope::Account => "account",
+            ThrottleScope::Address => "address",
+        }
+    }
+}
+
+/// A lockout in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockout {
+    /// Account or address.
+    pub scope: ThrottleScope,
+    /// The staff id or the address.
+    pub subject: String,
+    /// When it ends.
+    pub locked_until: OffsetDateTime,
+    /// Lockouts so far.
+    pub lockouts: u32,
+}
+
+/// An outbox notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxNotification {
+    /// Its id.
+    pub id: Uuid,
+    /// What kind (`break_glass`).
+    pub kind: String,
+    /// JSON of ids and codes (never PHI).
+    pub payload: String,
+    /// When queued (ms).
+    pub created_at_millis: i64,
+}
+
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_session(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    let stage: String = col(row, "stage")?;
+    Ok(SessionRecord {
+        token_hash: hash_col(row, "token_hash")?,
+        user: id(&col::<String>(row, "staff_id")?, "staff")?,
+        stage: SessionStage::parse(&stage)
+            .ok_or_else(|| StoreError::Corrupt("unknown session stage stored".into()))?,
+        created_at: from_millis(col(row, "created_at")?)?,
+        last_seen_at: from_millis(col(row, "last_seen_at")?)?,
+        csrf: CsrfToken::from_stored(col(row, "csrf_token")?),
+    })
+}
+
+fn decode_token(row: &AnyRow) -> Result<ApiTokenRecord, StoreError> {
+    let perms: String = col(row, "permissions")?;
+    let purposes: String = col(row, "purposes")?;
+    Ok(ApiTokenRecord {
+        id: id(&col::<String>(row, "id")?, "api token")?,
+        token_hash: hash_col(row, "token_hash")?,
+        client: id(&col::<String>(row, "client_id")?, "staff")?,
+        label: col(row, "label")?,
+        scope: ApiTokenScope {
+            permissions: perms
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<Permission>()
+                        .map_err(|_| StoreError::Corrupt("unknown permission stored".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            purposes: purposes
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<PurposeOfUse>()
+                        .map_err(|_| StoreError::Corrupt("unknown purpose stored".into()))
+                })
+                .collect::<Result<_, _>>()?,
+        },
+        created_at: from_millis(col(row, "created_at")?)?,
+        expires_at: from_millis(col(row, "expires_at")?)?,
+        revoked_at: opt_from_millis(col(row, "revoked_at")?)?,
+    })
+}
+
+fn decode_grant(row: &AnyRow) -> Result<BreakGlassGrant, StoreError> {
+    let reason: String = col(row, "reason_code")?;
+    Ok(BreakGlassGrant {
+        id: id(&col::<String>(row, "id")?, "grant")?,
+        user: id(&col::<String>(row, "staff_id")?, "staff")?,
+        patient: id(&col::<String>(row, "patient_id")?, "patient")?,
+        reason: reason
+            .parse::<BreakGlassReason>()
+            .map_err(|_| StoreError::Corrupt("unknown break-glass reason stored".into()))?,
+        granted_at: from_millis(col(row, "granted_at")?)?,
+        expires_at: from_millis(col(row, "expires_at")?)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "token_hash, staff_id, stage, csrf_token, created_at, last_seen_at";
+const TOKEN_COLUMNS: &str =
+    "id, token_hash, client_id, label, permissions, purposes, created_at, expires_at, revoked_at";
+const GRANT_COLUMNS: &str = "id, staff_id, patient_id, reason_code, granted_at, expires_at";
+
+impl Store {
+    /// The account a log-in names: a staff user with this (normalised) username in any
+    /// practice, if exactly one has it. Disabled accounts are returned (the caller refuses
+    /// them after the same password work).
+    pub async fn find_login(&self, username: &Username) -> Result<Option<StaffUser>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM staff_user WHERE username = $1 LIMIT 2")
+            .bind(username.as_str())
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        if rows.len() != 1 {
+            return Ok(None);
+        }
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let sid: StaffId = id(&col::<String>(row, "id")?, "staff")?;
+        self.get_staff(sid).await.map(Some)
+    }
+
+    /// Appends security events that go with no other change (failed log-ins, denials,
+    /// timeouts), in one transaction.
+    pub async fn append_security_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.begin_write().await?;
+        for e in events {
+            w.audit(e).await?;
+        }
+        w.commit().await
+    }
+
+    // ---- MFA ------------------------------------------------------------------------------
+
+    /// The user's MFA state, with the secret decrypted.
+    pub async fn load_mfa(&self, staff: StaffId) -> Result<Option<MfaRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kek_version, dek_id, wrapped_dek, secret_ct, confirmed_at, last_step FROM staff_mfa WHERE staff_id = $1",
+        )
+        .bind(staff.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let version: i64 = col(&row, "kek_version")?;
+        let dek_id: Vec<u8> = col(&row, "dek_id")?;
+        let wrapped = WrappedDek {
+            kek_version: u32::try_from(version)
+                .map_err(|_| StoreError::Corrupt("KEK version out of range".into()))?,
+            dek_id: <[u8; 16]>::try_from(dek_id.as_slice())
+                .map_err(|_| StoreError::Corrupt("data key id is not 16 bytes".into()))?,
+            bytes: col(&row, "wrapped_dek")?,
+        };
+        let dek = self.keys().unwrap_dek(&wrapped, &mfa_wrap_context(staff))?;
+        let ct: Vec<u8> = col(&row, "secret_ct")?;
+        let secret = Zeroizing::new(decrypt_field(
+            &dek,
+            &Aad::new(MFA_TABLE, *staff.as_bytes(), MFA_FIELD),
+            &ct,
+        )?);
+        let secret = TotpSecret::from_bytes(secret.to_vec())
+            .map_err(|_| StoreError::Corrupt("stored TOTP secret has a bad length".into()))?;
+        let confirmed: Option<i64> = col(&row, "confirmed_at")?;
+        let last: Option<i64> = col(&row, "last_step")?;
+        Ok(Some(MfaRecord {
+            secret,
+            confirmed: confirmed.is_some(),
+            last_step: last.and_then(|s| u64::try_from(s).ok()),
+        }))
+    }
+
+    /// Stores a new, unconfirmed TOTP secret (replacing an unconfirmed one). Refused with
+    /// `Duplicate`-free `Invalid` when the user already has confirmed MFA (an administrator must
+    /// reset it first).
+    pub async fn start_mfa_enrolment(
+        &self,
+        staff: StaffId,
+        secret: &TotpSecret,
+    ) -> Result<(), StoreError> {
+        let dek = Dek::generate()?;
+        let wrapped = self.keys().wrap_dek(&dek, &mfa_wrap_context(staff))?;
+        let ct = encrypt_field(
+            &dek,
+            &Aad::new(MFA_TABLE, *staff.as_bytes(), MFA_FIELD),
+            secret.as_bytes(),
+        )?;
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        let confirmed = sqlx::query(
+            "SELECT confirmed_at FROM staff_mfa WHERE staff_id = $1 AND confirmed_at IS NOT NULL",
+        )
+        .bind(staff.to_string())
+        .fetch_optional(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        if confirmed.is_some() {
+            return Err(StoreError::Invalid {
+                field: "mfa",
+                expected: "no confirmed authenticator (an administrator must reset MFA first)",
+            });
+        }
+        sqlx::query("DELETE FROM staff_mfa WHERE staff_id = $1")
+            .bind(staff.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        sqlx::query(
+            "INSERT INTO staff_mfa (staff_id, kek_version, dek_id, wrapped_dek, secret_ct, confirmed_at, last_step, created_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
+        )
+        .bind(staff.to_string())
+        .bind(i64::from(wrapped.kek_version))
+        .bind(wrapped.dek_id.to_vec())
+        .bind(wrapped.bytes.clone())
+        .bind(ct)
+        .bind(now)
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        w.commit().await
+    }
+
+    /// Confirms a pending enrolment with the step of the valid code the user entered, stores
+    /// the recovery-code hashes (replacing any old ones) and appends `event` (`mfa_enrolled`),
+    /// all in one transaction. Returns `false` if there was no pending enrolment.
+    pub async fn confirm_mfa_enrolment(
+        &self,
+        staff: StaffId,
+        step: u64,
+        recovery: &[RecoveryCodeHash],
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE staff_mfa SET confirmed_at = $2, last_step = $3 WHERE staff_id = $1 AND confirmed_at IS NULL",
+        )
+        .bind(staff.to_string())
+        .bind(now)
+        .bind(step_to_i64(step)?)
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM staff_recovery_code WHERE staff_id = $1")
+            .bind(staff.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        for h in recovery {
+            sqlx::query(
+                "INSERT INTO staff_recovery_code (staff_id, code_hash, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(staff.to_string())
+            .bind(h.0.to_vec())
+            .bind(now)
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        }
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(true)
+    }
+
+    /// Records `step` as the user's last accepted TOTP step if it is later than the stored one
+    /// (compare-and-set, so two processes cannot both accept the same code). `false`: replay.
+    pub async fn accept_totp_step(&self, staff: StaffId, step: u64) -> Result<bool, StoreError> {
+        let step = step_to_i64(step)?;
+        let done = sqlx::query(
+            "UPDATE staff_mfa SET last_step = $2 WHERE staff_id = $1 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $2)",
+        )
+        .bind(staff.to_string())
+        .bind(step)
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Consumes a recovery code (deletes its hash). `false`: no such unused code.
+    pub async fn consume_recovery_code(
+        &self,
+        staff: StaffId,
+        code: &RecoveryCodeHash,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM staff_recovery_code WHERE staff_id = $1 AND code_hash = $2")
+                .bind(staff.to_string())
+                .bind(code.0.to_vec())
+                .execute(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many unused recovery codes the user has.
+    pub async fn recovery_codes_left(&self, staff: StaffId) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM staff_recovery_code WHERE staff_id = $1")
+            .bind(staff.to_string())
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        crate::rows::col_u64(&row, "n")
+    }
+
+    /// Removes the user's MFA, recovery codes and sessions (they enrol again at next log-in)
+    /// and appends `event` (`mfa_reset`), in one transaction.
+    pub async fn reset_mfa(&self, staff: StaffId, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM staff_mfa WHERE staff_id = $1",
+            "DELETE FROM staff_recovery_code WHERE staff_id = $1",
+            "DELETE FROM auth_session WHERE staff_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(staff.to_string())
+                .execute(w.conn())
+                .await
+                .map_err(|e| w.err(e))?;
+        }
+        w.audit(event).await?;
+        w.commit().await
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    /// Stores a new session.
+    pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO auth_session ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(s.token_hash.0.to_vec())
+        .bind(s.user.to_string())
+        .bind(s.stage.as_str())
+        .bind(s.csrf.as_str().to_owned())
+        .bind(millis(s.created_at))
+        .bind(millis(s.last_seen_at))
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A session by its token hash.
+    pub async fn session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM auth_session WHERE token_hash = $1"
+        ))
+        .bind(hash.0.to_vec())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        row.as_ref().map(decode_session).transpose()
+    }
+
+    /// Records activity on a session (the idle timeout counts from here).
+    pub async fn touch_session(
+        &self,
+        hash: &TokenHash,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE auth_session SET last_seen_at = $2 WHERE token_hash = $1 AND last_seen_at < $2",
+        )
+        .bind(hash.0.to_vec())
+        .bind(millis(at))
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Replaces a session by a rotated one (new token and CSRF token) in one transaction, and
+    /// appends `event` if given. `false`: the old session no longer exists (nothing stored).
+    pub async fn rotate_session(
+        &self,
+        old: &TokenHash,
+        new: &SessionRecord,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM auth_session WHERE token_hash = $1")
+            .bind(old.0.to_vec())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        if gone.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(&format!(
+            "INSERT INTO auth_session ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(new.token_hash.0.to_vec())
+        .bind(new.user.to_string())
+        .bind(new.stage.as_str())
+        .bind(new.csrf.as_str().to_owned())
+        .bind(millis(new.created_at))
+        .bind(millis(new.last_seen_at))
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        if let Some(event) = event {
+            w.audit(event).await?;
+        }
+        w.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends one session, appending `event` (logout or a timeout) in the same transaction.
+    /// `false`: it had already ended.
+    pub async fn end_session(
+        &self,
+        hash: &TokenHash,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM auth_session WHERE token_hash = $1")
+            .bind(hash.0.to_vec())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        if gone.rows_affected() == 0 {
+            return Ok(false);
+        }
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends every session of `staff` (logout everywhere, an administrator's action, a role
+    /// change), appending `event`. Returns how many ended.
+    pub async fn end_staff_sessions(
+        &self,
+        staff: StaffId,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut w = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM auth_session WHERE staff_id = $1")
+            .bind(staff.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(gone.rows_affected())
+    }
+
+    /// How many sessions `staff` has.
+    pub async fn count_staff_sessions(&self, staff: StaffId) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM auth_session WHERE staff_id = $1")
+            .bind(staff.to_string())
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        crate::rows::col_u64(&row, "n")
+    }
+
+    // ---- roles ----------------------------------------------------------------------------
+
+    /// Sets a staff user's roles, ends their sessions (they log in again with the new
+    /// privileges) and appends `event` (`role_changed`), in one transaction.
+    pub async fn set_staff_roles(
+        &self,
+        staff: StaffId,
+        roles: &[Role],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query("UPDATE staff_user SET roles = $2 WHERE id = $1")
+            .bind(staff.to_string())
+            .bind(join(roles.iter().map(|r| r.as_str())))
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "staff user",
+                id: staff.to_string(),
+            });
+        }
+        sqlx::query("DELETE FROM auth_session WHERE staff_id = $1")
+            .bind(staff.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        w.audit(event).await?;
+        w.commit().await
+    }
+
+    // ---- throttling -----------------------------------------------------------------------
+
+    /// The throttle state of an account or address (default: no failures).
+    pub async fn throttle_state(
+        &self,
+        scope: ThrottleScope,
+        subject: &str,
+    ) -> Result<ThrottleState, StoreError> {
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at, locked_until, lockouts FROM auth_throttle WHERE scope = $1 AND subject = $2",
+        )
+        .bind(scope.as_str())
+        .bind(subject.to_owned())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            return Ok(ThrottleState::default());
+        };
+        let failures = crate::rows::col_u64(&row, "failures")?;
+        let lockouts = crate::rows::col_u64(&row, "lockouts")?;
+        Ok(ThrottleState {
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            last_failure_at: opt_from_millis(col(&row, "last_failure_at")?)?,
+            locked_until: opt_from_millis(col(&row, "locked_until")?)?,
+            lockouts: u32::try_from(lockouts).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Stores throttle state (deleting the row when it is back to the default).
+    pub async fn save_throttle_state(
+        &self,
+        scope: ThrottleScope,
+        subject: &str,
+        state: &ThrottleState,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2")
+            .bind(scope.as_str())
+            .bind(subject.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if *state != ThrottleState::default() {
+            sqlx::query(
+                "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at, locked_until, lockouts) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(scope.as_str())
+            .bind(subject.to_owned())
+            .bind(i64::from(state.failures))
+            .bind(state.last_failure_at.map(millis))
+            .bind(state.locked_until.map(millis))
+            .bind(i64::from(state.lockouts))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Lifts a lockout (an administrator's unlock), appending `event` (`unlocked`).
+    /// `false`: there was nothing to lift.
+    pub async fn clear_throttle(
+        &self,
+        scope: ThrottleScope,
+        subject: &str,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2")
+            .bind(scope.as_str())
+            .bind(subject.to_owned())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(gone.rows_affected() > 0)
+    }
+
+    /// Lockouts in force at `now`.
+    pub async fn lockouts(&self, now: OffsetDateTime) -> Result<Vec<Lockout>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope, subject, locked_until, lockouts FROM auth_throttle WHERE locked_until > $1 ORDER BY locked_until, subject",
+        )
+        .bind(millis(now))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                let scope: String = col(r, "scope")?;
+                Ok(Lockout {
+                    scope: match scope.as_str() {
+                        "account" => ThrottleScope::Account,
+                        "address" => ThrottleScope::Address,
+                        _ => return Err(StoreError::Corrupt("unknown throttle scope".into())),
+                    },
+                    subject: col(r, "subject")?,
+                    locked_until: from_millis(col(r, "locked_until")?)?,
+                    lockouts: u32::try_from(crate::rows::col_u64(r, "lockouts")?)
+                        .unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    // ---- API tokens -----------------------------------------------------------------------
+
+    /// Stores a new API token record and appends `event` (`api_token_created`).
+    pub async fn insert_api_token(
+        &self,
+        t: &ApiTokenRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query(&format!(
+            "INSERT INTO api_token ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(t.id.to_string())
+        .bind(t.token_hash.0.to_vec())
+        .bind(t.client.to_string())
+        .bind(t.label.clone())
+        .bind(join(t.scope.permissions.iter().map(|p| p.as_str())))
+        .bind(join(t.scope.purposes.iter().map(|p| p.as_str())))
+        .bind(millis(t.created_at))
+        .bind(millis(t.expires_at))
+        .bind(t.revoked_at.map(millis))
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        w.audit(event).await?;
+        w.commit().await
+    }
+
+    /// An API token by its hash.
+    pub async fn api_token_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_token WHERE token_hash = $1"
+        ))
+        .bind(hash.0.to_vec())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        row.as_ref().map(decode_token).transpose()
+    }
+
+    /// Every API token, newest first.
+    pub async fn list_api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter().map(decode_token).collect()
+    }
+
+    /// Revokes a token at `at` and appends `event`. `false`: no such unrevoked token.
+    pub async fn revoke_api_token(
+        &self,
+        token: Uuid,
+        at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE api_token SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(token.to_string())
+        .bind(millis(at))
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(true)
+    }
+
+    // ---- emergency access -----------------------------------------------------------------
+
+    /// Stores an emergency-access grant with its justification sealed under the patient's
+    /// data key, queues the privacy officer's notification and appends `event`
+    /// (`break_glass`), in one transaction.
+    pub async fn grant_break_glass(
+        &self,
+        grant: &BreakGlassGrant,
+        justification: &Justification,
+        note: &PrivacyNotification,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(note)
+            .map_err(|_| StoreError::Corrupt("notification could not be encoded".into()))?;
+        let mut w = self.begin_write().await?;
+        let dek = patient_key(w.conn(), self, grant.patient).await?;
+        let ct = encrypt_text(
+            &dek,
+            &Aad::new(GRANT_TABLE, *grant.id.as_bytes(), GRANT_FIELD),
+            justification.as_str(),
+        )?;
+        sqlx::query(&format!(
+            "INSERT INTO break_glass_grant ({GRANT_COLUMNS}, reason_ct) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(grant.id.to_string())
+        .bind(grant.user.to_string())
+        .bind(grant.patient.to_string())
+        .bind(grant.reason.as_str())
+        .bind(millis(grant.granted_at))
+        .bind(millis(grant.expires_at))
+        .bind(ct)
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        sqlx::query(
+            "INSERT INTO notification_outbox (id, kind, payload, created_at, delivered_at) VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(note.id.to_string())
+        .bind(note.kind.clone())
+        .bind(payload)
+        .bind(millis(note.created_at))
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        w.audit(event).await?;
+        w.commit().await
+    }
+
+    /// The newest grant letting `staff` see `patient` at `now`, if any.
+    pub async fn active_break_glass(
+        &self,
+        staff: StaffId,
+        patient: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<Option<BreakGlassGrant>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM break_glass_grant WHERE staff_id = $1 AND patient_id = $2 AND granted_at <= $3 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1"
+        ))
+        .bind(staff.to_string())
+        .bind(patient.to_string())
+        .bind(millis(now))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        row.as_ref().map(decode_grant).transpose()
+    }
+
+    /// A grant's justification, for the privacy officer's review; appends `event` (a read of
+    /// the patient's record) in the same transaction.
+    pub async fn break_glass_justification(
+        &self,
+        grant: Uuid,
+        event: &AuditEvent,
+    ) -> Result<(BreakGlassGrant, Zeroizing<String>), StoreError> {
+        let mut w = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS}, reason_ct FROM break_glass_grant WHERE id = $1"
+        ))
+        .bind(grant.to_string())
+        .fetch_optional(w.conn())
+        .await
+        .map_err(|e| w.err(e))?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "break-glass grant",
+            id: grant.to_string(),
+        })?;
+        let g = decode_grant(&row)?;
+        let ct: Vec<u8> = col(&row, "reason_ct")?;
+        let dek = patient_key(w.conn(), self, g.patient).await?;
+        let text = Zeroizing::new(decrypt_text(
+            &dek,
+            &Aad::new(GRANT_TABLE, *g.id.as_bytes(), GRANT_FIELD),
+            &ct,
+        )?);
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok((g, text))
+    }
+
+    /// Notifications not yet delivered, oldest first.
+    pub async fn pending_notifications(&self) -> Result<Vec<OutboxNotification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, payload, created_at FROM notification_outbox WHERE delivered_at IS NULL ORDER BY created_at, id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxNotification {
+                    id: id(&col::<String>(r, "id")?, "notification")?,
+                    kind: col(r, "kind")?,
+                    payload: col(r, "payload")?,
+                    created_at_millis: col(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a notification delivered.
+    pub async fn mark_notification_delivered(
+        &self,
+        notification: Uuid,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE notification_outbox SET delivered_at = $2 WHERE id = $1 AND delivered_at IS NULL",
+        )
+        .bind(notification.to_string())
+        .bind(self.now())
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}

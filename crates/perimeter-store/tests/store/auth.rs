@@ -1,0 +1,451 @@
+//! Staff authentication state (migration 0003): MFA secrets sealed at rest, replay-proof TOTP
+//! steps, single-use recovery codes, sessions shared through the database, throttle state,
+//! API tokens and emergency access with its notification.
+
+use perimeter_audit::{Actor, AuditEvent};
+use perimeter_auth::{
+    ApiTokenScope, BreakGlassPolicy, BreakGlassReason, Justification, Permission, RequestMeta,
+    SecurityEvent, SessionPolicy, SessionStage, ThrottlePolicy, TotpSecret, Username,
+    create_api_token, generate_recovery_codes, hash_recovery_code,
+};
+use perimeter_crypto::KeyRing;
+use perimeter_domain::{Clock, PatientId, PurposeOfUse, Role};
+use perimeter_store::{AccessContext, NewStaff, PatientData, Store, ThrottleScope};
+use sqlx::Row;
+use time::Duration;
+
+use crate::common::TestDb;
+
+fn ev(e: SecurityEvent) -> AuditEvent {
+    e.to_audit(Actor::Anonymous, 0, &RequestMeta::default())
+}
+
+async fn setup(
+    db: &TestDb,
+) -> (
+    Store,
+    perimeter_domain::PracticeId,
+    perimeter_domain::StaffId,
+) {
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    let sys = AccessContext::system("test");
+    let practice = store.create_practice(&sys, "Test Practice").await.unwrap();
+    let staff = store
+        .create_staff(
+            &sys,
+            practice,
+            &NewStaff {
+                username: "dr.who".into(),
+                display_name: "Dr Who".into(),
+                roles: vec![Role::Clinician],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    (store, practice, staff)
+}
+
+async fn mfa_secret_is_sealed_and_steps_only_move_forward(db: TestDb) {
+    let (store, _, staff) = setup(&db).await;
+    let found = store
+        .find_login(&Username::parse("DR.WHO").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, staff);
+    assert!(store.load_mfa(staff).await.unwrap().is_none());
+
+    let secret = TotpSecret::generate().unwrap();
+    store.start_mfa_enrolment(staff, &secret).await.unwrap();
+    let pending = store.load_mfa(staff).await.unwrap().unwrap();
+    assert!(!pending.confirmed);
+    assert_eq!(pending.secret, secret);
+    // The secret is not in the row in clear.
+    let mut raw = db.raw().await;
+    let row = sqlx::query("SELECT secret_ct FROM staff_mfa")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    let ct: Vec<u8> = row.try_get(0).unwrap();
+    assert!(!ct.windows(20).any(|w| w == secret.as_bytes()));
+
+    // Steps only move forward (replays across processes fail the compare-and-set).
+    assert!(
+        !store.accept_totp_step(staff, 10).await.unwrap(),
+        "not confirmed yet"
+    );
+    let (codes, hashes) = generate_recovery_codes().unwrap();
+    assert!(
+        store
+            .confirm_mfa_enrolment(
+                staff,
+                100,
+                &hashes,
+                &ev(SecurityEvent::MfaEnrolled { user: staff })
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.load_mfa(staff).await.unwrap().unwrap().confirmed);
+    assert!(!store.accept_totp_step(staff, 100).await.unwrap());
+    assert!(!store.accept_totp_step(staff, 99).await.unwrap());
+    assert!(store.accept_totp_step(staff, 101).await.unwrap());
+    assert_eq!(
+        store.load_mfa(staff).await.unwrap().unwrap().last_step,
+        Some(101)
+    );
+    // Confirmed MFA cannot be replaced without a reset.
+    assert!(
+        store
+            .start_mfa_enrolment(staff, &TotpSecret::generate().unwrap())
+            .await
+            .is_err()
+    );
+
+    // Recovery codes are single use.
+    assert_eq!(store.recovery_codes_left(staff).await.unwrap(), 10);
+    let h = hash_recovery_code(codes[3].as_str()).unwrap();
+    assert!(store.consume_recovery_code(staff, &h).await.unwrap());
+    assert!(!store.consume_recovery_code(staff, &h).await.unwrap());
+    assert_eq!(store.recovery_codes_left(staff).await.unwrap(), 9);
+
+    // Reset removes MFA, codes and sessions.
+    let s = SessionPolicy::default()
+        .start(staff, SessionStage::Authenticated, db.clock.now())
+        .unwrap();
+    store.insert_session(&s.record).await.unwrap();
+    store
+        .reset_mfa(staff, &ev(SecurityEvent::MfaReset { user: staff }))
+        .await
+        .unwrap();
+    assert!(store.load_mfa(staff).await.unwrap().is_none());
+    assert_eq!(store.recovery_codes_left(staff).await.unwrap(), 0);
+    assert!(store.session(&s.record.token_hash).await.unwrap().is_none());
+}
+
+async fn sessions_rotate_and_end(db: TestDb) {
+    let (store, _, staff) = setup(&db).await;
+    let policy = SessionPolicy::default();
+    let now = db.clock.now();
+    let pending = policy.start(staff, SessionStage::MfaPending, now).unwrap();
+    store.insert_session(&pending.record).await.unwrap();
+    assert_eq!(
+        store.session(&pending.token.hash()).await.unwrap().unwrap(),
+        pending.record
+    );
+    let full = policy
+        .rotate(&pending.record, SessionStage::Authenticated, now)
+        .unwrap();
+    assert!(
+        store
+            .rotate_session(&pending.record.token_hash, &full.record, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .session(&pending.record.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A second rotation of the same old session fails: it is gone.
+    assert!(
+        !store
+            .rotate_session(&pending.record.token_hash, &full.record, None)
+            .await
+            .unwrap()
+    );
+    let later = now + Duration::minutes(5);
+    store
+        .touch_session(&full.record.token_hash, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .session(&full.record.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        later
+    );
+    let other = policy
+        .start(staff, SessionStage::Authenticated, now)
+        .unwrap();
+    store.insert_session(&other.record).await.unwrap();
+    assert_eq!(store.count_staff_sessions(staff).await.unwrap(), 2);
+    assert!(
+        store
+            .end_session(
+                &other.record.token_hash,
+                &ev(SecurityEvent::Logout { user: staff })
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .end_staff_sessions(staff, &ev(SecurityEvent::LogoutEverywhere { user: staff }))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.count_staff_sessions(staff).await.unwrap(), 0);
+    // Roles change ends sessions too.
+    store.insert_session(&other.record).await.unwrap();
+    store
+        .set_staff_roles(
+            staff,
+            &[Role::Nurse, Role::FrontDesk],
+            &ev(SecurityEvent::RoleChanged { user: staff }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_staff(staff).await.unwrap().roles,
+        vec![Role::Nurse, Role::FrontDesk]
+    );
+    assert_eq!(store.count_staff_sessions(staff).await.unwrap(), 0);
+}
+
+async fn throttle_state_round_trips_and_lists_lockouts(db: TestDb) {
+    let (store, _, staff) = setup(&db).await;
+    let subject = staff.to_string();
+    let p = ThrottlePolicy::ACCOUNT;
+    let mut state = store
+        .throttle_state(ThrottleScope::Account, &subject)
+        .await
+        .unwrap();
+    let mut now = db.clock.now();
+    for _ in 0..5 {
+        now += Duration::minutes(1);
+        state = p.record_failure(&state, now).state;
+        store
+            .save_throttle_state(ThrottleScope::Account, &subject, &state)
+            .await
+            .unwrap();
+    }
+    let stored = store
+        .throttle_state(ThrottleScope::Account, &subject)
+        .await
+        .unwrap();
+    assert_eq!(stored, state);
+    assert!(stored.locked_until.is_some());
+    let locks = store.lockouts(now).await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].subject, subject);
+    assert!(
+        store
+            .clear_throttle(
+                ThrottleScope::Account,
+                &subject,
+                &ev(SecurityEvent::AccountUnlocked { user: staff })
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.lockouts(now).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .throttle_state(ThrottleScope::Account, &subject)
+            .await
+            .unwrap(),
+        Default::default()
+    );
+}
+
+async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
+    let (store, _, staff) = setup(&db).await;
+    let now = db.clock.now();
+    let new = create_api_token(
+        staff,
+        "scheduling bot",
+        ApiTokenScope {
+            permissions: [Permission::UseGateway].into_iter().collect(),
+            purposes: [PurposeOfUse::Operations].into_iter().collect(),
+        },
+        now + Duration::days(30),
+        now,
+    )
+    .unwrap();
+    store
+        .insert_api_token(
+            &new.record,
+            &ev(SecurityEvent::ApiTokenCreated {
+                token: new.record.id,
+            }),
+        )
+        .await
+        .unwrap();
+    let found = store
+        .api_token_by_hash(&new.token.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, new.record);
+    assert_eq!(store.list_api_tokens().await.unwrap().len(), 1);
+    let mut raw = db.raw().await;
+    let rows = sqlx::query("SELECT * FROM api_token")
+        .fetch_all(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    for i in 0..rows[0].len() {
+        if let Ok(s) = rows[0].try_get::<String, _>(i) {
+            assert!(!s.contains(&new.token.as_str()[4..]));
+        }
+    }
+    let later = now + Duration::hours(1);
+    assert!(
+        store
+            .revoke_api_token(
+                new.record.id,
+                later,
+                &ev(SecurityEvent::ApiTokenRevoked {
+                    token: new.record.id
+                })
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_api_token(
+                new.record.id,
+                later,
+                &ev(SecurityEvent::ApiTokenRevoked {
+                    token: new.record.id
+                })
+            )
+            .await
+            .unwrap()
+    );
+    let revoked = store
+        .api_token_by_hash(&new.token.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        revoked
+            .authorize(later, Permission::UseGateway, None)
+            .is_err()
+    );
+}
+
+async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
+    let (store, practice, staff) = setup(&db).await;
+    let sys = AccessContext::system("test");
+    let patient = store
+        .create_patient(
+            &sys,
+            practice,
+            &PatientData {
+                given_name: "Ada".into(),
+                family_name: "Lovelace".into(),
+                birth_date: None,
+                phone: None,
+                email: None,
+                address: None,
+                mrn: None,
+                notes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let now = db.clock.now();
+    let why = Justification::new("Found unresponsive, need medication history now").unwrap();
+    let (grant, note) = BreakGlassPolicy::default()
+        .grant(
+            staff,
+            &[Role::Clinician],
+            patient,
+            BreakGlassReason::MedicalEmergency,
+            &why,
+            now,
+        )
+        .unwrap();
+    let event = SecurityEvent::BreakGlass {
+        grant: grant.clone(),
+    }
+    .to_audit(
+        Actor::User {
+            user: staff,
+            roles: vec![Role::Clinician],
+            session: None,
+        },
+        db.clock.now_millis(),
+        &RequestMeta::default(),
+    );
+    store
+        .grant_break_glass(&grant, &why, &note, &event)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .active_break_glass(staff, patient, now + Duration::minutes(59))
+            .await
+            .unwrap(),
+        Some(grant.clone())
+    );
+    assert!(
+        store
+            .active_break_glass(staff, patient, now + Duration::minutes(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .active_break_glass(staff, PatientId::new(), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let pending = store.pending_notifications().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind, "break_glass");
+    assert!(pending[0].payload.contains(&grant.id.to_string()));
+    assert!(!pending[0].payload.contains("unresponsive"));
+    assert!(
+        store
+            .mark_notification_delivered(pending[0].id)
+            .await
+            .unwrap()
+    );
+    assert!(store.pending_notifications().await.unwrap().is_empty());
+    // The justification is sealed at rest and readable through the audited review.
+    let mut raw = db.raw().await;
+    let row = sqlx::query("SELECT reason_ct FROM break_glass_grant")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    let ct: Vec<u8> = row.try_get(0).unwrap();
+    assert!(!String::from_utf8_lossy(&ct).contains("unresponsive"));
+    let (g, text) = store
+        .break_glass_justification(grant.id, &event)
+        .await
+        .unwrap();
+    assert_eq!(g, grant);
+    assert_eq!(text.as_str(), why.as_str());
+    // The audit trail flags it, without the text.
+    let records = store.audit_records(0, 1000).await.unwrap();
+    let flagged: Vec<_> = records
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.event).contains("\"break_glass\""))
+        .collect();
+    assert!(!flagged.is_empty());
+    for r in &records {
+        assert!(!String::from_utf8_lossy(&r.event).contains("unresponsive"));
+    }
+}
+
+crate::both_backends!(
+    mfa_secret_is_sealed_and_steps_only_move_forward,
+    sessions_rotate_and_end,
+    throttle_state_round_trips_and_lists_lockouts,
+    api_tokens_are_stored_hashed_and_revocable,
+    break_glass_is_sealed_audited_and_notified,
+);
