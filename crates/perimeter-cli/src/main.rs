@@ -3,6 +3,7 @@
 mod cmd;
 mod config;
 mod logging;
+mod runtime;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,16 +84,31 @@ enum Command {
     /// Run the HTTP server: creates and migrates the data directory on first start, then
     /// serves /healthz, /readyz, /metrics and the API until SIGTERM or Ctrl-C.
     Serve(cmd::serve::ServeArgs),
+    /// The tamper-evident audit trail: verify, prove, check-proof, export, checkpoint.
+    Audit(cmd::audit::AuditArgs),
     /// De-identify text or JSONL (redact, pseudonymize, surrogate, safe-harbor), evaluate the
     /// PHI detector against a gold file, or benchmark it. Needs no configuration.
     Deid(cmd::deid::DeidArgs),
+    /// Create a new installation: data directory, key file and database.
+    Init(cmd::init::InitArgs),
+    /// Apply the database migrations embedded in this binary (or show their status).
+    Migrate(cmd::migrate::MigrateArgs),
+    /// Key-encryption keys: status, rotation, retirement.
+    Keys(cmd::keys::KeysArgs),
+    /// Patient administration: crypto-shredding.
+    Patients(cmd::patients::PatientsArgs),
 }
 
 impl Command {
     fn overrides(&self) -> Vec<FlagOverride> {
         match self {
             Command::Serve(args) => args.overrides(),
-            Command::Deid(_) => Vec::new(),
+            Command::Audit(args) => args.overrides(),
+            Command::Deid(_)
+            | Command::Init(_)
+            | Command::Migrate(_)
+            | Command::Keys(_)
+            | Command::Patients(_) => Vec::new(),
         }
     }
 }
@@ -135,6 +151,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(args, &config).await,
+            Command::Audit(args) => cmd::audit::run(args, &config).await,
+            Command::Init(args) => cmd::init::run(args, &config).await,
+            Command::Migrate(args) => cmd::migrate::run(args, &config).await,
+            Command::Keys(args) => cmd::keys::run(args, &config).await,
+            Command::Patients(args) => cmd::patients::run(args, &config).await,
             // Handled at the top of main.
             Command::Deid(_) => Ok(()),
         }

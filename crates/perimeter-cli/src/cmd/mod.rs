@@ -3,3 +3,10 @@
 /// `deid` is synchronous (no runtime, no configuration): `run` returns the exit status.
 pub mod deid;
 pub mod serve;
+// The audit trail (helper audit).
+pub mod audit;
+// Installation, migrations, keys and patients (helper store).
+pub mod init;
+pub mod keys;
+pub mod migrate;
+pub mod patients;

@@ -1,21 +1,21 @@
 //! `perimeter serve`: run the HTTP server.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::Method;
 use clap::Args;
-use perimeter_crypto::KeyRing;
 use perimeter_domain::{SharedClock, SystemClock};
 use perimeter_server::{
     Access, App, AppState, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck,
     ReadyReport, Routes, ServerSettings, TlsFiles, standard_routes,
 };
+use perimeter_store::{DemoOptions, SchemaStatus, SeedReport, StoreError};
 
-use crate::config::{Config, ENV_MASTER_KEY, FlagOverride};
+use crate::config::{Config, FlagOverride};
+use crate::runtime::{self, OpenMode, Runtime};
 
 /// Test hook: when this variable is set, `GET /test/slow/{ms}` is added (it sleeps `ms`
 /// milliseconds, at most 60 s), so tests of the binary can hold a request in flight.
@@ -76,32 +76,56 @@ impl ServeArgs {
     }
 }
 
-/// What `/readyz` reports while the server runs.
+/// What `/readyz` reports while the server runs: the opened runtime once the database has
+/// been reached, else why not yet.
 struct Services {
-    keys: OnceLock<KeyRing>,
-    /// Why the last attempt to open the database failed (fixed text, no secrets).
-    database_problem: Mutex<Option<String>>,
+    runtime: OnceLock<Runtime>,
+    /// Why the last attempt to open the database failed (no secrets: the store masks them).
+    problem: Mutex<Option<String>>,
+}
+
+impl Services {
+    fn set_problem(&self, problem: Option<String>) {
+        if let Ok(mut slot) = self.problem.lock() {
+            *slot = problem;
+        }
+    }
 }
 
 impl Readiness for Services {
     fn check(&self) -> BoxFuture<'_, ReadyReport> {
         Box::pin(async move {
-            let keys = if self.keys.get().is_some() {
-                ReadyCheck::pass("keys")
-            } else {
-                ReadyCheck::fail("keys", "key ring not loaded")
+            let Some(rt) = self.runtime.get() else {
+                let reason = self
+                    .problem
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.clone())
+                    .unwrap_or_else(|| "connecting".to_owned());
+                return ReadyReport {
+                    checks: vec![
+                        ReadyCheck::fail("database", reason),
+                        ReadyCheck::fail("keys", "not loaded yet"),
+                        ReadyCheck::fail("migrations", "not checked yet"),
+                    ],
+                };
             };
-            let problem = self
-                .database_problem
-                .lock()
-                .map(|p| p.clone())
-                .unwrap_or_else(|_| Some("state unavailable".to_owned()));
-            let database = match problem {
-                None => ReadyCheck::pass("database"),
-                Some(reason) => ReadyCheck::fail("database", reason),
+            let database = match rt.store.ping().await {
+                Ok(()) => ReadyCheck::pass("database"),
+                Err(_) => ReadyCheck::fail("database", "cannot reach the database"),
+            };
+            let migrations = match rt.store.schema_status().await {
+                Ok(SchemaStatus::Current { .. }) => ReadyCheck::pass("migrations"),
+                Ok(_) => ReadyCheck::fail("migrations", "migrations are not current"),
+                Err(_) => ReadyCheck::fail("migrations", "cannot read the schema version"),
+            };
+            let keys = if rt.keys.kek_versions().is_empty() {
+                ReadyCheck::fail("keys", "no key-encryption key loaded")
+            } else {
+                ReadyCheck::pass("keys")
             };
             ReadyReport {
-                checks: vec![database, keys],
+                checks: vec![database, keys, migrations],
             }
         })
     }
@@ -109,6 +133,15 @@ impl Readiness for Services {
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
+}
+
+/// Whether an open failure is the database being unreachable (worth retrying).
+fn is_transient(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_transient)
+    })
 }
 
 /// Runs the server until SIGTERM/SIGINT.
@@ -135,14 +168,20 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // anything is created on disk.
     let bound = perimeter_server::bind(&settings)?;
 
-    create_data_dir(&config.data_dir)?;
-    let keys = load_or_create_keys(config)?;
-
     let services = Arc::new(Services {
-        keys: OnceLock::new(),
-        database_problem: Mutex::new(Some("connecting".to_owned())),
+        runtime: OnceLock::new(),
+        problem: Mutex::new(Some("connecting".to_owned())),
     });
-    let _ = services.keys.set(keys);
+    // The first attempt decides: anything but an unreachable database stops here.
+    match runtime::open(config, OpenMode::CreateIfMissing).await {
+        Ok(rt) => started(&services, rt, args.demo).await?,
+        Err(e) if is_transient(&e) => {
+            tracing::warn!(error = %format!("{e:#}"), "database unavailable at start; serving /readyz as not ready and retrying");
+            services.set_problem(Some("cannot reach the database; retrying".to_owned()));
+            tokio::spawn(retry_open(services.clone(), config.clone(), args.demo));
+        }
+        Err(e) => return Err(e),
+    }
 
     let clock: SharedClock = Arc::new(SystemClock);
     let limits = HttpLimits {
@@ -163,8 +202,84 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     println!("perimeter listening on {scheme}://{addr}");
 
     bound.run(app, perimeter_server::shutdown_signal()).await?;
+    if let Some(rt) = services.runtime.get() {
+        rt.store.close().await;
+    }
     tracing::info!("perimeter stopped");
     Ok(())
+}
+
+/// Records the opened runtime and seeds the demo practice when asked.
+async fn started(services: &Services, rt: Runtime, demo: bool) -> anyhow::Result<()> {
+    if rt.created_keys {
+        tracing::info!(
+            "created a new data directory and key file (mode 0600): back up the key file, without it the data cannot be read"
+        );
+    }
+    if demo {
+        let report = rt
+            .store
+            .seed_demo(&DemoOptions::default())
+            .await
+            .context("cannot seed the demo practice")?;
+        print_demo(&report);
+    }
+    services.set_problem(None);
+    let _ = services.runtime.set(rt);
+    tracing::info!("database open, keys verified, migrations current");
+    Ok(())
+}
+
+fn print_demo(report: &SeedReport) {
+    use secrecy::ExposeSecret;
+    if !report.created {
+        println!(
+            "demo practice already seeded; log in with the demo users and the password printed when it was created"
+        );
+        return;
+    }
+    println!(
+        "demo practice seeded: {} patients, {} conversations, {} messages (synthetic data)",
+        report.patients, report.conversations, report.messages
+    );
+    println!("demo users (log in with any of them):");
+    for (user, roles) in &report.users {
+        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        println!("  {user:<20} {}", roles.join(", "));
+    }
+    if let Some(password) = &report.password {
+        println!("demo password (shown once): {}", password.expose_secret());
+    }
+}
+
+/// Retries opening with exponential backoff (1 s .. 30 s) until the database answers.
+async fn retry_open(services: Arc<Services>, config: Config, demo: bool) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        match runtime::open(&config, OpenMode::CreateIfMissing).await {
+            Ok(rt) => {
+                if let Err(e) = started(&services, rt, demo).await {
+                    tracing::error!(error = %format!("{e:#}"), "database reachable but start-up failed");
+                    services.set_problem(Some("start-up failed; see the log".to_owned()));
+                }
+                return;
+            }
+            Err(e) if is_transient(&e) => {
+                delay = (delay * 2).min(Duration::from_secs(30));
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    retry_in_s = delay.as_secs(),
+                    "database still unavailable"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot open the database; not retrying");
+                services.set_problem(Some("cannot open the database; see the log".to_owned()));
+                return;
+            }
+        }
+    }
 }
 
 fn add_test_routes(routes: Routes) -> anyhow::Result<Routes> {
@@ -173,41 +288,4 @@ fn add_test_routes(routes: Routes) -> anyhow::Result<Routes> {
         "done"
     }
     Ok(routes.add(Method::GET, "/test/slow/{ms}", Access::Public, slow)?)
-}
-
-/// Creates the data directory (mode 0700 on Unix) if it does not exist.
-fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .with_context(|| format!("data_dir: cannot create {}", dir.display()))?;
-    tracing::info!(data_dir = %dir.display(), "created the data directory");
-    Ok(())
-}
-
-/// The key ring from PERIMETER_MASTER_KEY, else the key file, else a new key file.
-fn load_or_create_keys(config: &Config) -> anyhow::Result<KeyRing> {
-    use secrecy::ExposeSecret;
-    if let Some(value) = &config.keys.master_key {
-        return KeyRing::from_env_value(value.expose_secret())
-            .with_context(|| format!("{ENV_MASTER_KEY}: not a usable key ring"));
-    }
-    let path = config.keys_file();
-    if path.exists() {
-        return KeyRing::load_file(&path).context("keys.file: cannot load the key ring");
-    }
-    let ring = KeyRing::generate().context("cannot generate a key ring")?;
-    ring.save_file_new(&path)
-        .context("keys.file: cannot create the key file")?;
-    tracing::info!(path = %path.display(), "created a new key file (mode 0600); back it up");
-    Ok(ring)
 }
