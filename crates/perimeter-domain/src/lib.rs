@@ -11,7 +11,5 @@ mod ids;
 mod vocab;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{
-    ConversationId, IdParseError, MessageId, PatientId, PracticeId, RequestId, StaffId,
-};
+pub use ids::{ConversationId, IdParseError, MessageId, PatientId, PracticeId, RequestId, StaffId};
 pub use vocab::{DataCategory, PurposeOfUse, Role, UnknownName};
