@@ -793,8 +793,11 @@ fn deserialize_error(
     // serde reports an unknown field as "unknown field `x`, expected ..." at the parent path.
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default();
+        // serde_path_to_error already ends the path with the unknown field.
         let key = if path == "." || path.is_empty() {
             field.to_owned()
+        } else if path == field || path.ends_with(&format!(".{field}")) {
+            path.clone()
         } else {
             format!("{path}.{field}")
         };

@@ -1,0 +1,462 @@
+//! The `perimeter` binary, run as a process: configuration errors, serve, TLS, shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_perimeter");
+
+fn perimeter(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().current_dir(dir);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A running `perimeter serve`.
+struct Server {
+    child: Child,
+    base: String,
+    /// Keeps the reader thread (and so the child's stdout pipe) alive.
+    _stdout: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let base = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server printed its address");
+            if let Some(addr) = line.strip_prefix("perimeter listening on ") {
+                break addr.trim().to_owned();
+            }
+        };
+        Server {
+            child,
+            base,
+            _stdout: rx,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("server did not exit within 30 s");
+    }
+
+    fn stop(self) -> std::process::ExitStatus {
+        self.terminate();
+        self.wait()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn serve_without_configuration_creates_the_data_dir_and_becomes_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(perimeter(dir.path()).args(["serve", "--listen", "127.0.0.1:0"]));
+    let data = dir.path().join("perimeter-data");
+    assert!(data.join("perimeter.db").exists());
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&data.join("keys.json")), 0o600);
+        assert_eq!(mode(&data), 0o700);
+    }
+    let http = client();
+    let health = http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("x-request-id"));
+    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+
+    // Metrics: Prometheus text, route templates only.
+    let _ = http
+        .get(server.url("/patients/Maria-Gonzalez?dob=1985-03-14"))
+        .send()
+        .await
+        .unwrap();
+    let metrics = http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("perimeter_http_requests_total{"), "{text}");
+    assert!(text.contains("route=\"/healthz\""), "{text}");
+    assert!(!text.contains("Maria") && !text.contains("1985"), "{text}");
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = line.rsplit_once(' ').unwrap().1;
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    assert!(server.stop().success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        perimeter(dir.path())
+            .env("PERIMETER_TEST_SLOW_ROUTE", "1")
+            .args(["--data-dir", "d", "serve", "--listen", "127.0.0.1:0"]),
+    );
+    let http = client();
+    let url = server.url("/test/slow/1500");
+    let in_flight = tokio::spawn(async move { http.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.terminate();
+    let resp = in_flight.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "done");
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "[http]\nmax_body_byts = 10\n").unwrap();
+    let out = run(perimeter(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .args(["serve", "--print-config"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("http.max_body_byts"), "{err}");
+    assert!(err.contains("p.toml"), "{err}");
+}
+
+#[test]
+fn bad_values_are_named_with_what_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "listen = \"somewhere\"\n").unwrap();
+    let out = run(perimeter(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .args(["serve", "--print-config"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("`listen`") && err.contains("127.0.0.1:8080"),
+        "{err}"
+    );
+
+    let out = run(perimeter(dir.path())
+        .env("PERIMETER_HTTP_MAX_BODY_BYTES", "lots")
+        .args(["serve", "--print-config"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("http.max_body_bytes") && err.contains("PERIMETER_HTTP_MAX_BODY_BYTES"),
+        "{err}"
+    );
+
+    std::fs::write(&file, "[database]\nmax_connections = 0\n").unwrap();
+    let out = run(perimeter(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .args(["serve", "--print-config"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("database.max_connections") && err.contains("from 1 to 1000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_environment_variables_are_refused_except_test_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(perimeter(dir.path())
+        .env("PERIMETER_LISTN", "127.0.0.1:1")
+        .args(["serve", "--print-config"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("PERIMETER_LISTN"), "{}", stderr(&out));
+
+    let out = run(perimeter(dir.path())
+        .env("PERIMETER_TEST_ANYTHING", "x")
+        .args(["serve", "--print-config"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unreadable_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        run(perimeter(dir.path()).args(["--config", "missing.toml", "serve", "--print-config"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn print_config_shows_layers_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9000\"\n[http]\nrequest_timeout_ms = 1234\n",
+    )
+    .unwrap();
+    let out = run(perimeter(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .env("PERIMETER_LISTEN", "127.0.0.1:9001")
+        .env(
+            "PERIMETER_DATABASE_URL",
+            "postgres://perimeter:hunter2@127.0.0.1:5432/prod?password=hunter3",
+        )
+        .env("PERIMETER_MASTER_KEY", "{\"secret-key-material\": 1}")
+        .args(["serve", "--listen", "127.0.0.1:9002", "--print-config"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("hunter2") && !text.contains("hunter3"),
+        "{text}"
+    );
+    assert!(!text.contains("secret-key-material"), "{text}");
+    assert!(text.contains("********"), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:9002\""), "{text}");
+    assert!(text.contains("request_timeout_ms = 1234"), "{text}");
+    // The output is valid TOML.
+    assert!(text.parse::<toml::Table>().is_ok(), "{text}");
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(perimeter(dir.path()).args(["serve", "--listen", "0.0.0.0:0"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--insecure-http") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+    assert!(!dir.path().join("perimeter-data").exists());
+}
+
+#[tokio::test]
+async fn insecure_http_flag_allows_plain_http_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(perimeter(dir.path()).args([
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-http",
+    ]));
+    let url = format!("http://127.0.0.1:{}/healthz", server.port());
+    assert_eq!(client().get(url).send().await.unwrap().status(), 200);
+    assert!(server.stop().success());
+}
+
+#[tokio::test]
+async fn serves_tls_with_a_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        perimeter(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .arg("serve"),
+    );
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let resp = https
+        .get(format!("https://localhost:{}/healthz", server.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn missing_tls_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "[tls]\ncert_file = \"nothere.pem\"\nkey_file = \"key.pem\"\n",
+    )
+    .unwrap();
+    let out = run(perimeter(dir.path()).arg("--config").arg(&file).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("tls.cert_file") && err.contains("nothere.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(perimeter(dir.path()).args(["serve", "--listen", &addr]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&addr) && err.contains("cannot listen"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_reports_an_unreachable_database_without_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port: the database is "down" from the start.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("postgres://perimeter:hunter2@127.0.0.1:{port}/perimeter");
+    let server = Server::start(
+        perimeter(dir.path())
+            .env("PERIMETER_DATABASE_URL", &url)
+            .env("PERIMETER_DATABASE_ACQUIRE_TIMEOUT_MS", "500")
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+    );
+    let http = client();
+    assert_eq!(
+        http.get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resp = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let text = resp.text().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        body["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "database"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2") && !text.contains("postgres://"),
+        "{text}"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn help_explains_options_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(perimeter(dir.path()).args(["serve", "--help"]));
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--listen",
+        "--insecure-http",
+        "--demo",
+        "--print-config",
+        "--data-dir",
+        "Examples:",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
