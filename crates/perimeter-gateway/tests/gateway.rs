@@ -77,8 +77,21 @@ fn encodings(s: &str) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Whether `needle` occurs in `hay`; a short one (under 4 bytes) only as a token of its own,
+/// not inside a longer run of letters and digits ("94" in a content length is not the age 94).
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    if needle.is_empty() || hay.len() < needle.len() {
+        return false;
+    }
+    if needle.len() >= 4 {
+        return hay.windows(needle.len()).any(|w| w == needle);
+    }
+    let edge = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric());
+    (0..=hay.len() - needle.len()).any(|i| {
+        &hay[i..i + needle.len()] == needle
+            && (!needle[0].is_ascii_alphanumeric() || i == 0 || edge(hay.get(i - 1)))
+            && (!needle[needle.len() - 1].is_ascii_alphanumeric() || edge(hay.get(i + needle.len())))
+    })
 }
 
 /// Gold spans (character offsets) of a corpus record.
@@ -582,17 +595,21 @@ async fn identifiers_the_caller_did_not_send_are_redacted() {
         )
         .await
         .unwrap();
-        assert!(out.text.starts_with("Sure. Maria Gonzalez can also ask [NAME]"), "{}", out.text);
+        // The engine reads the URL (with its percent-encoded query) and the base64 token as
+        // identifiers themselves; the guard's own decoding of encoded runs is unit-tested.
+        assert_eq!(
+            out.text,
+            "Sure. Maria Gonzalez can also ask [NAME] at [PHONE], or see [URL] and token [ID] today."
+        );
         for secret in ["Ann Lee", "0199", "Bo%20Li", "0123", "U1NOIDEyMy00NS02Nzg5"] {
             assert!(!out.text.contains(secret), "{secret}: {}", out.text);
         }
         let hits = out.record.guardrails.identifiers;
-        assert!(hits.plain >= 2, "{hits:?}");
-        assert_eq!(hits.base64, 1, "{hits:?}");
-        assert!(hits.percent_encoded + hits.plain >= 3, "{hits:?}");
+        assert_eq!(hits.total(), 4, "{hits:?}");
+        assert_eq!(hits.late, 0, "{hits:?}");
     }
     let m = gw.metrics().snapshot();
-    assert!(m.guardrail_redacted_plain >= 6 && m.guardrail_redacted_base64 == 3, "{m:?}");
+    assert_eq!(m.guardrail_redacted_plain, 12, "{m:?}");
 }
 
 /// Made-up placeholders are left as they are (they carry nothing) and counted.
