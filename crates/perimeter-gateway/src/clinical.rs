@@ -217,22 +217,43 @@ mod tests {
 
     const CLINICAL: &[(&str, ClinicalAdvice)] = &[
         ("It sounds like you have a sinus infection.", Diagnosis),
-        ("You probably have the flu, which is going around.", Diagnosis),
-        ("This could be an allergic reaction to the new soap.", Diagnosis),
+        (
+            "You probably have the flu, which is going around.",
+            Diagnosis,
+        ),
+        (
+            "This could be an allergic reaction to the new soap.",
+            Diagnosis,
+        ),
         ("That is likely a mild sprain.", Diagnosis),
-        ("Your symptoms suggest a urinary tract infection.", Diagnosis),
-        ("Your lab results look normal, so nothing to worry about.", Diagnosis),
+        (
+            "Your symptoms suggest a urinary tract infection.",
+            Diagnosis,
+        ),
+        (
+            "Your lab results look normal, so nothing to worry about.",
+            Diagnosis,
+        ),
         ("The x-ray shows nothing broken.", Diagnosis),
         ("Your child may be having an asthma flare.", Diagnosis),
         ("You should take ibuprofen for the swelling.", Treatment),
         ("I recommend taking an antihistamine before bed.", Treatment),
         ("Try using a warm compress on the eye.", Treatment),
-        ("Please stop taking the lisinopril until you hear from us.", Treatment),
+        (
+            "Please stop taking the lisinopril until you hear from us.",
+            Treatment,
+        ),
         ("You can take two Tylenol now.", Treatment),
-        ("We suggest resting and drinking plenty of fluids.", Treatment),
+        (
+            "We suggest resting and drinking plenty of fluids.",
+            Treatment,
+        ),
         ("Take 500 mg twice a day with food.", Dosing),
         ("Give her 5 ml every 6 hours.", Dosing),
-        ("Do not take more than 4000 mg per day, so no more than 8 tablets.", Dosing),
+        (
+            "Do not take more than 4000 mg per day, so no more than 8 tablets.",
+            Dosing,
+        ),
         ("You can double your dose tonight.", Dosing),
         ("Take an extra dose if the pain comes back.", Dosing),
         ("The usual dose for adults is one tablet.", Dosing),
@@ -277,7 +298,10 @@ mod tests {
     fn clinical_answers_are_caught_with_their_kind() {
         for (text, kind) in CLINICAL {
             let found = check(text).unwrap();
-            assert!(found.contains(kind), "{text:?}: expected {kind:?}, got {found:?}");
+            assert!(
+                found.contains(kind),
+                "{text:?}: expected {kind:?}, got {found:?}"
+            );
         }
     }
 

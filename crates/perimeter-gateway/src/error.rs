@@ -109,7 +109,9 @@ impl UpstreamError {
                 let kind = match *status {
                     429 => "rate_limit_error",
                     401 | 403 => "upstream_error",
-                    s if (400..500).contains(&s) => kind.as_deref().unwrap_or("invalid_request_error"),
+                    s if (400..500).contains(&s) => {
+                        kind.as_deref().unwrap_or("invalid_request_error")
+                    }
                     _ => "upstream_error",
                 };
                 ErrorBody::new(
@@ -226,9 +228,13 @@ impl GatewayError {
         };
         match self {
             GatewayError::Upstream(u) => u.to_error_body(),
-            GatewayError::InvalidRequest { path, .. } | GatewayError::Deidentification { path, .. } => {
-                ErrorBody::new(self.to_string(), kind, Some(path.clone()), Some(self.code()))
-            }
+            GatewayError::InvalidRequest { path, .. }
+            | GatewayError::Deidentification { path, .. } => ErrorBody::new(
+                self.to_string(),
+                kind,
+                Some(path.clone()),
+                Some(self.code()),
+            ),
             _ => ErrorBody::new(self.to_string(), kind, None, Some(self.code())),
         }
     }

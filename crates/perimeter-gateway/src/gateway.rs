@@ -172,7 +172,11 @@ fn duration_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn refused_record(permit: &Permit, request: &ChatCompletionRequest, code: &'static str) -> CallRecord {
+fn refused_record(
+    permit: &Permit,
+    request: &ChatCompletionRequest,
+    code: &'static str,
+) -> CallRecord {
     CallRecord::refused(
         permit.vendor(),
         &request.model,
@@ -184,12 +188,24 @@ fn refused_record(permit: &Permit, request: &ChatCompletionRequest, code: &'stat
 
 impl AsIsPermit {
     /// Prepares the request as is (telemetry fields removed, nothing else changed).
-    pub fn prepare(self, gateway: &Gateway, request: ChatCompletionRequest) -> Result<Ready, Failure> {
+    pub fn prepare(
+        self,
+        gateway: &Gateway,
+        request: ChatCompletionRequest,
+    ) -> Result<Ready, Box<Failure>> {
         let start = Instant::now();
         let mut request = request;
         let mut walk = Outbound::as_is(&gateway.engine);
         let walked = walk.request(&mut request);
-        gateway.finish_prepare(self.0, request, walked, walk.originals, 0, Restore::AsIs, start)
+        gateway.finish_prepare(
+            self.0,
+            request,
+            walked,
+            walk.originals,
+            0,
+            Restore::AsIs,
+            start,
+        )
     }
 }
 
@@ -202,7 +218,7 @@ impl PseudonymisedPermit {
         gateway: &Gateway,
         request: ChatCompletionRequest,
         vault: Arc<Vault>,
-    ) -> Result<Ready, Failure> {
+    ) -> Result<Ready, Box<Failure>> {
         let start = Instant::now();
         let mut request = request;
         let year = gateway.clock.now().year();
@@ -226,9 +242,9 @@ impl PseudonymisedPermit {
 #[derive(Debug)]
 pub enum Reply {
     /// A whole answer (also for a streaming request of a patient-facing purpose).
-    Complete(PendingAnswer),
+    Complete(Box<PendingAnswer>),
     /// A stream.
-    Stream(PendingStream),
+    Stream(Box<PendingStream>),
 }
 
 /// A whole answer, held until the record is confirmed.
@@ -278,7 +294,8 @@ impl Answer {
     /// one `data: [DONE]`.
     pub fn into_body(self) -> ResponseBody {
         if self.as_events {
-            let mut bytes = inbound::completion_as_events(&self.completion, self.caller_wants_usage);
+            let mut bytes =
+                inbound::completion_as_events(&self.completion, self.caller_wants_usage);
             bytes.extend_from_slice(DONE);
             ResponseBody {
                 content_type: "text/event-stream",
@@ -515,7 +532,7 @@ impl Gateway {
         permit: Permit,
         request: ChatCompletionRequest,
         vault: Arc<Vault>,
-    ) -> Result<Ready, Failure> {
+    ) -> Result<Ready, Box<Failure>> {
         match permit.into_form() {
             PermitForm::AsIs(p) => p.prepare(self, request),
             PermitForm::Pseudonymised(p) => p.prepare(self, request, vault),
@@ -532,11 +549,11 @@ impl Gateway {
         replaced: u32,
         restore: Restore,
         start: Instant,
-    ) -> Result<Ready, Failure> {
+    ) -> Result<Ready, Box<Failure>> {
         if let Err(error) = walked {
             let record = refused_record(&permit, &request, error.code());
             self.metrics.count(&record);
-            return Err(Failure { error, record });
+            return Err(Box::new(Failure { error, record }));
         }
         let caller_stream = request.is_stream();
         let patient_facing = permit.purpose().rule().patient_facing;
@@ -566,7 +583,7 @@ impl Gateway {
                 };
                 let record = refused_record(&permit, &request, error.code());
                 self.metrics.count(&record);
-                return Err(Failure { error, record });
+                return Err(Box::new(Failure { error, record }));
             }
         };
         if body.len() > self.config.max_request_bytes {
@@ -576,7 +593,7 @@ impl Gateway {
             };
             let record = refused_record(&permit, &request, error.code());
             self.metrics.count(&record);
-            return Err(Failure { error, record });
+            return Err(Box::new(Failure { error, record }));
         }
         Ok(Ready {
             permit,
@@ -595,7 +612,7 @@ impl Gateway {
 
     /// Sends a prepared request to `provider` (the vendor its permit names) and prepares the
     /// answer for release.
-    pub async fn send(&self, ready: Ready, provider: &dyn Provider) -> Result<Reply, Failure> {
+    pub async fn send(&self, ready: Ready, provider: &dyn Provider) -> Result<Reply, Box<Failure>> {
         let mismatch = if ready.permit.vendor() != provider.vendor() {
             Some("the permit is for another vendor")
         } else if !provider.serves(&ready.model) {
@@ -610,7 +627,7 @@ impl Gateway {
             let mut record = ready.record(CallOutcome::Refused { code: error.code() }, false);
             record.overhead_us = 0;
             self.metrics.count(&record);
-            return Err(Failure { error, record });
+            return Err(Box::new(Failure { error, record }));
         }
         let base = ready.record(CallOutcome::Started, true);
         let started = Instant::now();
@@ -649,7 +666,7 @@ impl Gateway {
             record.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             record.upstream_attempts = attempts;
             self.metrics.count(&record);
-            Failure { error, record }
+            Box::new(Failure { error, record })
         };
         match reply {
             Err(e) => {
@@ -701,11 +718,14 @@ impl Gateway {
                 }
                 let blocked = (!findings.is_empty()).then(|| findings.clone());
                 let outcome = match &blocked {
-                    Some(f) => CallOutcome::Blocked { findings: f.clone() },
+                    Some(f) => CallOutcome::Blocked {
+                        findings: f.clone(),
+                    },
                     None => CallOutcome::Answered,
                 };
                 let mut record = record_with(outcome);
-                record.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                record.latency_ms =
+                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 record.upstream_attempts = attempts;
                 if let Some(u) = &completion.usage {
                     record.prompt_tokens = u.prompt_tokens;
@@ -716,20 +736,20 @@ impl Gateway {
                 hits.clinical_advice = findings;
                 record.guardrails = hits;
                 record.overhead_us = record.overhead_us.saturating_add(duration_us(t.elapsed()));
-                Ok(Reply::Complete(PendingAnswer {
+                Ok(Reply::Complete(Box::new(PendingAnswer {
                     record,
                     completion,
                     blocked,
                     as_events: caller_stream,
                     caller_wants_usage,
                     metrics: Arc::clone(&self.metrics),
-                }))
+                })))
             }
             Ok(UpstreamReply::Stream { body, attempts }) => {
                 let mut record = record_with(CallOutcome::Started);
                 record.upstream_attempts = attempts;
                 let relay = StreamRelay::new(ctx, caller_wants_usage, self.config.max_event_bytes);
-                Ok(Reply::Stream(PendingStream {
+                Ok(Reply::Stream(Box::new(PendingStream {
                     record: record.clone(),
                     live: LiveStream {
                         upstream: body,
@@ -740,7 +760,7 @@ impl Gateway {
                         state: LiveState::Relaying,
                         metrics: Arc::clone(&self.metrics),
                     },
-                }))
+                })))
             }
         }
     }

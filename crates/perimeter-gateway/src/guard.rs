@@ -17,8 +17,8 @@
 //! engine has seen it whole with at least 64 bytes of right context, and an encoded run (no
 //! whitespace inside) is always checked whole. The cost: the caller's text runs about 64
 //! bytes plus one word (roughly 15 tokens, a third of a second at 50 tokens/s) behind the
-//! model, the rest arriving with the last chunk; the total time to the last byte does not
-//! change. Detection runs once per [`BATCH_BYTES`] of new text over at most
+//! model (at most `HOLD_BYTES + BATCH_BYTES`, 128 bytes, before a check releases text), the
+//! rest arriving with the last chunk; the total time to the last byte does not change. Detection runs once per [`BATCH_BYTES`] of new text over at most
 //! `CONTEXT_BYTES + SEGMENT_BYTES` bytes, so the work stays linear in the answer's length.
 
 use std::collections::HashSet;
@@ -33,9 +33,9 @@ use zeroize::Zeroizing;
 /// Bytes held back at the end of a streamed text.
 pub const HOLD_BYTES: usize = 64;
 /// Bytes of already released text the engine sees again as context.
-pub const CONTEXT_BYTES: usize = 192;
+pub const CONTEXT_BYTES: usize = 96;
 /// New bytes that trigger another check.
-pub const BATCH_BYTES: usize = 32;
+pub const BATCH_BYTES: usize = 64;
 /// Most pending bytes examined in one check; a longer run without whitespace is cut here.
 pub const SEGMENT_BYTES: usize = 4096;
 
@@ -338,7 +338,8 @@ fn decode_base64(word: &str) -> Option<String> {
     {
         return None;
     }
-    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let url_safe = word.contains('-') || word.contains('_');
     let engine = if url_safe {
         GeneralPurpose::new(&alphabet::URL_SAFE, config)

@@ -18,7 +18,7 @@ use perimeter_phi::{Engine, PhiError, StreamReidentifier, Vault};
 use serde_json::{Map, Value};
 
 use crate::error::UpstreamError;
-use crate::guard::{OutputGuard, Originals, StreamGuard};
+use crate::guard::{Originals, OutputGuard, StreamGuard};
 use crate::json_text::{StringsTranscoder, TextSink};
 use crate::record::GuardrailHits;
 use crate::sse::{SseEvent, SseParser};
@@ -37,7 +37,9 @@ pub(crate) struct Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("hits", &self.hits).finish_non_exhaustive()
+        f.debug_struct("Ctx")
+            .field("hits", &self.hits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,7 +90,10 @@ impl TextPipe {
             out.push_str(&self.guard.push(&rest, &g, &mut ctx.hits.identifiers)?);
             let unknown = u32::try_from(r.unknown_tokens().len()).unwrap_or(u32::MAX);
             ctx.hits.unknown_placeholders = ctx.hits.unknown_placeholders.saturating_add(unknown);
-            self.reid = ctx.vault.as_ref().map(|v| StreamReidentifier::new(Arc::clone(v)));
+            self.reid = ctx
+                .vault
+                .as_ref()
+                .map(|v| StreamReidentifier::new(Arc::clone(v)));
         }
         out.push_str(&self.guard.finish(&g, &mut ctx.hits.identifiers)?);
         Ok(out)
@@ -336,7 +341,9 @@ impl ChoiceState {
         if let Some(p) = &mut self.function {
             let rest = p.finish(ctx)?;
             if !rest.is_empty() {
-                let f = delta.function_call.get_or_insert_with(FunctionCall::default);
+                let f = delta
+                    .function_call
+                    .get_or_insert_with(FunctionCall::default);
                 append(&mut f.arguments, rest);
             }
         }
@@ -430,27 +437,32 @@ impl StreamRelay {
             self.done = true;
             return Ok(());
         }
-        let v: Value = serde_json::from_str(data)
+        let chunk: ChatCompletionChunk = serde_json::from_str(data)
             .map_err(|_| StreamFault::Upstream(UpstreamError::InvalidResponse))?;
-        if let Some(e) = v.get("error") {
+        if let Some(e) = chunk.extra.get("error") {
             let code = e
                 .get("code")
                 .and_then(Value::as_str)
-                .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .filter(|c| {
+                    c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
                 .map(str::to_string);
             return Err(StreamFault::Upstream(UpstreamError::StreamError { code }));
         }
-        let chunk: ChatCompletionChunk = serde_json::from_value(v)
-            .map_err(|_| StreamFault::Upstream(UpstreamError::InvalidResponse))?;
         if let Some(c) = self.chunk(chunk)? {
             write_event(&c, out);
         }
         Ok(())
     }
 
-    fn chunk(&mut self, mut chunk: ChatCompletionChunk) -> Result<Option<ChatCompletionChunk>, PhiError> {
+    fn chunk(
+        &mut self,
+        mut chunk: ChatCompletionChunk,
+    ) -> Result<Option<ChatCompletionChunk>, PhiError> {
         let ctx = &mut self.ctx;
-        restore_map(&mut chunk.extra, ctx)?;
+        if !chunk.extra.is_empty() {
+            restore_map(&mut chunk.extra, ctx)?;
+        }
         if let Some(u) = chunk.usage.take() {
             if self.caller_wants_usage {
                 chunk.usage = Some(u.clone());
@@ -484,7 +496,10 @@ impl StreamRelay {
                         restore_whole(id, ctx);
                     }
                     restore_map(&mut call.extra, ctx)?;
-                    let pipe = st.tools.entry(call.index).or_insert_with(|| ArgsPipe::new(ctx));
+                    let pipe = st
+                        .tools
+                        .entry(call.index)
+                        .or_insert_with(|| ArgsPipe::new(ctx));
                     if let Some(f) = &mut call.function {
                         if let Some(n) = &mut f.name {
                             restore_whole(n, ctx);
@@ -517,13 +532,18 @@ impl StreamRelay {
                 if let Some(a) = &mut f.arguments {
                     *a = pipe.push(a, ctx)?;
                 }
-                if f.name.is_none() && f.arguments.as_deref().is_none_or(str::is_empty) && f.extra.is_empty() {
+                if f.name.is_none()
+                    && f.arguments.as_deref().is_none_or(str::is_empty)
+                    && f.extra.is_empty()
+                {
                     d.function_call = None;
                 }
             }
             let keys: Vec<String> = d.extra.keys().cloned().collect();
             for k in keys {
-                let Some(v) = d.extra.get_mut(&k) else { continue };
+                let Some(v) = d.extra.get_mut(&k) else {
+                    continue;
+                };
                 if let Value::String(s) = v {
                     let pipe = st
                         .extras
@@ -547,12 +567,13 @@ impl StreamRelay {
                 kept.push(choice);
             }
         }
+        if self.head.is_none() {
+            let mut head = chunk.clone();
+            head.usage = None;
+            self.head = Some(head);
+        }
         chunk.choices = kept;
         let emit = !chunk.choices.is_empty() || chunk.usage.is_some();
-        let mut head = chunk.clone();
-        head.choices.clear();
-        head.usage = None;
-        self.head = Some(head);
         Ok(emit.then_some(chunk))
     }
 
@@ -610,15 +631,22 @@ pub(crate) fn completion_as_events(c: &ChatCompletion, usage: bool) -> Vec<u8> {
             let m = &ch.message;
             let content = match &m.content {
                 Some(Content::Text(s)) => Some(s.clone()),
-                Some(Content::Parts(parts)) => {
-                    Some(parts.iter().filter_map(|p| p.text.clone()).collect::<String>())
-                }
+                Some(Content::Parts(parts)) => Some(
+                    parts
+                        .iter()
+                        .filter_map(|p| p.text.clone())
+                        .collect::<String>(),
+                ),
                 None => None,
             };
             ChunkChoice {
                 index: ch.index,
                 delta: Delta {
-                    role: Some(if m.role.is_empty() { "assistant".into() } else { m.role.clone() }),
+                    role: Some(if m.role.is_empty() {
+                        "assistant".into()
+                    } else {
+                        m.role.clone()
+                    }),
                     content,
                     refusal: m.refusal.clone(),
                     tool_calls: m.tool_calls.as_ref().map(|calls| {

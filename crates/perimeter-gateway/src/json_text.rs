@@ -101,7 +101,10 @@ enum Escape {
     /// After a backslash.
     Backslash,
     /// After `\u` and this many hex digits, with their value so far.
-    Unicode { digits: u8, value: u32 },
+    Unicode {
+        digits: u8,
+        value: u32,
+    },
 }
 
 /// Re-encodes the string literals of a JSON text arriving in fragments (see the module docs).
@@ -317,7 +320,8 @@ mod tests {
             Err(RewriteError::Inner("no"))
         );
         // A replacement with quotes and backslashes stays valid JSON.
-        let out = rewrite_strings::<()>(r#"{"a":"[X]"}"#, |s| Ok(s.replace("[X]", "\"q\\"))).unwrap();
+        let out =
+            rewrite_strings::<()>(r#"{"a":"[X]"}"#, |s| Ok(s.replace("[X]", "\"q\\"))).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["a"], "\"q\\");
     }

@@ -87,9 +87,9 @@ fn enum_like(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
         && s.as_bytes()[0].is_ascii_lowercase()
-        && s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'))
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -200,12 +200,13 @@ impl<'a> Outbound<'a> {
                 path: self.path(),
                 source,
             })?;
-        let d = deidentify(s, &spans, &opts, vault).map_err(|_| GatewayError::Deidentification {
-            path: self.path(),
-            source: perimeter_phi::PhiError::Build {
-                recognizer: "deidentify",
-            },
-        })?;
+        let d =
+            deidentify(s, &spans, &opts, vault).map_err(|_| GatewayError::Deidentification {
+                path: self.path(),
+                source: perimeter_phi::PhiError::Build {
+                    recognizer: "deidentify",
+                },
+            })?;
         self.replaced = self
             .replaced
             .saturating_add(u32::try_from(d.replacements.len()).unwrap_or(u32::MAX));
@@ -241,9 +242,9 @@ impl<'a> Outbound<'a> {
                     *text = r;
                     Ok(())
                 }
-                Err(RewriteError::NotJson) => Err(w.invalid(
-                    "tool-call arguments must be a valid JSON text to be de-identified",
-                )),
+                Err(RewriteError::NotJson) => Err(
+                    w.invalid("tool-call arguments must be a valid JSON text to be de-identified")
+                ),
                 Err(RewriteError::Inner(e)) => Err(e),
             }
         })
@@ -384,7 +385,9 @@ impl<'a> Outbound<'a> {
         for k in NEVER_FORWARDED {
             r.extra.remove(*k);
         }
-        if r.extra.get("logprobs").is_some_and(|v| v != &Value::Bool(false))
+        if r.extra
+            .get("logprobs")
+            .is_some_and(|v| v != &Value::Bool(false))
             || r.extra.contains_key("top_logprobs")
         {
             return Err(GatewayError::InvalidRequest {
@@ -404,7 +407,9 @@ impl<'a> Outbound<'a> {
             });
         }
         for (i, m) in r.messages.iter_mut().enumerate() {
-            self.with(Seg::Key("messages"), |w| w.with(Seg::Index(i), |w| w.message(m)))?;
+            self.with(Seg::Key("messages"), |w| {
+                w.with(Seg::Index(i), |w| w.message(m))
+            })?;
         }
         if let Some(tools) = &mut r.tools {
             for (i, t) in tools.iter_mut().enumerate() {
@@ -485,7 +490,11 @@ mod tests {
         assert_eq!(r.messages[1].role, "user");
         assert_eq!(r.extra["temperature"], json!(0.3));
         assert!(r.extra.get("user").is_none() && r.extra.get("metadata").is_none());
-        let params = &r.tools.as_ref().unwrap()[0].function.as_ref().unwrap().parameters;
+        let params = &r.tools.as_ref().unwrap()[0]
+            .function
+            .as_ref()
+            .unwrap()
+            .parameters;
         assert_eq!(params.as_ref().unwrap()["type"], json!("object"));
         // Arguments stay valid JSON and restore exactly.
         let args = r.messages[2].tool_calls.as_ref().unwrap()[0]
@@ -557,10 +566,16 @@ mod tests {
         }
         // A number that reads as an identifier.
         let mut r: ChatCompletionRequest = serde_json::from_value(json!({"model": "m",
-            "messages": [], "patient": {"mrn": 12345678}})).unwrap();
+            "messages": [], "patient": {"mrn": 12345678}}))
+        .unwrap();
         let vault = Vault::with_seed(1);
-        let err = Outbound::pseudonymise(&e, &vault, 2026).request(&mut r).unwrap_err();
-        assert!(matches!(err, GatewayError::InvalidRequest { .. }), "{err:?}");
+        let err = Outbound::pseudonymise(&e, &vault, 2026)
+            .request(&mut r)
+            .unwrap_err();
+        assert!(
+            matches!(err, GatewayError::InvalidRequest { .. }),
+            "{err:?}"
+        );
         assert!(!err.to_string().contains("12345678"));
         // Over the engine's size limit: refused, with sizes only.
         let small = Engine::new(EngineConfig {
@@ -569,16 +584,22 @@ mod tests {
         })
         .unwrap();
         let mut r: ChatCompletionRequest = serde_json::from_value(json!({"model": "m",
-            "messages": [{"role": "user", "content": PHI.repeat(2)}]})).unwrap();
+            "messages": [{"role": "user", "content": PHI.repeat(2)}]}))
+        .unwrap();
         let err = Outbound::pseudonymise(&small, &vault, 2026)
             .request(&mut r)
             .unwrap_err();
         assert_eq!(err.code(), "message_too_large");
         assert!(!err.to_string().contains("Maria"));
         // logprobs and audio output are refused in every form.
-        for extra in [json!({"logprobs": true}), json!({"modalities": ["text", "audio"]})] {
+        for extra in [
+            json!({"logprobs": true}),
+            json!({"modalities": ["text", "audio"]}),
+        ] {
             let mut body = json!({"model": "m", "messages": []});
-            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             let mut r: ChatCompletionRequest = serde_json::from_value(body).unwrap();
             assert!(Outbound::as_is(&e).request(&mut r).is_err());
         }

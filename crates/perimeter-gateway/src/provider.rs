@@ -221,7 +221,10 @@ fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, GatewayError
 impl HttpProvider {
     /// A provider for one vendor. Plain `http://` is accepted only for a server inside the
     /// perimeter or on a loopback address.
-    pub fn new(conn: VendorConnection, settings: HttpSettings) -> Result<HttpProvider, GatewayError> {
+    pub fn new(
+        conn: VendorConnection,
+        settings: HttpSettings,
+    ) -> Result<HttpProvider, GatewayError> {
         let base = reqwest::Url::parse(conn.base_url.trim_end_matches('/'))
             .map_err(|_| GatewayError::Config("base_url is not a URL"))?;
         let loopback = match base.host() {
@@ -245,12 +248,18 @@ impl HttpProvider {
                 "base_url must not carry credentials or a query; use api_key",
             ));
         }
-        let url = reqwest::Url::parse(&format!("{}/chat/completions", base.as_str().trim_end_matches('/')))
-            .map_err(|_| GatewayError::Config("base_url is not a URL"))?;
+        let url = reqwest::Url::parse(&format!(
+            "{}/chat/completions",
+            base.as_str().trim_end_matches('/')
+        ))
+        .map_err(|_| GatewayError::Config("base_url is not a URL"))?;
         let auth = match &conn.api_key {
             Some(k) => {
-                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", k.as_str()))
-                    .map_err(|_| GatewayError::Config("api_key has characters a header cannot carry"))?;
+                let mut v =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", k.as_str()))
+                        .map_err(|_| {
+                            GatewayError::Config("api_key has characters a header cannot carry")
+                        })?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -285,7 +294,10 @@ impl HttpProvider {
         retry_after.unwrap_or(exp).min(self.settings.backoff_max)
     }
 
-    async fn attempt(&self, request: &UpstreamRequest) -> Result<Attempted, (UpstreamError, Option<Duration>)> {
+    async fn attempt(
+        &self,
+        request: &UpstreamRequest,
+    ) -> Result<Attempted, (UpstreamError, Option<Duration>)> {
         let mut req = self
             .client
             .post(self.url.clone())
@@ -325,7 +337,12 @@ impl HttpProvider {
         if request.stream {
             return Ok(Attempted::Stream(resp));
         }
-        match read_limited(resp, self.settings.max_response_bytes, self.settings.idle_timeout).await
+        match read_limited(
+            resp,
+            self.settings.max_response_bytes,
+            self.settings.idle_timeout,
+        )
+        .await
         {
             Ok(b) => Ok(Attempted::Complete(b)),
             Err(e) => Err((e, None)),
@@ -341,8 +358,9 @@ enum Attempted {
 fn plain_identifier(s: &str, extra: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') || extra.contains(&b))
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') || extra.contains(&b)
+        })
 }
 
 /// The vendor's error status, with only its machine-readable fields kept.
@@ -490,7 +508,10 @@ mod tests {
         bad.ca_pem = Some("not pem".into());
         assert!(HttpProvider::new(bad, s.clone()).is_err());
         let p = HttpProvider::new(conn("https://api.example.com/v1/", false), s).unwrap();
-        assert_eq!(p.url.as_str(), "https://api.example.com/v1/chat/completions");
+        assert_eq!(
+            p.url.as_str(),
+            "https://api.example.com/v1/chat/completions"
+        );
         let dbg = format!("{p:?} {:?}", conn("https://x", false));
         assert!(!dbg.contains("sk-secret"), "{dbg}");
     }

@@ -200,7 +200,10 @@ impl GatewayMetrics {
             &self.upstream_retries,
             u64::from(r.upstream_attempts.saturating_sub(1)),
         );
-        add(&self.identifiers_replaced, u64::from(r.identifiers_replaced));
+        add(
+            &self.identifiers_replaced,
+            u64::from(r.identifiers_replaced),
+        );
         let h = &r.guardrails.identifiers;
         add(&self.redacted_plain, u64::from(h.plain));
         add(&self.redacted_percent, u64::from(h.percent_encoded));

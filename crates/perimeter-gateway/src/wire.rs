@@ -499,7 +499,10 @@ mod tests {
         }))
         .unwrap();
         let tc = &k.choices[0].delta.tool_calls.as_ref().unwrap()[0];
-        assert_eq!(tc.function.as_ref().unwrap().arguments.as_deref(), Some("{\"a"));
+        assert_eq!(
+            tc.function.as_ref().unwrap().arguments.as_deref(),
+            Some("{\"a")
+        );
         let e: ErrorBody = serde_json::from_value(json!({"error": {"message": "m",
             "type": "invalid_request_error", "param": null, "code": "x"}}))
         .unwrap();

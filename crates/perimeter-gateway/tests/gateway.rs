@@ -90,7 +90,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     (0..=hay.len() - needle.len()).any(|i| {
         &hay[i..i + needle.len()] == needle
             && (!needle[0].is_ascii_alphanumeric() || i == 0 || edge(hay.get(i - 1)))
-            && (!needle[needle.len() - 1].is_ascii_alphanumeric() || edge(hay.get(i + needle.len())))
+            && (!needle[needle.len() - 1].is_ascii_alphanumeric()
+                || edge(hay.get(i + needle.len())))
     })
 }
 
@@ -149,9 +150,14 @@ async fn deidentified_vendor_never_receives_a_corpus_identifier() {
         let text = rec["text"].as_str().unwrap();
         let stream = i % 3 == 0;
         fake.clear();
-        let out = run(&gw, &p, deid_permit(&clock), request(corpus_request(text, stream)))
-            .await
-            .unwrap();
+        let out = run(
+            &gw,
+            &p,
+            deid_permit(&clock),
+            request(corpus_request(text, stream)),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.text, text, "{}: text not restored", rec["id"]);
         let args: Value = serde_json::from_str(out.arguments.as_deref().unwrap()).unwrap();
         assert_eq!(args["echo"], text, "{}: arguments not restored", rec["id"]);
@@ -200,9 +206,14 @@ async fn phi_vendor_under_a_baa_receives_it_as_is() {
     for (i, rec) in corpus.iter().step_by(61).enumerate() {
         let text = rec["text"].as_str().unwrap();
         fake.clear();
-        let out = run(&gw, &p, phi_permit(&clock), request(corpus_request(text, i % 2 == 0)))
-            .await
-            .unwrap();
+        let out = run(
+            &gw,
+            &p,
+            phi_permit(&clock),
+            request(corpus_request(text, i % 2 == 0)),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.text, text);
         assert_eq!(out.record.class_sent, Some(DataClass::Phi));
         assert_eq!(out.record.identifiers_replaced, 0);
@@ -260,7 +271,15 @@ async fn streamed_placeholders_split_anywhere_are_restored() {
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"]["include_usage"], true);
     let sent_text = sent["messages"][0]["content"].as_str().unwrap();
-    for secret in ["Maria", "Gonzalez", "1981", "8841", "maria.gonzalez", "Zoë", "4815162"] {
+    for secret in [
+        "Maria",
+        "Gonzalez",
+        "1981",
+        "8841",
+        "maria.gonzalez",
+        "Zoë",
+        "4815162",
+    ] {
         assert!(!sent_text.contains(secret), "{secret} in {sent_text}");
     }
     assert!(sent_text.contains("[NAME_"), "{sent_text}");
@@ -322,15 +341,33 @@ async fn nothing_but_the_body_and_the_vendor_key_goes_upstream() {
         let names: BTreeSet<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            BTreeSet::from(["accept", "authorization", "content-length", "content-type", "host"])
+            BTreeSet::from([
+                "accept",
+                "authorization",
+                "content-length",
+                "content-type",
+                "host"
+            ])
         );
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {API_KEY}").as_str()));
         assert_eq!(
-            r.header("content-length").unwrap().parse::<usize>().unwrap(),
+            r.header("authorization"),
+            Some(format!("Bearer {API_KEY}").as_str())
+        );
+        assert_eq!(
+            r.header("content-length")
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
             r.body.len()
         );
         let body = r.json();
-        for k in ["user", "safety_identifier", "prompt_cache_key", "store", "metadata"] {
+        for k in [
+            "user",
+            "safety_identifier",
+            "prompt_cache_key",
+            "store",
+            "metadata",
+        ] {
             assert!(body.get(k).is_none(), "{k} forwarded");
         }
         assert_eq!(body["model"], MODEL);
@@ -367,11 +404,17 @@ async fn vendor_errors_are_passed_on_without_the_prompt() {
     assert_eq!(body["error"]["param"], "messages[0].content");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(!msg.contains("NAME") && !msg.contains("555") && !msg.contains("Maria"), "{msg}");
+    assert!(
+        !msg.contains("NAME") && !msg.contains("555") && !msg.contains("Maria"),
+        "{msg}"
+    );
     assert_eq!(fake.received().len(), 1, "a 400 is not retried");
     assert!(matches!(
         f.record.outcome,
-        CallOutcome::Failed { status: Some(400), .. }
+        CallOutcome::Failed {
+            status: Some(400),
+            ..
+        }
     ));
     // The vendor refusing the gateway's key is a gateway problem (502), not the caller's.
     let fake = FakeUpstream::start(Behaviour::Status {
@@ -413,11 +456,14 @@ async fn retries_then_succeeds_or_gives_up() {
     let p = provider(&fake.base_url(), fast_settings());
     for stream in [false, true] {
         if stream {
-            fake.script([Behaviour::CloseWithoutAnswer, Behaviour::Status {
-                status: 502,
-                body: String::new(),
-                retry_after: None,
-            }]);
+            fake.script([
+                Behaviour::CloseWithoutAnswer,
+                Behaviour::Status {
+                    status: 502,
+                    body: String::new(),
+                    retry_after: None,
+                },
+            ]);
         }
         fake.clear();
         let out = run(
@@ -502,16 +548,28 @@ async fn timeouts_stalls_and_hang_ups() {
             },
             "upstream_timeout",
         ),
-        (Behaviour::CloseMidStream { after_events: 6 }, "upstream_interrupted"),
         (
-            Behaviour::Raw(vec![b"data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"hi\"}}]}\n\n".to_vec()]),
+            Behaviour::CloseMidStream { after_events: 6 },
+            "upstream_interrupted",
+        ),
+        (
+            Behaviour::Raw(vec![
+                b"data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"hi\"}}]}\n\n"
+                    .to_vec(),
+            ]),
             "upstream_truncated",
         ),
         (
-            Behaviour::Raw(vec![b"data: {\"error\": {\"message\": \"Maria\", \"code\": \"overloaded\"}}\n\n".to_vec()]),
+            Behaviour::Raw(vec![
+                b"data: {\"error\": {\"message\": \"Maria\", \"code\": \"overloaded\"}}\n\n"
+                    .to_vec(),
+            ]),
             "upstream_stream_error",
         ),
-        (Behaviour::Raw(vec![b"data: not json\n\n".to_vec()]), "upstream_invalid_response"),
+        (
+            Behaviour::Raw(vec![b"data: not json\n\n".to_vec()]),
+            "upstream_invalid_response",
+        ),
     ] {
         fake.script([behaviour]);
         let out = run(&gw, &p, deid_permit(&clock), req()).await.unwrap();
@@ -550,15 +608,22 @@ async fn fails_closed_when_the_detector_errors() {
     assert!(!f.error.to_string().contains("Maria"));
     assert_eq!(f.record.class_sent, None);
     assert_eq!(f.record.upstream_attempts, 0);
-    assert!(matches!(f.record.outcome, CallOutcome::Refused { code: "message_too_large" }));
+    assert!(matches!(
+        f.record.outcome,
+        CallOutcome::Refused {
+            code: "message_too_large"
+        }
+    ));
     // An image cannot be de-identified: refused too.
     let f = run(
         &gw,
         &p,
         deid_permit(&clock),
-        request(json!({"model": MODEL, "messages": [{"role": "user", "content": [
+        request(
+            json!({"model": MODEL, "messages": [{"role": "user", "content": [
             {"type": "text", "text": "see photo"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]})),
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}),
+        ),
     )
     .await
     .unwrap_err();
@@ -574,7 +639,10 @@ async fn identifiers_the_caller_did_not_send_are_redacted() {
     let leak = format!(
         "Sure. Maria Gonzalez can also ask Ann Lee at 415-555-0199, or see \
          https://example.org/p?who={} and token {} today.",
-        percent_encoding::utf8_percent_encode("Bo Li 415-555-0123", percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(
+            "Bo Li 415-555-0123",
+            percent_encoding::NON_ALPHANUMERIC
+        ),
         base64::engine::general_purpose::STANDARD.encode("SSN 123-45-6789"),
     );
     let fake = FakeUpstream::start(Behaviour::Say(leak.clone(), Style::default())).await;
@@ -647,7 +715,12 @@ async fn patient_facing_clinical_advice_is_blocked() {
     let p = provider(&fake.base_url(), fast_settings());
     let terms = terms("acme", DataClass::Deidentified, false);
     let draft = |clock| {
-        permit_for(clock, &terms, AiPurpose::DraftAdministrativeReply, &Caller::System)
+        permit_for(
+            clock,
+            &terms,
+            AiPurpose::DraftAdministrativeReply,
+            &Caller::System,
+        )
     };
     fake.script([Behaviour::Say(
         "Hi Maria Gonzalez, it sounds like you have the flu. Take 400 mg ibuprofen every 6 hours."
@@ -675,7 +748,10 @@ async fn patient_facing_clinical_advice_is_blocked() {
         panic!("not blocked")
     };
     let draft_text = serde_json::to_string(&b.draft).unwrap();
-    assert!(draft_text.contains("Maria Gonzalez"), "the person sees the restored draft");
+    assert!(
+        draft_text.contains("Maria Gonzalez"),
+        "the person sees the restored draft"
+    );
     let e = serde_json::to_string(&b.error_body()).unwrap();
     assert!(e.contains("clinical_advice_blocked") && !e.contains("Maria"));
     assert_eq!(gw.metrics().snapshot().guardrail_clinical_advice, 1);
@@ -693,7 +769,10 @@ async fn patient_facing_clinical_advice_is_blocked() {
     )
     .await
     .unwrap();
-    assert_eq!(out.text, "Hi Maria Gonzalez, your appointment is confirmed for Tuesday.");
+    assert_eq!(
+        out.text,
+        "Hi Maria Gonzalez, your appointment is confirmed for Tuesday."
+    );
     assert_eq!(out.done_events, 1);
     assert_eq!(out.record.outcome, CallOutcome::Answered);
 }
@@ -718,11 +797,17 @@ async fn nothing_is_released_unless_the_record_is_written() {
     let Reply::Complete(pending) = send(false).await.unwrap() else {
         panic!()
     };
-    assert_eq!(pending.finish(false).unwrap_err(), GatewayError::AuditNotWritten);
+    assert_eq!(
+        pending.finish(false).unwrap_err(),
+        GatewayError::AuditNotWritten
+    );
     let Reply::Stream(pending) = send(true).await.unwrap() else {
         panic!()
     };
-    assert_eq!(pending.begin(false).unwrap_err(), GatewayError::AuditNotWritten);
+    assert_eq!(
+        pending.begin(false).unwrap_err(),
+        GatewayError::AuditNotWritten
+    );
     let Reply::Stream(pending) = send(true).await.unwrap() else {
         panic!()
     };
@@ -757,7 +842,9 @@ async fn a_permit_for_another_vendor_model_or_day_is_refused() {
     };
     let f = run(&gw, &p, other, req(MODEL)).await.unwrap_err();
     assert!(matches!(f.error, GatewayError::PermitMismatch(_)));
-    let f = run(&gw, &p, phi_permit(&clock), req("another-model")).await.unwrap_err();
+    let f = run(&gw, &p, phi_permit(&clock), req("another-model"))
+        .await
+        .unwrap_err();
     assert!(matches!(f.error, GatewayError::PermitMismatch(_)));
     let yesterday = phi_permit(&clock);
     clock.advance(time::Duration::days(1));
@@ -765,4 +852,104 @@ async fn a_permit_for_another_vendor_model_or_day_is_refused() {
     assert!(matches!(f.error, GatewayError::PermitMismatch(_)));
     assert_eq!(f.error.http_status(), 409);
     assert!(fake.received().is_empty());
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A vendor over TLS: trusted through the configured root, refused without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talks_tls_to_a_vendor_with_the_configured_root_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut b = [0u8; 4096];
+                let body_at = loop {
+                    let n = tls.read(&mut b).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&b[..n]);
+                    if let Some(i) = find(&buf, b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= i + 4 + len {
+                            break i + 4;
+                        }
+                    }
+                };
+                let req: Value = serde_json::from_slice(&buf[body_at..]).unwrap();
+                let body =
+                    serde_json::to_vec(&support::upstream::echo_completion(&req, None)).unwrap();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    let clock = clock();
+    let gw = gateway(&clock);
+    let conn = |ca_pem: Option<String>| perimeter_gateway::VendorConnection {
+        name: "acme".into(),
+        base_url: format!("https://localhost:{port}/v1"),
+        models: vec![MODEL.into()],
+        api_key: None,
+        inside_perimeter: false,
+        ca_pem,
+    };
+    let req = || {
+        request(
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "Ann Lee, 312-555-8841"}]}),
+        )
+    };
+    let trusted =
+        perimeter_gateway::HttpProvider::new(conn(Some(ck.cert.pem())), fast_settings()).unwrap();
+    let out = run(&gw, &trusted, deid_permit(&clock), req())
+        .await
+        .unwrap();
+    assert_eq!(out.text, "Ann Lee, 312-555-8841");
+    let untrusted = perimeter_gateway::HttpProvider::new(
+        conn(None),
+        HttpSettings {
+            max_attempts: 1,
+            ..fast_settings()
+        },
+    )
+    .unwrap();
+    let f = run(&gw, &untrusted, deid_permit(&clock), req())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(f.error, GatewayError::Upstream(_)),
+        "{:?}",
+        f.error
+    );
 }

@@ -11,9 +11,9 @@ use perimeter_domain::ManualClock;
 use perimeter_gateway::sse::SseParser;
 use perimeter_gateway::wire::Content;
 use perimeter_gateway::{
-    AiPurpose, Baa, CallRecord, Caller, ChatCompletion, ChatCompletionRequest, DataClass,
-    Decision, Failure, Gateway, GatewayConfig, HttpProvider, HttpSettings, Permit, Released,
-    Reply, VendorConnection, VendorTerms, decide,
+    AiPurpose, Baa, CallRecord, Caller, ChatCompletion, ChatCompletionRequest, DataClass, Decision,
+    Failure, Gateway, GatewayConfig, HttpProvider, HttpSettings, Permit, Released, Reply,
+    VendorConnection, VendorTerms, decide,
 };
 use perimeter_phi::{Engine, EngineConfig, Vault};
 use time::macros::date;
@@ -182,7 +182,7 @@ pub async fn run(
     provider: &HttpProvider,
     permit: Permit,
     request: ChatCompletionRequest,
-) -> Result<Outcome, Failure> {
+) -> Result<Outcome, Box<Failure>> {
     let vault = Arc::new(Vault::new());
     let ready = gw.prepare(permit, request, vault)?;
     match gw.send(ready, provider).await? {
@@ -193,7 +193,8 @@ pub async fn run(
                     let completion = a.completion().clone();
                     let body = a.into_body();
                     if body.content_type == "text/event-stream" {
-                        let (text, arguments, done_events, error_events) = parse_events(&body.bytes);
+                        let (text, arguments, done_events, error_events) =
+                            parse_events(&body.bytes);
                         return Ok(Outcome {
                             text,
                             arguments,
@@ -258,7 +259,10 @@ pub fn request(v: serde_json::Value) -> ChatCompletionRequest {
 
 /// The corpus, or `None` when PERIMETER_TEST_SKIP_CORPUS=1 and it is missing.
 pub fn corpus() -> Option<Vec<serde_json::Value>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/phi-dev.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/phi-dev.jsonl"
+    );
     match std::fs::read_to_string(path) {
         Ok(s) => Some(
             s.lines()

@@ -64,7 +64,10 @@ pub enum Behaviour {
     /// Wait before sending anything.
     StallBeforeHeaders(Duration),
     /// Stream this many events of the echo, then stall.
-    StallMidStream { after_events: usize, stall: Duration },
+    StallMidStream {
+        after_events: usize,
+        stall: Duration,
+    },
     /// Stream this many events of the echo, then close without finishing.
     CloseMidStream { after_events: usize },
     /// Close the connection without answering.
@@ -277,7 +280,9 @@ fn event(v: &Value, style: &Style) -> Vec<u8> {
 
 /// The events of an echo (or of `say`).
 pub fn echo_events(req: &Value, say: Option<&str>, style: &Style) -> Vec<Vec<u8>> {
-    let text = say.map(str::to_string).unwrap_or_else(|| last_user_text(req));
+    let text = say
+        .map(str::to_string)
+        .unwrap_or_else(|| last_user_text(req));
     let base = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": req["model"]});
     let chunk = |delta: Value, finish: Value| {
         let mut c = base.clone();
@@ -336,7 +341,9 @@ pub fn echo_events(req: &Value, say: Option<&str>, style: &Style) -> Vec<Vec<u8>
 
 /// The whole answer of an echo.
 pub fn echo_completion(req: &Value, say: Option<&str>) -> Value {
-    let text = say.map(str::to_string).unwrap_or_else(|| last_user_text(req));
+    let text = say
+        .map(str::to_string)
+        .unwrap_or_else(|| last_user_text(req));
     let mut message = json!({"role": "assistant", "content": text, "refusal": null});
     let mut finish = "stop";
     if let Some(name) = tool_name(req) {
