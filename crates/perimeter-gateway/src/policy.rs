@@ -36,8 +36,10 @@ pub enum SendForm {
 
 /// Permission to send one call's content to one vendor. Only [`decide`] creates one: the fields
 /// are private and there is no other constructor, so the code path that opens a connection to a
-/// vendor, which requires a `Permit`, cannot be reached without the policy check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// vendor, which requires a `Permit`, cannot be reached without the policy check. It is not
+/// `Clone`: preparing a request consumes it ([`crate::Permit::into_form`]), so one decision
+/// covers one call.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Permit {
     vendor: String,
     purpose: AiPurpose,
@@ -86,7 +88,7 @@ pub enum Refusal {
 }
 
 /// The outcome of the policy check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Send, in the form the permit says.
     Send(Permit),
