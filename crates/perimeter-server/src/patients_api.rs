@@ -20,7 +20,7 @@ use perimeter_store::{MESSAGE_PAGE_LIMIT, PatientLookup};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Access, RouteError, Routes};
-use crate::auth::admin::bad;
+use crate::auth::admin::{bad, is_invisible};
 use crate::auth::{AuthState, Principal, store_error};
 
 /// The longest search value accepted (a full name or an e-mail address fits easily).
@@ -124,11 +124,11 @@ pub(crate) async fn search(
     };
     if value.trim().is_empty()
         || value.chars().count() > MAX_SEARCH_CHARS
-        || value.chars().any(char::is_control)
+        || value.chars().any(is_invisible)
     {
         return bad(
             "invalid_search",
-            "query: expected a value of 1 to 200 printable characters",
+            "query: expected a value of 1 to 200 visible characters (no control, zero-width or direction-changing characters)",
         );
     }
     match auth
