@@ -195,10 +195,12 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
 
     let addr = bound.local_addr();
     let scheme = bound.scheme();
+    // Signal handlers first: a SIGTERM right after the announcement is a graceful stop.
+    let shutdown = perimeter_server::shutdown_signal();
     tracing::info!(%addr, scheme, "perimeter listening");
     println!("perimeter listening on {scheme}://{addr}");
 
-    bound.run(app, perimeter_server::shutdown_signal()).await?;
+    bound.run(app, shutdown).await?;
     if let Some(rt) = services.runtime.get() {
         rt.store.close().await;
     }
