@@ -374,7 +374,11 @@ mod tests {
             Ok(PurposeOfUse::Treatment)
         );
         assert_eq!(
-            two.authorize_request(T0, Permission::DeidentifyText, Some(PurposeOfUse::Treatment)),
+            two.authorize_request(
+                T0,
+                Permission::DeidentifyText,
+                Some(PurposeOfUse::Treatment)
+            ),
             Err(ApiTokenRejection::PermissionOutOfScope)
         );
     }

@@ -603,8 +603,7 @@ async fn serve_demo_prints_instructions_that_log_a_person_in_for_real() {
         .await
         .unwrap();
     assert_eq!(
-        found["patients"][0]["demographics"]["family_name"],
-        "Testwell",
+        found["patients"][0]["demographics"]["family_name"], "Testwell",
         "{found}"
     );
     // The scheduler, logged in the same way, sees no MRN.
@@ -644,7 +643,10 @@ async fn serve_demo_prints_instructions_that_log_a_person_in_for_real() {
         "127.0.0.1:0",
     ]));
     let text = printed.join("\n");
-    assert!(text.contains("already seeded") && text.contains("/api/auth/login"), "{text}");
+    assert!(
+        text.contains("already seeded") && text.contains("/api/auth/login"),
+        "{text}"
+    );
     assert!(!text.contains(&password));
     assert!(server.stop().success());
 }
@@ -692,7 +694,13 @@ async fn auth_answers_503_until_the_database_comes_up_then_works_without_restart
             .next()
             .unwrap()
     };
-    let user = admin.split("://").nth(1).unwrap().split('@').next().unwrap();
+    let user = admin
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -718,7 +726,12 @@ async fn auth_answers_503_until_the_database_comes_up_then_works_without_restart
     assert_eq!(resp.status(), 503);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_ready");
-    assert!(body["error"]["message"].as_str().unwrap().contains("database"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database")
+    );
     for path in ["/api/auth/me", "/api/admin/users", "/api/notifications"] {
         let resp = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(resp.status(), 503, "{path}");

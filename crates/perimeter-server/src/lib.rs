@@ -50,10 +50,7 @@ pub type RouteModule = Box<dyn FnOnce(Routes) -> Result<Routes, RouteError> + Se
 /// The product's route modules, in declaration order. To add a module, add one line here
 /// (`|r| my_module::routes(r),`); `perimeter serve` and the route × role test both get it.
 fn product_routes() -> Vec<RouteModule> {
-    vec![
-        Box::new(auth::routes),
-        Box::new(patients_api::routes),
-    ]
+    vec![Box::new(auth::routes), Box::new(patients_api::routes)]
 }
 
 /// What [`build_app`] assembles.

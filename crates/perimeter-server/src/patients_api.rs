@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{Access, RouteError, Routes};
 use crate::auth::admin::{bad, is_invisible};
 use crate::auth::{AuthState, Principal, store_error};
+use crate::error::ApiError;
 
 /// The longest search value accepted (a full name or an e-mail address fits easily).
 const MAX_SEARCH_CHARS: usize = 200;
@@ -75,10 +76,14 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
         )
 }
 
-fn patient_id(text: &str) -> Result<PatientId, Response> {
-    text.trim()
-        .parse()
-        .map_err(|_| bad("invalid_id", "id: expected a patient id (UUID)"))
+fn patient_id(text: &str) -> Result<PatientId, ApiError> {
+    text.trim().parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "id: expected a patient id (UUID)",
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -149,7 +154,7 @@ pub(crate) async fn patient(
 ) -> Response {
     let id = match patient_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match auth.store().view_patient(&principal.viewer(), id).await {
         Ok(view) => Json(view).into_response(),
@@ -170,7 +175,7 @@ pub(crate) async fn conversations(
 ) -> Response {
     let id = match patient_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match auth
         .store()
@@ -233,7 +238,7 @@ pub(crate) async fn care_team(
 ) -> Response {
     let id = match patient_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match auth.store().care_team(&principal.viewer(), id).await {
         Ok(members) => Json(CareTeam { members }).into_response(),
@@ -262,10 +267,13 @@ pub(crate) async fn add_to_care_team(
 ) -> Response {
     let id = match patient_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let Ok(member) = body.staff_id.trim().parse::<StaffId>() else {
-        return bad("invalid_staff_id", "staff_id: expected a staff user id (UUID)");
+        return bad(
+            "invalid_staff_id",
+            "staff_id: expected a staff user id (UUID)",
+        );
     };
     match auth
         .store()
@@ -293,10 +301,13 @@ pub(crate) async fn remove_from_care_team(
 ) -> Response {
     let id = match patient_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let Ok(member) = staff.trim().parse::<StaffId>() else {
-        return bad("invalid_staff_id", "staff_id: expected a staff user id (UUID)");
+        return bad(
+            "invalid_staff_id",
+            "staff_id: expected a staff user id (UUID)",
+        );
     };
     match auth
         .store()

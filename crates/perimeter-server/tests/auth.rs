@@ -15,8 +15,8 @@ use std::time::Duration as StdDuration;
 use axum::http::Method;
 use perimeter_audit::AuditEvent;
 use perimeter_auth::{
-    ApiTokenScope, Permission, SessionPolicy, SessionStage, TotpSecret, allowed,
-    create_api_token, hash_password, totp_code_at,
+    ApiTokenScope, Permission, SessionPolicy, SessionStage, TotpSecret, allowed, create_api_token,
+    hash_password, totp_code_at,
 };
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{
@@ -332,7 +332,10 @@ async fn start_with(opts: Opts) -> Env {
             format!("https://localhost:{}", bound.local_addr().port()),
             tls_client(ca),
         ),
-        None => (format!("http://{}", bound.local_addr()), reqwest::Client::new()),
+        None => (
+            format!("http://{}", bound.local_addr()),
+            reqwest::Client::new(),
+        ),
     };
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(bound.run(app, async move {
@@ -535,7 +538,10 @@ async fn error_code(r: reqwest::Response) -> (StatusCode, String, bool) {
     let body: Value = r.json().await.unwrap_or(Value::Null);
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_owned(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         retry,
     )
 }
@@ -1423,7 +1429,11 @@ async fn unknown_usernames_are_answered_and_throttled_exactly_like_known_ones() 
                 &Default::default(),
             );
             env.store
-                .clear_throttle(perimeter_store::ThrottleScope::Address, "127.0.0.1", &unlock)
+                .clear_throttle(
+                    perimeter_store::ThrottleScope::Address,
+                    "127.0.0.1",
+                    &unlock,
+                )
                 .await
                 .unwrap();
             let mut answers = Vec::new();
@@ -1732,7 +1742,10 @@ async fn changing_the_own_password_reauthenticates_and_ends_other_sessions() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["ended_sessions"], 1);
-    assert_eq!(env.get("/api/auth/me", Some(&a)).await.status(), StatusCode::OK);
+    assert_eq!(
+        env.get("/api/auth/me", Some(&a)).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(
         env.get("/api/auth/me", Some(&b)).await.status(),
         StatusCode::UNAUTHORIZED
@@ -1810,7 +1823,11 @@ async fn admins_list_disable_and_enable_accounts() {
     let nurse = env.login("nurse").await;
     let nid = env.user("nurse").id;
     let r = env
-        .post(&format!("/api/admin/users/{nid}/disable"), Some(&admin), json!({}))
+        .post(
+            &format!("/api/admin/users/{nid}/disable"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["changed"], true);
     assert_eq!(
@@ -1821,13 +1838,21 @@ async fn admins_list_disable_and_enable_accounts() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "invalid_credentials");
     let r = env
-        .post(&format!("/api/admin/users/{nid}/disable"), Some(&admin), json!({}))
+        .post(
+            &format!("/api/admin/users/{nid}/disable"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["changed"], false);
     // Own account: refused. Another practice's account: not found.
     let own = env.user("admin").id;
     let r = env
-        .post(&format!("/api/admin/users/{own}/disable"), Some(&admin), json!({}))
+        .post(
+            &format!("/api/admin/users/{own}/disable"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let outsider = env
@@ -1855,8 +1880,12 @@ async fn admins_list_disable_and_enable_accounts() {
     // A disabled service client's token stops working.
     let token = env.service_token(&[PurposeOfUse::Operations]).await;
     let sid = env.user("service").id;
-    env.post(&format!("/api/admin/users/{sid}/disable"), Some(&admin), json!({}))
-        .await;
+    env.post(
+        &format!("/api/admin/users/{sid}/disable"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
     let r = env
         .client
         .post(env.url("/test/gateway"))
@@ -1867,7 +1896,11 @@ async fn admins_list_disable_and_enable_accounts() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Enable: the nurse logs in again.
     let r = env
-        .post(&format!("/api/admin/users/{nid}/enable"), Some(&admin), json!({}))
+        .post(
+            &format!("/api/admin/users/{nid}/enable"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["changed"], true);
     env.clock.advance(Duration::minutes(1));
@@ -1975,14 +2008,19 @@ async fn patient_and_message_reads_are_minimum_necessary() {
         .into_iter()
         .filter(|e| e.patient == Some(env.patient) && e.object.kind == "patient")
         .collect();
-    assert!(reads.iter().any(|e| e.categories
-        == vec![DataCategory::Demographics, DataCategory::Contact]));
+    assert!(
+        reads
+            .iter()
+            .any(|e| e.categories == vec![DataCategory::Demographics, DataCategory::Contact])
+    );
     // Search through the blind indexes.
     let found = env
         .get_json("/api/patients?phone=%2B1%20202%20555%200142", &sched)
         .await;
     assert_eq!(found["patients"][0]["id"], env.patient.to_string());
-    let found = env.get_json("/api/patients?name=hopper%20grace", &sched).await;
+    let found = env
+        .get_json("/api/patients?name=hopper%20grace", &sched)
+        .await;
     assert_eq!(found["patients"].as_array().unwrap().len(), 1);
     let none = env.get_json("/api/patients?mrn=NOPE-1", &sched).await;
     assert!(none["patients"].as_array().unwrap().is_empty());
@@ -1998,9 +2036,12 @@ async fn patient_and_message_reads_are_minimum_necessary() {
     }
     // Another practice's patient does not exist for them.
     assert_eq!(
-        env.get(&format!("/api/patients/{}", env.foreign_patient), Some(&sched))
-            .await
-            .status(),
+        env.get(
+            &format!("/api/patients/{}", env.foreign_patient),
+            Some(&sched)
+        )
+        .await
+        .status(),
         StatusCode::NOT_FOUND
     );
     // Messages: the scheduler never sees the clinical body.
@@ -2010,7 +2051,10 @@ async fn patient_and_message_reads_are_minimum_necessary() {
     assert_eq!(page["messages"][0]["body"], "Can we move Tuesday's visit?");
     assert_eq!(page["conversation"]["subject"], "Follow-up");
     let list = env
-        .get_json(&format!("/api/patients/{}/conversations", env.patient), &sched)
+        .get_json(
+            &format!("/api/patients/{}/conversations", env.patient),
+            &sched,
+        )
         .await;
     assert_eq!(list["conversations"][0]["id"], env.conversation.to_string());
     // The nurse, out of care, neither; the clinician puts her on the care team.
@@ -2027,9 +2071,17 @@ async fn patient_and_message_reads_are_minimum_necessary() {
             json!({"staff_id": env.user("clinician").id}),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "no self-assignment");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no self-assignment"
+    );
     let r = env
-        .post(&team, Some(&clin), json!({"staff_id": env.user("nurse").id}))
+        .post(
+            &team,
+            Some(&clin),
+            json!({"staff_id": env.user("nurse").id}),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let page = env.get_json(&messages, &nurse).await;
@@ -2039,17 +2091,29 @@ async fn patient_and_message_reads_are_minimum_necessary() {
     );
     assert_eq!(page["purpose"], "treatment");
     let members = env.get_json(&team, &clin).await;
-    assert_eq!(members["members"][0]["staff_id"], env.user("nurse").id.to_string());
+    assert_eq!(
+        members["members"][0]["staff_id"],
+        env.user("nurse").id.to_string()
+    );
     // The scheduler cannot manage care teams.
     let r = env
-        .post(&team, Some(&sched), json!({"staff_id": env.user("nurse").id}))
+        .post(
+            &team,
+            Some(&sched),
+            json!({"staff_id": env.user("nurse").id}),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = env
         .delete(&format!("{team}/{}", env.user("nurse").id), &clin)
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(!env.get_json(&messages, &nurse).await.to_string().contains("wheezing"));
+    assert!(
+        !env.get_json(&messages, &nurse)
+            .await
+            .to_string()
+            .contains("wheezing")
+    );
 }
 
 /// Emergency access: only for the caller's practice; the privacy officer is notified in the
@@ -2068,7 +2132,12 @@ async fn break_glass_is_practice_scoped_notified_and_reviewed() {
         .await;
     assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
     let messages = format!("/api/conversations/{}/messages", env.conversation);
-    assert!(!env.get_json(&messages, &clin).await.to_string().contains("wheezing"));
+    assert!(
+        !env.get_json(&messages, &clin)
+            .await
+            .to_string()
+            .contains("wheezing")
+    );
     let r = env
         .post(
             &format!("/api/patients/{}/break-glass", env.patient),
@@ -2082,7 +2151,10 @@ async fn break_glass_is_practice_scoped_notified_and_reviewed() {
         .unwrap()
         .to_owned();
     let page = env.get_json(&messages, &clin).await;
-    assert_eq!(page["messages"][1]["body"], "The wheezing got worse at night");
+    assert_eq!(
+        page["messages"][1]["body"],
+        "The wheezing got worse at night"
+    );
     assert_eq!(page["purpose"], "emergency");
     let last = env.audit_events().await.pop().unwrap();
     assert_eq!(last.detail.as_deref(), Some("break_glass"));
@@ -2105,15 +2177,23 @@ async fn break_glass_is_practice_scoped_notified_and_reviewed() {
     );
     let id = notes[0]["id"].as_str().unwrap();
     assert_eq!(
-        env.post(&format!("/api/notifications/{id}/delivered"), Some(&nurse), json!({}))
-            .await
-            .status(),
+        env.post(
+            &format!("/api/notifications/{id}/delivered"),
+            Some(&nurse),
+            json!({})
+        )
+        .await
+        .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        env.post(&format!("/api/notifications/{id}/delivered"), Some(&po), json!({}))
-            .await
-            .status(),
+        env.post(
+            &format!("/api/notifications/{id}/delivered"),
+            Some(&po),
+            json!({})
+        )
+        .await
+        .status(),
         StatusCode::NO_CONTENT
     );
     assert!(
@@ -2139,7 +2219,12 @@ async fn break_glass_is_practice_scoped_notified_and_reviewed() {
         "Wheezing report overnight; covering for the GP"
     );
     assert_eq!(list[0]["reason_code"], "urgent_follow_up");
-    assert!(env.details().await.iter().any(|d| d == "break_glass_review"));
+    assert!(
+        env.details()
+            .await
+            .iter()
+            .any(|d| d == "break_glass_review")
+    );
     let review = format!("/api/privacy/break-glass/{grant}/review");
     let r = env
         .post(&review, Some(&po), json!({"outcome": "fine i guess"}))
@@ -2160,13 +2245,22 @@ async fn break_glass_is_practice_scoped_notified_and_reviewed() {
             .unwrap()
             .is_empty()
     );
-    let all = env.get_json("/api/privacy/break-glass?status=all", &po).await;
+    let all = env
+        .get_json("/api/privacy/break-glass?status=all", &po)
+        .await;
     assert_eq!(all[0]["review_outcome"], "appropriate");
     assert_eq!(all[0]["reviewed_by"], env.user("privacy").id.to_string());
-    assert!(env.details().await.iter().any(|d| d == "break_glass_reviewed"));
+    assert!(
+        env.details()
+            .await
+            .iter()
+            .any(|d| d == "break_glass_reviewed")
+    );
     // Clinicians cannot review.
     assert_eq!(
-        env.get("/api/privacy/break-glass", Some(&clin)).await.status(),
+        env.get("/api/privacy/break-glass", Some(&clin))
+            .await
+            .status(),
         StatusCode::FORBIDDEN
     );
 }
@@ -2198,7 +2292,10 @@ async fn over_tls_cookies_are_secure_host_cookies_and_hsts_is_sent() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set_cookie.starts_with("__Host-perimeter_session="), "{set_cookie}");
+    assert!(
+        set_cookie.starts_with("__Host-perimeter_session="),
+        "{set_cookie}"
+    );
     for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set_cookie.contains(attr), "{set_cookie}");
     }
@@ -2225,7 +2322,10 @@ async fn over_tls_cookies_are_secure_host_cookies_and_hsts_is_sent() {
         cookie,
         csrf: String::new(),
     };
-    assert_eq!(env.get("/api/auth/me", Some(&s)).await.status(), StatusCode::OK);
+    assert_eq!(
+        env.get("/api/auth/me", Some(&s)).await.status(),
+        StatusCode::OK
+    );
     // The plain name is not accepted under TLS.
     let plain = Session {
         cookie: s.cookie.replace("__Host-", ""),
@@ -2391,7 +2491,10 @@ async fn bad_input_on_authenticated_and_admin_routes_changes_nothing() {
         let text = r.text().await.unwrap();
         assert_eq!(status, expected, "{path} {ct:?}: {text}");
         assert!(is_json, "{path}: JSON error body");
-        assert!(!text.contains("long enough password"), "{path}: echoes the body");
+        assert!(
+            !text.contains("long enough password"),
+            "{path}: echoes the body"
+        );
     }
     // Unicode tricks in path ids and queries (by a role that may call these routes).
     let clin = env.direct_session(env.user("clinician").id).await;
@@ -2405,7 +2508,10 @@ async fn bad_input_on_authenticated_and_admin_routes_changes_nothing() {
         let r = env.get(path, Some(&clin)).await;
         assert!(r.status().is_client_error(), "{path}: {}", r.status());
     }
-    assert_eq!(env.store.list_staff(env.practice).await.unwrap(), staff_before);
+    assert_eq!(
+        env.store.list_staff(env.practice).await.unwrap(),
+        staff_before
+    );
     // Only the (audited) permission denial of the admin's break-glass attempt was recorded.
     let after = env.audit_events().await;
     assert_eq!(after.len(), audit_before + 1);

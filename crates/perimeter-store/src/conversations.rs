@@ -49,7 +49,10 @@ pub(crate) fn decode_conversation(
     })
 }
 
-pub(crate) fn decode_message(row: &AnyRow, dek: &perimeter_crypto::Dek) -> Result<Message, StoreError> {
+pub(crate) fn decode_message(
+    row: &AnyRow,
+    dek: &perimeter_crypto::Dek,
+) -> Result<Message, StoreError> {
     let mid: MessageId = id(&col::<String>(row, "id")?, "message")?;
     let author: Option<String> = col(row, "author_id")?;
     let category: String = col(row, "category")?;

@@ -126,11 +126,12 @@ pub(crate) async fn patient_practice(
     store: &Store,
     patient: PatientId,
 ) -> Result<PracticeId, StoreError> {
-    let practice: Option<String> = sqlx::query_scalar("SELECT practice_id FROM patient WHERE id = $1")
-        .bind(patient.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(|e| store.err(e))?;
+    let practice: Option<String> =
+        sqlx::query_scalar("SELECT practice_id FROM patient WHERE id = $1")
+            .bind(patient.to_string())
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| store.err(e))?;
     let practice = practice.ok_or_else(|| StoreError::NotFound {
         kind: "patient",
         id: patient.to_string(),

@@ -55,6 +55,6 @@ pub use patients::LOOKUP_LIMIT;
 pub use staff::StaffEntry;
 pub use throttle::{AttemptStart, Lockout, ThrottleKey, ThrottleScope};
 pub use views::{
-    CareTeamMember, ConversationView, Contact, Demographics, Identifiers, MessagePage,
-    MessageView, PatientLookup, PatientView, Viewer,
+    CareTeamMember, Contact, ConversationView, Demographics, Identifiers, MessagePage, MessageView,
+    PatientLookup, PatientView, Viewer,
 };

@@ -77,7 +77,12 @@ fn seal_opt(
     value.map(|v| seal(dek, patient, field, v)).transpose()
 }
 
-pub(crate) fn open(dek: &Dek, patient: PatientId, field: &str, ct: &[u8]) -> Result<String, StoreError> {
+pub(crate) fn open(
+    dek: &Dek,
+    patient: PatientId,
+    field: &str,
+    ct: &[u8],
+) -> Result<String, StoreError> {
     Ok(decrypt_text(
         dek,
         &Aad::new(TABLE, *patient.as_bytes(), field),

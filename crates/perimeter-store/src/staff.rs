@@ -235,14 +235,14 @@ impl Store {
             });
         }
         let ended = match keep {
-            Some(hash) => sqlx::query(
-                "DELETE FROM auth_session WHERE staff_id = $1 AND token_hash <> $2",
-            )
-            .bind(staff.to_string())
-            .bind(hash.0.to_vec())
-            .execute(w.conn())
-            .await
-            .map_err(|e| w.err(e))?,
+            Some(hash) => {
+                sqlx::query("DELETE FROM auth_session WHERE staff_id = $1 AND token_hash <> $2")
+                    .bind(staff.to_string())
+                    .bind(hash.0.to_vec())
+                    .execute(w.conn())
+                    .await
+                    .map_err(|e| w.err(e))?
+            }
             None => sqlx::query("DELETE FROM auth_session WHERE staff_id = $1")
                 .bind(staff.to_string())
                 .execute(w.conn())

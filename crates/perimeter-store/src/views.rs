@@ -277,7 +277,12 @@ fn build_patient_view(
     let demographics = if see(DataCategory::Demographics) {
         disclosed.insert(DataCategory::Demographics);
         Some(Demographics {
-            given_name: open(dek, pid, "given_name", &col::<Vec<u8>>(row, "given_name_ct")?)?,
+            given_name: open(
+                dek,
+                pid,
+                "given_name",
+                &col::<Vec<u8>>(row, "given_name_ct")?,
+            )?,
             family_name: open(
                 dek,
                 pid,
@@ -402,18 +407,10 @@ impl PatientLookup {
                 "lookup_email",
                 "an e-mail address such as name@example.org",
             ),
-            PatientLookup::Mrn(v) => (
-                IndexKind::Mrn,
-                v,
-                "lookup_mrn",
-                "a medical record number",
-            ),
-            PatientLookup::Name(v) => (
-                IndexKind::Name,
-                v,
-                "lookup_name",
-                "a given and family name",
-            ),
+            PatientLookup::Mrn(v) => (IndexKind::Mrn, v, "lookup_mrn", "a medical record number"),
+            PatientLookup::Name(v) => {
+                (IndexKind::Name, v, "lookup_name", "a given and family name")
+            }
         }
     }
 }
@@ -817,8 +814,15 @@ impl Store {
                 expected: "another member of staff (to open a record outside your care, use emergency access)",
             });
         }
-        let added =
-            insert_care(&mut w, self, reader.practice, patient, member, Some(reader.staff)).await?;
+        let added = insert_care(
+            &mut w,
+            self,
+            reader.practice,
+            patient,
+            member,
+            Some(reader.staff),
+        )
+        .await?;
         if added {
             w.audit(&reader.ctx(viewer, routine_purpose(&reader.roles)).event(
                 self.now(),
@@ -925,7 +929,11 @@ async fn insert_care(
     }
     let roles = crate::staff::roles_from_text(&col::<String>(&row, "roles")?)?;
     let disabled: Option<i64> = col(&row, "disabled_at")?;
-    if disabled.is_some() || !roles.iter().any(|r| matches!(r, Role::Clinician | Role::Nurse)) {
+    if disabled.is_some()
+        || !roles
+            .iter()
+            .any(|r| matches!(r, Role::Clinician | Role::Nurse))
+    {
         return Err(StoreError::Invalid {
             field: "staff_id",
             expected: "an active clinician or nurse",

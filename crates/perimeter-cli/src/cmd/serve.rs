@@ -9,9 +9,9 @@ use axum::http::Method;
 use clap::Args;
 use perimeter_domain::{SharedClock, SystemClock};
 use perimeter_server::{
-    Access, AppParts, AuthSettings, AuthSlot, BoxFuture, HttpLimits, Metrics, PoolStats,
-    Readiness, ReadyCheck, ReadyReport, RouteError, RouteModule, Routes, ServerSettings,
-    SessionPolicy, TlsFiles,
+    Access, AppParts, AuthSettings, AuthSlot, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness,
+    ReadyCheck, ReadyReport, RouteError, RouteModule, Routes, ServerSettings, SessionPolicy,
+    TlsFiles,
 };
 use perimeter_store::{DemoOptions, SchemaStatus, SeedReport, StoreError};
 
@@ -281,7 +281,9 @@ fn print_demo(report: &SeedReport, base: &str) {
     } else {
         println!("demo practice already seeded (the password was printed when it was created)");
     }
-    println!("demo users (one password for all; the first log-in of each enrols an authenticator):");
+    println!(
+        "demo users (one password for all; the first log-in of each enrols an authenticator):"
+    );
     for (user, roles) in &report.users {
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         if roles.contains(&"service") {

@@ -350,8 +350,11 @@ pub(crate) async fn unlock_address(
             "address: expected an IPv4 or IPv6 address",
         );
     };
-    let event =
-        SecurityEvent::AddressUnlocked.to_audit(principal.actor(), auth.now_millis(), &principal.meta);
+    let event = SecurityEvent::AddressUnlocked.to_audit(
+        principal.actor(),
+        auth.now_millis(),
+        &principal.meta,
+    );
     match auth
         .store()
         .clear_throttle(ThrottleScope::Address, &addr.to_string(), &event)
@@ -399,7 +402,12 @@ struct Changed {
     changed: bool,
 }
 
-async fn set_disabled(auth: AuthState, principal: Principal, id: String, disabled: bool) -> Response {
+async fn set_disabled(
+    auth: AuthState,
+    principal: Principal,
+    id: String,
+    disabled: bool,
+) -> Response {
     let staff = match target(&auth, &principal, &id).await {
         Ok(s) => s,
         Err(r) => return r,

@@ -526,15 +526,7 @@ async fn enforce(access: Access, passive: bool, req: Request, next: Next) -> Res
     let result = match bearer(&parts.headers) {
         Some(token) => authorize_token(&auth, access, &parts.headers, token, &meta).await,
         None => {
-            authorize_session(
-                &auth,
-                access,
-                passive,
-                &parts.method,
-                &parts.headers,
-                &meta,
-            )
-            .await
+            authorize_session(&auth, access, passive, &parts.method, &parts.headers, &meta).await
         }
     };
     match result {

@@ -193,7 +193,10 @@ pub(crate) async fn mark_reviewed(
         return bad("invalid_id", "id: expected a grant id (UUID)");
     };
     let Some(outcome) = REVIEW_OUTCOMES.iter().find(|o| **o == body.outcome) else {
-        return bad("invalid_outcome", "outcome: expected appropriate or inappropriate");
+        return bad(
+            "invalid_outcome",
+            "outcome: expected appropriate or inappropriate",
+        );
     };
     // The patient goes into the audit record; read it from the grant (of this practice).
     let patient = match auth.store().grant_patient(principal.practice, grant).await {

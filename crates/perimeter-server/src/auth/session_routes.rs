@@ -6,11 +6,11 @@
 //! `/api/auth/recovery` then rotate it into an authenticated session (new token, new CSRF
 //! token). Failures count towards the per-account and per-address throttles.
 
+use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use perimeter_audit::{Actor, AuditEvent};
 use perimeter_auth::{
     RequestMeta, SecurityEvent, SessionStage, ThrottleDecision, TotpRejection, TotpSecret,
@@ -111,7 +111,11 @@ async fn begin(
         .begin_attempt(key, now)
         .await
         .map_err(|e| store_error(e).into_response())?;
-    let AttemptStart::Refused { decision, audit: due } = start else {
+    let AttemptStart::Refused {
+        decision,
+        audit: due,
+    } = start
+    else {
         return Ok(());
     };
     if due {
@@ -328,8 +332,16 @@ async fn login_inner(
 
 /// Replaces a hash made with weaker parameters (best effort: a failure is logged, the log-in
 /// goes on), audited as `password_rehashed`.
-async fn rehash(auth: &AuthState, staff: &StaffUser, password: Zeroizing<String>, meta: &RequestMeta) {
-    let hashed = auth.hash_limiter().run(move || hash_password(&password)).await;
+async fn rehash(
+    auth: &AuthState,
+    staff: &StaffUser,
+    password: Zeroizing<String>,
+    meta: &RequestMeta,
+) {
+    let hashed = auth
+        .hash_limiter()
+        .run(move || hash_password(&password))
+        .await;
     if let Ok(Ok(hash)) = hashed {
         let event = SecurityEvent::PasswordRehashed { user: staff.id }.to_audit(
             Actor::System {
@@ -840,7 +852,14 @@ pub(crate) async fn change_password(
             user: Some(principal.user),
         }
         .to_audit(principal.actor(), auth.now_millis(), &principal.meta);
-        if let Err(e) = fail(&auth, &account, Some(principal.user), &principal.meta, event).await
+        if let Err(e) = fail(
+            &auth,
+            &account,
+            Some(principal.user),
+            &principal.meta,
+            event,
+        )
+        .await
         {
             return e.into_response();
         }

@@ -222,14 +222,20 @@ async fn throttle_counts_atomically_and_lists_lockouts_per_practice(db: TestDb) 
     let ghost = ThrottleKey::account("nobody.here");
     for _ in 0..5 {
         now += Duration::seconds(31);
-        assert_eq!(store.begin_attempt(&ghost, now).await.unwrap(), AttemptStart::Go);
+        assert_eq!(
+            store.begin_attempt(&ghost, now).await.unwrap(),
+            AttemptStart::Go
+        );
         store.finish_attempt(&ghost, true, now).await.unwrap();
     }
     // An address lock lists for every practice.
     let addr = ThrottleKey::address("192.0.2.7");
     for _ in 0..20 {
         now += Duration::seconds(31);
-        assert_eq!(store.begin_attempt(&addr, now).await.unwrap(), AttemptStart::Go);
+        assert_eq!(
+            store.begin_attempt(&addr, now).await.unwrap(),
+            AttemptStart::Go
+        );
         store.finish_attempt(&addr, true, now).await.unwrap();
     }
     // Five failures lock the account (keyed by username) for 15 minutes; the 6th attempt is
@@ -237,7 +243,11 @@ async fn throttle_counts_atomically_and_lists_lockouts_per_practice(db: TestDb) 
     let key = ThrottleKey::account("dr.who");
     for i in 0..5 {
         now += Duration::minutes(1);
-        assert_eq!(store.begin_attempt(&key, now).await.unwrap(), AttemptStart::Go, "{i}");
+        assert_eq!(
+            store.begin_attempt(&key, now).await.unwrap(),
+            AttemptStart::Go,
+            "{i}"
+        );
         let locked = store.finish_attempt(&key, true, now).await.unwrap();
         assert_eq!(locked.is_some(), i == 4);
     }
@@ -263,7 +273,10 @@ async fn throttle_counts_atomically_and_lists_lockouts_per_practice(db: TestDb) 
     assert_eq!(audits, vec![true, false, false]);
     let locks = store.lockouts(practice, now).await.unwrap();
     assert_eq!(locks.len(), 2, "{locks:?}");
-    let account = locks.iter().find(|l| l.scope == ThrottleScope::Account).unwrap();
+    let account = locks
+        .iter()
+        .find(|l| l.scope == ThrottleScope::Account)
+        .unwrap();
     assert_eq!(account.subject, "dr.who");
     assert_eq!(account.staff, Some(staff));
     assert_eq!(account.refused, 3);
@@ -369,7 +382,11 @@ async fn parallel_attempts_cannot_overrun_the_lockout(db: TestDb) {
     // 8 × 40 × 5 s is under 30 minutes: one lock of 15 minutes, then at most five more checks
     // before the second lock.
     let n = checked.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(n <= 5 * (state.lockouts + 1), "{n} checks for {} lockouts", state.lockouts);
+    assert!(
+        n <= 5 * (state.lockouts + 1),
+        "{n} checks for {} lockouts",
+        state.lockouts
+    );
 }
 
 async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
@@ -516,7 +533,9 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
     // A patient of another practice cannot be reached.
     let other = store.create_practice(&sys, "Elsewhere").await.unwrap();
     assert!(matches!(
-        store.grant_break_glass(other, &grant, &why, &note, &event).await,
+        store
+            .grant_break_glass(other, &grant, &why, &note, &event)
+            .await,
         Err(perimeter_store::StoreError::NotFound { .. })
     ));
     store
@@ -623,7 +642,11 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
             .is_err()
     );
     // The privacy officer's review: the stated reasons (each read audited), then marked once.
-    let ctx = AccessContext::user(officer, vec![Role::PrivacyOfficer], PurposeOfUse::Operations);
+    let ctx = AccessContext::user(
+        officer,
+        vec![Role::PrivacyOfficer],
+        PurposeOfUse::Operations,
+    );
     let before = store.audit_records(0, 10_000).await.unwrap().len();
     let list = store
         .break_glass_review_list(&ctx, practice, true, 50)
@@ -634,8 +657,17 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         list[0].justification.as_ref().unwrap().as_str(),
         why.as_str()
     );
-    assert_eq!(store.audit_records(0, 10_000).await.unwrap().len(), before + 1);
-    assert!(store.break_glass_review_list(&ctx, other, false, 50).await.unwrap().is_empty());
+    assert_eq!(
+        store.audit_records(0, 10_000).await.unwrap().len(),
+        before + 1
+    );
+    assert!(
+        store
+            .break_glass_review_list(&ctx, other, false, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let reviewed = ev(SecurityEvent::BreakGlassReviewed {
         grant: grant.id,
         patient,
@@ -668,7 +700,13 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
             .unwrap(),
         Some(false)
     );
-    assert!(store.break_glass_review_list(&ctx, practice, true, 50).await.unwrap().is_empty());
+    assert!(
+        store
+            .break_glass_review_list(&ctx, practice, true, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let all = store
         .break_glass_review_list(&ctx, practice, false, 50)
         .await

@@ -102,7 +102,11 @@ async fn world(db: &TestDb) -> World {
             C::ClinicalMessage,
             "The rash spread to my neck overnight",
         ),
-        (Direction::Note, C::ClinicalMessage, "Suspect contact dermatitis"),
+        (
+            Direction::Note,
+            C::ClinicalMessage,
+            "Suspect contact dermatitis",
+        ),
         (Direction::Note, C::InternalNote, "Patient prefers SMS"),
     ] {
         db.clock.advance(time::Duration::seconds(1));
@@ -144,7 +148,10 @@ async fn patient_views_hold_only_the_roles_categories(db: TestDb) {
     let w = world(&db).await;
     let s = &w.store;
     // Scheduler: demographics and contact, no MRN; the audit says exactly that.
-    let v = s.view_patient(&w.viewer(Role::Scheduler), w.patient).await.unwrap();
+    let v = s
+        .view_patient(&w.viewer(Role::Scheduler), w.patient)
+        .await
+        .unwrap();
     assert_eq!(v.demographics.as_ref().unwrap().given_name, "Quinn");
     assert_eq!(
         v.demographics.as_ref().unwrap().birth_date.as_deref(),
@@ -152,7 +159,10 @@ async fn patient_views_hold_only_the_roles_categories(db: TestDb) {
     );
     assert!(v.contact.as_ref().unwrap().phone.is_some());
     assert!(v.identifiers.is_none());
-    assert_eq!(v.disclosed, cats(&[C::Demographics, C::Contact, C::InternalNote]));
+    assert_eq!(
+        v.disclosed,
+        cats(&[C::Demographics, C::Contact, C::InternalNote])
+    );
     let json = serde_json::to_value(&v).unwrap();
     assert!(json.get("identifiers").is_none(), "{json}");
     assert!(!json.to_string().contains("MRN-7731"));
@@ -162,11 +172,17 @@ async fn patient_views_hold_only_the_roles_categories(db: TestDb) {
     assert_eq!(cats(&e.categories), v.disclosed);
     assert_eq!(e.purpose, Some(PurposeOfUse::Operations));
     // Billing: identifiers too, purpose payment.
-    let v = s.view_patient(&w.viewer(Role::Billing), w.patient).await.unwrap();
+    let v = s
+        .view_patient(&w.viewer(Role::Billing), w.patient)
+        .await
+        .unwrap();
     assert_eq!(v.identifiers.as_ref().unwrap().mrn, "MRN-7731");
     assert_eq!(last_event(s).await.purpose, Some(PurposeOfUse::Payment));
     // Clinician: everything the record holds.
-    let v = s.view_patient(&w.viewer(Role::Clinician), w.patient).await.unwrap();
+    let v = s
+        .view_patient(&w.viewer(Role::Clinician), w.patient)
+        .await
+        .unwrap();
     assert_eq!(
         v.disclosed,
         cats(&[C::Demographics, C::Contact, C::Identifiers, C::InternalNote])
@@ -185,12 +201,23 @@ async fn patient_views_hold_only_the_roles_categories(db: TestDb) {
         )
         .await
         .unwrap();
-    let v = s.view_patient(&w.viewer(Role::FrontDesk), bare).await.unwrap();
+    let v = s
+        .view_patient(&w.viewer(Role::FrontDesk), bare)
+        .await
+        .unwrap();
     assert!(v.contact.is_none());
     assert_eq!(v.disclosed, cats(&[C::Demographics]));
-    assert_eq!(cats(&last_event(s).await.categories), cats(&[C::Demographics]));
+    assert_eq!(
+        cats(&last_event(s).await.categories),
+        cats(&[C::Demographics])
+    );
     // Roles without patient categories are refused by the data layer itself.
-    for role in [Role::Admin, Role::PrivacyOfficer, Role::Auditor, Role::Service] {
+    for role in [
+        Role::Admin,
+        Role::PrivacyOfficer,
+        Role::Auditor,
+        Role::Service,
+    ] {
         assert!(
             matches!(
                 s.view_patient(&w.viewer(role), w.patient).await,
@@ -261,8 +288,11 @@ async fn search_goes_through_blind_indexes_and_audits_each_result(db: TestDb) {
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
-        s.search_patients(&w.viewer(Role::Auditor), &PatientLookup::Mrn("MRN-7731".into()))
-            .await,
+        s.search_patients(
+            &w.viewer(Role::Auditor),
+            &PatientLookup::Mrn("MRN-7731".into())
+        )
+        .await,
         Err(StoreError::Forbidden { .. })
     ));
     // Another practice's patients are never found.
@@ -309,12 +339,18 @@ async fn clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers(db: Tes
         cats(&[C::AdministrativeMessage, C::InternalNote])
     );
     let json = serde_json::to_string(&page).unwrap();
-    assert!(!json.contains("rash") && !json.contains("dermatitis"), "{json}");
+    assert!(
+        !json.contains("rash") && !json.contains("dermatitis"),
+        "{json}"
+    );
     let e = last_event(s).await;
     assert_eq!(cats(&e.categories), page.disclosed);
     // A nurse outside the care team: the same, and emergency access is offered.
     let nurse = w.viewer(Role::Nurse);
-    let page = s.view_messages(&nurse, w.conversation, None, 100).await.unwrap();
+    let page = s
+        .view_messages(&nurse, w.conversation, None, 100)
+        .await
+        .unwrap();
     assert_eq!(bodies(&page)[1], None);
     assert!(page.break_glass_available);
     assert_eq!(page.purpose, PurposeOfUse::Treatment);
@@ -329,7 +365,10 @@ async fn clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers(db: Tes
             .await
             .unwrap()
     );
-    let page = s.view_messages(&nurse, w.conversation, None, 100).await.unwrap();
+    let page = s
+        .view_messages(&nurse, w.conversation, None, 100)
+        .await
+        .unwrap();
     assert_eq!(
         bodies(&page)[1],
         Some("The rash spread to my neck overnight")
@@ -375,7 +414,10 @@ async fn clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers(db: Tes
             .await
             .unwrap()
     );
-    let page = s.view_messages(&nurse, w.conversation, None, 100).await.unwrap();
+    let page = s
+        .view_messages(&nurse, w.conversation, None, 100)
+        .await
+        .unwrap();
     assert_eq!(bodies(&page)[1], None);
     // The clinician, out of care, breaks the glass: the store consults the grant.
     let clinician = w.viewer(Role::Clinician);
@@ -419,7 +461,11 @@ async fn clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers(db: Tes
         .view_messages(&w.viewer(Role::Scheduler), w.conversation, None, 100)
         .await
         .unwrap();
-    assert!(page.messages.iter().all(|m| m.category != C::ClinicalMessage || m.body.is_none()));
+    assert!(
+        page.messages
+            .iter()
+            .all(|m| m.category != C::ClinicalMessage || m.body.is_none())
+    );
     // Conversations list: subject only, audited as administrative.
     let list = s
         .view_conversations(&w.viewer(Role::Billing), w.patient)
@@ -471,7 +517,11 @@ async fn clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers(db: Tes
 async fn full_reads_refuse_staff_facing_actors(db: TestDb) {
     let w = world(&db).await;
     let s = &w.store;
-    let user = AccessContext::user(w.id(Role::Clinician), vec![Role::Clinician], PurposeOfUse::Treatment);
+    let user = AccessContext::user(
+        w.id(Role::Clinician),
+        vec![Role::Clinician],
+        PurposeOfUse::Treatment,
+    );
     let service = AccessContext {
         actor: Actor::Service {
             client: w.id(Role::Service),
@@ -479,7 +529,10 @@ async fn full_reads_refuse_staff_facing_actors(db: TestDb) {
         ..AccessContext::system("x")
     };
     for ctx in [&user, &service] {
-        assert!(matches!(s.get_patient(ctx, w.patient).await, Err(StoreError::Forbidden { .. })));
+        assert!(matches!(
+            s.get_patient(ctx, w.patient).await,
+            Err(StoreError::Forbidden { .. })
+        ));
         assert!(matches!(
             s.list_messages(ctx, w.conversation, None, 10).await,
             Err(StoreError::Forbidden { .. })
@@ -499,7 +552,13 @@ async fn full_reads_refuse_staff_facing_actors(db: TestDb) {
     }
     // Perimeter itself still reads everything (jobs, the CLI).
     let sys = AccessContext::system("job");
-    assert_eq!(s.list_messages(&sys, w.conversation, None, 10).await.unwrap().len(), 4);
+    assert_eq!(
+        s.list_messages(&sys, w.conversation, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 async fn usernames_are_unique_across_the_installation(db: TestDb) {
