@@ -212,6 +212,9 @@ pub enum ApiTokenRejection {
     /// The purpose is not in the token's scope.
     #[error("API token not allowed this purpose of use")]
     PurposeOutOfScope,
+    /// The token allows several purposes and the request did not say which one it serves.
+    #[error("the request must state its purpose of use (the token allows several)")]
+    PurposeRequired,
 }
 
 impl ApiTokenRecord {
@@ -238,6 +241,31 @@ impl ApiTokenRecord {
             return Err(ApiTokenRejection::PurposeOutOfScope);
         }
         Ok(())
+    }
+
+    /// Checks the token for one request: revocation, expiry, the permission, and the purpose
+    /// of use the request states. A request that states no purpose gets the token's only
+    /// purpose, or is refused ([`ApiTokenRejection::PurposeRequired`]) when the token allows
+    /// several, so every request made with a token carries exactly one purpose, within scope.
+    /// Returns the purpose to record and pass on.
+    pub fn authorize_request(
+        &self,
+        now: OffsetDateTime,
+        perm: Permission,
+        stated: Option<PurposeOfUse>,
+    ) -> Result<PurposeOfUse, ApiTokenRejection> {
+        self.authorize(now, perm, stated)?;
+        match stated {
+            Some(p) => Ok(p),
+            None => {
+                let mut only = self.scope.purposes.iter();
+                match (only.next(), only.next()) {
+                    (Some(p), None) => Ok(*p),
+                    (None, _) => Err(ApiTokenRejection::PurposeOutOfScope),
+                    (Some(_), Some(_)) => Err(ApiTokenRejection::PurposeRequired),
+                }
+            }
+        }
     }
 }
 
@@ -316,6 +344,42 @@ mod tests {
         assert_eq!(
             rec.authorize(T0 + Duration::hours(1), Permission::UseGateway, None),
             Err(ApiTokenRejection::Revoked)
+        );
+    }
+
+    #[test]
+    fn each_request_gets_exactly_one_purpose_within_scope() {
+        let one = create_api_token(StaffId::new(), "bot", scope(), T0 + Duration::days(1), T0)
+            .unwrap()
+            .record;
+        assert_eq!(
+            one.authorize_request(T0, Permission::UseGateway, None),
+            Ok(PurposeOfUse::Operations)
+        );
+        assert_eq!(
+            one.authorize_request(T0, Permission::UseGateway, Some(PurposeOfUse::Treatment)),
+            Err(ApiTokenRejection::PurposeOutOfScope)
+        );
+        let mut s = scope();
+        s.purposes.insert(PurposeOfUse::Treatment);
+        let two = create_api_token(StaffId::new(), "bot", s, T0 + Duration::days(1), T0)
+            .unwrap()
+            .record;
+        assert_eq!(
+            two.authorize_request(T0, Permission::UseGateway, None),
+            Err(ApiTokenRejection::PurposeRequired)
+        );
+        assert_eq!(
+            two.authorize_request(T0, Permission::UseGateway, Some(PurposeOfUse::Treatment)),
+            Ok(PurposeOfUse::Treatment)
+        );
+        assert_eq!(
+            two.authorize_request(
+                T0,
+                Permission::DeidentifyText,
+                Some(PurposeOfUse::Treatment)
+            ),
+            Err(ApiTokenRejection::PermissionOutOfScope)
         );
     }
 

@@ -445,9 +445,24 @@ pub fn render_permissions_markdown() -> String {
         out.push('\n');
     }
     out.push_str(
-        "\nᶜ only for patients in the user's care; otherwise through emergency access \
-         (`break_glass`: stated reason code and text, 60 minutes, audited with purpose \
-         `emergency` and detail `break_glass`, the privacy officer notified).\n",
+        "\nᶜ only for patients in the user's care (the user is on the patient's care team); \
+         otherwise through emergency access (`break_glass`: stated reason code and text, 60 \
+         minutes, the patient in the user's practice, audited with purpose `emergency` and \
+         detail `break_glass`, the privacy officer notified in the console).\n",
+    );
+    out.push_str(
+        "\n## What each category holds\n\n\
+         The data layer (`perimeter-store`, the `view_*` and `search_patients` functions) returns \
+         only the fields of the categories a reader may see; the other fields are absent, and \
+         the audit record of the read lists exactly the categories disclosed.\n\n\
+         | Category | Fields |\n|---|---|\n\
+         | `demographics` | patient name, birth date |\n\
+         | `contact` | phone, e-mail, postal address |\n\
+         | `identifiers` | medical record number |\n\
+         | `internal_note` | the patient record's staff notes; staff notes on a conversation about administrative matters |\n\
+         | `administrative_message` | conversation subjects; message bodies about administrative matters |\n\
+         | `clinical_message` | message bodies (and staff notes) about symptoms, results, medications |\n\
+         | `appointment`, `insurance`, `billing` | no stored fields yet |\n",
     );
     out
 }

@@ -30,12 +30,15 @@ pub enum SecurityEvent {
     LoginFailed { user: Option<StaffId> },
     /// An attempt refused because of a delay or lockout in force.
     LoginThrottled { user: Option<StaffId> },
-    /// This failure locked the account.
-    AccountLocked { user: StaffId },
+    /// This failure locked the account named in the log-in (`None`: a username with no
+    /// account, throttled exactly like a real one so that lockouts reveal nothing).
+    AccountLocked { user: Option<StaffId> },
     /// This failure locked the client address.
     AddressLocked,
     /// An administrator lifted a lockout.
     AccountUnlocked { user: StaffId },
+    /// An administrator lifted a client address's lockout.
+    AddressUnlocked,
     /// A wrong TOTP code.
     MfaFailed { user: StaffId },
     /// A correct TOTP code for an already-used step.
@@ -68,6 +71,12 @@ pub enum SecurityEvent {
     RoleChanged { user: StaffId },
     /// A user's password was set or changed.
     PasswordChanged { user: StaffId },
+    /// A stored password hash was replaced by one with the current parameters (same password).
+    PasswordRehashed { user: StaffId },
+    /// An administrator disabled a staff account (its sessions end, its tokens stop working).
+    UserDisabled { user: StaffId },
+    /// An administrator enabled a disabled staff account again.
+    UserEnabled { user: StaffId },
     /// An API token was created.
     ApiTokenCreated { token: Uuid },
     /// An API token was revoked.
@@ -76,6 +85,16 @@ pub enum SecurityEvent {
     ApiTokenRejected,
     /// Emergency access was granted.
     BreakGlass { grant: BreakGlassGrant },
+    /// A privacy officer reviewed an emergency access (`outcome` is a code such as
+    /// `appropriate` or `inappropriate`).
+    BreakGlassReviewed {
+        /// The grant reviewed.
+        grant: Uuid,
+        /// Whose record it opened.
+        patient: PatientId,
+        /// The review's outcome code.
+        outcome: &'static str,
+    },
 }
 
 fn staff(user: StaffId) -> ObjectRef {
@@ -102,6 +121,7 @@ impl SecurityEvent {
             SecurityEvent::AccountLocked { .. } => "locked",
             SecurityEvent::AddressLocked => "address_locked",
             SecurityEvent::AccountUnlocked { .. } => "unlocked",
+            SecurityEvent::AddressUnlocked => "address_unlocked",
             SecurityEvent::MfaFailed { .. } => "mfa_failed",
             SecurityEvent::MfaReplay { .. } => "mfa_replay",
             SecurityEvent::MfaEnrolled { .. } => "mfa_enrolled",
@@ -118,10 +138,14 @@ impl SecurityEvent {
             SecurityEvent::UserCreated { .. } => "user_created",
             SecurityEvent::RoleChanged { .. } => "role_changed",
             SecurityEvent::PasswordChanged { .. } => "password_changed",
+            SecurityEvent::PasswordRehashed { .. } => "password_rehashed",
+            SecurityEvent::UserDisabled { .. } => "user_disabled",
+            SecurityEvent::UserEnabled { .. } => "user_enabled",
             SecurityEvent::ApiTokenCreated { .. } => "api_token_created",
             SecurityEvent::ApiTokenRevoked { .. } => "api_token_revoked",
             SecurityEvent::ApiTokenRejected => "api_token_rejected",
             SecurityEvent::BreakGlass { .. } => "break_glass",
+            SecurityEvent::BreakGlassReviewed { .. } => "break_glass_reviewed",
         }
     }
 
@@ -139,9 +163,21 @@ impl SecurityEvent {
                     Outcome::Denied
                 },
             ),
-            E::AccountLocked { user } => (Action::Login, staff(*user), Outcome::Denied),
+            E::AccountLocked { user } => (
+                Action::Login,
+                user.map_or_else(session_object, staff),
+                Outcome::Denied,
+            ),
             E::AddressLocked => (Action::Login, session_object(), Outcome::Denied),
             E::AccountUnlocked { user } => (Action::Update, staff(*user), Outcome::Success),
+            E::AddressUnlocked => (
+                Action::Update,
+                ObjectRef {
+                    kind: "client_address".to_owned(),
+                    id: None,
+                },
+                Outcome::Success,
+            ),
             E::MfaFailed { user } | E::RecoveryCodeFailed { user } => {
                 (Action::Login, staff(*user), Outcome::Failure)
             }
@@ -149,7 +185,10 @@ impl SecurityEvent {
             E::MfaEnrolled { user }
             | E::MfaReset { user }
             | E::RoleChanged { user }
-            | E::PasswordChanged { user } => (Action::Update, staff(*user), Outcome::Success),
+            | E::PasswordChanged { user }
+            | E::PasswordRehashed { user }
+            | E::UserDisabled { user }
+            | E::UserEnabled { user } => (Action::Update, staff(*user), Outcome::Success),
             E::RecoveryCodeUsed { user } => (Action::Login, staff(*user), Outcome::Success),
             E::Logout { user }
             | E::LogoutEverywhere { user }
@@ -200,6 +239,14 @@ impl SecurityEvent {
                 },
                 Outcome::Success,
             ),
+            E::BreakGlassReviewed { grant, outcome, .. } => (
+                Action::Update,
+                ObjectRef {
+                    kind: format!("break_glass_review:{outcome}"),
+                    id: Some(grant.to_string()),
+                },
+                Outcome::Success,
+            ),
         };
         let (patient, purpose, categories): (
             Option<PatientId>,
@@ -211,6 +258,9 @@ impl SecurityEvent {
                 Some(PurposeOfUse::Emergency),
                 crate::authz::CARE_RESTRICTED.to_vec(),
             ),
+            E::BreakGlassReviewed { patient, .. } => {
+                (Some(*patient), Some(PurposeOfUse::Operations), Vec::new())
+            }
             _ => (None, None, Vec::new()),
         };
         AuditEvent {
@@ -256,9 +306,29 @@ mod tests {
                 Outcome::Failure,
             ),
             (
-                SecurityEvent::AccountLocked { user: u },
+                SecurityEvent::AccountLocked { user: Some(u) },
                 "locked",
                 Outcome::Denied,
+            ),
+            (
+                SecurityEvent::AccountLocked { user: None },
+                "locked",
+                Outcome::Denied,
+            ),
+            (
+                SecurityEvent::AddressUnlocked,
+                "address_unlocked",
+                Outcome::Success,
+            ),
+            (
+                SecurityEvent::UserDisabled { user: u },
+                "user_disabled",
+                Outcome::Success,
+            ),
+            (
+                SecurityEvent::PasswordRehashed { user: u },
+                "password_rehashed",
+                Outcome::Success,
             ),
             (
                 SecurityEvent::MfaEnrolled { user: u },

@@ -7,7 +7,8 @@
 //! - [`username`]: NFKC-normalised ASCII usernames; confusables are refused.
 //! - [`totp`] and [`recovery`]: mandatory MFA with RFC 6238 codes (replays refused through the
 //!   last accepted step the caller stores) and ten single-use recovery codes.
-//! - [`throttle`]: failures per account and per client address → delays, then lockouts.
+//! - [`throttle`]: failures per account (by login name, known or not) and per client address →
+//!   delays, then lockouts; one attempt at a time per account.
 //! - [`session`]: random session tokens stored as hashes, idle and absolute timeouts, rotation,
 //!   CSRF synchronizer tokens. [`api_token`]: scoped, expiring, revocable machine tokens.
 //! - [`authz`]: THE permission matrix (deny by default) and minimum-necessary data categories;
@@ -54,7 +55,10 @@ pub use session::{
     CsrfToken, MalformedToken, NewSession, SessionExpiry, SessionPolicy, SessionRecord,
     SessionStage, SessionToken, TokenHash,
 };
-pub use throttle::{FailureOutcome, ThrottleDecision, ThrottlePolicy, ThrottleState};
+pub use throttle::{
+    ATTEMPT_LEASE, FailureOutcome, LEASE_RETRY, THROTTLED_AUDIT_INTERVAL, ThrottleDecision,
+    ThrottlePolicy, ThrottleState, throttled_audit_due,
+};
 pub use totp::{
     TotpEnrolment, TotpRejection, TotpSecret, totp_code_at, totp_enrolment, totp_step, verify_totp,
 };

@@ -5,6 +5,13 @@
 //! 2 s, 4 s...; the 5th failure locks the account for 15 minutes, each further lockout doubles
 //! that (30 min, 1 h, ...) up to 24 hours. A success or an administrator's unlock clears the
 //! state; failures older than the failure window are forgotten.
+//!
+//! The state lives in the database and is changed atomically there (see the store). An account
+//! allows one attempt at a time ([`ThrottlePolicy::exclusive`]): an attempt takes a short lease
+//! before the password is checked, and a second attempt while the lease is held is refused as
+//! throttled, so parallel guesses are checked one after another against the same count and
+//! cannot overrun the lockout. Refused attempts are counted, but audited at most once per key
+//! per [`THROTTLED_AUDIT_INTERVAL`], so a flood of refused requests cannot flood the trail.
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -28,6 +35,26 @@ pub struct ThrottlePolicy {
     pub failure_window: Duration,
     /// Lockouts older than this (counted from the last failure) no longer double the next one.
     pub lockout_memory: Duration,
+    /// One attempt at a time: an attempt holds a lease (at most [`ATTEMPT_LEASE`]) while its
+    /// credentials are checked, and another attempt meanwhile is refused as throttled.
+    pub exclusive: bool,
+}
+
+/// The longest an attempt may hold an exclusive key's lease (a crashed attempt's lease lapses
+/// after this).
+pub const ATTEMPT_LEASE: Duration = Duration::seconds(30);
+
+/// How soon an attempt refused because another one holds the lease is told to retry.
+pub const LEASE_RETRY: Duration = Duration::seconds(1);
+
+/// At most one `login_throttled` audit record per throttle key in this interval (the refused
+/// attempts in between are counted, not audited).
+pub const THROTTLED_AUDIT_INTERVAL: Duration = Duration::minutes(15);
+
+/// Whether a refused attempt should be audited now, given when the key's last
+/// `login_throttled` record was written.
+pub fn throttled_audit_due(last_audited: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    last_audited.is_none_or(|at| now - at >= THROTTLED_AUDIT_INTERVAL || now < at)
 }
 
 impl ThrottlePolicy {
@@ -41,6 +68,7 @@ impl ThrottlePolicy {
         max_lock: Duration::hours(24),
         failure_window: Duration::hours(1),
         lockout_memory: Duration::hours(24),
+        exclusive: true,
     };
 
     /// Per client address: wider (several users may share an address), so that one address
@@ -54,6 +82,7 @@ impl ThrottlePolicy {
         max_lock: Duration::hours(24),
         failure_window: Duration::hours(1),
         lockout_memory: Duration::hours(24),
+        exclusive: false,
     };
 }
 
@@ -137,6 +166,28 @@ impl ThrottlePolicy {
             if now < at {
                 return ThrottleDecision::RetryAt(at);
             }
+        }
+        ThrottleDecision::Allow
+    }
+
+    /// Decides whether an attempt may go ahead at `now` when another attempt may hold the
+    /// key's lease until `lease_until`: as [`ThrottlePolicy::check`], and for an exclusive
+    /// policy an unexpired lease means "retry in a moment".
+    pub fn check_attempt(
+        &self,
+        state: &ThrottleState,
+        lease_until: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> ThrottleDecision {
+        match self.check(state, now) {
+            ThrottleDecision::Allow => {}
+            other => return other,
+        }
+        if self.exclusive
+            && let Some(until) = lease_until
+            && now < until
+        {
+            return ThrottleDecision::RetryAt(now + LEASE_RETRY);
         }
         ThrottleDecision::Allow
     }
@@ -276,6 +327,40 @@ mod tests {
             }
         }
         assert_eq!(locked_at, Some(20));
+    }
+
+    #[test]
+    fn an_attempt_in_flight_holds_off_the_next_on_exclusive_keys_only() {
+        let s = ThrottleState::default();
+        let lease = Some(T0 + ATTEMPT_LEASE);
+        assert_eq!(
+            P.check_attempt(&s, lease, T0),
+            ThrottleDecision::RetryAt(T0 + LEASE_RETRY)
+        );
+        assert_eq!(
+            P.check_attempt(&s, lease, T0 + ATTEMPT_LEASE),
+            ThrottleDecision::Allow
+        );
+        assert_eq!(P.check_attempt(&s, None, T0), ThrottleDecision::Allow);
+        assert_eq!(
+            ThrottlePolicy::ADDRESS.check_attempt(&s, lease, T0),
+            ThrottleDecision::Allow
+        );
+        // A lock wins over the lease.
+        let (locked, now, until) = fail_n(s, 5, T0);
+        assert_eq!(
+            P.check_attempt(&locked, lease, now),
+            ThrottleDecision::LockedUntil(until.unwrap())
+        );
+    }
+
+    #[test]
+    fn throttled_attempts_are_audited_once_per_interval() {
+        assert!(throttled_audit_due(None, T0));
+        assert!(!throttled_audit_due(Some(T0), T0 + Duration::minutes(14)));
+        assert!(throttled_audit_due(Some(T0), T0 + THROTTLED_AUDIT_INTERVAL));
+        // A clock that went backwards does not silence auditing.
+        assert!(throttled_audit_due(Some(T0), T0 - Duration::seconds(1)));
     }
 
     proptest::proptest! {

@@ -29,11 +29,16 @@ struct Server {
     child: Child,
     base: String,
     /// Keeps the reader thread (and so the child's stdout pipe) alive.
-    _stdout: mpsc::Receiver<String>,
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Server {
     fn start(cmd: &mut Command) -> Server {
+        Self::start_collecting(cmd).0
+    }
+
+    /// Starts the server and returns the stdout lines printed before the address.
+    fn start_collecting(cmd: &mut Command) -> (Server, Vec<String>) {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -50,18 +55,36 @@ impl Server {
                 }
             }
         });
+        let mut before = Vec::new();
         let base = loop {
             let line = rx
-                .recv_timeout(Duration::from_secs(60))
+                .recv_timeout(Duration::from_secs(120))
                 .expect("server printed its address");
             if let Some(addr) = line.strip_prefix("perimeter listening on ") {
                 break addr.trim().to_owned();
             }
+            before.push(line);
         };
-        Server {
-            child,
-            base,
-            _stdout: rx,
+        (
+            Server {
+                child,
+                base,
+                stdout: rx,
+            },
+            before,
+        )
+    }
+
+    /// Waits for a stdout line starting with `prefix` (printed after the address).
+    fn line_after(&self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(Duration::from_secs(120))
+                .expect("server printed the line");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
         }
     }
 
@@ -459,4 +482,296 @@ fn help_explains_options_with_examples() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+}
+
+/// A browser-like client keeping the session cookie and the CSRF token by hand.
+struct Login {
+    cookie: String,
+    csrf: String,
+}
+
+fn session_cookie(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| !v.contains("Max-Age=0"))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// Logs in as a demo user for the first time, following the printed instructions: password,
+/// then enrol the TOTP secret the answer carries, with a code computed from it.
+async fn first_login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> Login {
+    let resp = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = session_cookie(&resp);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "mfa_enrolment_required", "{body}");
+    assert!(
+        body["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("otpauth://totp/Perimeter:{user}?"))
+    );
+    assert!(
+        body["qr_svg_data_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/svg+xml;base64,")
+    );
+    let secret = perimeter_auth::TotpSecret::from_base32(body["secret"].as_str().unwrap()).unwrap();
+    let code = perimeter_auth::totp_code_at(&secret, time::OffsetDateTime::now_utc()).unwrap();
+    let resp = http
+        .post(format!("{base}/api/auth/mfa/enrol"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", body["csrf_token"].as_str().unwrap())
+        .json(&serde_json::json!({"code": code.as_str()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = session_cookie(&resp);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "authenticated");
+    assert_eq!(body["recovery_codes"].as_array().unwrap().len(), 10);
+    Login {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn serve_demo_prints_instructions_that_log_a_person_in_for_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, printed) = Server::start_collecting(perimeter(dir.path()).args([
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let text = printed.join("\n");
+    let password = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("demo password (shown once): "))
+        .expect("the demo password is printed")
+        .trim()
+        .to_owned();
+    // The instructions say how the first log-in goes: TOTP enrolment by otpauth URI / QR code.
+    for needle in [
+        "/api/auth/login",
+        "mfa_enrolment_required",
+        "otpauth_uri",
+        "QR code",
+        "/api/auth/mfa/enrol",
+        "/api/auth/mfa/verify",
+        "x-csrf-token",
+        "clinician",
+        "API tokens only",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let base = server.base.clone();
+    assert!(text.contains(&format!("{base}/api/auth/login")), "{text}");
+    let http = client();
+    let clinician = first_login(&http, &base, "clinician", &password).await;
+    let me: serde_json::Value = http
+        .get(format!("{base}/api/auth/me"))
+        .header("cookie", &clinician.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "clinician");
+    assert_eq!(me["roles"][0], "clinician");
+    // A synthetic patient, found by name as the clinician may see it.
+    let found: serde_json::Value = http
+        .get(format!("{base}/api/patients?name=Avery%20Testwell"))
+        .header("cookie", &clinician.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["patients"][0]["demographics"]["family_name"], "Testwell",
+        "{found}"
+    );
+    // The scheduler, logged in the same way, sees no MRN.
+    let scheduler = first_login(&http, &base, "scheduler", &password).await;
+    let found: serde_json::Value = http
+        .get(format!("{base}/api/patients?name=Avery%20Testwell"))
+        .header("cookie", &scheduler.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(found["patients"][0].get("identifiers").is_none(), "{found}");
+    // The service client has no password; log-out works.
+    let resp = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": "service", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .post(format!("{base}/api/auth/logout"))
+        .header("cookie", &clinician.cookie)
+        .header("x-csrf-token", &clinician.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(server.stop().success());
+    // A second start finds the demo seeded and still explains how to log in.
+    let (server, printed) = Server::start_collecting(perimeter(dir.path()).args([
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let text = printed.join("\n");
+    assert!(
+        text.contains("already seeded") && text.contains("/api/auth/login"),
+        "{text}"
+    );
+    assert!(!text.contains(&password));
+    assert!(server.stop().success());
+}
+
+/// Forwards TCP connections on `listener` to `target` (the database "comes up").
+async fn forward(listener: tokio::net::TcpListener, target: std::net::SocketAddr) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_answers_503_until_the_database_comes_up_then_works_without_restart() {
+    use sqlx::Connection;
+    if std::env::var("PERIMETER_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        eprintln!("PERIMETER_TEST_SKIP_POSTGRES=1: skipping");
+        return;
+    }
+    let admin = std::env::var("PERIMETER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let name = format!("perimeter_cli_{}_{}", std::process::id(), rand_suffix());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Where the real server listens, and a free port where nothing answers yet.
+    let target: std::net::SocketAddr = {
+        let after = admin.split('@').nth(1).unwrap();
+        let hostport = after.split('/').next().unwrap();
+        let hostport = if hostport.contains(':') {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:5432")
+        };
+        std::net::ToSocketAddrs::to_socket_addrs(&hostport)
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let user = admin
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        perimeter(dir.path())
+            .env(
+                "PERIMETER_DATABASE_URL",
+                format!("postgres://{user}@127.0.0.1:{port}/{name}"),
+            )
+            .env("PERIMETER_DATABASE_ACQUIRE_TIMEOUT_MS", "500")
+            .args(["serve", "--demo", "--listen", "127.0.0.1:0"]),
+    );
+    let http = client();
+    let base = server.base.clone();
+    // The database is down: log-in and every authenticated route answer 503, and say why.
+    let resp = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": "clinician", "password": "whatever it is"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database")
+    );
+    for path in ["/api/auth/me", "/api/admin/users", "/api/notifications"] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 503, "{path}");
+    }
+    // The database comes up: serve's background retry opens it, seeds the demo, and log-in
+    // works in the same process.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let proxy = tokio::spawn(forward(listener, target));
+    let password = server.line_after("demo password (shown once): ");
+    let mut ready = false;
+    for _ in 0..120 {
+        let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(ready, "the server became ready once the database answered");
+    let nurse = first_login(&http, &base, "nurse", &password).await;
+    let resp = http
+        .get(format!("{base}/api/auth/me"))
+        .header("cookie", &nurse.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(server.stop().success());
+    proxy.abort();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:x}")
 }

@@ -52,6 +52,10 @@ pub struct RouteSpec {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// A background poll (the console's): it checks the session but is not user activity, so
+    /// it does not extend the idle timeout.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
 }
 
 fn serialize_method<S: serde::Serializer>(method: &Method, s: S) -> Result<S::Ok, S::Error> {
@@ -74,6 +78,14 @@ pub enum RouteError {
         "route path {path:?} is invalid: expected a path starting with '/' whose parameters are written {{name}}"
     )]
     InvalidPath {
+        /// The path template.
+        path: &'static str,
+    },
+    /// Only `GET` routes may be passive (a change is always user activity).
+    #[error("route {method} {path} cannot be passive: only GET routes are background polls")]
+    PassiveWrite {
+        /// The method.
+        method: Method,
         /// The path template.
         path: &'static str,
     },
@@ -115,12 +127,48 @@ impl Routes {
         }
     }
 
-    /// Declares `method path` with its access requirement and handler.
+    /// Declares `method path` with its access requirement and handler. A signed-in user's
+    /// request to it counts as activity (it restarts the session's idle timer).
     pub fn add<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Result<Self, RouteError>
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.insert(method, path, access, false, handler)
+    }
+
+    /// Declares a route the console polls in the background (`GET` only): its requests are
+    /// authorized like any other but are not user activity, so they never extend the idle
+    /// timeout and an unattended console still logs off.
+    pub fn add_passive<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Result<Self, RouteError>
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        if method != Method::GET {
+            return Err(RouteError::PassiveWrite { method, path });
+        }
+        self.insert(method, path, access, true, handler)
+    }
+
+    fn insert<H, T>(
         mut self,
         method: Method,
         path: &'static str,
         access: Access,
+        passive: bool,
         handler: H,
     ) -> Result<Self, RouteError>
     where
@@ -140,12 +188,13 @@ impl Routes {
                 method: method.clone(),
             })?;
         let existing = self.by_path.remove(path).unwrap_or_default();
-        let guarded = crate::auth::guard(access, MethodRouter::new().on(filter, handler));
+        let guarded = crate::auth::guard(access, passive, MethodRouter::new().on(filter, handler));
         self.by_path.insert(path, existing.merge(guarded));
         self.table.push(RouteSpec {
             method,
             path,
             access,
+            passive,
         });
         Ok(self)
     }
@@ -229,6 +278,18 @@ mod tests {
             .add(Method::GET, "/x", Access::Public, ok)
             .unwrap_err();
         assert!(matches!(err, RouteError::Duplicate { .. }));
+    }
+
+    #[test]
+    fn only_gets_may_be_passive() {
+        let routes = Routes::new()
+            .add_passive(Method::GET, "/poll", Access::Public, ok)
+            .unwrap();
+        assert!(routes.table()[0].passive);
+        let err = routes
+            .add_passive(Method::POST, "/poll", Access::Public, ok)
+            .unwrap_err();
+        assert!(matches!(err, RouteError::PassiveWrite { .. }));
     }
 
     #[test]

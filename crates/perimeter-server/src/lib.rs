@@ -2,11 +2,12 @@
 //!
 //! [`AppState`] holds what handlers share; [`Routes`] is the only way to add a handler and
 //! requires an [`Access`] declaration for each route (deny by default), keeping a
-//! machine-readable table of `(method, path template, access)`. [`App::new`] adds the
-//! standard public endpoints (`/healthz`, `/readyz`, `/metrics`), the per-request middleware
-//! (request id, tracing span, timeout, body limit, JSON errors, metrics) and a JSON 404
-//! fallback. [`bind`] and [`Bound::run`] serve it over plain HTTP or rustls with graceful
-//! shutdown.
+//! machine-readable table of `(method, path template, access)`. [`build_app`] assembles THE
+//! application `perimeter serve` runs: the standard public endpoints (`/healthz`, `/readyz`,
+//! `/metrics`), every product route module, optional extra modules, the per-request middleware
+//! (request id, tracing span, timeout, body limit, JSON errors, metrics), authentication
+//! (sessions, API tokens, the guard, security headers) and a JSON 404 fallback. [`bind`] and
+//! [`Bound::run`] serve it over plain HTTP or rustls with graceful shutdown.
 
 mod access;
 pub mod auth;
@@ -14,16 +15,20 @@ mod error;
 mod health;
 mod metrics;
 mod middleware;
+pub mod patients_api;
 mod readiness;
 mod serve;
 mod state;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
+use perimeter_domain::SharedClock;
 
 pub use access::{Access, RouteError, RouteSpec, Routes};
-pub use auth::{AuthSettings, AuthState, Principal};
+pub use auth::{AuthSettings, AuthSlot, AuthState, HashLimits, Principal, SessionPolicy};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;
@@ -37,6 +42,54 @@ pub fn standard_routes() -> Result<Routes, RouteError> {
         .add(Method::GET, "/healthz", Access::Public, health::healthz)?
         .add(Method::GET, "/readyz", Access::Public, health::readyz)?
         .add(Method::GET, "/metrics", Access::Public, health::metrics)
+}
+
+/// A route module: adds its routes (each with its declared access) to the table.
+pub type RouteModule = Box<dyn FnOnce(Routes) -> Result<Routes, RouteError> + Send>;
+
+/// The product's route modules, in declaration order. To add a module, add one line here
+/// (`|r| my_module::routes(r),`); `perimeter serve` and the route × role test both get it.
+fn product_routes() -> Vec<RouteModule> {
+    vec![Box::new(auth::routes), Box::new(patients_api::routes)]
+}
+
+/// What [`build_app`] assembles.
+pub struct AppParts {
+    /// The source of `/readyz`.
+    pub readiness: Arc<dyn Readiness>,
+    /// The injected clock.
+    pub clock: SharedClock,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// Request limits.
+    pub limits: HttpLimits,
+    /// Authentication (ready, or waiting for the database).
+    pub auth: AuthSlot,
+    /// Optional route modules added after the product's (diagnostics, tests, modules enabled
+    /// by configuration).
+    pub extra_routes: Vec<RouteModule>,
+}
+
+impl std::fmt::Debug for AppParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppParts")
+            .field("limits", &self.limits)
+            .field("auth", &self.auth)
+            .field("extra_routes", &self.extra_routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Assembles the application `perimeter serve` runs: the standard endpoints, every product
+/// route module, the extra modules, the middleware and authentication. Fails only when a
+/// route is declared twice or malformed (a programming error, caught by the tests).
+pub fn build_app(parts: AppParts) -> Result<App, RouteError> {
+    let mut routes = standard_routes()?;
+    for module in product_routes().into_iter().chain(parts.extra_routes) {
+        routes = module(routes)?;
+    }
+    let state = AppState::new(parts.readiness, parts.clock, parts.metrics, parts.limits);
+    Ok(App::new(state, routes).with_auth_slot(parts.auth))
 }
 
 /// A complete application: router with middleware, plus its route table.

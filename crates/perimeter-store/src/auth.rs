@@ -1,6 +1,7 @@
-//! Staff authentication storage (migration `0003_auth`): MFA secrets sealed under a per-user
-//! data key, recovery-code hashes, sessions keyed by token hash, log-in throttle state, API
-//! tokens, emergency-access grants and the notification outbox.
+//! Staff authentication storage (migrations `0003_auth`, `0005_auth_access`): MFA secrets
+//! sealed under a per-user data key, recovery-code hashes, sessions keyed by token hash and API
+//! tokens. Throttling is in `throttle.rs`, emergency access and notifications in
+//! `emergency.rs`.
 //!
 //! The rules live in `perimeter-auth`; this module only keeps their state. Sessions are in the
 //! database so several server processes share them. Security events are audit records built by
@@ -9,35 +10,31 @@
 
 use perimeter_audit::AuditEvent;
 use perimeter_auth::{
-    ApiTokenRecord, ApiTokenScope, BreakGlassGrant, BreakGlassReason, CsrfToken, Justification,
-    Permission, PrivacyNotification, RecoveryCodeHash, SessionRecord, SessionStage, ThrottleState,
-    TokenHash, TotpSecret, Username,
+    ApiTokenRecord, ApiTokenScope, CsrfToken, Permission, RecoveryCodeHash, SessionRecord,
+    SessionStage, TokenHash, TotpSecret, Username,
 };
-use perimeter_crypto::{
-    Aad, Dek, WrappedDek, decrypt_field, decrypt_text, encrypt_field, encrypt_text,
-};
-use perimeter_domain::{PatientId, PurposeOfUse, Role, StaffId};
+use perimeter_crypto::{Aad, Dek, WrappedDek, decrypt_field, encrypt_field};
+use perimeter_domain::{PracticeId, PurposeOfUse, Role, StaffId};
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::model::StaffUser;
-use crate::patients::patient_key;
 use crate::rows::{col, id};
 use crate::{Store, StoreError};
 
 /// Milliseconds since the Unix epoch (how every timestamp is stored).
-fn millis(t: OffsetDateTime) -> i64 {
+pub(crate) fn millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map_err(|_| StoreError::Corrupt("stored timestamp out of range".into()))
 }
 
-fn opt_from_millis(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+pub(crate) fn opt_from_millis(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
     ms.map(from_millis).transpose()
 }
 
@@ -61,8 +58,6 @@ fn mfa_wrap_context(staff: StaffId) -> Vec<u8> {
 
 const MFA_TABLE: &str = "staff_mfa";
 const MFA_FIELD: &str = "totp_secret";
-const GRANT_TABLE: &str = "break_glass_grant";
-const GRANT_FIELD: &str = "reason";
 
 /// A user's stored MFA state.
 pub struct MfaRecord {
@@ -81,50 +76,6 @@ impl std::fmt::Debug for MfaRecord {
             .field("last_step", &self.last_step)
             .finish_non_exhaustive()
     }
-}
-
-/// Which throttle a state belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleScope {
-    /// Per staff account (subject: the staff id).
-    Account,
-    /// Per client address (subject: the address).
-    Address,
-}
-
-impl ThrottleScope {
-    fn as_str(self) -> &'static str {
-        match self {
-            ThrottleScope::Account => "account",
-            ThrottleScope::Address => "address",
-        }
-    }
-}
-
-/// A lockout in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lockout {
-    /// Account or address.
-    pub scope: ThrottleScope,
-    /// The staff id or the address.
-    pub subject: String,
-    /// When it ends.
-    pub locked_until: OffsetDateTime,
-    /// Lockouts so far.
-    pub lockouts: u32,
-}
-
-/// An outbox notification waiting for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxNotification {
-    /// Its id.
-    pub id: Uuid,
-    /// What kind (`break_glass`).
-    pub kind: String,
-    /// JSON of ids and codes (never PHI).
-    pub payload: String,
-    /// When queued (ms).
-    pub created_at_millis: i64,
 }
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
@@ -180,43 +131,25 @@ fn decode_token(row: &AnyRow) -> Result<ApiTokenRecord, StoreError> {
     })
 }
 
-fn decode_grant(row: &AnyRow) -> Result<BreakGlassGrant, StoreError> {
-    let reason: String = col(row, "reason_code")?;
-    Ok(BreakGlassGrant {
-        id: id(&col::<String>(row, "id")?, "grant")?,
-        user: id(&col::<String>(row, "staff_id")?, "staff")?,
-        patient: id(&col::<String>(row, "patient_id")?, "patient")?,
-        reason: reason
-            .parse::<BreakGlassReason>()
-            .map_err(|_| StoreError::Corrupt("unknown break-glass reason stored".into()))?,
-        granted_at: from_millis(col(row, "granted_at")?)?,
-        expires_at: from_millis(col(row, "expires_at")?)?,
-    })
-}
-
 const SESSION_COLUMNS: &str = "token_hash, staff_id, stage, csrf_token, created_at, last_seen_at";
 const TOKEN_COLUMNS: &str =
     "id, token_hash, client_id, label, permissions, purposes, created_at, expires_at, revoked_at";
-const GRANT_COLUMNS: &str = "id, staff_id, patient_id, reason_code, granted_at, expires_at";
 
 impl Store {
-    /// The account a log-in names: a staff user with this (normalised) username in any
-    /// practice, if exactly one has it. Disabled accounts are returned (the caller refuses
-    /// them after the same password work).
+    /// The account a log-in names: the staff user with this (normalised) username. Usernames
+    /// are unique across the installation (migration 0005), so the name alone identifies the
+    /// account. One query whether or not the account exists. Disabled accounts are returned
+    /// (the caller refuses them after the same password work as any other failure).
     pub async fn find_login(&self, username: &Username) -> Result<Option<StaffUser>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM staff_user WHERE username = $1 LIMIT 2")
-            .bind(username.as_str())
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        if rows.len() != 1 {
-            return Ok(None);
-        }
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let sid: StaffId = id(&col::<String>(row, "id")?, "staff")?;
-        self.get_staff(sid).await.map(Some)
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM staff_user WHERE username = $1",
+            crate::staff::STAFF_COLUMNS
+        ))
+        .bind(username.as_str())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        row.as_ref().map(crate::staff::decode_staff).transpose()
     }
 
     /// Appends security events that go with no other change (failed log-ins, denials,
@@ -593,113 +526,6 @@ impl Store {
         w.commit().await
     }
 
-    // ---- throttling -----------------------------------------------------------------------
-
-    /// The throttle state of an account or address (default: no failures).
-    pub async fn throttle_state(
-        &self,
-        scope: ThrottleScope,
-        subject: &str,
-    ) -> Result<ThrottleState, StoreError> {
-        let row = sqlx::query(
-            "SELECT failures, last_failure_at, locked_until, lockouts FROM auth_throttle WHERE scope = $1 AND subject = $2",
-        )
-        .bind(scope.as_str())
-        .bind(subject.to_owned())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        let Some(row) = row else {
-            return Ok(ThrottleState::default());
-        };
-        let failures = crate::rows::col_u64(&row, "failures")?;
-        let lockouts = crate::rows::col_u64(&row, "lockouts")?;
-        Ok(ThrottleState {
-            failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            last_failure_at: opt_from_millis(col(&row, "last_failure_at")?)?,
-            locked_until: opt_from_millis(col(&row, "locked_until")?)?,
-            lockouts: u32::try_from(lockouts).unwrap_or(u32::MAX),
-        })
-    }
-
-    /// Stores throttle state (deleting the row when it is back to the default).
-    pub async fn save_throttle_state(
-        &self,
-        scope: ThrottleScope,
-        subject: &str,
-        state: &ThrottleState,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
-        sqlx::query("DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2")
-            .bind(scope.as_str())
-            .bind(subject.to_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        if *state != ThrottleState::default() {
-            sqlx::query(
-                "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at, locked_until, lockouts) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(scope.as_str())
-            .bind(subject.to_owned())
-            .bind(i64::from(state.failures))
-            .bind(state.last_failure_at.map(millis))
-            .bind(state.locked_until.map(millis))
-            .bind(i64::from(state.lockouts))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().await.map_err(|e| self.err(e))
-    }
-
-    /// Lifts a lockout (an administrator's unlock), appending `event` (`unlocked`).
-    /// `false`: there was nothing to lift.
-    pub async fn clear_throttle(
-        &self,
-        scope: ThrottleScope,
-        subject: &str,
-        event: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.begin_write().await?;
-        let gone = sqlx::query("DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2")
-            .bind(scope.as_str())
-            .bind(subject.to_owned())
-            .execute(w.conn())
-            .await
-            .map_err(|e| w.err(e))?;
-        w.audit(event).await?;
-        w.commit().await?;
-        Ok(gone.rows_affected() > 0)
-    }
-
-    /// Lockouts in force at `now`.
-    pub async fn lockouts(&self, now: OffsetDateTime) -> Result<Vec<Lockout>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT scope, subject, locked_until, lockouts FROM auth_throttle WHERE locked_until > $1 ORDER BY locked_until, subject",
-        )
-        .bind(millis(now))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|r| {
-                let scope: String = col(r, "scope")?;
-                Ok(Lockout {
-                    scope: match scope.as_str() {
-                        "account" => ThrottleScope::Account,
-                        "address" => ThrottleScope::Address,
-                        _ => return Err(StoreError::Corrupt("unknown throttle scope".into())),
-                    },
-                    subject: col(r, "subject")?,
-                    locked_until: from_millis(col(r, "locked_until")?)?,
-                    lockouts: u32::try_from(crate::rows::col_u64(r, "lockouts")?)
-                        .unwrap_or(u32::MAX),
-                })
-            })
-            .collect()
-    }
-
     // ---- API tokens -----------------------------------------------------------------------
 
     /// Stores a new API token record and appends `event` (`api_token_created`).
@@ -743,30 +569,37 @@ impl Store {
         row.as_ref().map(decode_token).transpose()
     }
 
-    /// Every API token, newest first.
-    pub async fn list_api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
+    /// The API tokens of `practice`'s service clients, newest first.
+    pub async fn list_api_tokens(
+        &self,
+        practice: PracticeId,
+    ) -> Result<Vec<ApiTokenRecord>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY created_at DESC, id"
+            "SELECT {TOKEN_COLUMNS} FROM api_token WHERE client_id IN (SELECT id FROM staff_user WHERE practice_id = $1) ORDER BY created_at DESC, id"
         ))
+        .bind(practice.to_string())
         .fetch_all(self.pool())
         .await
         .map_err(|e| self.err(e))?;
         rows.iter().map(decode_token).collect()
     }
 
-    /// Revokes a token at `at` and appends `event`. `false`: no such unrevoked token.
+    /// Revokes a token of one of `practice`'s service clients at `at` and appends `event`.
+    /// `false`: no such unrevoked token in that practice.
     pub async fn revoke_api_token(
         &self,
+        practice: PracticeId,
         token: Uuid,
         at: OffsetDateTime,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut w = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE api_token SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            "UPDATE api_token SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND client_id IN (SELECT id FROM staff_user WHERE practice_id = $3)",
         )
         .bind(token.to_string())
         .bind(millis(at))
+        .bind(practice.to_string())
         .execute(w.conn())
         .await
         .map_err(|e| w.err(e))?;
@@ -776,140 +609,5 @@ impl Store {
         w.audit(event).await?;
         w.commit().await?;
         Ok(true)
-    }
-
-    // ---- emergency access -----------------------------------------------------------------
-
-    /// Stores an emergency-access grant with its justification sealed under the patient's
-    /// data key, queues the privacy officer's notification and appends `event`
-    /// (`break_glass`), in one transaction.
-    pub async fn grant_break_glass(
-        &self,
-        grant: &BreakGlassGrant,
-        justification: &Justification,
-        note: &PrivacyNotification,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let payload = serde_json::to_string(note)
-            .map_err(|_| StoreError::Corrupt("notification could not be encoded".into()))?;
-        let mut w = self.begin_write().await?;
-        let dek = patient_key(w.conn(), self, grant.patient).await?;
-        let ct = encrypt_text(
-            &dek,
-            &Aad::new(GRANT_TABLE, *grant.id.as_bytes(), GRANT_FIELD),
-            justification.as_str(),
-        )?;
-        sqlx::query(&format!(
-            "INSERT INTO break_glass_grant ({GRANT_COLUMNS}, reason_ct) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(grant.id.to_string())
-        .bind(grant.user.to_string())
-        .bind(grant.patient.to_string())
-        .bind(grant.reason.as_str())
-        .bind(millis(grant.granted_at))
-        .bind(millis(grant.expires_at))
-        .bind(ct)
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
-        sqlx::query(
-            "INSERT INTO notification_outbox (id, kind, payload, created_at, delivered_at) VALUES ($1, $2, $3, $4, NULL)",
-        )
-        .bind(note.id.to_string())
-        .bind(note.kind.clone())
-        .bind(payload)
-        .bind(millis(note.created_at))
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
-        w.audit(event).await?;
-        w.commit().await
-    }
-
-    /// The newest grant letting `staff` see `patient` at `now`, if any.
-    pub async fn active_break_glass(
-        &self,
-        staff: StaffId,
-        patient: PatientId,
-        now: OffsetDateTime,
-    ) -> Result<Option<BreakGlassGrant>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM break_glass_grant WHERE staff_id = $1 AND patient_id = $2 AND granted_at <= $3 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1"
-        ))
-        .bind(staff.to_string())
-        .bind(patient.to_string())
-        .bind(millis(now))
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        row.as_ref().map(decode_grant).transpose()
-    }
-
-    /// A grant's justification, for the privacy officer's review; appends `event` (a read of
-    /// the patient's record) in the same transaction.
-    pub async fn break_glass_justification(
-        &self,
-        grant: Uuid,
-        event: &AuditEvent,
-    ) -> Result<(BreakGlassGrant, Zeroizing<String>), StoreError> {
-        let mut w = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS}, reason_ct FROM break_glass_grant WHERE id = $1"
-        ))
-        .bind(grant.to_string())
-        .fetch_optional(w.conn())
-        .await
-        .map_err(|e| w.err(e))?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "break-glass grant",
-            id: grant.to_string(),
-        })?;
-        let g = decode_grant(&row)?;
-        let ct: Vec<u8> = col(&row, "reason_ct")?;
-        let dek = patient_key(w.conn(), self, g.patient).await?;
-        let text = Zeroizing::new(decrypt_text(
-            &dek,
-            &Aad::new(GRANT_TABLE, *g.id.as_bytes(), GRANT_FIELD),
-            &ct,
-        )?);
-        w.audit(event).await?;
-        w.commit().await?;
-        Ok((g, text))
-    }
-
-    /// Notifications not yet delivered, oldest first.
-    pub async fn pending_notifications(&self) -> Result<Vec<OutboxNotification>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, payload, created_at FROM notification_outbox WHERE delivered_at IS NULL ORDER BY created_at, id",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxNotification {
-                    id: id(&col::<String>(r, "id")?, "notification")?,
-                    kind: col(r, "kind")?,
-                    payload: col(r, "payload")?,
-                    created_at_millis: col(r, "created_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Marks a notification delivered.
-    pub async fn mark_notification_delivered(
-        &self,
-        notification: Uuid,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE notification_outbox SET delivered_at = $2 WHERE id = $1 AND delivered_at IS NULL",
-        )
-        .bind(notification.to_string())
-        .bind(self.now())
-        .execute(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected() == 1)
     }
 }

@@ -16,7 +16,14 @@ use crate::{Store, StoreError};
 /// The most messages one page returns.
 pub const MESSAGE_PAGE_LIMIT: u32 = 500;
 
-fn decode_conversation(
+/// The categories a message body may have.
+pub const MESSAGE_CATEGORIES: [DataCategory; 3] = [
+    DataCategory::ClinicalMessage,
+    DataCategory::AdministrativeMessage,
+    DataCategory::InternalNote,
+];
+
+pub(crate) fn decode_conversation(
     row: &AnyRow,
     dek: &perimeter_crypto::Dek,
 ) -> Result<Conversation, StoreError> {
@@ -42,7 +49,10 @@ fn decode_conversation(
     })
 }
 
-fn decode_message(row: &AnyRow, dek: &perimeter_crypto::Dek) -> Result<Message, StoreError> {
+pub(crate) fn decode_message(
+    row: &AnyRow,
+    dek: &perimeter_crypto::Dek,
+) -> Result<Message, StoreError> {
     let mid: MessageId = id(&col::<String>(row, "id")?, "message")?;
     let author: Option<String> = col(row, "author_id")?;
     let category: String = col(row, "category")?;
@@ -64,7 +74,7 @@ fn decode_message(row: &AnyRow, dek: &perimeter_crypto::Dek) -> Result<Message, 
     })
 }
 
-const CONVERSATION_COLUMNS: &str =
+pub(crate) const CONVERSATION_COLUMNS: &str =
     "id, practice_id, patient_id, channel, status, subject_ct, created_at, updated_at";
 
 impl Store {
@@ -120,12 +130,14 @@ impl Store {
         Ok(cid)
     }
 
-    /// Reads a conversation (with its decrypted subject).
+    /// Reads a conversation (with its decrypted subject). For Perimeter itself only; staff use
+    /// [`Store::view_conversations`] / [`Store::view_messages`].
     pub async fn get_conversation(
         &self,
         ctx: &AccessContext,
         conversation: ConversationId,
     ) -> Result<Conversation, StoreError> {
+        ctx.require_internal()?;
         let mut w = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = $1"
@@ -154,12 +166,14 @@ impl Store {
         Ok(c)
     }
 
-    /// A patient's conversations, oldest first.
+    /// A patient's conversations, oldest first. For Perimeter itself only; staff use
+    /// [`Store::view_conversations`].
     pub async fn list_conversations(
         &self,
         ctx: &AccessContext,
         patient: PatientId,
     ) -> Result<Vec<Conversation>, StoreError> {
+        ctx.require_internal()?;
         let mut w = self.begin_write().await?;
         let dek = patient_key(w.conn(), self, patient).await?;
         let rows = sqlx::query(&format!(
@@ -230,13 +244,23 @@ impl Store {
         w.commit().await
     }
 
-    /// Adds a message (or staff note) to a conversation.
+    /// Adds a message (or staff note) to a conversation. Its category must be one of
+    /// [`MESSAGE_CATEGORIES`]: `clinical_message` for anything about symptoms, results or
+    /// medications (staff notes included), `administrative_message` for other messages,
+    /// `internal_note` for administrative staff notes; readers see the body only if their roles
+    /// may see that category.
     pub async fn add_message(
         &self,
         ctx: &AccessContext,
         conversation: ConversationId,
         message: &NewMessage,
     ) -> Result<MessageId, StoreError> {
+        if !MESSAGE_CATEGORIES.contains(&message.category) {
+            return Err(StoreError::Invalid {
+                field: "message category",
+                expected: "clinical_message, administrative_message or internal_note",
+            });
+        }
         let mid = MessageId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
@@ -292,8 +316,10 @@ impl Store {
         Ok(mid)
     }
 
-    /// A conversation's messages, oldest first, at most `limit` (capped at
-    /// [`MESSAGE_PAGE_LIMIT`]) after message `after`.
+    /// A conversation's messages, every body decrypted, oldest first, at most `limit` (capped
+    /// at [`MESSAGE_PAGE_LIMIT`]) after message `after`. For Perimeter itself only (for example
+    /// the AI gateway's own work); staff use [`Store::view_messages`], which shows each body
+    /// only to the roles its category allows.
     pub async fn list_messages(
         &self,
         ctx: &AccessContext,
@@ -301,6 +327,7 @@ impl Store {
         after: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
+        ctx.require_internal()?;
         let mut w = self.begin_write().await?;
         let patient: Option<String> =
             sqlx::query_scalar("SELECT patient_id FROM conversation WHERE id = $1")

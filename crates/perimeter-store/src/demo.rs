@@ -1,5 +1,11 @@
 //! Demo data for `perimeter serve --demo`: one practice, a user for every role and a few dozen
 //! obviously fake patients with conversations. Seeding twice does nothing the second time.
+//!
+//! Every human demo user has the same password and no authenticator yet: the first log-in
+//! enrols TOTP (otpauth URI and QR code), as for any new account. The service client has no
+//! password (service clients use API tokens, never the console). The demo clinician and nurse
+//! are on the care team of every fourth patient, so the rest shows the withheld clinical
+//! bodies and emergency access.
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -60,7 +66,7 @@ pub struct SeedReport {
     pub practice: PracticeId,
     /// False when the demo data was already there (nothing was written).
     pub created: bool,
-    /// Demo usernames and their roles.
+    /// Demo usernames and their roles (the `service` client has no password).
     pub users: Vec<(String, Vec<Role>)>,
     /// The demo users' password (only when `created`; print it once).
     pub password: Option<SecretString>,
@@ -257,8 +263,13 @@ impl Store {
         };
         let practice = self.create_practice(&ctx, DEMO_PRACTICE_NAME).await?;
         let mut author = None;
+        let mut carers = Vec::new();
         for (username, display, role) in demo_users() {
-            let hash = hash_password(&password, opts.hashing)?;
+            let hash = if role == Role::Service {
+                None
+            } else {
+                Some(hash_password(&password, opts.hashing)?)
+            };
             let id = self
                 .create_staff(
                     &ctx,
@@ -267,12 +278,15 @@ impl Store {
                         username: username.to_owned(),
                         display_name: display.to_owned(),
                         roles: vec![role],
-                        password_hash: Some(hash),
+                        password_hash: hash,
                     },
                 )
                 .await?;
             if role == Role::Nurse {
                 author = Some(id);
+            }
+            if matches!(role, Role::Nurse | Role::Clinician) {
+                carers.push(id);
             }
         }
         let mut report = SeedReport {
@@ -284,24 +298,28 @@ impl Store {
             conversations: 0,
             messages: 0,
         };
-        for p in demo_patients(opts.patients) {
+        for (i, p) in demo_patients(opts.patients).into_iter().enumerate() {
             let pid = self.create_patient(&ctx, practice, &p.data).await?;
             report.patients += 1;
+            if i % 4 == 0 {
+                for carer in &carers {
+                    self.assign_care(&ctx, pid, *carer).await?;
+                }
+            }
             for (channel, subject, messages) in &p.conversations {
                 let cid = self
                     .create_conversation(&ctx, pid, *channel, Some(subject))
                     .await?;
                 report.conversations += 1;
                 for (direction, body) in messages {
+                    // Clinical content is clinical whoever wrote it (a staff note about the
+                    // rash included); other notes are administrative internal notes.
                     let category = if body.contains("rash") {
                         DataCategory::ClinicalMessage
-                    } else {
-                        DataCategory::AdministrativeMessage
-                    };
-                    let category = if *direction == Direction::Note {
+                    } else if *direction == Direction::Note {
                         DataCategory::InternalNote
                     } else {
-                        category
+                        DataCategory::AdministrativeMessage
                     };
                     self.add_message(
                         &ctx,

@@ -99,6 +99,13 @@ pub enum StoreError {
         /// Its id (internal ids are not PHI).
         id: String,
     },
+    /// The reader's roles do not hold the permission this read or write declares (or the
+    /// reader is disabled, or a staff-facing caller used a read reserved for Perimeter itself).
+    #[error("access denied: this needs the {permission} permission")]
+    Forbidden {
+        /// The permission the operation declares (a fixed name, never data).
+        permission: &'static str,
+    },
     /// The patient's data key was destroyed: their data is permanently unreadable.
     #[error("patient {patient} was crypto-shredded; their data is permanently unreadable")]
     Shredded {

@@ -11,6 +11,11 @@
 //!   PostgreSQL), which orders all writers, across processes, into one audit sequence.
 //! * Nothing that matters lives in process memory, so several `perimeter serve` processes can
 //!   share one PostgreSQL database.
+//! * Minimum necessary is enforced here: staff read through the `view_*` and
+//!   [`Store::search_patients`] functions with a [`Viewer`]; the store reads the viewer's roles,
+//!   care relation and emergency grants itself and returns only the categories those allow
+//!   (see `views.rs`). The reads that return every field (`get_patient`, `list_messages`, ...)
+//!   refuse staff-facing actors.
 //! * Key management: [`Store::verify_keys`], [`Store::rotate_keks`], [`Store::retire_kek`],
 //!   [`Store::key_status`], and crypto-shredding with [`Store::shred_patient`].
 
@@ -19,6 +24,7 @@ mod auth;
 mod conversations;
 mod db;
 mod demo;
+mod emergency;
 mod error;
 mod keys;
 mod model;
@@ -26,15 +32,18 @@ mod options;
 mod patients;
 mod rows;
 mod staff;
+mod throttle;
+mod views;
 
 pub use audit::{AuditHead, StoredCheckpoint};
-pub use auth::{Lockout, MfaRecord, OutboxNotification, ThrottleScope};
-pub use conversations::MESSAGE_PAGE_LIMIT;
+pub use auth::MfaRecord;
+pub use conversations::{MESSAGE_CATEGORIES, MESSAGE_PAGE_LIMIT};
 pub use db::{MigrationReport, SchemaStatus, Store};
 pub use demo::{
     DEMO_PRACTICE_NAME, DemoConversation, DemoHashing, DemoOptions, DemoPatient, SeedReport,
     demo_patients, hash_password,
 };
+pub use emergency::{BreakGlassEntry, OutboxNotification, REVIEW_OUTCOMES, REVIEW_PAGE_LIMIT};
 pub use error::StoreError;
 pub use keys::{KekStatus, KeyStatus, RotateProgress, RotateReport, ShredReport};
 pub use model::{
@@ -43,3 +52,9 @@ pub use model::{
 };
 pub use options::{Backend, DatabaseUrl, StoreOptions};
 pub use patients::LOOKUP_LIMIT;
+pub use staff::StaffEntry;
+pub use throttle::{AttemptStart, Lockout, ThrottleKey, ThrottleScope};
+pub use views::{
+    CareTeamMember, Contact, ConversationView, Demographics, Identifiers, MessagePage, MessageView,
+    PatientLookup, PatientView, Viewer,
+};

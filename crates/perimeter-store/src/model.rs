@@ -53,6 +53,21 @@ impl AccessContext {
         }
     }
 
+    /// Refuses staff-facing actors (users, service clients, anonymous callers) on the reads
+    /// that return every field of a record: those are for Perimeter itself (jobs, the CLI,
+    /// the AI gateway's own work). Staff read through the minimum-necessary `view_*` and
+    /// `search_patients` functions, which decide what the reader's roles may see.
+    pub(crate) fn require_internal(&self) -> Result<(), crate::StoreError> {
+        match self.actor {
+            Actor::User { .. } | Actor::Service { .. } | Actor::Anonymous => {
+                Err(crate::StoreError::Forbidden {
+                    permission: "internal_read",
+                })
+            }
+            Actor::System { .. } | Actor::Ai { .. } => Ok(()),
+        }
+    }
+
     /// An audit event for an action by this context.
     pub fn event(
         &self,
@@ -217,6 +232,11 @@ macro_rules! text_enum {
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
         }
     };
 }

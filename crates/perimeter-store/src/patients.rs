@@ -77,7 +77,12 @@ fn seal_opt(
     value.map(|v| seal(dek, patient, field, v)).transpose()
 }
 
-fn open(dek: &Dek, patient: PatientId, field: &str, ct: &[u8]) -> Result<String, StoreError> {
+pub(crate) fn open(
+    dek: &Dek,
+    patient: PatientId,
+    field: &str,
+    ct: &[u8],
+) -> Result<String, StoreError> {
     Ok(decrypt_text(
         dek,
         &Aad::new(TABLE, *patient.as_bytes(), field),
@@ -85,7 +90,7 @@ fn open(dek: &Dek, patient: PatientId, field: &str, ct: &[u8]) -> Result<String,
     )?)
 }
 
-fn open_opt(
+pub(crate) fn open_opt(
     dek: &Dek,
     patient: PatientId,
     field: &str,
@@ -199,7 +204,7 @@ async fn write_index(
     Ok(())
 }
 
-const PATIENT_COLUMNS: &str = "id, practice_id, given_name_ct, family_name_ct, birth_date_ct, phone_ct, email_ct, address_ct, mrn_ct, notes_ct, created_at, updated_at, shredded_at";
+pub(crate) const PATIENT_COLUMNS: &str = "id, practice_id, given_name_ct, family_name_ct, birth_date_ct, phone_ct, email_ct, address_ct, mrn_ct, notes_ct, created_at, updated_at, shredded_at";
 
 fn decode_patient(row: &AnyRow, dek: &Dek) -> Result<Patient, StoreError> {
     let pid: PatientId = id(&col::<String>(row, "id")?, "patient")?;
@@ -313,12 +318,15 @@ impl Store {
         Ok(pid)
     }
 
-    /// Reads and decrypts a patient.
+    /// Reads and decrypts every field of a patient. For Perimeter itself only (the context's
+    /// actor must be the system or an AI job; staff get [`StoreError::Forbidden`] and read
+    /// through [`Store::view_patient`]).
     pub async fn get_patient(
         &self,
         ctx: &AccessContext,
         patient: PatientId,
     ) -> Result<Patient, StoreError> {
+        ctx.require_internal()?;
         let mut w = self.begin_write().await?;
         let p = read_patient(&mut w, self, patient).await?;
         w.audit(&ctx.event(
@@ -380,7 +388,8 @@ impl Store {
         w.commit().await
     }
 
-    /// Patients of `practice` whose phone number matches (after normalising).
+    /// Patients of `practice` whose phone number matches (after normalising). Like every
+    /// `find_patients_by_*`, for Perimeter itself only; staff use [`Store::search_patients`].
     pub async fn find_patients_by_phone(
         &self,
         ctx: &AccessContext,
@@ -435,6 +444,7 @@ impl Store {
             IndexKind::Mrn => "lookup_mrn",
             IndexKind::Name => "lookup_name",
         };
+        ctx.require_internal()?;
         let Some(digest) = self.keys().indexer().index_raw(kind, raw) else {
             return Ok(Vec::new());
         };

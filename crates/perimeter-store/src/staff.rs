@@ -1,6 +1,7 @@
 //! Practices and staff accounts (not PHI, stored in clear; password hashes are argon2id).
 
-use perimeter_audit::Action;
+use perimeter_audit::{Action, AuditEvent};
+use perimeter_auth::TokenHash;
 use perimeter_domain::{PracticeId, Role, StaffId};
 use sqlx::any::AnyRow;
 
@@ -16,7 +17,7 @@ fn roles_to_text(roles: &[Role]) -> String {
         .join(",")
 }
 
-fn roles_from_text(s: &str) -> Result<Vec<Role>, StoreError> {
+pub(crate) fn roles_from_text(s: &str) -> Result<Vec<Role>, StoreError> {
     s.split(',')
         .filter(|r| !r.is_empty())
         .map(|r| {
@@ -26,10 +27,10 @@ fn roles_from_text(s: &str) -> Result<Vec<Role>, StoreError> {
         .collect()
 }
 
-const STAFF_COLUMNS: &str =
+pub(crate) const STAFF_COLUMNS: &str =
     "id, practice_id, username, display_name, roles, password_hash, disabled_at, created_at";
 
-fn decode_staff(row: &AnyRow) -> Result<StaffUser, StoreError> {
+pub(crate) fn decode_staff(row: &AnyRow) -> Result<StaffUser, StoreError> {
     Ok(StaffUser {
         id: id(&col::<String>(row, "id")?, "staff")?,
         practice_id: id(&col::<String>(row, "practice_id")?, "practice")?,
@@ -95,7 +96,8 @@ impl Store {
             .collect()
     }
 
-    /// Creates a staff account.
+    /// Creates a staff account (audited as `user_created`). Usernames are unique across the
+    /// installation: a name in use in any practice is refused with [`StoreError::Duplicate`].
     pub async fn create_staff(
         &self,
         ctx: &AccessContext,
@@ -131,7 +133,7 @@ impl Store {
             object("staff_user", sid),
             None,
             Vec::new(),
-            None,
+            Some("user_created"),
         ))
         .await?;
         w.commit().await?;
@@ -183,12 +185,14 @@ impl Store {
         rows.iter().map(decode_staff).collect()
     }
 
-    /// Sets (or clears) a staff account's password hash.
+    /// Sets (or clears) a staff account's password hash and appends `event`
+    /// (`password_changed`, or `password_rehashed` when only the parameters were upgraded), in
+    /// one transaction. Sessions are left alone (see [`Store::change_staff_password`]).
     pub async fn set_staff_password_hash(
         &self,
-        ctx: &AccessContext,
         staff: StaffId,
         password_hash: Option<&str>,
+        event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
         let done = sqlx::query("UPDATE staff_user SET password_hash = $2 WHERE id = $1")
@@ -203,15 +207,127 @@ impl Store {
                 id: staff.to_string(),
             });
         }
-        w.audit(&ctx.event(
-            self.now(),
-            Action::Update,
-            object("staff_user", staff),
-            None,
-            Vec::new(),
-            Some("password_changed"),
-        ))
-        .await?;
+        w.audit(event).await?;
         w.commit().await
     }
+
+    /// A user's own password change: stores the new hash, ends every session of the user but
+    /// `keep` (the one that re-authenticated) and appends `event` (`password_changed`), in one
+    /// transaction. Returns how many sessions ended.
+    pub async fn change_staff_password(
+        &self,
+        staff: StaffId,
+        password_hash: &str,
+        keep: Option<&TokenHash>,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query("UPDATE staff_user SET password_hash = $2 WHERE id = $1")
+            .bind(staff.to_string())
+            .bind(password_hash.to_owned())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "staff user",
+                id: staff.to_string(),
+            });
+        }
+        let ended = match keep {
+            Some(hash) => {
+                sqlx::query("DELETE FROM auth_session WHERE staff_id = $1 AND token_hash <> $2")
+                    .bind(staff.to_string())
+                    .bind(hash.0.to_vec())
+                    .execute(w.conn())
+                    .await
+                    .map_err(|e| w.err(e))?
+            }
+            None => sqlx::query("DELETE FROM auth_session WHERE staff_id = $1")
+                .bind(staff.to_string())
+                .execute(w.conn())
+                .await
+                .map_err(|e| w.err(e))?,
+        };
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(ended.rows_affected())
+    }
+
+    /// Disables (`disabled = true`: ends every session too; API tokens stop working because
+    /// the guard refuses disabled accounts) or enables a staff account, appending `event`
+    /// (`user_disabled` / `user_enabled`) in the same transaction. `false`: it already was.
+    pub async fn set_staff_disabled(
+        &self,
+        staff: StaffId,
+        disabled: bool,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        let done = if disabled {
+            sqlx::query(
+                "UPDATE staff_user SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
+            )
+            .bind(staff.to_string())
+            .bind(now)
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?
+        } else {
+            sqlx::query(
+                "UPDATE staff_user SET disabled_at = NULL WHERE id = $1 AND disabled_at IS NOT NULL",
+            )
+            .bind(staff.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?
+        };
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            sqlx::query("DELETE FROM auth_session WHERE staff_id = $1")
+                .bind(staff.to_string())
+                .execute(w.conn())
+                .await
+                .map_err(|e| w.err(e))?;
+        }
+        w.audit(event).await?;
+        w.commit().await?;
+        Ok(true)
+    }
+
+    /// A practice's staff for the administrators' list, by username, each with whether an
+    /// authenticator is enrolled.
+    pub async fn staff_directory(
+        &self,
+        practice: PracticeId,
+    ) -> Result<Vec<StaffEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.practice_id, s.username, s.display_name, s.roles, s.password_hash, s.disabled_at, s.created_at, m.confirmed_at AS mfa_confirmed_at FROM staff_user s LEFT JOIN staff_mfa m ON m.staff_id = s.id WHERE s.practice_id = $1 ORDER BY s.username",
+        )
+        .bind(practice.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                let confirmed: Option<i64> = col(r, "mfa_confirmed_at")?;
+                Ok(StaffEntry {
+                    user: decode_staff(r)?,
+                    mfa_enrolled: confirmed.is_some(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A staff account as the administrators' list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffEntry {
+    /// The account (its password hash is never shown).
+    pub user: StaffUser,
+    /// Whether an authenticator is enrolled and confirmed.
+    pub mfa_enrolled: bool,
 }

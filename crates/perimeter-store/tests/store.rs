@@ -16,3 +16,5 @@ mod failures;
 mod keys;
 #[path = "store/records.rs"]
 mod records;
+#[path = "store/views.rs"]
+mod views;

@@ -9,8 +9,9 @@ use axum::http::Method;
 use clap::Args;
 use perimeter_domain::{SharedClock, SystemClock};
 use perimeter_server::{
-    Access, App, AppState, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck,
-    ReadyReport, Routes, ServerSettings, TlsFiles, standard_routes,
+    Access, AppParts, AuthSettings, AuthSlot, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness,
+    ReadyCheck, ReadyReport, RouteError, RouteModule, Routes, ServerSettings, SessionPolicy,
+    TlsFiles,
 };
 use perimeter_store::{DemoOptions, SchemaStatus, SeedReport, StoreError};
 
@@ -82,6 +83,10 @@ struct Services {
     runtime: OnceLock<Runtime>,
     /// Why the last attempt to open the database failed (no secrets: the store masks them).
     problem: Mutex<Option<String>>,
+    /// Authentication, activated with the store once the database is open.
+    auth: AuthSlot,
+    /// Where the server listens, for the demo instructions (`http://127.0.0.1:8080`).
+    base_url: String,
 }
 
 impl Services {
@@ -168,9 +173,12 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // anything is created on disk.
     let bound = perimeter_server::bind(&settings)?;
 
+    let clock: SharedClock = Arc::new(SystemClock);
     let services = Arc::new(Services {
         runtime: OnceLock::new(),
         problem: Mutex::new(Some("connecting".to_owned())),
+        auth: AuthSlot::new(clock.clone(), auth_settings(config)),
+        base_url: format!("{}://{}", bound.scheme(), bound.local_addr()),
     });
     // The first attempt decides: anything but an unreachable database stops here.
     match runtime::open(config, OpenMode::CreateIfMissing).await {
@@ -183,25 +191,16 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     }
 
-    let clock: SharedClock = Arc::new(SystemClock);
-    let limits = HttpLimits {
-        max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
-        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
-    };
-    let state = AppState::new(services.clone(), clock, Metrics::new(), limits);
-    let mut routes = standard_routes()?;
-    if std::env::var_os(ENV_TEST_SLOW_ROUTE).is_some() {
-        tracing::warn!("{ENV_TEST_SLOW_ROUTE} is set: serving the test route /test/slow/{{ms}}");
-        routes = add_test_routes(routes)?;
-    }
-    let app = App::new(state, routes);
+    let app = build_app(config, &services, clock)?;
 
     let addr = bound.local_addr();
     let scheme = bound.scheme();
+    // Signal handlers first: a SIGTERM right after the announcement is a graceful stop.
+    let shutdown = perimeter_server::shutdown_signal();
     tracing::info!(%addr, scheme, "perimeter listening");
     println!("perimeter listening on {scheme}://{addr}");
 
-    bound.run(app, perimeter_server::shutdown_signal()).await?;
+    bound.run(app, shutdown).await?;
     if let Some(rt) = services.runtime.get() {
         rt.store.close().await;
     }
@@ -209,7 +208,48 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records the opened runtime and seeds the demo practice when asked.
+/// The authentication settings the configuration gives: `[sessions]` timeouts, and
+/// `Secure`/`__Host-` cookies with HSTS whenever browsers reach Perimeter over HTTPS (`[tls]`
+/// here, or `insecure_http` behind a TLS-terminating proxy).
+fn auth_settings(config: &Config) -> AuthSettings {
+    AuthSettings {
+        sessions: SessionPolicy::from_config(
+            config.sessions.idle_timeout_minutes,
+            config.sessions.absolute_timeout_hours,
+        ),
+        tls: config.tls.is_some() || config.insecure_http,
+        ..AuthSettings::default()
+    }
+}
+
+/// The application (perimeter-server's `build_app`, the one route table), with the test
+/// route when its environment variable is set.
+fn build_app(
+    config: &Config,
+    services: &Arc<Services>,
+    clock: SharedClock,
+) -> anyhow::Result<perimeter_server::App> {
+    let limits = HttpLimits {
+        max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+    };
+    let mut extra_routes: Vec<RouteModule> = Vec::new();
+    if std::env::var_os(ENV_TEST_SLOW_ROUTE).is_some() {
+        tracing::warn!("{ENV_TEST_SLOW_ROUTE} is set: serving the test route /test/slow/{{ms}}");
+        extra_routes.push(Box::new(add_test_routes));
+    }
+    Ok(perimeter_server::build_app(AppParts {
+        readiness: services.clone(),
+        clock,
+        metrics: Metrics::new(),
+        limits,
+        auth: services.auth.clone(),
+        extra_routes,
+    })?)
+}
+
+/// Records the opened runtime, seeds the demo practice when asked, and turns authentication
+/// on (until then the authenticated routes answer 503).
 async fn started(services: &Services, rt: Runtime, demo: bool) -> anyhow::Result<()> {
     if rt.created_keys {
         tracing::info!(
@@ -222,34 +262,55 @@ async fn started(services: &Services, rt: Runtime, demo: bool) -> anyhow::Result
             .seed_demo(&DemoOptions::default())
             .await
             .context("cannot seed the demo practice")?;
-        print_demo(&report);
+        print_demo(&report, &services.base_url);
     }
+    services.auth.activate(rt.store.clone());
     services.set_problem(None);
     let _ = services.runtime.set(rt);
-    tracing::info!("database open, keys verified, migrations current");
+    tracing::info!("database open, keys verified, migrations current; log-in available");
     Ok(())
 }
 
-fn print_demo(report: &SeedReport) {
+fn print_demo(report: &SeedReport, base: &str) {
     use secrecy::ExposeSecret;
-    if !report.created {
+    if report.created {
         println!(
-            "demo practice already seeded; log in with the demo users and the password printed when it was created"
+            "demo practice seeded: {} patients, {} conversations, {} messages (synthetic data)",
+            report.patients, report.conversations, report.messages
         );
-        return;
+    } else {
+        println!("demo practice already seeded (the password was printed when it was created)");
     }
     println!(
-        "demo practice seeded: {} patients, {} conversations, {} messages (synthetic data)",
-        report.patients, report.conversations, report.messages
+        "demo users (one password for all; the first log-in of each enrols an authenticator):"
     );
-    println!("demo users (log in with any of them):");
     for (user, roles) in &report.users {
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        println!("  {user:<20} {}", roles.join(", "));
+        if roles.contains(&"service") {
+            println!(
+                "  {user:<12} {} (no password: API tokens only, which an admin creates with POST /api/admin/tokens)",
+                roles.join(", ")
+            );
+        } else {
+            println!("  {user:<12} {}", roles.join(", "));
+        }
     }
     if let Some(password) = &report.password {
         println!("demo password (shown once): {}", password.expose_secret());
     }
+    println!(
+        "\
+to log in (JSON over HTTP; for example with curl):
+  1. POST {base}/api/auth/login with {{\"username\": \"clinician\", \"password\": \"<demo password>\"}}
+       curl -c jar -H 'content-type: application/json' -d '{{\"username\":\"clinician\",\"password\":\"PASSWORD\"}}' {base}/api/auth/login
+     The first log-in answers \"mfa_enrolment_required\" with otpauth_uri, a QR code (qr_svg_data_uri:
+     open it in a browser and scan it) and the secret in base32: add it to any TOTP authenticator app.
+  2. Confirm with the app's current 6-digit code, sending the cookie and the csrf_token of step 1:
+       curl -b jar -c jar -H 'content-type: application/json' -H 'x-csrf-token: CSRF_TOKEN' -d '{{\"code\":\"123456\"}}' {base}/api/auth/mfa/enrol
+     You are logged in (and get 10 single-use recovery codes). Later log-ins answer \"mfa_required\" at
+     step 1: send the code to {base}/api/auth/mfa/verify instead.
+  Then, for example: curl -b jar {base}/api/auth/me ; sessions end after the [sessions] idle timeout."
+    );
 }
 
 /// Retries opening with exponential backoff (1 s .. 30 s) until the database answers.
@@ -282,10 +343,10 @@ async fn retry_open(services: Arc<Services>, config: Config, demo: bool) {
     }
 }
 
-fn add_test_routes(routes: Routes) -> anyhow::Result<Routes> {
+fn add_test_routes(routes: Routes) -> Result<Routes, RouteError> {
     async fn slow(axum::extract::Path(ms): axum::extract::Path<u64>) -> &'static str {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
         "done"
     }
-    Ok(routes.add(Method::GET, "/test/slow/{ms}", Access::Public, slow)?)
+    routes.add(Method::GET, "/test/slow/{ms}", Access::Public, slow)
 }

@@ -1,26 +1,28 @@
-//! Administration of staff accounts, lockouts and API tokens, and emergency access.
+//! Administration of staff accounts, lockouts and API tokens. Everything is scoped to the
+//! administrator's practice: another practice's accounts and tokens are "not found".
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
+use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use perimeter_auth::{
-    ApiTokenScope, BreakGlassReason, Justification, Permission, SecurityEvent, Username,
-    check_password_policy, create_api_token, hash_password,
+    ApiTokenScope, Permission, SecurityEvent, Username, check_password_policy, create_api_token,
+    hash_password,
 };
-use perimeter_domain::{PatientId, PurposeOfUse, Role, StaffId};
+use perimeter_domain::{PurposeOfUse, Role, StaffId};
 use perimeter_store::{AccessContext, NewStaff, StaffUser, ThrottleScope};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{AuthState, Principal, api_error, store_error};
+use super::{AuthState, Principal, api_error, hashing_error, store_error};
 use crate::error::ApiError;
 
-fn bad(code: &'static str, message: &'static str) -> Response {
+pub(crate) fn bad(code: &'static str, message: &'static str) -> Response {
     api_error(StatusCode::BAD_REQUEST, code, message).into_response()
 }
 
@@ -46,17 +48,31 @@ async fn target(auth: &AuthState, principal: &Principal, id: &str) -> Result<Sta
     }
 }
 
-/// The roles if they are a non-empty list without repeats.
+/// The roles if they are a non-empty list without repeats, and `service` alone if present (a
+/// service client is a machine, never also a person).
 fn valid_roles(roles: &[Role]) -> Option<Vec<Role>> {
     let set: BTreeSet<Role> = roles.iter().copied().collect();
-    (!set.is_empty() && set.len() == roles.len()).then(|| roles.to_vec())
+    let service_mixed = set.contains(&Role::Service) && set.len() > 1;
+    (!set.is_empty() && set.len() == roles.len() && !service_mixed).then(|| roles.to_vec())
 }
 
 fn invalid_roles() -> Response {
     bad(
         "invalid_roles",
-        "roles: expected one or more distinct roles",
+        "roles: expected one or more distinct roles (service only on its own)",
     )
+}
+
+/// Characters that render as nothing or reorder text (zero-width, bidirectional controls, soft
+/// hyphen, byte-order mark): refused in names shown to other people, so that one name cannot
+/// pass for another in the console or the audit trail.
+pub(crate) fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 #[derive(Deserialize)]
@@ -65,7 +81,8 @@ pub(crate) struct CreateUser {
     username: String,
     display_name: String,
     roles: Vec<Role>,
-    password: String,
+    /// Required for people; absent for a service client (it uses API tokens only).
+    password: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -73,13 +90,15 @@ struct Created {
     id: String,
 }
 
-/// `POST /api/admin/users`: `{ username, display_name, roles, password }`.
+/// `POST /api/admin/users`: `{ username, display_name, roles, password }` (no password for a
+/// service client). Usernames are unique across the installation (409 `duplicate`). Audited
+/// as `user_created`; the new user enrols MFA at first log-in.
 pub(crate) async fn create_user(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Json(body): Json<CreateUser>,
 ) -> Response {
-    let password = Zeroizing::new(body.password);
+    let password = body.password.map(Zeroizing::new);
     let Ok(username) = Username::parse(&body.username) else {
         return bad(
             "invalid_username",
@@ -87,33 +106,55 @@ pub(crate) async fn create_user(
         );
     };
     let display = body.display_name.trim();
-    if display.is_empty() || display.chars().count() > 100 || display.chars().any(char::is_control)
-    {
+    if display.is_empty() || display.chars().count() > 100 || display.chars().any(is_invisible) {
         return bad(
             "invalid_display_name",
-            "display_name: expected 1 to 100 printable characters",
+            "display_name: expected 1 to 100 visible characters (no control, zero-width or direction-changing characters)",
         );
     }
     let Some(roles) = valid_roles(&body.roles) else {
         return invalid_roles();
     };
-    if let Err(e) = check_password_policy(&password, username.as_str()) {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "weak_password",
-            password_message(&e),
-        )
-        .into_response();
-    }
-    let hash = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
-        Ok(Ok(h)) => h,
-        _ => return ApiError::internal().into_response(),
+    let service = roles.contains(&Role::Service);
+    let hash = match (service, password) {
+        (true, None) => None,
+        (true, Some(_)) => {
+            return bad(
+                "password_not_allowed",
+                "password: a service client has no password (it uses API tokens)",
+            );
+        }
+        (false, None) => {
+            return bad(
+                "password_required",
+                "password: expected 12 to 128 characters",
+            );
+        }
+        (false, Some(password)) => {
+            if let Err(e) = check_password_policy(&password, username.as_str()) {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "weak_password",
+                    password_message(&e),
+                )
+                .into_response();
+            }
+            match auth
+                .hash_limiter()
+                .run(move || hash_password(&password))
+                .await
+            {
+                Ok(Ok(h)) => Some(h),
+                Ok(Err(_)) => return ApiError::internal().into_response(),
+                Err(e) => return hashing_error(e),
+            }
+        }
     };
     let new = NewStaff {
         username: username.as_str().to_owned(),
         display_name: display.to_owned(),
         roles,
-        password_hash: Some(hash),
+        password_hash: hash,
     };
     match auth
         .store()
@@ -125,7 +166,7 @@ pub(crate) async fn create_user(
     }
 }
 
-fn password_message(e: &perimeter_auth::PasswordPolicyError) -> &'static str {
+pub(crate) fn password_message(e: &perimeter_auth::PasswordPolicyError) -> &'static str {
     use perimeter_auth::PasswordPolicyError as E;
     match e {
         E::TooShort { .. } => "password: expected at least 12 characters",
@@ -145,8 +186,8 @@ pub(crate) struct SetRoles {
 /// `POST /api/admin/users/{id}/roles`: `{ roles }`. Ends the user's sessions (they log in
 /// again with the new privileges). Administrators cannot change their own roles.
 pub(crate) async fn set_roles(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Path(id): Path<String>,
     Json(body): Json<SetRoles>,
 ) -> Response {
@@ -179,8 +220,8 @@ pub(crate) async fn set_roles(
 /// `POST /api/admin/users/{id}/mfa-reset`: removes the user's authenticator, recovery codes
 /// and sessions; they enrol again at their next log-in.
 pub(crate) async fn mfa_reset(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Response {
     let staff = match target(&auth, &principal, &id).await {
@@ -205,8 +246,8 @@ struct Ended {
 
 /// `POST /api/admin/users/{id}/end-sessions`.
 pub(crate) async fn end_sessions(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Response {
     let staff = match target(&auth, &principal, &id).await {
@@ -227,28 +268,29 @@ pub(crate) async fn end_sessions(
 #[derive(Serialize)]
 struct LockoutView {
     scope: &'static str,
+    /// The username or the client address.
     subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staff_id: Option<StaffId>,
     #[serde(with = "time::serde::rfc3339")]
     locked_until: OffsetDateTime,
     lockouts: u32,
+    refused_attempts: u64,
 }
 
-/// `GET /api/admin/lockouts`: accounts (by staff id) and client addresses locked now.
-pub(crate) async fn lockouts(
-    Extension(auth): Extension<AuthState>,
-    Extension(_principal): Extension<Principal>,
-) -> Response {
-    match auth.store().lockouts(auth.now()).await {
+/// `GET /api/admin/lockouts`: the practice's accounts and the client addresses locked now,
+/// with how many attempts were refused (counted, not each audited).
+pub(crate) async fn lockouts(auth: AuthState, principal: Principal) -> Response {
+    match auth.store().lockouts(principal.practice, auth.now()).await {
         Ok(list) => Json(
             list.into_iter()
                 .map(|l| LockoutView {
-                    scope: match l.scope {
-                        ThrottleScope::Account => "account",
-                        ThrottleScope::Address => "address",
-                    },
+                    scope: l.scope.as_str(),
                     subject: l.subject,
+                    staff_id: l.staff,
                     locked_until: l.locked_until,
                     lockouts: l.lockouts,
+                    refused_attempts: l.refused,
                 })
                 .collect::<Vec<_>>(),
         )
@@ -264,8 +306,8 @@ struct Unlocked {
 
 /// `POST /api/admin/users/{id}/unlock`: lifts the account's lockout and forgets its failures.
 pub(crate) async fn unlock(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Response {
     let staff = match target(&auth, &principal, &id).await {
@@ -279,12 +321,138 @@ pub(crate) async fn unlock(
     );
     match auth
         .store()
-        .clear_throttle(ThrottleScope::Account, &staff.id.to_string(), &event)
+        .clear_throttle(ThrottleScope::Account, &staff.username, &event)
         .await
     {
         Ok(unlocked) => Json(Unlocked { unlocked }).into_response(),
         Err(e) => store_error(e).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnlockAddress {
+    address: String,
+}
+
+/// `POST /api/admin/lockouts/unlock-address`: `{ address }` lifts a client address's lockout
+/// and forgets its failures. Addresses belong to no practice (a lockout of one blocks every
+/// practice's users behind it), so any practice's administrator may lift one; audited as
+/// `address_unlocked` with the administrator as actor.
+pub(crate) async fn unlock_address(
+    auth: AuthState,
+    principal: Principal,
+    Json(body): Json<UnlockAddress>,
+) -> Response {
+    let Ok(addr) = body.address.trim().parse::<IpAddr>() else {
+        return bad(
+            "invalid_address",
+            "address: expected an IPv4 or IPv6 address",
+        );
+    };
+    let event = SecurityEvent::AddressUnlocked.to_audit(
+        principal.actor(),
+        auth.now_millis(),
+        &principal.meta,
+    );
+    match auth
+        .store()
+        .clear_throttle(ThrottleScope::Address, &addr.to_string(), &event)
+        .await
+    {
+        Ok(unlocked) => Json(Unlocked { unlocked }).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: StaffId,
+    username: String,
+    display_name: String,
+    roles: Vec<Role>,
+    disabled: bool,
+    mfa_enrolled: bool,
+    created_at_millis: i64,
+}
+
+/// `GET /api/admin/users`: the practice's staff accounts (never a password hash).
+pub(crate) async fn list_users(auth: AuthState, principal: Principal) -> Response {
+    match auth.store().staff_directory(principal.practice).await {
+        Ok(list) => Json(
+            list.into_iter()
+                .map(|e| UserView {
+                    id: e.user.id,
+                    username: e.user.username,
+                    display_name: e.user.display_name,
+                    roles: e.user.roles,
+                    disabled: e.user.disabled_at_millis.is_some(),
+                    mfa_enrolled: e.mfa_enrolled,
+                    created_at_millis: e.user.created_at_millis,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Changed {
+    changed: bool,
+}
+
+async fn set_disabled(
+    auth: AuthState,
+    principal: Principal,
+    id: String,
+    disabled: bool,
+) -> Response {
+    let staff = match target(&auth, &principal, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if staff.id == principal.user {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "own_account",
+            "administrators cannot disable or enable their own account",
+        )
+        .into_response();
+    }
+    let event = if disabled {
+        SecurityEvent::UserDisabled { user: staff.id }
+    } else {
+        SecurityEvent::UserEnabled { user: staff.id }
+    }
+    .to_audit(principal.actor(), auth.now_millis(), &principal.meta);
+    match auth
+        .store()
+        .set_staff_disabled(staff.id, disabled, &event)
+        .await
+    {
+        Ok(changed) => Json(Changed { changed }).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+/// `POST /api/admin/users/{id}/disable`: the account can no longer log in, its sessions end
+/// and its API tokens stop working. Audited as `user_disabled`.
+pub(crate) async fn disable_user(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    set_disabled(auth, principal, id, true).await
+}
+
+/// `POST /api/admin/users/{id}/enable`: undoes a disable. Audited as `user_enabled`.
+pub(crate) async fn enable_user(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    set_disabled(auth, principal, id, false).await
 }
 
 #[derive(Deserialize)]
@@ -308,8 +476,8 @@ struct NewTokenView {
 /// `POST /api/admin/tokens`: `{ client_id, label, permissions, purposes, expires_in_days }`.
 /// The client must be a staff account holding the `service` role. The token is shown once.
 pub(crate) async fn create_token(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Json(body): Json<CreateToken>,
 ) -> Response {
     let client = match target(&auth, &principal, &body.client_id).await {
@@ -376,12 +544,9 @@ struct TokenView {
     revoked_at: Option<OffsetDateTime>,
 }
 
-/// `GET /api/admin/tokens`: every token (never the secret).
-pub(crate) async fn list_tokens(
-    Extension(auth): Extension<AuthState>,
-    Extension(_principal): Extension<Principal>,
-) -> Response {
-    match auth.store().list_api_tokens().await {
+/// `GET /api/admin/tokens`: the tokens of the practice's service clients (never the secret).
+pub(crate) async fn list_tokens(auth: AuthState, principal: Principal) -> Response {
+    match auth.store().list_api_tokens(principal.practice).await {
         Ok(list) => Json(
             list.into_iter()
                 .map(|t| TokenView {
@@ -403,8 +568,8 @@ pub(crate) async fn list_tokens(
 
 /// `DELETE /api/admin/tokens/{id}`: revokes a token at once.
 pub(crate) async fn revoke_token(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Response {
     let Ok(id) = Uuid::parse_str(id.trim()) else {
@@ -415,76 +580,13 @@ pub(crate) async fn revoke_token(
         auth.now_millis(),
         &principal.meta,
     );
-    match auth.store().revoke_api_token(id, auth.now(), &event).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => ApiError::not_found().into_response(),
-        Err(e) => store_error(e).into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BreakGlassRequest {
-    reason_code: BreakGlassReason,
-    reason_text: String,
-}
-
-#[derive(Serialize)]
-struct GrantView {
-    grant_id: Uuid,
-    reason_code: BreakGlassReason,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
-}
-
-/// `POST /api/patients/{id}/break-glass`: `{ reason_code, reason_text }`. Grants emergency
-/// access to the patient's record for 60 minutes; audited with purpose `emergency` and detail
-/// `break_glass`; the privacy officer is notified; the reason text is stored encrypted.
-pub(crate) async fn break_glass(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-    Json(body): Json<BreakGlassRequest>,
-) -> Response {
-    let Ok(patient) = id.parse::<PatientId>() else {
-        return bad("invalid_id", "id: expected a patient id (UUID)");
-    };
-    let Ok(why) = Justification::new(&body.reason_text) else {
-        return bad(
-            "invalid_reason",
-            "reason_text: expected 10 to 2000 characters explaining the emergency",
-        );
-    };
-    let now = auth.now();
-    let (grant, note) = match auth.settings().break_glass.grant(
-        principal.user,
-        &principal.roles,
-        patient,
-        body.reason_code,
-        &why,
-        now,
-    ) {
-        Ok(g) => g,
-        Err(_) => return super::forbidden().into_response(),
-    };
-    let event = SecurityEvent::BreakGlass {
-        grant: grant.clone(),
-    }
-    .to_audit(principal.actor(), auth.now_millis(), &principal.meta);
     match auth
         .store()
-        .grant_break_glass(&grant, &why, &note, &event)
+        .revoke_api_token(principal.practice, id, auth.now(), &event)
         .await
     {
-        Ok(()) => (
-            StatusCode::CREATED,
-            Json(GrantView {
-                grant_id: grant.id,
-                reason_code: grant.reason,
-                expires_at: grant.expires_at,
-            }),
-        )
-            .into_response(),
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => ApiError::not_found().into_response(),
         Err(e) => store_error(e).into_response(),
     }
 }

@@ -1,36 +1,45 @@
 //! Staff authentication over HTTP: session cookies, CSRF, the access guard every declared route
-//! passes through, security headers, and the `/api/auth/*`, `/api/admin/*` and break-glass
-//! endpoints.
+//! passes through, security headers, and the `/api/auth/*`, `/api/admin/*`, emergency-access,
+//! privacy-review and notification endpoints.
 //!
 //! The rules are `perimeter-auth`'s; the state is the store's (sessions live in the database,
-//! so several processes share them). [`AuthState`] is attached to an [`App`] with
-//! [`App::with_auth`]; [`guard`] enforces each route's declared [`Access`] (deny by default:
-//! without an `AuthState` every non-public route answers 500 and runs nothing).
+//! so several processes share them). An [`AuthSlot`] is attached to an [`App`] with
+//! [`App::with_auth_slot`] (or a ready [`AuthState`] with [`App::with_auth`]); [`guard`]
+//! enforces each route's declared [`Access`] (deny by default). While the slot waits for the
+//! database every non-public route answers 503 `not_ready` and runs nothing; without any
+//! authentication attached it answers 500.
+//!
+//! User activity: every guarded request restarts the session's idle timer except the routes
+//! declared passive ([`Routes::add_passive`]: `GET /api/auth/me` and `GET /api/notifications`,
+//! which the console polls in the background), so an unattended console still logs off.
 
-mod admin;
+pub(crate) mod admin;
 mod cookies;
+mod limiter;
+mod privacy;
 mod session_routes;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use axum::{Extension, Router};
 use perimeter_audit::{Actor, AuditEvent};
 use perimeter_auth::{
-    ApiToken, ApiTokenRecord, BreakGlassPolicy, Permission, RequestMeta, SecurityEvent,
-    SessionPolicy, SessionRecord, SessionStage, TotpSecret, allowed, user_actor,
+    ApiToken, ApiTokenRecord, ApiTokenRejection, BreakGlassPolicy, Permission, RequestMeta,
+    SecurityEvent, SessionRecord, SessionStage, allowed, user_actor,
 };
-use perimeter_domain::{PracticeId, RequestId, Role, SharedClock, StaffId};
-use perimeter_store::{Store, StoreError};
+use perimeter_domain::{PracticeId, PurposeOfUse, RequestId, Role, SharedClock, StaffId};
+use perimeter_store::{Store, StoreError, Viewer};
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
 pub use cookies::{SESSION_COOKIE, SESSION_COOKIE_TLS};
+pub use limiter::{HashLimiter, HashLimits, HashRunError, HeldSlots};
+pub use perimeter_auth::SessionPolicy;
 
 use crate::App;
 use crate::access::{Access, RouteError, Routes};
@@ -40,18 +49,25 @@ use crate::state::AppState;
 /// The header carrying the CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// The header in which a request made with an API token states its purpose of use
+/// (`treatment`, `payment`, `operations`); optional when the token allows only one.
+pub const PURPOSE_HEADER: &str = "x-purpose-of-use";
+
 /// Authentication settings.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
     /// Idle and absolute session timeouts (`[sessions]` in the configuration).
     pub sessions: SessionPolicy,
-    /// Served over TLS: cookies are `Secure` and named `__Host-perimeter_session`, and
-    /// responses carry HSTS.
+    /// The browser reaches Perimeter over HTTPS (TLS here, or a TLS-terminating proxy in
+    /// front): cookies are `Secure` and named `__Host-perimeter_session`, and responses carry
+    /// HSTS.
     pub tls: bool,
     /// The issuer shown in authenticator apps.
     pub issuer: String,
     /// Emergency-access grant length.
     pub break_glass: BreakGlassPolicy,
+    /// Limits on concurrent password hashing.
+    pub hashing: HashLimits,
 }
 
 impl Default for AuthSettings {
@@ -61,11 +77,14 @@ impl Default for AuthSettings {
             tls: false,
             issuer: "Perimeter".to_owned(),
             break_glass: BreakGlassPolicy::default(),
+            hashing: HashLimits::default(),
         }
     }
 }
 
-/// What the authentication endpoints and the guard share. Cheap to clone.
+/// What the authentication endpoints and the guard share once the database is open. Cheap to
+/// clone. Handlers take it as an argument (it is an extractor: a request served while the
+/// database is not open yet is answered 503 `not_ready` and runs nothing).
 #[derive(Clone)]
 pub struct AuthState {
     inner: Arc<Inner>,
@@ -75,6 +94,7 @@ struct Inner {
     store: Store,
     clock: SharedClock,
     settings: AuthSettings,
+    limiter: HashLimiter,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -88,28 +108,48 @@ impl std::fmt::Debug for AuthState {
 impl AuthState {
     /// Authentication over `store`, with time from `clock`.
     pub fn new(store: Store, clock: SharedClock, settings: AuthSettings) -> Self {
+        let limiter = HashLimiter::new(settings.hashing);
+        Self::with_limiter(store, clock, settings, limiter)
+    }
+
+    fn with_limiter(
+        store: Store,
+        clock: SharedClock,
+        settings: AuthSettings,
+        limiter: HashLimiter,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 settings,
+                limiter,
             }),
         }
     }
 
-    pub(crate) fn store(&self) -> &Store {
+    /// The store.
+    pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
-    pub(crate) fn settings(&self) -> &AuthSettings {
+    /// The settings.
+    pub fn settings(&self) -> &AuthSettings {
         &self.inner.settings
     }
 
-    pub(crate) fn now(&self) -> OffsetDateTime {
+    /// The password-hashing limiter.
+    pub fn hash_limiter(&self) -> &HashLimiter {
+        &self.inner.limiter
+    }
+
+    /// Now, from the injected clock.
+    pub fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
     }
 
-    pub(crate) fn now_millis(&self) -> i64 {
+    /// Now in milliseconds, from the injected clock.
+    pub fn now_millis(&self) -> i64 {
         self.inner.clock.now_millis()
     }
 
@@ -122,14 +162,155 @@ impl AuthState {
     }
 }
 
+/// Authentication that may start before the database is open: `serve` starts listening at
+/// once and [`AuthSlot::activate`]s the store when the database answers (it retries in the
+/// background). Until then every authenticated route, and the log-in itself, answers 503
+/// `not_ready` and runs nothing; afterwards they work without a restart. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthSlot {
+    inner: Arc<SlotInner>,
+}
+
+struct SlotInner {
+    state: OnceLock<AuthState>,
+    clock: SharedClock,
+    settings: AuthSettings,
+    limiter: HashLimiter,
+}
+
+impl std::fmt::Debug for AuthSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSlot")
+            .field("ready", &self.inner.state.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthSlot {
+    /// A slot waiting for the store.
+    pub fn new(clock: SharedClock, settings: AuthSettings) -> Self {
+        let limiter = HashLimiter::new(settings.hashing);
+        Self {
+            inner: Arc::new(SlotInner {
+                state: OnceLock::new(),
+                clock,
+                settings,
+                limiter,
+            }),
+        }
+    }
+
+    /// A slot that is ready at once.
+    pub fn ready(state: AuthState) -> Self {
+        let slot = Self {
+            inner: Arc::new(SlotInner {
+                state: OnceLock::new(),
+                clock: state.inner.clock.clone(),
+                settings: state.inner.settings.clone(),
+                limiter: state.inner.limiter.clone(),
+            }),
+        };
+        let _ = slot.inner.state.set(state);
+        slot
+    }
+
+    /// Makes authentication available over `store`. `false` if it already was (the first
+    /// store stays).
+    pub fn activate(&self, store: Store) -> bool {
+        let state = AuthState::with_limiter(
+            store,
+            self.inner.clock.clone(),
+            self.inner.settings.clone(),
+            self.inner.limiter.clone(),
+        );
+        self.inner.state.set(state).is_ok()
+    }
+
+    /// The authentication state, once the store is there.
+    pub fn state(&self) -> Option<AuthState> {
+        self.inner.state.get().cloned()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    /// The password-hashing limiter (shared with the state).
+    pub fn hash_limiter(&self) -> &HashLimiter {
+        &self.inner.limiter
+    }
+}
+
+/// Marks a request that reached a server whose authentication waits for the database.
+#[derive(Clone, Copy)]
+struct AuthPending;
+
+fn auth_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "the database is not reachable yet, so nobody can log in or be authorized; nothing was done. Retry shortly (see /readyz)",
+    )
+}
+
+fn auth_from_extensions(ext: &axum::http::Extensions) -> Result<AuthState, ApiError> {
+    if let Some(state) = ext.get::<AuthState>() {
+        return Ok(state.clone());
+    }
+    if ext.get::<AuthPending>().is_some() {
+        return Err(auth_unavailable());
+    }
+    tracing::error!("an authenticated route was called without authentication configured");
+    Err(ApiError::internal())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthState {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        auth_from_extensions(&parts.extensions).map_err(IntoResponse::into_response)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| unauthenticated().into_response())
+    }
+}
+
 impl App {
-    /// Attaches authentication: every guarded route can then resolve sessions and API tokens,
-    /// and every response carries the security headers.
+    /// Attaches authentication that is ready at once.
     pub fn with_auth(self, auth: AuthState) -> Self {
-        let tls = auth.settings().tls;
-        let router: Router = self
+        self.with_auth_slot(AuthSlot::ready(auth))
+    }
+
+    /// Attaches authentication through a slot (see [`AuthSlot`]): every guarded route then
+    /// resolves sessions and API tokens once the slot is active (503 before), and every
+    /// response carries the security headers.
+    pub fn with_auth_slot(self, slot: AuthSlot) -> Self {
+        let tls = slot.settings().tls;
+        let router = self
             .router
-            .layer(Extension(auth))
+            .layer(axum::middleware::from_fn(
+                move |mut req: Request, next: Next| {
+                    match slot.state() {
+                        Some(state) => {
+                            req.extensions_mut().insert(state);
+                        }
+                        None => {
+                            req.extensions_mut().insert(AuthPending);
+                        }
+                    }
+                    next.run(req)
+                },
+            ))
             .layer(axum::middleware::from_fn(
                 move |req: Request, next: Next| security_headers(tls, req, next),
             ));
@@ -171,6 +352,8 @@ async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
 pub struct Principal {
     /// The staff user or service client.
     pub user: StaffId,
+    /// Their (normalised) username.
+    pub username: String,
     /// Their practice.
     pub practice: PracticeId,
     /// Their roles, read from the database on this request.
@@ -179,6 +362,9 @@ pub struct Principal {
     pub session: Option<SessionRecord>,
     /// The API token, for service clients.
     pub token: Option<ApiTokenRecord>,
+    /// For API tokens: the purpose of use this request serves, checked against the token's
+    /// scope (stated in the `x-purpose-of-use` header, or the token's only purpose).
+    pub purpose: Option<PurposeOfUse>,
     /// Request metadata for audit records.
     pub meta: RequestMeta,
 }
@@ -188,6 +374,7 @@ impl std::fmt::Debug for Principal {
         f.debug_struct("Principal")
             .field("user", &self.user)
             .field("roles", &self.roles)
+            .field("purpose", &self.purpose)
             .finish_non_exhaustive()
     }
 }
@@ -199,6 +386,17 @@ impl Principal {
             (_, Some(_)) => Actor::Service { client: self.user },
             (Some(s), None) => user_actor(self.user, &self.roles, Some(s.token_hash.audit_ref())),
             (None, None) => user_actor(self.user, &self.roles, None),
+        }
+    }
+
+    /// The principal as a reader of patient data (the store decides what they may see).
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            staff: self.user,
+            session: self.session.as_ref().map(|s| s.token_hash.audit_ref()),
+            request_id: self.meta.request_id,
+            client_addr: self.meta.client_addr.clone(),
+            user_agent: self.meta.user_agent.clone(),
         }
     }
 }
@@ -213,7 +411,7 @@ pub(crate) fn request_meta(req_parts: &axum::http::request::Parts) -> RequestMet
         .headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(200).collect());
+        .map(|v| v.chars().filter(|c| !c.is_control()).take(200).collect());
     RequestMeta {
         client_addr,
         user_agent,
@@ -242,14 +440,32 @@ pub(crate) fn forbidden() -> ApiError {
     )
 }
 
+pub(crate) fn hashing_error(e: HashRunError) -> Response {
+    match e {
+        HashRunError::Saturated => {
+            let mut r = api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many log-ins or password changes at once; nothing was done, retry in a moment",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        HashRunError::Failed => ApiError::internal().into_response(),
+    }
+}
+
 /// Maps a storage failure to a response; logs the (PHI-free) error under the request id.
 pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound { .. } => ApiError::not_found(),
-        StoreError::Invalid { .. } => api_error(
-            StatusCode::CONFLICT,
-            "invalid_state",
-            "the request conflicts with the record's current state",
+        StoreError::Forbidden { .. } => forbidden(),
+        StoreError::Invalid { field, expected } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+            format!("{field}: expected {expected}"),
         ),
         StoreError::Duplicate { .. } => api_error(
             StatusCode::CONFLICT,
@@ -261,9 +477,11 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
             "shredded",
             "this patient's data was erased",
         ),
-        StoreError::Unavailable { .. } | StoreError::Busy => ApiError::not_ready(),
+        StoreError::Unavailable { .. } | StoreError::Busy | StoreError::Conflict => {
+            ApiError::not_ready()
+        }
         other => {
-            tracing::error!(error = %other, "storage failure in authentication");
+            tracing::error!(error = %other, "storage failure");
             ApiError::internal()
         }
     }
@@ -278,12 +496,17 @@ pub(crate) async fn audit(auth: &AuthState, events: &[AuditEvent]) -> Result<(),
 }
 
 /// Wraps a route's handler with the check its [`Access`] declares. Called by [`Routes::add`]
-/// for every route, so no route escapes it.
-pub(crate) fn guard(access: Access, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+/// for every route, so no route escapes it. `passive` routes (the console's background polls)
+/// check the session but do not count as user activity: they never extend the idle timeout.
+pub(crate) fn guard(
+    access: Access,
+    passive: bool,
+    route: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
     match access {
         Access::Public => route,
         other => route.route_layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| enforce(other, req, next),
+            move |req: Request, next: Next| enforce(other, passive, req, next),
         )),
     }
 }
@@ -293,16 +516,18 @@ fn is_safe(method: &Method) -> bool {
 }
 
 /// The guard itself.
-async fn enforce(access: Access, req: Request, next: Next) -> Response {
+async fn enforce(access: Access, passive: bool, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let Some(auth) = parts.extensions.get::<AuthState>().cloned() else {
-        tracing::error!("a guarded route was called without authentication configured");
-        return ApiError::internal().into_response();
+    let auth = match auth_from_extensions(&parts.extensions) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
     };
     let meta = request_meta(&parts);
     let result = match bearer(&parts.headers) {
-        Some(token) => authorize_token(&auth, access, &parts.method, token, &meta).await,
-        None => authorize_session(&auth, access, &parts.method, &parts.headers, &meta).await,
+        Some(token) => authorize_token(&auth, access, &parts.headers, token, &meta).await,
+        None => {
+            authorize_session(&auth, access, passive, &parts.method, &parts.headers, &meta).await
+        }
     };
     match result {
         Ok(principal) => {
@@ -320,10 +545,24 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+/// The purpose a token request states: `Ok(None)` when it states none; `Err` when the header
+/// is present but not a purpose of use.
+fn stated_purpose(headers: &HeaderMap) -> Result<Option<PurposeOfUse>, ()> {
+    match headers.get(PURPOSE_HEADER) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<PurposeOfUse>().ok())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
 async fn authorize_token(
     auth: &AuthState,
     access: Access,
-    _method: &Method,
+    headers: &HeaderMap,
     presented: &str,
     meta: &RequestMeta,
 ) -> Result<Principal, Response> {
@@ -357,32 +596,43 @@ async fn authorize_token(
         Ok(s) => s,
         Err(e) => return Err(store_error(e).into_response()),
     };
-    if staff.disabled_at_millis.is_some() {
+    if staff.disabled_at_millis.is_some() || !staff.roles.contains(&Role::Service) {
         return Err(rejected().await);
     }
-    match record.authorize(now, perm, None) {
-        Ok(()) if allowed(&staff.roles, perm) => {}
-        Ok(()) | Err(perimeter_auth::ApiTokenRejection::PermissionOutOfScope) => {
-            let principal = Principal {
-                user: staff.id,
-                practice: staff.practice_id,
-                roles: staff.roles.clone(),
-                session: None,
-                token: Some(record.clone()),
-                meta: meta.clone(),
-            };
-            return Err(deny(auth, &principal, perm).await);
-        }
-        Err(_) => return Err(rejected().await),
-    }
-    Ok(Principal {
+    let principal = |purpose| Principal {
         user: staff.id,
+        username: staff.username.clone(),
         practice: staff.practice_id,
-        roles: staff.roles,
+        roles: staff.roles.clone(),
         session: None,
-        token: Some(record),
+        token: Some(record.clone()),
+        purpose,
         meta: meta.clone(),
-    })
+    };
+    let Ok(stated) = stated_purpose(headers) else {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_purpose",
+            "x-purpose-of-use: expected treatment, payment or operations",
+        )
+        .into_response());
+    };
+    match record.authorize_request(now, perm, stated) {
+        Ok(purpose) if allowed(&staff.roles, perm) => Ok(principal(Some(purpose))),
+        Ok(_) | Err(ApiTokenRejection::PermissionOutOfScope) => {
+            Err(deny(auth, &principal(stated), perm).await)
+        }
+        Err(ApiTokenRejection::PurposeOutOfScope) => {
+            Err(deny_purpose(auth, &principal(stated), perm).await)
+        }
+        Err(ApiTokenRejection::PurposeRequired) => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "purpose_required",
+            "this token allows several purposes of use: state one in the x-purpose-of-use header",
+        )
+        .into_response()),
+        Err(ApiTokenRejection::Expired | ApiTokenRejection::Revoked) => Err(rejected().await),
+    }
 }
 
 /// Audits a permission denial and answers 403.
@@ -396,6 +646,25 @@ async fn deny(auth: &AuthState, principal: &Principal, perm: Permission) -> Resp
         return e.into_response();
     }
     forbidden().into_response()
+}
+
+/// Audits a denial for a purpose outside the token's scope and answers 403.
+async fn deny_purpose(auth: &AuthState, principal: &Principal, perm: Permission) -> Response {
+    let mut event = SecurityEvent::PermissionDenied { permission: perm }.to_audit(
+        principal.actor(),
+        auth.now_millis(),
+        &principal.meta,
+    );
+    event.purpose = principal.purpose;
+    if let Err(e) = audit(auth, &[event]).await {
+        return e.into_response();
+    }
+    api_error(
+        StatusCode::FORBIDDEN,
+        "purpose_not_allowed",
+        "this API token does not allow the stated purpose of use",
+    )
+    .into_response()
 }
 
 /// Ends an expired session with its audit record and answers 401 `session_expired`, clearing
@@ -439,6 +708,7 @@ async fn expire(
 async fn authorize_session(
     auth: &AuthState,
     access: Access,
+    passive: bool,
     method: &Method,
     headers: &HeaderMap,
     meta: &RequestMeta,
@@ -469,7 +739,9 @@ async fn authorize_session(
         Ok(s) => s,
         Err(e) => return Err(store_error(e).into_response()),
     };
-    if staff.disabled_at_millis.is_some() {
+    // Disabled accounts lose their sessions; service clients never hold one (they use API
+    // tokens), whatever created it.
+    if staff.disabled_at_millis.is_some() || staff.roles.contains(&Role::Service) {
         let event = SecurityEvent::SessionsEndedByAdmin { user: staff.id }.to_audit(
             Actor::System {
                 component: "auth".into(),
@@ -477,15 +749,21 @@ async fn authorize_session(
             auth.now_millis(),
             meta,
         );
-        let _ = auth.store().end_staff_sessions(staff.id, &event).await;
-        return Err(unauthenticated().into_response());
+        if let Err(e) = auth.store().end_staff_sessions(staff.id, &event).await {
+            return Err(store_error(e).into_response());
+        }
+        let mut r = unauthenticated().into_response();
+        cookies::clear(auth, &mut r);
+        return Err(r);
     }
     let principal = Principal {
         user: staff.id,
+        username: staff.username,
         practice: staff.practice_id,
         roles: staff.roles,
         session: Some(record.clone()),
         token: None,
+        purpose: None,
         meta: meta.clone(),
     };
     // The stage must match: pending sessions reach only the second-factor endpoints.
@@ -530,13 +808,15 @@ async fn authorize_session(
     {
         return Err(deny(auth, &principal, perm).await);
     }
-    if let Err(e) = auth.store().touch_session(&record.token_hash, now).await {
+    // User activity restarts the idle timer; background polls do not.
+    if !passive && let Err(e) = auth.store().touch_session(&record.token_hash, now).await {
         return Err(store_error(e).into_response());
     }
     Ok(principal)
 }
 
-/// Every authentication route with its declared access. Add them to the application's routes.
+/// Every authentication, account-administration, emergency-access and notification route with
+/// its declared access. The whole product's table is [`crate::build_app`]'s.
 pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
     use Method as M;
     use Permission as P;
@@ -577,7 +857,7 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
             Access::Permission(P::OwnAccount),
             session_routes::logout_everywhere,
         )?
-        .add(
+        .add_passive(
             M::GET,
             "/api/auth/me",
             Access::Permission(P::OwnAccount),
@@ -585,9 +865,33 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
         )?
         .add(
             M::POST,
+            "/api/auth/password",
+            Access::Permission(P::OwnAccount),
+            session_routes::change_password,
+        )?
+        .add(
+            M::GET,
+            "/api/admin/users",
+            Access::Permission(P::ManageUsers),
+            admin::list_users,
+        )?
+        .add(
+            M::POST,
             "/api/admin/users",
             Access::Permission(P::ManageUsers),
             admin::create_user,
+        )?
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/disable",
+            Access::Permission(P::ManageUsers),
+            admin::disable_user,
+        )?
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/enable",
+            Access::Permission(P::ManageUsers),
+            admin::enable_user,
         )?
         .add(
             M::POST,
@@ -621,6 +925,12 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
         )?
         .add(
             M::POST,
+            "/api/admin/lockouts/unlock-address",
+            Access::Permission(P::ManageLockouts),
+            admin::unlock_address,
+        )?
+        .add(
+            M::POST,
             "/api/admin/tokens",
             Access::Permission(P::ManageApiTokens),
             admin::create_token,
@@ -641,38 +951,30 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
             M::POST,
             "/api/patients/{id}/break-glass",
             Access::Permission(P::BreakGlass),
-            admin::break_glass,
+            privacy::break_glass,
+        )?
+        .add(
+            M::GET,
+            "/api/privacy/break-glass",
+            Access::Permission(P::ReviewEmergencyAccess),
+            privacy::review_list,
+        )?
+        .add(
+            M::POST,
+            "/api/privacy/break-glass/{id}/review",
+            Access::Permission(P::ReviewEmergencyAccess),
+            privacy::mark_reviewed,
+        )?
+        .add_passive(
+            M::GET,
+            "/api/notifications",
+            Access::Permission(P::OwnAccount),
+            privacy::notifications,
+        )?
+        .add(
+            M::POST,
+            "/api/notifications/{id}/delivered",
+            Access::Permission(P::OwnAccount),
+            privacy::mark_delivered,
         )
-}
-
-/// Enrols every user of `practice` who has no MFA yet with a fresh TOTP secret, confirmed at
-/// once, and returns `(username, base32 secret)` for each. **Demo data only** (`serve --demo`
-/// prints them so someone can log in); real users enrol themselves at first log-in.
-pub async fn enrol_demo_mfa(
-    store: &Store,
-    practice: PracticeId,
-    clock: &SharedClock,
-) -> Result<Vec<(String, Zeroizing<String>)>, StoreError> {
-    let mut out = Vec::new();
-    for staff in store.list_staff(practice).await? {
-        if store.load_mfa(staff.id).await?.is_some() {
-            continue;
-        }
-        let secret =
-            TotpSecret::generate().map_err(|_| StoreError::Corrupt("randomness failed".into()))?;
-        store.start_mfa_enrolment(staff.id, &secret).await?;
-        let step = perimeter_auth::totp_step(clock.now()).saturating_sub(2);
-        let event = SecurityEvent::MfaEnrolled { user: staff.id }.to_audit(
-            Actor::System {
-                component: "demo".into(),
-            },
-            clock.now_millis(),
-            &RequestMeta::default(),
-        );
-        store
-            .confirm_mfa_enrolment(staff.id, step, &[], &event)
-            .await?;
-        out.push((staff.username.clone(), secret.to_base32()));
-    }
-    Ok(out)
 }

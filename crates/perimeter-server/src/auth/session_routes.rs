@@ -6,25 +6,27 @@
 //! `/api/auth/recovery` then rotate it into an authenticated session (new token, new CSRF
 //! token). Failures count towards the per-account and per-address throttles.
 
+use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use perimeter_audit::{Actor, AuditEvent};
 use perimeter_auth::{
-    RequestMeta, SecurityEvent, SessionStage, ThrottleDecision, ThrottlePolicy, ThrottleState,
-    TotpRejection, TotpSecret, Username, generate_recovery_codes, hash_password,
-    hash_recovery_code, needs_rehash, permissions_of, totp_enrolment, user_actor, verify_password,
-    verify_totp, visible_categories,
+    RequestMeta, SecurityEvent, SessionStage, ThrottleDecision, TotpRejection, TotpSecret,
+    Username, check_password_policy, generate_recovery_codes, hash_password, hash_recovery_code,
+    needs_rehash, permissions_of, totp_enrolment, user_actor, verify_password, verify_totp,
+    visible_categories,
 };
-use perimeter_domain::StaffId;
-use perimeter_store::{AccessContext, StaffUser, ThrottleScope};
+use perimeter_domain::{Role, StaffId};
+use perimeter_store::{AttemptStart, StaffUser, ThrottleKey};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::{AuthState, Principal, api_error, audit, cookies, request_meta, store_error};
+use super::{
+    AuthState, Principal, api_error, audit, cookies, hashing_error, request_meta, store_error,
+};
 use crate::error::ApiError;
 
 /// Request metadata (client address, user agent, request id) for audit records.
@@ -95,95 +97,48 @@ fn invalid_credentials() -> ApiError {
     )
 }
 
-/// Records a failed attempt against the account (and the address), appending `events` plus
-/// a lockout event if this failure locked.
-async fn record_failures(
+/// Starts an attempt on `key`; `Err` is the 429 to answer (audited once per key and interval,
+/// as `login_throttled` naming `user` when the key is a known account's).
+async fn begin(
     auth: &AuthState,
+    key: &ThrottleKey<'_>,
     user: Option<StaffId>,
-    meta: &RequestMeta,
-    mut events: Vec<AuditEvent>,
-) -> Result<(), ApiError> {
-    let now = auth.now();
-    let store = auth.store();
-    if let Some(addr) = &meta.client_addr {
-        let state = store
-            .throttle_state(ThrottleScope::Address, addr)
-            .await
-            .map_err(store_error)?;
-        let out = ThrottlePolicy::ADDRESS.record_failure(&state, now);
-        store
-            .save_throttle_state(ThrottleScope::Address, addr, &out.state)
-            .await
-            .map_err(store_error)?;
-        if out.locked_until.is_some() {
-            events.push(SecurityEvent::AddressLocked.to_audit(
-                Actor::Anonymous,
-                auth.now_millis(),
-                meta,
-            ));
-        }
-    }
-    if let Some(user) = user {
-        let subject = user.to_string();
-        let state = store
-            .throttle_state(ThrottleScope::Account, &subject)
-            .await
-            .map_err(store_error)?;
-        let out = ThrottlePolicy::ACCOUNT.record_failure(&state, now);
-        store
-            .save_throttle_state(ThrottleScope::Account, &subject, &out.state)
-            .await
-            .map_err(store_error)?;
-        if out.locked_until.is_some() {
-            events.push(SecurityEvent::AccountLocked { user }.to_audit(
-                Actor::Anonymous,
-                auth.now_millis(),
-                meta,
-            ));
-        }
-    }
-    audit(auth, &events).await
-}
-
-/// Checks the account throttle; `Err` is the 429 to answer (after auditing it).
-async fn check_account(
-    auth: &AuthState,
-    user: StaffId,
     meta: &RequestMeta,
 ) -> Result<(), Response> {
     let now = auth.now();
-    let state = auth
+    let start = auth
         .store()
-        .throttle_state(ThrottleScope::Account, &user.to_string())
+        .begin_attempt(key, now)
         .await
         .map_err(|e| store_error(e).into_response())?;
-    let decision = ThrottlePolicy::ACCOUNT.check(&state, now);
-    throttled(auth, Some(user), decision, meta).await
-}
-
-async fn throttled(
-    auth: &AuthState,
-    user: Option<StaffId>,
-    decision: ThrottleDecision,
-    meta: &RequestMeta,
-) -> Result<(), Response> {
-    let now = auth.now();
+    let AttemptStart::Refused {
+        decision,
+        audit: due,
+    } = start
+    else {
+        return Ok(());
+    };
+    if due {
+        let event = SecurityEvent::LoginThrottled { user }.to_audit(
+            Actor::Anonymous,
+            auth.now_millis(),
+            meta,
+        );
+        audit(auth, &[event])
+            .await
+            .map_err(IntoResponse::into_response)?;
+    }
     let (until, code, message) = match decision {
-        ThrottleDecision::Allow => return Ok(()),
-        ThrottleDecision::RetryAt(at) => {
-            (at, "throttled", "too many failed attempts; wait and retry")
-        }
         ThrottleDecision::LockedUntil(at) => (
             at,
             "locked",
             "locked after repeated failed attempts; wait or ask an administrator",
         ),
+        ThrottleDecision::RetryAt(at) => {
+            (at, "throttled", "too many failed attempts; wait and retry")
+        }
+        ThrottleDecision::Allow => (now, "throttled", "too many failed attempts; wait and retry"),
     };
-    let event =
-        SecurityEvent::LoginThrottled { user }.to_audit(Actor::Anonymous, auth.now_millis(), meta);
-    if let Err(e) = audit(auth, &[event]).await {
-        return Err(e.into_response());
-    }
     Err(retry_after(
         StatusCode::TOO_MANY_REQUESTS,
         code,
@@ -193,9 +148,68 @@ async fn throttled(
     ))
 }
 
+/// Counts a failed attempt against the account key and the client address, and appends
+/// `event` plus the lockout events these failures caused, after the counts are stored.
+async fn fail(
+    auth: &AuthState,
+    account: &ThrottleKey<'_>,
+    user: Option<StaffId>,
+    meta: &RequestMeta,
+    event: AuditEvent,
+) -> Result<(), ApiError> {
+    let now = auth.now();
+    let store = auth.store();
+    let mut events = vec![event];
+    if store
+        .finish_attempt(account, true, now)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        events.push(SecurityEvent::AccountLocked { user }.to_audit(
+            Actor::Anonymous,
+            auth.now_millis(),
+            meta,
+        ));
+    }
+    if let Some(addr) = &meta.client_addr
+        && store
+            .finish_attempt(&ThrottleKey::address(addr), true, now)
+            .await
+            .map_err(store_error)?
+            .is_some()
+    {
+        events.push(SecurityEvent::AddressLocked.to_audit(
+            Actor::Anonymous,
+            auth.now_millis(),
+            meta,
+        ));
+    }
+    audit(auth, &events).await
+}
+
+/// Releases the account key's lease (best effort: it lapses by itself soon).
+async fn release(auth: &AuthState, account: &ThrottleKey<'_>) {
+    if let Err(e) = auth.store().release_attempt(account).await {
+        tracing::warn!(error = %e, "could not release a log-in attempt's lease");
+    }
+}
+
+/// Whether a password may open a console session for this account: it exists, is enabled,
+/// and is a person's (service clients use API tokens only).
+fn console_account(staff: &StaffUser) -> bool {
+    staff.disabled_at_millis.is_none() && !staff.roles.contains(&Role::Service)
+}
+
 /// `POST /api/auth/login`: `{ "username", "password" }`.
+///
+/// Every failure answers the same 401 `invalid_credentials` after the same work (the address
+/// throttle, one account lookup, the account throttle keyed by the username whether or not an
+/// account has it, one argon2 verification through the bounded hashing pool, the counts and the
+/// audit record): an unknown username, a wrong password, a disabled account and a service
+/// client all look alike, and are throttled and locked alike.
 pub(crate) async fn login(
-    Extension(auth): Extension<AuthState>,
+    auth: AuthState,
     Meta(meta): Meta,
     Json(body): Json<LoginRequest>,
 ) -> Response {
@@ -226,43 +240,48 @@ async fn login_inner(
         )
         .into_response());
     }
-    let now = auth.now();
     let store = auth.store();
     if let Some(addr) = &meta.client_addr {
-        let state = store
-            .throttle_state(ThrottleScope::Address, addr)
-            .await
-            .map_err(|e| store_error(e).into_response())?;
-        throttled(auth, None, ThrottlePolicy::ADDRESS.check(&state, now), meta).await?;
+        begin(auth, &ThrottleKey::address(addr), None, meta).await?;
     }
     let staff = store
         .find_login(&username)
         .await
         .map_err(|e| store_error(e).into_response())?;
-    if let Some(s) = &staff {
-        check_account(auth, s.id, meta).await?;
-    }
+    let user = staff.as_ref().map(|s| s.id);
+    let account = ThrottleKey::account(username.as_str());
+    begin(auth, &account, user, meta).await?;
     let hash = staff
         .as_ref()
-        .filter(|s| s.disabled_at_millis.is_none())
+        .filter(|s| console_account(s))
         .and_then(|s| s.password_hash.clone());
     let checked = password.clone();
     let stored = hash.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &checked))
+    let ok = match auth
+        .hash_limiter()
+        .run(move || verify_password(stored.as_deref(), &checked))
         .await
-        .unwrap_or(false);
-    let (Some(staff), true) = (staff.clone().filter(|_| ok), ok) else {
-        let user = staff.map(|s| s.id);
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            release(auth, &account).await;
+            return Err(hashing_error(e));
+        }
+    };
+    let Some(staff) = staff.filter(|s| ok && console_account(s)) else {
         let event =
             SecurityEvent::LoginFailed { user }.to_audit(Actor::Anonymous, auth.now_millis(), meta);
-        record_failures(auth, user, meta, vec![event])
+        fail(auth, &account, user, meta, event)
             .await
             .map_err(IntoResponse::into_response)?;
         return Err(invalid_credentials().into_response());
     };
+    // The password was right: the lease goes, the failures stay until the second factor.
+    release(auth, &account).await;
     if hash.as_deref().is_some_and(needs_rehash) {
-        rehash(auth, &staff, password).await;
+        rehash(auth, &staff, password, meta).await;
     }
+    let now = auth.now();
     let mfa = store
         .load_mfa(staff.id)
         .await
@@ -312,14 +331,28 @@ async fn login_inner(
 }
 
 /// Replaces a hash made with weaker parameters (best effort: a failure is logged, the log-in
-/// goes on).
-async fn rehash(auth: &AuthState, staff: &StaffUser, password: Zeroizing<String>) {
-    let hashed = tokio::task::spawn_blocking(move || hash_password(&password)).await;
+/// goes on), audited as `password_rehashed`.
+async fn rehash(
+    auth: &AuthState,
+    staff: &StaffUser,
+    password: Zeroizing<String>,
+    meta: &RequestMeta,
+) {
+    let hashed = auth
+        .hash_limiter()
+        .run(move || hash_password(&password))
+        .await;
     if let Ok(Ok(hash)) = hashed {
-        let ctx = AccessContext::system("auth");
+        let event = SecurityEvent::PasswordRehashed { user: staff.id }.to_audit(
+            Actor::System {
+                component: "auth".into(),
+            },
+            auth.now_millis(),
+            meta,
+        );
         if let Err(e) = auth
             .store()
-            .set_staff_password_hash(&ctx, staff.id, Some(&hash))
+            .set_staff_password_hash(staff.id, Some(&hash), &event)
             .await
         {
             tracing::warn!(error = %e, "could not upgrade a password hash");
@@ -364,11 +397,7 @@ async fn complete_login(
         return Err(super::unauthenticated().into_response());
     }
     auth.store()
-        .save_throttle_state(
-            ThrottleScope::Account,
-            &principal.user.to_string(),
-            &ThrottleState::default(),
-        )
+        .clear_attempts(&ThrottleKey::account(&principal.username))
         .await
         .map_err(|e| store_error(e).into_response())?;
     body.status = "authenticated";
@@ -396,7 +425,8 @@ fn stage_of(principal: &Principal) -> Option<SessionStage> {
     principal.session.as_ref().map(|s| s.stage)
 }
 
-/// A failed second factor: audit `event`, count it, answer 401 with `code`.
+/// A failed second factor: count it (account and address), audit `event`, answer 401 with
+/// `code`.
 async fn second_factor_failed(
     auth: &AuthState,
     principal: &Principal,
@@ -405,8 +435,8 @@ async fn second_factor_failed(
     message: &'static str,
 ) -> Response {
     let event = event.to_audit(principal.actor(), auth.now_millis(), &principal.meta);
-    if let Err(e) = record_failures(auth, Some(principal.user), &principal.meta, vec![event]).await
-    {
+    let account = ThrottleKey::account(&principal.username);
+    if let Err(e) = fail(auth, &account, Some(principal.user), &principal.meta, event).await {
         return e.into_response();
     }
     api_error(StatusCode::UNAUTHORIZED, code, message).into_response()
@@ -421,10 +451,22 @@ fn malformed_code() -> Response {
     .into_response()
 }
 
+/// Starts a second-factor attempt on the principal's account key (one at a time, refused
+/// while throttled or locked).
+async fn begin_second_factor(auth: &AuthState, principal: &Principal) -> Result<(), Response> {
+    begin(
+        auth,
+        &ThrottleKey::account(&principal.username),
+        Some(principal.user),
+        &principal.meta,
+    )
+    .await
+}
+
 /// `POST /api/auth/mfa/verify`: `{ "code": "123456" }` with a pre-MFA session.
 pub(crate) async fn mfa_verify(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Json(body): Json<CodeRequest>,
 ) -> Response {
     if stage_of(&principal) != Some(SessionStage::MfaPending) {
@@ -435,12 +477,14 @@ pub(crate) async fn mfa_verify(
         )
         .into_response();
     }
-    if let Err(r) = check_account(&auth, principal.user, &principal.meta).await {
+    if let Err(r) = begin_second_factor(&auth, &principal).await {
         return r;
     }
+    let account = ThrottleKey::account(&principal.username);
     let mfa = match auth.store().load_mfa(principal.user).await {
         Ok(Some(m)) if m.confirmed => m,
         Ok(_) => {
+            release(&auth, &account).await;
             return api_error(
                 StatusCode::CONFLICT,
                 "enrolment_required",
@@ -448,7 +492,10 @@ pub(crate) async fn mfa_verify(
             )
             .into_response();
         }
-        Err(e) => return store_error(e).into_response(),
+        Err(e) => {
+            release(&auth, &account).await;
+            return store_error(e).into_response();
+        }
     };
     let now = auth.now();
     let replay = |auth: AuthState, principal: Principal| async move {
@@ -469,9 +516,15 @@ pub(crate) async fn mfa_verify(
                 Ok(r) | Err(r) => r,
             },
             Ok(false) => replay(auth.clone(), principal.clone()).await,
-            Err(e) => store_error(e).into_response(),
+            Err(e) => {
+                release(&auth, &account).await;
+                store_error(e).into_response()
+            }
         },
-        Err(TotpRejection::Malformed) => malformed_code(),
+        Err(TotpRejection::Malformed) => {
+            release(&auth, &account).await;
+            malformed_code()
+        }
         Err(TotpRejection::Replayed) => replay(auth.clone(), principal.clone()).await,
         Err(TotpRejection::Invalid) => {
             second_factor_failed(
@@ -491,8 +544,8 @@ pub(crate) async fn mfa_verify(
 /// `POST /api/auth/mfa/enrol`: `{ "code": "123456" }` from the newly added authenticator.
 /// Confirms enrolment, completes log-in and returns ten recovery codes (shown once).
 pub(crate) async fn mfa_enrol(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Json(body): Json<CodeRequest>,
 ) -> Response {
     if stage_of(&principal) != Some(SessionStage::MfaEnrolmentPending) {
@@ -503,12 +556,14 @@ pub(crate) async fn mfa_enrol(
         )
         .into_response();
     }
-    if let Err(r) = check_account(&auth, principal.user, &principal.meta).await {
+    if let Err(r) = begin_second_factor(&auth, &principal).await {
         return r;
     }
+    let account = ThrottleKey::account(&principal.username);
     let mfa = match auth.store().load_mfa(principal.user).await {
         Ok(Some(m)) if !m.confirmed => m,
         Ok(_) => {
+            release(&auth, &account).await;
             return api_error(
                 StatusCode::CONFLICT,
                 "no_pending_enrolment",
@@ -516,12 +571,18 @@ pub(crate) async fn mfa_enrol(
             )
             .into_response();
         }
-        Err(e) => return store_error(e).into_response(),
+        Err(e) => {
+            release(&auth, &account).await;
+            return store_error(e).into_response();
+        }
     };
     let now = auth.now();
     let step = match verify_totp(&mfa.secret, &body.code, now, None) {
         Ok(step) => step,
-        Err(TotpRejection::Malformed) => return malformed_code(),
+        Err(TotpRejection::Malformed) => {
+            release(&auth, &account).await;
+            return malformed_code();
+        }
         Err(_) => {
             return second_factor_failed(
                 &auth,
@@ -536,6 +597,7 @@ pub(crate) async fn mfa_enrol(
         }
     };
     let Ok((codes, hashes)) = generate_recovery_codes() else {
+        release(&auth, &account).await;
         return ApiError::internal().into_response();
     };
     let event = SecurityEvent::MfaEnrolled {
@@ -549,6 +611,7 @@ pub(crate) async fn mfa_enrol(
     {
         Ok(true) => {}
         Ok(false) => {
+            release(&auth, &account).await;
             return api_error(
                 StatusCode::CONFLICT,
                 "no_pending_enrolment",
@@ -556,7 +619,10 @@ pub(crate) async fn mfa_enrol(
             )
             .into_response();
         }
-        Err(e) => return store_error(e).into_response(),
+        Err(e) => {
+            release(&auth, &account).await;
+            return store_error(e).into_response();
+        }
     }
     let mut body = empty_response(now);
     body.recovery_codes = Some(codes.iter().map(|c| c.as_str().to_owned()).collect());
@@ -567,8 +633,8 @@ pub(crate) async fn mfa_enrol(
 
 /// `POST /api/auth/recovery`: `{ "code": "XXXX-XXXX-XXXX-XXXX" }` instead of a TOTP code.
 pub(crate) async fn recovery(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
+    auth: AuthState,
+    principal: Principal,
     Json(body): Json<CodeRequest>,
 ) -> Response {
     if stage_of(&principal) != Some(SessionStage::MfaPending) {
@@ -587,9 +653,10 @@ pub(crate) async fn recovery(
         )
         .into_response();
     };
-    if let Err(r) = check_account(&auth, principal.user, &principal.meta).await {
+    if let Err(r) = begin_second_factor(&auth, &principal).await {
         return r;
     }
+    let account = ThrottleKey::account(&principal.username);
     match auth
         .store()
         .consume_recovery_code(principal.user, &hash)
@@ -608,13 +675,17 @@ pub(crate) async fn recovery(
             )
             .await;
         }
-        Err(e) => return store_error(e).into_response(),
+        Err(e) => {
+            release(&auth, &account).await;
+            return store_error(e).into_response();
+        }
     }
     let used = SecurityEvent::RecoveryCodeUsed {
         user: principal.user,
     }
     .to_audit(principal.actor(), auth.now_millis(), &principal.meta);
     if let Err(e) = audit(&auth, &[used]).await {
+        release(&auth, &account).await;
         return e.into_response();
     }
     let left = auth
@@ -630,10 +701,7 @@ pub(crate) async fn recovery(
 }
 
 /// `POST /api/auth/logout`.
-pub(crate) async fn logout(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
-) -> Response {
+pub(crate) async fn logout(auth: AuthState, principal: Principal) -> Response {
     let Some(session) = &principal.session else {
         return super::unauthenticated().into_response();
     };
@@ -655,10 +723,7 @@ struct Ended {
 }
 
 /// `POST /api/auth/logout-everywhere`: ends every session of the signed-in user.
-pub(crate) async fn logout_everywhere(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
-) -> Response {
+pub(crate) async fn logout_everywhere(auth: AuthState, principal: Principal) -> Response {
     let event = SecurityEvent::LogoutEverywhere {
         user: principal.user,
     }
@@ -690,12 +755,10 @@ struct Me {
     session_expires_at: OffsetDateTime,
 }
 
-/// `GET /api/auth/me`: the signed-in user, their permissions and data categories, the CSRF
-/// token and when the session will end without activity.
-pub(crate) async fn me(
-    Extension(auth): Extension<AuthState>,
-    Extension(principal): Extension<Principal>,
-) -> Response {
+/// `GET /api/auth/me` (passive: polling it does not keep the session alive): the signed-in
+/// user, their permissions and data categories, the CSRF token and when the session will end
+/// without further activity.
+pub(crate) async fn me(auth: AuthState, principal: Principal) -> Response {
     let Some(session) = &principal.session else {
         return super::unauthenticated().into_response();
     };
@@ -703,8 +766,6 @@ pub(crate) async fn me(
         Ok(s) => s,
         Err(e) => return store_error(e).into_response(),
     };
-    let mut touched = session.clone();
-    touched.last_seen_at = auth.now();
     Json(Me {
         id: staff.id,
         username: staff.username,
@@ -713,7 +774,122 @@ pub(crate) async fn me(
         visible_categories: visible_categories(&staff.roles).into_iter().collect(),
         roles: staff.roles,
         csrf_token: session.csrf.as_str().to_owned(),
-        session_expires_at: auth.settings().sessions.expires_at(&touched),
+        session_expires_at: auth.settings().sessions.expires_at(session),
     })
     .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Serialize)]
+struct PasswordChanged {
+    ended_sessions: u64,
+}
+
+/// `POST /api/auth/password`: `{ current_password, new_password }`. Re-authenticates with the
+/// current password (a wrong one counts towards the account's lockout, like a failed log-in),
+/// checks the new one against the policy, stores it, and ends every other session of the user
+/// (this one stays), audited as `password_changed`.
+pub(crate) async fn change_password(
+    auth: AuthState,
+    principal: Principal,
+    Json(body): Json<ChangePassword>,
+) -> Response {
+    let Some(session) = principal.session.clone() else {
+        return super::unauthenticated().into_response();
+    };
+    let current = Zeroizing::new(body.current_password);
+    let new_password = Zeroizing::new(body.new_password);
+    if current.is_empty()
+        || current.len() > MAX_PASSWORD_BYTES
+        || new_password.len() > MAX_PASSWORD_BYTES * 2
+    {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_password",
+            "current_password/new_password: expected 1 to 128 characters",
+        )
+        .into_response();
+    }
+    if let Err(e) = check_password_policy(&new_password, &principal.username) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            super::admin::password_message(&e),
+        )
+        .into_response();
+    }
+    let account = ThrottleKey::account(&principal.username);
+    if let Err(r) = begin(&auth, &account, Some(principal.user), &principal.meta).await {
+        return r;
+    }
+    let staff = match auth.store().get_staff(principal.user).await {
+        Ok(s) => s,
+        Err(e) => {
+            release(&auth, &account).await;
+            return store_error(e).into_response();
+        }
+    };
+    let stored = staff.password_hash.clone();
+    let ok = match auth
+        .hash_limiter()
+        .run(move || verify_password(stored.as_deref(), &current))
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            release(&auth, &account).await;
+            return hashing_error(e);
+        }
+    };
+    if !ok {
+        let event = SecurityEvent::LoginFailed {
+            user: Some(principal.user),
+        }
+        .to_audit(principal.actor(), auth.now_millis(), &principal.meta);
+        if let Err(e) = fail(
+            &auth,
+            &account,
+            Some(principal.user),
+            &principal.meta,
+            event,
+        )
+        .await
+        {
+            return e.into_response();
+        }
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "current_password: wrong password",
+        )
+        .into_response();
+    }
+    release(&auth, &account).await;
+    let hash = match auth
+        .hash_limiter()
+        .run(move || hash_password(&new_password))
+        .await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(_)) => return ApiError::internal().into_response(),
+        Err(e) => return hashing_error(e),
+    };
+    let event = SecurityEvent::PasswordChanged {
+        user: principal.user,
+    }
+    .to_audit(principal.actor(), auth.now_millis(), &principal.meta);
+    match auth
+        .store()
+        .change_staff_password(principal.user, &hash, Some(&session.token_hash), &event)
+        .await
+    {
+        Ok(n) => Json(PasswordChanged { ended_sessions: n }).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
 }

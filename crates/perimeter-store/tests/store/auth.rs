@@ -5,12 +5,14 @@
 use perimeter_audit::{Actor, AuditEvent};
 use perimeter_auth::{
     ApiTokenScope, BreakGlassPolicy, BreakGlassReason, Justification, Permission, RequestMeta,
-    SecurityEvent, SessionPolicy, SessionStage, ThrottlePolicy, TotpSecret, Username,
+    SecurityEvent, SessionPolicy, SessionStage, ThrottleDecision, TotpSecret, Username,
     create_api_token, generate_recovery_codes, hash_recovery_code,
 };
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{Clock, PatientId, PurposeOfUse, Role};
-use perimeter_store::{AccessContext, NewStaff, PatientData, Store, ThrottleScope};
+use perimeter_store::{
+    AccessContext, AttemptStart, NewStaff, PatientData, Store, ThrottleKey, ThrottleScope,
+};
 use sqlx::Row;
 use time::Duration;
 
@@ -211,54 +213,184 @@ async fn sessions_rotate_and_end(db: TestDb) {
     assert_eq!(store.count_staff_sessions(staff).await.unwrap(), 0);
 }
 
-async fn throttle_state_round_trips_and_lists_lockouts(db: TestDb) {
-    let (store, _, staff) = setup(&db).await;
-    let subject = staff.to_string();
-    let p = ThrottlePolicy::ACCOUNT;
-    let mut state = store
-        .throttle_state(ThrottleScope::Account, &subject)
-        .await
-        .unwrap();
+async fn throttle_counts_atomically_and_lists_lockouts_per_practice(db: TestDb) {
+    let (store, practice, staff) = setup(&db).await;
+    let sys = AccessContext::system("test");
+    let other = store.create_practice(&sys, "Elsewhere").await.unwrap();
     let mut now = db.clock.now();
+    // An unknown username locks the same way, and lists for no practice.
+    let ghost = ThrottleKey::account("nobody.here");
     for _ in 0..5 {
-        now += Duration::minutes(1);
-        state = p.record_failure(&state, now).state;
-        store
-            .save_throttle_state(ThrottleScope::Account, &subject, &state)
-            .await
-            .unwrap();
+        now += Duration::seconds(31);
+        assert_eq!(
+            store.begin_attempt(&ghost, now).await.unwrap(),
+            AttemptStart::Go
+        );
+        store.finish_attempt(&ghost, true, now).await.unwrap();
     }
-    let stored = store
-        .throttle_state(ThrottleScope::Account, &subject)
+    // An address lock lists for every practice.
+    let addr = ThrottleKey::address("192.0.2.7");
+    for _ in 0..20 {
+        now += Duration::seconds(31);
+        assert_eq!(
+            store.begin_attempt(&addr, now).await.unwrap(),
+            AttemptStart::Go
+        );
+        store.finish_attempt(&addr, true, now).await.unwrap();
+    }
+    // Five failures lock the account (keyed by username) for 15 minutes; the 6th attempt is
+    // refused without checking anything.
+    let key = ThrottleKey::account("dr.who");
+    for i in 0..5 {
+        now += Duration::minutes(1);
+        assert_eq!(
+            store.begin_attempt(&key, now).await.unwrap(),
+            AttemptStart::Go,
+            "{i}"
+        );
+        let locked = store.finish_attempt(&key, true, now).await.unwrap();
+        assert_eq!(locked.is_some(), i == 4);
+    }
+    let state = store
+        .throttle_state(ThrottleScope::Account, "dr.who")
         .await
         .unwrap();
-    assert_eq!(stored, state);
-    assert!(stored.locked_until.is_some());
-    let locks = store.lockouts(now).await.unwrap();
-    assert_eq!(locks.len(), 1);
-    assert_eq!(locks[0].subject, subject);
+    assert_eq!(state.locked_until, Some(now + Duration::minutes(15)));
+    // Refusals are counted; only the first in the interval asks for an audit record.
+    let audits: Vec<bool> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            match store.begin_attempt(&key, now).await.unwrap() {
+                AttemptStart::Refused { decision, audit } => {
+                    assert!(matches!(decision, ThrottleDecision::LockedUntil(_)));
+                    v.push(audit);
+                }
+                AttemptStart::Go => panic!("a locked account must refuse"),
+            }
+        }
+        v
+    };
+    assert_eq!(audits, vec![true, false, false]);
+    let locks = store.lockouts(practice, now).await.unwrap();
+    assert_eq!(locks.len(), 2, "{locks:?}");
+    let account = locks
+        .iter()
+        .find(|l| l.scope == ThrottleScope::Account)
+        .unwrap();
+    assert_eq!(account.subject, "dr.who");
+    assert_eq!(account.staff, Some(staff));
+    assert_eq!(account.refused, 3);
+    assert!(locks.iter().any(|l| l.scope == ThrottleScope::Address));
+    let elsewhere = store.lockouts(other, now).await.unwrap();
+    assert_eq!(elsewhere.len(), 1);
+    assert_eq!(elsewhere[0].scope, ThrottleScope::Address);
     assert!(
         store
             .clear_throttle(
                 ThrottleScope::Account,
-                &subject,
+                "dr.who",
                 &ev(SecurityEvent::AccountUnlocked { user: staff })
             )
             .await
             .unwrap()
     );
-    assert!(store.lockouts(now).await.unwrap().is_empty());
+    assert_eq!(store.lockouts(practice, now).await.unwrap().len(), 1);
     assert_eq!(
         store
-            .throttle_state(ThrottleScope::Account, &subject)
+            .throttle_state(ThrottleScope::Account, "dr.who")
+            .await
+            .unwrap(),
+        Default::default()
+    );
+    // A completed log-in forgets the failures.
+    store.begin_attempt(&key, now).await.unwrap();
+    store.finish_attempt(&key, true, now).await.unwrap();
+    store.clear_attempts(&key).await.unwrap();
+    assert_eq!(
+        store
+            .throttle_state(ThrottleScope::Account, "dr.who")
             .await
             .unwrap(),
         Default::default()
     );
 }
 
+async fn parallel_attempts_cannot_overrun_the_lockout(db: TestDb) {
+    let (store, _, _) = setup(&db).await;
+    let now = db.clock.now();
+    // One attempt at a time per account: of 16 simultaneous attempts exactly one goes ahead.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .begin_attempt(&ThrottleKey::account("dr.who"), now)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut went = 0;
+    for t in tasks {
+        if t.await.unwrap() == AttemptStart::Go {
+            went += 1;
+        }
+    }
+    assert_eq!(went, 1);
+    // Many attackers, each retrying as soon as it may, while the clock moves on: the
+    // failures are counted exactly (no lost update), so no more than five checks ever run
+    // before the lock, however the attempts interleave.
+    let clock = db.clock.clone();
+    store
+        .finish_attempt(&ThrottleKey::account("dr.who"), false, now)
+        .await
+        .unwrap();
+    let checked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let clock = clock.clone();
+        let checked = checked.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                let t = clock.now();
+                if store
+                    .begin_attempt(&ThrottleKey::account("dr.who"), t)
+                    .await
+                    .unwrap()
+                    == AttemptStart::Go
+                {
+                    checked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // The (wrong) password check would run here.
+                    store
+                        .finish_attempt(&ThrottleKey::account("dr.who"), true, t)
+                        .await
+                        .unwrap();
+                }
+                // Wait out any delay (the policy's delays are seconds; locks are minutes).
+                clock.advance(Duration::seconds(5));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let state = store
+        .throttle_state(ThrottleScope::Account, "dr.who")
+        .await
+        .unwrap();
+    assert!(state.lockouts >= 1, "{state:?}");
+    // 8 × 40 × 5 s is under 30 minutes: one lock of 15 minutes, then at most five more checks
+    // before the second lock.
+    let n = checked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        n <= 5 * (state.lockouts + 1),
+        "{n} checks for {} lockouts",
+        state.lockouts
+    );
+}
+
 async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
-    let (store, _, staff) = setup(&db).await;
+    let (store, practice, staff) = setup(&db).await;
     let now = db.clock.now();
     let new = create_api_token(
         staff,
@@ -286,7 +418,24 @@ async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(found, new.record);
-    assert_eq!(store.list_api_tokens().await.unwrap().len(), 1);
+    assert_eq!(store.list_api_tokens(practice).await.unwrap().len(), 1);
+    let sys = AccessContext::system("test");
+    let other = store.create_practice(&sys, "Elsewhere").await.unwrap();
+    assert!(store.list_api_tokens(other).await.unwrap().is_empty());
+    // Another practice's administrator cannot revoke it.
+    assert!(
+        !store
+            .revoke_api_token(
+                other,
+                new.record.id,
+                now,
+                &ev(SecurityEvent::ApiTokenRevoked {
+                    token: new.record.id
+                })
+            )
+            .await
+            .unwrap()
+    );
     let mut raw = db.raw().await;
     let rows = sqlx::query("SELECT * FROM api_token")
         .fetch_all(&mut raw)
@@ -302,6 +451,7 @@ async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
     assert!(
         store
             .revoke_api_token(
+                practice,
                 new.record.id,
                 later,
                 &ev(SecurityEvent::ApiTokenRevoked {
@@ -314,6 +464,7 @@ async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
     assert!(
         !store
             .revoke_api_token(
+                practice,
                 new.record.id,
                 later,
                 &ev(SecurityEvent::ApiTokenRevoked {
@@ -379,8 +530,16 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         db.clock.now_millis(),
         &RequestMeta::default(),
     );
+    // A patient of another practice cannot be reached.
+    let other = store.create_practice(&sys, "Elsewhere").await.unwrap();
+    assert!(matches!(
+        store
+            .grant_break_glass(other, &grant, &why, &note, &event)
+            .await,
+        Err(perimeter_store::StoreError::NotFound { .. })
+    ));
     store
-        .grant_break_glass(&grant, &why, &note, &event)
+        .grant_break_glass(practice, &grant, &why, &note, &event)
         .await
         .unwrap();
     assert_eq!(
@@ -409,13 +568,59 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
     assert_eq!(pending[0].kind, "break_glass");
     assert!(pending[0].payload.contains(&grant.id.to_string()));
     assert!(!pending[0].payload.contains("unresponsive"));
+    // The notice is for the practice's privacy officers only.
+    assert_eq!(pending[0].practice, Some(practice));
+    assert_eq!(pending[0].recipient_role, Some(Role::PrivacyOfficer));
     assert!(
         store
-            .mark_notification_delivered(pending[0].id)
+            .notifications_for(practice, &[Role::Clinician, Role::Admin], true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .notifications_for(other, &[Role::PrivacyOfficer], true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let officer = store
+        .create_staff(
+            &sys,
+            practice,
+            &NewStaff {
+                username: "po".into(),
+                display_name: "Privacy".into(),
+                roles: vec![Role::PrivacyOfficer],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mine = store
+        .notifications_for(practice, &[Role::PrivacyOfficer], false, 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(
+        !store
+            .mark_notification_delivered(practice, &[Role::Clinician], mine[0].id, staff)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .mark_notification_delivered(practice, &[Role::PrivacyOfficer], mine[0].id, officer)
             .await
             .unwrap()
     );
     assert!(store.pending_notifications().await.unwrap().is_empty());
+    let delivered = store
+        .notifications_for(practice, &[Role::PrivacyOfficer], true, 10)
+        .await
+        .unwrap();
+    assert_eq!(delivered[0].delivered_to, Some(officer));
     // The justification is sealed at rest and readable through the audited review.
     let mut raw = db.raw().await;
     let row = sqlx::query("SELECT reason_ct FROM break_glass_grant")
@@ -425,11 +630,89 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
     let ct: Vec<u8> = row.try_get(0).unwrap();
     assert!(!String::from_utf8_lossy(&ct).contains("unresponsive"));
     let (g, text) = store
-        .break_glass_justification(grant.id, &event)
+        .break_glass_justification(practice, grant.id, &event)
         .await
         .unwrap();
     assert_eq!(g, grant);
     assert_eq!(text.as_str(), why.as_str());
+    assert!(
+        store
+            .break_glass_justification(other, grant.id, &event)
+            .await
+            .is_err()
+    );
+    // The privacy officer's review: the stated reasons (each read audited), then marked once.
+    let ctx = AccessContext::user(
+        officer,
+        vec![Role::PrivacyOfficer],
+        PurposeOfUse::Operations,
+    );
+    let before = store.audit_records(0, 10_000).await.unwrap().len();
+    let list = store
+        .break_glass_review_list(&ctx, practice, true, 50)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0].justification.as_ref().unwrap().as_str(),
+        why.as_str()
+    );
+    assert_eq!(
+        store.audit_records(0, 10_000).await.unwrap().len(),
+        before + 1
+    );
+    assert!(
+        store
+            .break_glass_review_list(&ctx, other, false, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let reviewed = ev(SecurityEvent::BreakGlassReviewed {
+        grant: grant.id,
+        patient,
+        outcome: "appropriate",
+    });
+    assert_eq!(
+        store
+            .mark_break_glass_reviewed(other, grant.id, officer, "appropriate", &reviewed)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .mark_break_glass_reviewed(practice, grant.id, officer, "maybe", &reviewed)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store
+            .mark_break_glass_reviewed(practice, grant.id, officer, "appropriate", &reviewed)
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        store
+            .mark_break_glass_reviewed(practice, grant.id, officer, "inappropriate", &reviewed)
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert!(
+        store
+            .break_glass_review_list(&ctx, practice, true, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store
+        .break_glass_review_list(&ctx, practice, false, 50)
+        .await
+        .unwrap();
+    assert_eq!(all[0].review_outcome.as_deref(), Some("appropriate"));
+    assert_eq!(all[0].reviewed_by, Some(officer));
     // The audit trail flags it, without the text.
     let records = store.audit_records(0, 1000).await.unwrap();
     let flagged: Vec<_> = records
@@ -445,7 +728,8 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
 crate::both_backends!(
     mfa_secret_is_sealed_and_steps_only_move_forward,
     sessions_rotate_and_end,
-    throttle_state_round_trips_and_lists_lockouts,
+    throttle_counts_atomically_and_lists_lockouts_per_practice,
+    parallel_attempts_cannot_overrun_the_lockout,
     api_tokens_are_stored_hashed_and_revocable,
     break_glass_is_sealed_audited_and_notified,
 );

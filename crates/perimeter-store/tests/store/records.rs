@@ -66,41 +66,46 @@ async fn patients_round_trip_and_are_found_by_blind_index(db: TestDb) {
     let ctx = clinician();
     let data = sample("José", "O'Brien-Núñez", "(202) 555-0143");
     let id = store.create_patient(&ctx, practice, &data).await.unwrap();
-    let back = store.get_patient(&ctx, id).await.unwrap();
+    // Full reads are Perimeter's own (staff read through the minimum-necessary views).
+    assert!(matches!(
+        store.get_patient(&ctx, id).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    let back = store.get_patient(&sys, id).await.unwrap();
     assert_eq!(back.data, data);
     assert_eq!(back.practice_id, practice);
     assert!(!format!("{back:?}").contains("José"));
 
     let by_phone = store
-        .find_patients_by_phone(&ctx, practice, "+1 202.555.0143")
+        .find_patients_by_phone(&sys, practice, "+1 202.555.0143")
         .await
         .unwrap();
     assert_eq!(by_phone.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
     let by_email = store
-        .find_patients_by_email(&ctx, practice, "  JOSÉ.O'BRIEN-NÚÑEZ@example.ORG ")
+        .find_patients_by_email(&sys, practice, "  JOSÉ.O'BRIEN-NÚÑEZ@example.ORG ")
         .await
         .unwrap();
     assert_eq!(by_email.len(), 1);
     let by_mrn = store
-        .find_patients_by_mrn(&ctx, practice, "MR0042")
+        .find_patients_by_mrn(&sys, practice, "MR0042")
         .await
         .unwrap();
     assert_eq!(by_mrn.len(), 1);
     let by_name = store
-        .find_patients_by_name(&ctx, practice, "obrien nunez, JOSE")
+        .find_patients_by_name(&sys, practice, "obrien nunez, JOSE")
         .await
         .unwrap();
     assert_eq!(by_name.len(), 1);
     assert!(
         store
-            .find_patients_by_phone(&ctx, other_practice, "2025550143")
+            .find_patients_by_phone(&sys, other_practice, "2025550143")
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .find_patients_by_phone(&ctx, practice, "2025550199")
+            .find_patients_by_phone(&sys, practice, "2025550199")
             .await
             .unwrap()
             .is_empty()
@@ -111,14 +116,14 @@ async fn patients_round_trip_and_are_found_by_blind_index(db: TestDb) {
     store.update_patient(&ctx, id, &changed).await.unwrap();
     assert!(
         store
-            .find_patients_by_phone(&ctx, practice, "2025550143")
+            .find_patients_by_phone(&sys, practice, "2025550143")
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
         store
-            .find_patients_by_phone(&ctx, practice, "2025550177")
+            .find_patients_by_phone(&sys, practice, "2025550177")
             .await
             .unwrap()[0]
             .data,
@@ -197,19 +202,19 @@ async fn conversations_and_messages_round_trip(db: TestDb) {
                 .unwrap(),
         );
     }
-    let conv = store.get_conversation(&ctx, cid).await.unwrap();
+    let conv = store.get_conversation(&sys, cid).await.unwrap();
     assert_eq!(conv.subject.as_deref(), Some("Refill"));
     assert_eq!(conv.patient_id, pid);
-    let list = store.list_conversations(&ctx, pid).await.unwrap();
+    let list = store.list_conversations(&sys, pid).await.unwrap();
     assert_eq!(list.len(), 1);
-    let msgs = store.list_messages(&ctx, cid, None, 100).await.unwrap();
+    let msgs = store.list_messages(&sys, cid, None, 100).await.unwrap();
     assert_eq!(
         msgs.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
         vec!["message body 0", "message body 1", "message body 2"]
     );
     assert_eq!(msgs[2].direction, Direction::Note);
     let page = store
-        .list_messages(&ctx, cid, Some(ids[0]), 1)
+        .list_messages(&sys, cid, Some(ids[0]), 1)
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
@@ -219,7 +224,7 @@ async fn conversations_and_messages_round_trip(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_conversation(&ctx, cid).await.unwrap().status,
+        store.get_conversation(&sys, cid).await.unwrap().status,
         perimeter_store::ConversationStatus::Closed
     );
 }
@@ -312,10 +317,15 @@ async fn demo_seed_is_idempotent_and_leaves_no_plaintext(db: TestDb) {
     assert_eq!(second.practice, first.practice);
     let staff = store.list_staff(first.practice).await.unwrap();
     assert_eq!(staff.len(), Role::ALL.len());
+    // People have argon2id hashes; the service client has no password (API tokens only).
     assert!(staff.iter().all(|s| {
-        s.password_hash
-            .as_deref()
-            .is_some_and(|h| h.starts_with("$argon2id$"))
+        if s.roles == [Role::Service] {
+            s.password_hash.is_none()
+        } else {
+            s.password_hash
+                .as_deref()
+                .is_some_and(|h| h.starts_with("$argon2id$"))
+        }
     }));
 
     let mut needles: Vec<String> = Vec::new();
