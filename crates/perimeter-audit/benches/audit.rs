@@ -1,12 +1,13 @@
-//! Audit trail benchmarks.
+//! Audit trail micro-benchmarks (CPU only, in memory). The targets — durable appends
+//! into SQLite, verification reading from the database, proofs from a 10-million-record SQLite
+//! trail — are measured by `perimeter audit bench` (crates/perimeter-cli/src/cmd/audit/bench.rs).
 //!
 //! - `verify/records`: the streaming verifier (chain, leaf hash, event parse, frontier,
 //!   checkpoint roots) over in-memory records — the CPU cost per record of `audit verify`.
-//! - `prove/10M`: an inclusion proof (generation from the node table + RFC 9162 verification)
-//!   in a tree of 10,000,000 leaves whose node table is held in memory through the same
-//!   `NodeSource` interface the store adapter implements; 10M database appends are not run.
-//! - `append/sqlite`: durable appends through the group committer into a real SQLite file with
-//!   64 concurrent writers; prints the p50/p99 append latency seen by the writers.
+//! - `prove/10M`: proof generation and RFC 9162 verification in a tree of 10,000,000 leaves
+//!   held in memory (the hashing cost, without the database reads).
+//! - `append/sqlite`: appends through `Store::append_audit` (group commit, `synchronous=FULL`)
+//!   with 64 concurrent writers; prints the p50/p99 latency the writers saw.
 //!
 //! Run: `cargo bench -p perimeter-audit --bench audit`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use perimeter_audit::checkpoint::{Checkpoint, CheckpointKey};
-use perimeter_audit::group::{GroupCommitter, GroupConfig};
 use perimeter_audit::merkle::root_of;
 use perimeter_audit::proof::{MemoryTree, inclusion_proof, verify_inclusion};
 use perimeter_audit::verify::{CheckpointSet, TrailVerifier};
@@ -133,16 +133,6 @@ fn bench_append(c: &mut Criterion) {
         store.verify_keys().await.unwrap();
         store
     });
-    let s2 = store.clone();
-    let (gc, _task) = rt.block_on(async {
-        GroupCommitter::spawn(
-            move |batch: Vec<AuditEvent>| {
-                let s = s2.clone();
-                async move { s.append_audit(&batch).await }
-            },
-            GroupConfig::default(),
-        )
-    });
     let mut latencies: Vec<Duration> = Vec::new();
     let mut g = c.benchmark_group("append");
     g.sample_size(10);
@@ -155,13 +145,13 @@ fn bench_append(c: &mut Criterion) {
                 let lats = rt.block_on(async {
                     let mut hs = Vec::new();
                     for w in 0..WRITERS {
-                        let gc = gc.clone();
+                        let store = store.clone();
                         hs.push(tokio::spawn(async move {
                             let mut l = Vec::with_capacity(PER_WRITER);
                             for i in 0..PER_WRITER {
                                 let e = event((w * PER_WRITER + i) as u64);
                                 let t = Instant::now();
-                                gc.append(e).await.unwrap();
+                                store.append_audit(&[e]).await.unwrap();
                                 l.push(t.elapsed());
                             }
                             l

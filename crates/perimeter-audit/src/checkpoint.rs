@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 
 use crate::record::Hash32;
 
+/// The log origin (first line of every checkpoint, and the checkpoint key's name) of
+/// Perimeter's audit trail.
+pub const ORIGIN: &str = "perimeter/audit";
+
 /// The Ed25519 algorithm byte of signed-note keys.
 const ALG_ED25519: u8 = 0x01;
 /// The prefix of a signature line: an em dash and a space.
@@ -123,9 +127,9 @@ impl CheckpointKey {
 
     /// Parses [`CheckpointKey::to_vkey`] output, checking the embedded key id.
     pub fn from_vkey(s: &str) -> Result<Self, CheckpointError> {
-        let mut it = s.trim().split('+');
-        let (Some(name), Some(id), Some(key), None) = (it.next(), it.next(), it.next(), it.next())
-        else {
+        // The key is standard base64, which may itself contain '+': split twice only.
+        let mut it = s.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (it.next(), it.next(), it.next()) else {
             return Err(CheckpointError::BadVerifierKey);
         };
         let raw = B64
@@ -395,6 +399,20 @@ mod tests {
         parsed.verify(&ck).unwrap();
         let vkey = ck.to_vkey();
         assert_eq!(CheckpointKey::from_vkey(&vkey).unwrap(), ck);
+    }
+
+    #[test]
+    fn verifier_keys_whose_base64_holds_a_plus_round_trip() {
+        let mut found = 0;
+        for seed in 0..=255u8 {
+            let ck = CheckpointKey::new("perimeter/audit", key(seed).verifying_key()).unwrap();
+            let vkey = ck.to_vkey();
+            if vkey.matches('+').count() > 2 {
+                assert_eq!(CheckpointKey::from_vkey(&vkey).unwrap(), ck, "{vkey}");
+                found += 1;
+            }
+        }
+        assert!(found > 0, "some seed gives a '+' in the base64 key");
     }
 
     #[test]

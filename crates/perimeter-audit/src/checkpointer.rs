@@ -4,8 +4,14 @@
 //! (`O_APPEND`, then `fsync`), a directory the administrator can ship elsewhere. It also keeps
 //! the verifier key in `<dir>/checkpoint.vkey`.
 //!
-//! Several processes may each run one against a shared PostgreSQL database; the database
-//! keeps one checkpoint per size, so a lost race for a size is reported and skipped.
+//! The database is written first, then the file. On every tick the checkpointer also copies to
+//! the file every database checkpoint the file lacks: one whose file append failed (disk full,
+//! a crash between the two writes) reaches the file at the next tick instead of never, and with
+//! several processes on one PostgreSQL database (each with its own directory, each running a
+//! checkpointer) every directory ends up holding every checkpoint. The database keeps one
+//! checkpoint per size, so a lost race for a size is skipped quietly. `perimeter audit verify`
+//! fails when a database checkpoint other than the newest (within one period) is missing from
+//! the file ([`crate::verify::check_drift`]).
 
 use std::fmt::Display;
 use std::fs::OpenOptions;
@@ -36,13 +42,19 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn latest_checkpoint(
         &self,
     ) -> impl Future<Output = Result<Option<(u64, i64)>, Self::Error>> + Send;
-    /// Stores a signed checkpoint.
+    /// Stores a signed checkpoint; `false` when one for this size exists already (another
+    /// process won the race).
     fn insert_checkpoint(
         &self,
         size: u64,
         at_millis: i64,
         signed: &[u8],
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    /// The stored checkpoint notes with a size of at least `min_size`, by size.
+    fn checkpoints_from(
+        &self,
+        min_size: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, Self::Error>> + Send;
 }
 
 /// The checkpointer's settings.
@@ -157,6 +169,9 @@ pub struct Checkpointer<S> {
     clock: SharedClock,
     config: CheckpointerConfig,
     schedule: Schedule,
+    /// The largest size the checkpoint file holds (database checkpoints above it are copied
+    /// to the file on the next tick).
+    file_size: Option<u64>,
 }
 
 impl<S> std::fmt::Debug for Checkpointer<S> {
@@ -186,13 +201,44 @@ impl<S: CheckpointStore> Checkpointer<S> {
             .map_err(|e| CheckpointerError::Store(e.to_string()))?
             .unwrap_or((0, clock.now_millis()));
         let schedule = Schedule::new(config.policy, size, at);
+        let log = read_log(&config.dir)?;
+        let file_size = crate::checkpoint::parse_log(&log)
+            .map_err(CheckpointerError::Checkpoint)?
+            .iter()
+            .map(|c| c.checkpoint.size)
+            .max();
         Ok(Self {
             store,
             key,
             clock,
             config,
             schedule,
+            file_size,
         })
+    }
+
+    /// Appends to the checkpoint file every database checkpoint above the file's largest
+    /// size; returns how many were appended.
+    pub async fn reconcile(&mut self) -> Result<usize, CheckpointerError> {
+        let from = self.file_size.map_or(0, |s| s.saturating_add(1));
+        let pending = self
+            .store
+            .checkpoints_from(from)
+            .await
+            .map_err(|e| CheckpointerError::Store(e.to_string()))?;
+        let mut appended = 0;
+        for (size, bytes) in pending {
+            if self.file_size.is_some_and(|f| size <= f) {
+                continue;
+            }
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| CheckpointError::Malformed("stored checkpoint is not UTF-8"))?;
+            let note = SignedCheckpoint::parse(text)?;
+            append_to_log(&self.config.dir, &note)?;
+            self.file_size = Some(size);
+            appended += 1;
+        }
+        Ok(appended)
     }
 
     /// Writes a checkpoint if one is due (or `force` and there are new records); returns it.
@@ -209,17 +255,22 @@ impl<S: CheckpointStore> Checkpointer<S> {
         let size = frontier.size();
         let due = self.schedule.due(size, now) || (force && size > self.schedule.last_size());
         if !due {
+            // Checkpoints that reached the database but not the file (a failed append, or
+            // another process's) are copied now.
+            self.reconcile().await?;
             return Ok(None);
         }
         let note = checkpoint_for_head(&self.config.origin, &frontier.to_bytes(), now, &self.key)?;
         // Mark it handled first: a lost race for this size must not be retried forever.
         self.schedule.written(size, now);
-        self.store
+        let inserted = self
+            .store
             .insert_checkpoint(size, now, note.text().as_bytes())
             .await
             .map_err(|e| CheckpointerError::Store(e.to_string()))?;
-        append_to_log(&self.config.dir, &note)?;
-        Ok(Some(note))
+        // The file gets it (or the race winner's note for this size) from the database.
+        self.reconcile().await?;
+        Ok(inserted.then_some(note))
     }
 
     /// Ticks until `shutdown` completes, then writes a final checkpoint for anything new.
@@ -247,7 +298,7 @@ impl<S: CheckpointStore> Checkpointer<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::parse_log;
+    use crate::checkpoint::{Checkpoint, parse_log};
     use perimeter_domain::{Clock, ManualClock};
     use std::sync::{Arc, Mutex};
 
@@ -267,13 +318,24 @@ mod tests {
         async fn latest_checkpoint(&self) -> Result<Option<(u64, i64)>, String> {
             Ok(self.cps.lock().unwrap().last().map(|c| (c.0, c.1)))
         }
-        async fn insert_checkpoint(&self, size: u64, at: i64, s: &[u8]) -> Result<(), String> {
+        async fn insert_checkpoint(&self, size: u64, at: i64, s: &[u8]) -> Result<bool, String> {
             let mut cps = self.cps.lock().unwrap();
             if cps.iter().any(|c| c.0 == size) {
-                return Err("duplicate size".into());
+                return Ok(false);
             }
             cps.push((size, at, s.to_vec()));
-            Ok(())
+            cps.sort_by_key(|c| c.0);
+            Ok(true)
+        }
+        async fn checkpoints_from(&self, min: u64) -> Result<Vec<(u64, Vec<u8>)>, String> {
+            Ok(self
+                .cps
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.0 >= min)
+                .map(|c| (c.0, c.2.clone()))
+                .collect())
         }
     }
 
@@ -373,5 +435,76 @@ mod tests {
         tx.send(()).unwrap();
         task.await.unwrap();
         assert_eq!(mem.cps.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_that_missed_the_file_reaches_it_on_the_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = Mem::default();
+        let clock = ManualClock::at_epoch_2026();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let cfg = CheckpointerConfig {
+            origin: "perimeter.test/audit".into(),
+            policy: Policy {
+                every_records: 2,
+                every_millis: 60_000,
+            },
+            dir: dir.path().to_owned(),
+            tick: Duration::from_millis(10),
+        };
+        let mut c = Checkpointer::new(mem.clone(), key.clone(), Arc::new(clock.clone()), cfg)
+            .await
+            .unwrap();
+        mem.frontier.lock().unwrap().push([1; 32]);
+        mem.frontier.lock().unwrap().push([2; 32]);
+        // Make the file unwritable: the database gets the checkpoint, the file does not.
+        let log = dir.path().join(LOG_FILE);
+        std::fs::create_dir(&log).unwrap();
+        assert!(matches!(
+            c.tick(false).await,
+            Err(CheckpointerError::File { .. })
+        ));
+        assert_eq!(mem.cps.lock().unwrap().len(), 1);
+        // Nothing new is due, but the next tick copies the missing checkpoint to the file.
+        std::fs::remove_dir(&log).unwrap();
+        assert!(c.tick(false).await.unwrap().is_none());
+        let notes = parse_log(&read_log(dir.path()).unwrap()).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!(
+            notes[0].text().as_bytes(),
+            mem.cps.lock().unwrap()[0].2.as_slice()
+        );
+
+        // Another process's checkpoint (same database, own directory) is copied too, once.
+        let other = Checkpoint {
+            origin: "perimeter.test/audit".into(),
+            size: 3,
+            root: [9; 32],
+            at_millis: 1,
+        }
+        .sign("perimeter.test/audit", &key)
+        .unwrap();
+        mem.cps
+            .lock()
+            .unwrap()
+            .push((3, 1, other.text().as_bytes().to_vec()));
+        assert_eq!(c.reconcile().await.unwrap(), 1);
+        assert_eq!(c.reconcile().await.unwrap(), 0);
+        let notes = parse_log(&read_log(dir.path()).unwrap()).unwrap();
+        assert_eq!(
+            notes.iter().map(|n| n.checkpoint.size).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        // A restarted checkpointer resumes from the file and copies nothing twice.
+        let cfg = CheckpointerConfig {
+            origin: "perimeter.test/audit".into(),
+            policy: Policy::default(),
+            dir: dir.path().to_owned(),
+            tick: Duration::from_millis(10),
+        };
+        let mut again = Checkpointer::new(mem.clone(), key, Arc::new(clock), cfg)
+            .await
+            .unwrap();
+        assert_eq!(again.reconcile().await.unwrap(), 0);
     }
 }

@@ -65,6 +65,40 @@ pub enum Action {
     Logout,
 }
 
+impl Action {
+    /// Every action, in declaration order.
+    pub const ALL: [Action; 8] = [
+        Action::Create,
+        Action::Read,
+        Action::Update,
+        Action::Delete,
+        Action::Execute,
+        Action::Disclose,
+        Action::Login,
+        Action::Logout,
+    ];
+
+    /// The action's code: its serialised name (`read`, `disclose`, ...), also the value of the
+    /// stores' `action` index column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Read => "read",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Execute => "execute",
+            Action::Disclose => "disclose",
+            Action::Login => "login",
+            Action::Logout => "logout",
+        }
+    }
+
+    /// Parses [`Action::as_str`] output.
+    pub fn from_code(code: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == code)
+    }
+}
+
 /// The record the action was on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {
@@ -127,5 +161,20 @@ impl AuditEvent {
     /// Parses canonical bytes back into an event.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_codes_are_the_serialised_names() {
+        for a in Action::ALL {
+            let json = serde_json::to_value(a).unwrap();
+            assert_eq!(json.as_str(), Some(a.as_str()));
+            assert_eq!(Action::from_code(a.as_str()), Some(a));
+        }
+        assert_eq!(Action::from_code("READ"), None);
     }
 }

@@ -4,18 +4,20 @@
 //! with no transaction of their own (logins, denials, exports, AI calls) go through a
 //! [`GroupCommitter`]: concurrent callers' events are batched into one store transaction (one
 //! fsync) while the previous batch commits, so throughput grows with concurrency while each
-//! caller still returns only once its event is durable.
+//! caller still returns only once its event is durable. The events of one call (for example a
+//! failed log-in and the lock-out it caused) always share one transaction.
+//!
+//! `perimeter-store` runs one committer per database handle: `Store::append_audit` (and the
+//! security events of authentication) go through it.
 //!
 //! ```text
-//! let store2 = store.clone();
 //! let (audit, task) = GroupCommitter::spawn(
-//!     move |batch| { let s = store2.clone(); async move { s.append_audit(&batch).await } },
+//!     move |batch| { let w = writer.clone(); async move { w.write_batch(batch).await } },
 //!     GroupConfig::default(),
 //! );
 //! let seq = audit.append(event).await?;
 //! ```
 
-use std::fmt::Display;
 use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
@@ -26,9 +28,9 @@ use crate::event::AuditEvent;
 /// Limits of the committer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupConfig {
-    /// Most events in one transaction.
+    /// Most events in one transaction (a single call with more is still written whole).
     pub max_batch: usize,
-    /// Events waiting before callers are held back.
+    /// Calls waiting before callers are held back.
     pub queue: usize,
 }
 
@@ -41,15 +43,15 @@ impl Default for GroupConfig {
     }
 }
 
-/// Appending through the committer failed; the event is not recorded.
+/// Appending through the committer failed; the events are not recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GroupError {
+pub enum GroupError<E> {
     /// The committer task has stopped.
     #[error("the audit group committer has stopped")]
     Closed,
-    /// The store refused the batch (its message; store errors carry no PHI).
+    /// The store refused the batch (every caller in the batch gets the store's error).
     #[error("appending the audit batch failed: {0}")]
-    Append(String),
+    Append(E),
     /// The store returned a different number of sequence numbers than events.
     #[error("the store returned {got} sequence numbers for {expected} events")]
     Count {
@@ -60,57 +62,87 @@ pub enum GroupError {
     },
 }
 
-struct Job {
-    event: AuditEvent,
-    reply: oneshot::Sender<Result<u64, GroupError>>,
+struct Job<E> {
+    events: Vec<AuditEvent>,
+    reply: oneshot::Sender<Result<Vec<u64>, GroupError<E>>>,
 }
 
 /// A handle for appending events through one background batching task. Cheap to clone.
-#[derive(Clone)]
-pub struct GroupCommitter {
-    tx: mpsc::Sender<Job>,
+pub struct GroupCommitter<E = String> {
+    tx: mpsc::Sender<Job<E>>,
 }
 
-impl std::fmt::Debug for GroupCommitter {
+impl<E> Clone for GroupCommitter<E> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for GroupCommitter<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommitter").finish_non_exhaustive()
     }
 }
 
-impl GroupCommitter {
+impl<E: Clone + Send + 'static> GroupCommitter<E> {
     /// Starts the batching task on the current Tokio runtime. `append` writes a batch in one
     /// transaction and returns the events' sequence numbers in order. The task ends when every
-    /// handle is dropped.
-    pub fn spawn<F, Fut, E>(append: F, config: GroupConfig) -> (Self, JoinHandle<()>)
+    /// handle is dropped. The events of one call are never split across transactions.
+    pub fn spawn<F, Fut>(append: F, config: GroupConfig) -> (Self, JoinHandle<()>)
     where
         F: Fn(Vec<AuditEvent>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u64>, E>> + Send + 'static,
-        E: Display + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<Job>(config.queue.max(1));
+        let (tx, mut rx) = mpsc::channel::<Job<E>>(config.queue.max(1));
         let max = config.max_batch.max(1);
         let task = tokio::spawn(async move {
-            let mut jobs: Vec<Job> = Vec::with_capacity(max);
-            while let Some(first) = rx.recv().await {
+            let mut jobs: Vec<Job<E>> = Vec::new();
+            let mut held: Option<Job<E>> = None;
+            loop {
+                let first = match held.take() {
+                    Some(j) => j,
+                    None => match rx.recv().await {
+                        Some(j) => j,
+                        None => break,
+                    },
+                };
+                let mut count = first.events.len();
                 jobs.push(first);
-                while jobs.len() < max {
+                while count < max {
                     match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
+                        Ok(j) if count + j.events.len() <= max => {
+                            count += j.events.len();
+                            jobs.push(j);
+                        }
+                        Ok(j) => {
+                            // Too big for this batch: it opens the next one.
+                            held = Some(j);
+                            break;
+                        }
                         Err(_) => break,
                     }
                 }
-                let (events, replies): (Vec<AuditEvent>, Vec<_>) =
-                    jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
+                let mut events = Vec::with_capacity(count);
+                let mut replies = Vec::with_capacity(jobs.len());
+                for j in jobs.drain(..) {
+                    replies.push((j.events.len(), j.reply));
+                    events.extend(j.events);
+                }
                 let n = events.len();
                 match append(events).await {
                     Ok(seqs) if seqs.len() == n => {
-                        for (reply, seq) in replies.into_iter().zip(seqs) {
-                            // A caller that gave up waiting is not an error: its event is stored.
-                            let _ = reply.send(Ok(seq));
+                        let mut rest = seqs.into_iter();
+                        for (len, reply) in replies {
+                            let mine: Vec<u64> = rest.by_ref().take(len).collect();
+                            // A caller that gave up waiting is not an error: its events are
+                            // stored.
+                            let _ = reply.send(Ok(mine));
                         }
                     }
                     Ok(seqs) => {
-                        for reply in replies {
+                        for (_, reply) in replies {
                             let _ = reply.send(Err(GroupError::Count {
                                 expected: n,
                                 got: seqs.len(),
@@ -118,9 +150,8 @@ impl GroupCommitter {
                         }
                     }
                     Err(e) => {
-                        let msg = e.to_string();
-                        for reply in replies {
-                            let _ = reply.send(Err(GroupError::Append(msg.clone())));
+                        for (_, reply) in replies {
+                            let _ = reply.send(Err(GroupError::Append(e.clone())));
                         }
                     }
                 }
@@ -130,10 +161,23 @@ impl GroupCommitter {
     }
 
     /// Appends one event; returns its sequence number once its batch has committed.
-    pub async fn append(&self, event: AuditEvent) -> Result<u64, GroupError> {
+    pub async fn append(&self, event: AuditEvent) -> Result<u64, GroupError<E>> {
+        let seqs = self.append_all(vec![event]).await?;
+        seqs.first().copied().ok_or(GroupError::Count {
+            expected: 1,
+            got: 0,
+        })
+    }
+
+    /// Appends several events in one transaction (shared with other callers' events); returns
+    /// their sequence numbers once it has committed.
+    pub async fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, GroupError<E>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { event, reply })
+            .send(Job { events, reply })
             .await
             .map_err(|_| GroupError::Closed)?;
         rx.await.map_err(|_| GroupError::Closed)?
@@ -210,12 +254,12 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_every_caller_in_it() {
         let (gc, _task) = GroupCommitter::spawn(
-            |_events: Vec<AuditEvent>| async { Err::<Vec<u64>, _>("disk full") },
+            |_events: Vec<AuditEvent>| async { Err::<Vec<u64>, _>("disk full".to_owned()) },
             GroupConfig::default(),
         );
         assert_eq!(
             gc.append(ev(1)).await,
-            Err(GroupError::Append("disk full".into()))
+            Err(GroupError::Append("disk full".to_owned()))
         );
         let (gc, _task) = GroupCommitter::spawn(
             |_events: Vec<AuditEvent>| async { Ok::<_, String>(vec![]) },
@@ -225,5 +269,56 @@ mod tests {
             gc.append(ev(1)).await,
             Err(GroupError::Count { .. })
         ));
+    }
+
+    fn batches_of(b: &Arc<Mutex<Vec<usize>>>) -> Vec<usize> {
+        b.lock().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_with_several_events_is_never_split() {
+        let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let next = Arc::new(Mutex::new(0u64));
+        let (b, n) = (batches.clone(), next.clone());
+        let (gc, _task) = GroupCommitter::spawn(
+            move |events: Vec<AuditEvent>| {
+                let (b, n) = (b.clone(), n.clone());
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    b.lock().unwrap().push(events.len());
+                    let mut n = n.lock().unwrap();
+                    let start = *n;
+                    *n += events.len() as u64;
+                    Ok::<_, String>((start..*n).collect())
+                }
+            },
+            GroupConfig {
+                max_batch: 4,
+                queue: 64,
+            },
+        );
+        let mut hs = Vec::new();
+        for i in 0..20 {
+            let gc = gc.clone();
+            hs.push(tokio::spawn(async move {
+                gc.append_all(vec![ev(i), ev(i), ev(i)]).await.unwrap()
+            }));
+        }
+        for h in hs {
+            let seqs = h.await.unwrap();
+            assert_eq!(seqs.len(), 3);
+            assert_eq!(seqs[1], seqs[0] + 1);
+            assert_eq!(seqs[2], seqs[0] + 2);
+        }
+        // Batches hold whole calls: with a limit of 4, one call of 3 per batch.
+        let seen = batches_of(&batches);
+        assert_eq!(seen.iter().sum::<usize>(), 60);
+        assert!(seen.iter().all(|n| *n == 3), "{seen:?}");
+        // A single call larger than the limit is written whole.
+        assert_eq!(
+            gc.append_all((0..9).map(ev).collect()).await.unwrap().len(),
+            9
+        );
+        assert_eq!(batches_of(&batches).last(), Some(&9));
     }
 }

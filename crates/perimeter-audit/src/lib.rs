@@ -10,14 +10,17 @@
 //! - [`checkpoint`]: signed checkpoints (C2SP tlog-checkpoint in a signed note, Ed25519) and
 //!   the checkpoint log format; [`schedule`]: when to write one;
 //! - [`verify`]: whole-trail verification; [`bundle`]: offline-checkable inclusion proofs;
-//! - [`query`]: the activity filter and the self-audit event; [`export`]: FHIR R4 and CSV;
+//! - [`query`]: the activity filter, the query columns stores keep (and the verifier checks),
+//!   and the self-audit event; [`export`]: FHIR R4 (IHE BALP) and CSV; [`fhir_check`]: a
+//!   structural check of exported bundles against FHIR R4 and the BALP profiles they claim;
 //! - feature `runtime` (default): `group` (group commit of standalone events) and
 //!   `checkpointer` (the background task writing checkpoints to the database and the
 //!   checkpoint file), and `trail` (verification and proofs over an asynchronous store).
 //!   Without it the crate does no I/O.
 //!
 //! Audit records cannot be deleted or changed through Perimeter: no API here or in the store
-//! does it, and retention is at least [`query::RETENTION_YEARS`] years.
+//! does it, the database refuses it (triggers on every audit table; the head may only
+//! advance), and retention is at least [`query::RETENTION_YEARS`] years.
 
 pub mod bundle;
 pub mod checkpoint;
@@ -25,6 +28,7 @@ pub mod checkpoint;
 pub mod checkpointer;
 mod event;
 pub mod export;
+pub mod fhir_check;
 #[cfg(feature = "runtime")]
 pub mod group;
 pub mod merkle;

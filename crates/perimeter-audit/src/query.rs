@@ -50,6 +50,47 @@ pub struct IndexKeys {
     pub at_millis: i64,
 }
 
+/// The query columns a store keeps beside each record, as stored text: what
+/// [`AuditQuery`] filters on. They are outside the hashed bytes, so the verifier compares them
+/// with [`IndexColumns::of`] the hashed event (a nulled or changed `patient_id` would hide an
+/// access from a patient's accounting of disclosures). The time filter uses the record's
+/// `at_millis`, which is hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexColumns {
+    /// `patient_id`: the patient's internal id.
+    pub patient_id: Option<String>,
+    /// `actor_id`: the responsible staff user or client ([`AuditEvent::responsible_user`]).
+    pub actor_id: Option<String>,
+    /// `action`: [`Action::as_str`].
+    pub action: String,
+}
+
+impl IndexColumns {
+    /// The columns a store must write for `event`.
+    pub fn of(event: &AuditEvent) -> Self {
+        let k = event.index_keys();
+        Self {
+            patient_id: k.patient.map(|p| p.to_string()),
+            actor_id: k.user.map(|u| u.to_string()),
+            action: k.action.as_str().to_owned(),
+        }
+    }
+
+    /// The first column that differs from what `event` implies, by its column name.
+    pub fn first_mismatch(&self, event: &AuditEvent) -> Option<&'static str> {
+        let want = Self::of(event);
+        if self.patient_id != want.patient_id {
+            Some("patient_id")
+        } else if self.actor_id != want.actor_id {
+            Some("actor_id")
+        } else if self.action != want.action {
+            Some("action")
+        } else {
+            None
+        }
+    }
+}
+
 impl AuditEvent {
     /// The staff user or client responsible: the user, the service client, or the human who
     /// initiated an AI call.
@@ -218,5 +259,31 @@ mod tests {
             None,
         );
         assert_eq!(qe.action, Action::Disclose);
+    }
+
+    #[test]
+    fn index_columns_follow_the_event() {
+        let (u, p) = (StaffId::new(), PatientId::new());
+        let e = ev(u, Some(p), Action::Disclose, 7);
+        let cols = IndexColumns::of(&e);
+        assert_eq!(cols.patient_id, Some(p.to_string()));
+        assert_eq!(cols.actor_id, Some(u.to_string()));
+        assert_eq!(cols.action, "disclose");
+        assert_eq!(cols.first_mismatch(&e), None);
+        let nulled = IndexColumns {
+            patient_id: None,
+            ..cols.clone()
+        };
+        assert_eq!(nulled.first_mismatch(&e), Some("patient_id"));
+        let other = IndexColumns {
+            actor_id: Some(StaffId::new().to_string()),
+            ..cols.clone()
+        };
+        assert_eq!(other.first_mismatch(&e), Some("actor_id"));
+        let read = IndexColumns {
+            action: "read".into(),
+            ..cols
+        };
+        assert_eq!(read.first_mismatch(&e), Some("action"));
     }
 }

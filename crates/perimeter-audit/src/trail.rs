@@ -13,20 +13,20 @@ use crate::merkle::Node;
 use crate::proof::{NodeId, NodeSource, Subtree, inclusion_plan};
 use crate::record::{AuditRecord, Hash32};
 use crate::verify::{
-    CheckpointOrigin, CheckpointSet, HeadView, Summary, TrailVerifier, VerifyError,
-    check_checkpoint_consistency, check_stored_node,
+    CheckpointOrigin, CheckpointSet, DriftRule, HeadView, StoredRecord, Summary, TrailVerifier,
+    VerifyError, check_checkpoint_consistency, check_drift, check_stored_node,
 };
 
 /// What verification and proofs read from the store.
 pub trait TrailStore: Send + Sync {
     /// The store's error.
     type Error: Display + Send;
-    /// Up to `limit` records from `from_seq`, ascending.
+    /// Up to `limit` records from `from_seq`, ascending, with their query columns.
     fn records(
         &self,
         from_seq: u64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<AuditRecord>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<StoredRecord>, Self::Error>> + Send;
     /// One node (level 0: a record's leaf hash).
     fn node(
         &self,
@@ -46,6 +46,22 @@ pub trait TrailStore: Send + Sync {
             for i in from..to {
                 if let Some(h) = self.node(level, i).await? {
                     out.push((i, h));
+                }
+            }
+            Ok(out)
+        }
+    }
+    /// The given nodes (missing ones left out). The default reads them one by one; stores
+    /// should read them in one round trip (a proof needs O(log n) of them).
+    fn nodes_by_id(
+        &self,
+        ids: &[NodeId],
+    ) -> impl Future<Output = Result<Vec<(NodeId, Hash32)>, Self::Error>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(h) = self.node(id.level, id.index).await? {
+                    out.push((*id, h));
                 }
             }
             Ok(out)
@@ -95,6 +111,40 @@ pub fn file_checkpoints(text: &str) -> Result<Vec<SignedCheckpoint>, VerifyError
     })
 }
 
+/// The checkpoints outside the database to verify against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutsideCheckpoints<'a> {
+    /// The text of the checkpointer's own `checkpoints.log`, when there is one: it is compared
+    /// with the database's checkpoints ([`check_drift`]). `None` verifies against the
+    /// database's checkpoints (and `copies`) alone.
+    pub log: Option<&'a str>,
+    /// Other checkpoint notes or logs (copies shipped elsewhere, published checkpoints): each
+    /// must match the trail and be in the database.
+    pub copies: &'a str,
+}
+
+/// How to verify.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Records per read.
+    pub page: u32,
+    /// The verifier's time (for the drift rule).
+    pub now_millis: i64,
+    /// How long the newest database checkpoint may be missing from the file (one checkpoint
+    /// period).
+    pub grace_millis: i64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            page: 4096,
+            now_millis: 0,
+            grace_millis: 0,
+        }
+    }
+}
+
 /// What a store verification covered.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -106,52 +156,44 @@ pub struct Report {
     pub nodes_checked: u64,
     /// The merged checkpoints (with the sizes present in only one place).
     pub checkpoints: CheckpointSet,
+    /// Whether a checkpoint file was compared with the database.
+    pub file_compared: bool,
+    /// The newest database checkpoint, not yet in the file but within its grace period.
+    pub pending_in_file: Option<u64>,
 }
 
-/// Verifies the whole trail in `store` against its own checkpoints and those of the checkpoint
-/// file (`file_log`, the text of `checkpoints.log`; empty if none).
+/// Verifies the whole trail in `store`: every record (chain, leaf hash, event, query
+/// columns), every stored interior node, the head, every signed checkpoint of the database and
+/// of `outside` (roots recomputed, consistency between successive ones proved from stored
+/// nodes), and that the database and the checkpoint file agree on which checkpoints exist.
+/// Reads the next page while checking the current one.
 pub async fn verify_store<S: TrailStore>(
     store: &S,
     key: &CheckpointKey,
-    file_log: &str,
-    page: u32,
+    outside: OutsideCheckpoints<'_>,
+    options: VerifyOptions,
 ) -> Result<Report, VerifyError> {
     let db = database_checkpoints(store).await?;
-    let file = file_checkpoints(file_log)?;
+    let log = file_checkpoints(outside.log.unwrap_or(""))?;
+    let copies = file_checkpoints(outside.copies)?;
+    let mut file = log.clone();
+    file.extend(copies.iter().cloned());
     let set = CheckpointSet::collect(key, key.name(), &db, &file)?;
     let mut v = TrailVerifier::new(&set)?;
     let mut nodes_checked = 0u64;
-    let page = page.max(1);
-    loop {
-        let recs = store.records(v.records(), page).await.map_err(src)?;
-        if recs.is_empty() {
-            break;
-        }
-        let mut completed: Vec<Node> = Vec::new();
-        for r in &recs {
-            completed.extend(v.push(r)?);
-        }
-        // Fetch this page's completed nodes with one range read per level.
-        let mut by_level: HashMap<u32, (u64, u64)> = HashMap::new();
-        for n in &completed {
-            let e = by_level.entry(n.level).or_insert((n.index, n.index));
-            e.0 = e.0.min(n.index);
-            e.1 = e.1.max(n.index);
-        }
-        let mut stored: HashMap<(u32, u64), Hash32> = HashMap::new();
-        for (level, (lo, hi)) in by_level {
-            for (i, h) in store
-                .nodes(level, lo, hi.saturating_add(1))
-                .await
-                .map_err(src)?
-            {
-                stored.insert((level, i), h);
+    let page = options.page.max(1);
+    let mut recs = store.records(0, page).await.map_err(src)?;
+    while !recs.is_empty() {
+        let next_from = v.records().saturating_add(recs.len() as u64);
+        let (next, checked) = tokio::join!(store.records(next_from, page), async {
+            let mut completed: Vec<Node> = Vec::new();
+            for r in &recs {
+                completed.extend(v.push_stored(r)?);
             }
-        }
-        for n in &completed {
-            check_stored_node(n, stored.get(&(n.level, n.index)).copied())?;
-            nodes_checked += 1;
-        }
+            check_page_nodes(store, &completed).await
+        });
+        nodes_checked += checked?;
+        recs = next.map_err(src)?;
     }
     let head = store.head().await.map_err(src)?;
     let summary = v.finish(Some(&head.unwrap_or(HeadView {
@@ -161,12 +203,47 @@ pub async fn verify_store<S: TrailStore>(
     })))?;
     let fetched = fetch_for_consistency(store, &set).await?;
     let consistency_checked = check_checkpoint_consistency(&fetched, &set)?;
+    let rule = outside.log.map(|_| DriftRule {
+        now_millis: options.now_millis,
+        grace_millis: options.grace_millis,
+    });
+    let pending_in_file = check_drift(&db, &log, &copies, rule)?;
     Ok(Report {
         summary,
         consistency_checked,
         nodes_checked,
         checkpoints: set,
+        file_compared: outside.log.is_some(),
+        pending_in_file,
     })
+}
+
+/// Compares one page's completed interior nodes with the stored ones, with one range read per
+/// level.
+async fn check_page_nodes<S: TrailStore>(
+    store: &S,
+    completed: &[Node],
+) -> Result<u64, VerifyError> {
+    let mut by_level: HashMap<u32, (u64, u64)> = HashMap::new();
+    for n in completed {
+        let e = by_level.entry(n.level).or_insert((n.index, n.index));
+        e.0 = e.0.min(n.index);
+        e.1 = e.1.max(n.index);
+    }
+    let mut stored: HashMap<(u32, u64), Hash32> = HashMap::new();
+    for (level, (lo, hi)) in by_level {
+        for (i, h) in store
+            .nodes(level, lo, hi.saturating_add(1))
+            .await
+            .map_err(src)?
+        {
+            stored.insert((level, i), h);
+        }
+    }
+    for n in completed {
+        check_stored_node(n, stored.get(&(n.level, n.index)).copied())?;
+    }
+    Ok(completed.len() as u64)
 }
 
 /// Nodes fetched ahead for synchronous proof code.
@@ -185,15 +262,18 @@ async fn fetch_subtrees<S: TrailStore>(
     subtrees: &[Subtree],
     into: &mut FetchedNodes,
 ) -> Result<(), S::Error> {
-    for st in subtrees {
-        for id in st.parts() {
-            if into.0.contains_key(&id) {
-                continue;
-            }
-            if let Some(h) = store.node(id.level, id.index).await? {
-                into.0.insert(id, h);
-            }
-        }
+    let mut ids: Vec<NodeId> = subtrees
+        .iter()
+        .flat_map(|st| st.parts())
+        .filter(|id| !into.0.contains_key(id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for (id, h) in store.nodes_by_id(&ids).await? {
+        into.0.insert(id, h);
     }
     Ok(())
 }
@@ -265,11 +345,12 @@ pub async fn prove<S: TrailStore>(
     if cp.checkpoint.size <= seq {
         return Err(bad("size does not exceed the record's seq".into()));
     }
-    let record = store
+    let record: AuditRecord = store
         .records(seq, 1)
         .await
         .map_err(src)?
         .into_iter()
+        .map(|r| r.record)
         .find(|r| r.seq == seq)
         .ok_or(ProveError::NoRecord(seq))?;
     let plan =

@@ -14,7 +14,17 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointKey, SignedCheckp
 use crate::event::AuditEvent;
 use crate::merkle::{Frontier, Node, empty_root};
 use crate::proof::{BuildError, NodeId, NodeSource, consistency_proof, verify_consistency};
+use crate::query::IndexColumns;
 use crate::record::{AuditRecord, GENESIS_HASH, Hash32};
+
+/// A record as a store holds it: the hashed record and the query columns kept beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The hashed record.
+    pub record: AuditRecord,
+    /// The query columns (outside the hash; compared with the event by the verifier).
+    pub index: IndexColumns,
+}
 
 /// Where a checkpoint came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +72,28 @@ pub enum VerifyError {
     BadEvent {
         /// The record.
         seq: u64,
+    },
+    /// A record was inserted: it and the record after it both follow the same record (the
+    /// rows after it were renumbered to make room).
+    #[error(
+        "record {seq}: inserted (records {seq} and {} both follow record {}; the rows from {seq} on were renumbered)",
+        .seq.saturating_add(1), .seq.saturating_sub(1)
+    )]
+    Inserted {
+        /// The inserted record.
+        seq: u64,
+    },
+    /// A query column stored beside a record disagrees with its hashed event.
+    #[error(
+        "record {seq}: index column {column} does not match the hashed event (altered: the record \
+         would be missing from, or wrongly included in, audit queries such as a patient's \
+         accounting of disclosures)"
+    )]
+    IndexColumn {
+        /// The record.
+        seq: u64,
+        /// The column (`patient_id`, `actor_id`, `action`).
+        column: &'static str,
     },
     /// The records do not hash to the root of a signed checkpoint.
     #[error(
@@ -130,6 +162,28 @@ pub enum VerifyError {
     /// The stored head (size, last leaf hash, frontier) disagrees with the records.
     #[error("stored audit head disagrees with the records: {0}")]
     Head(&'static str),
+    /// A checkpoint the database holds is missing from the checkpoint file (and is not the
+    /// newest one within its grace period).
+    #[error(
+        "checkpoint at size {size} is in the database but not in the checkpoint file: the file \
+         was truncated or edited, or the checkpointer could not write it (see its log); restore \
+         the file from a shipped copy"
+    )]
+    MissingFromFile {
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// A signed checkpoint from the checkpoint file is missing from the database.
+    #[error(
+        "checkpoint at size {size} is in the {origin} but not in the database: a checkpoint row \
+         was deleted, or the database was restored from an older backup"
+    )]
+    MissingFromDatabase {
+        /// The checkpoint's size.
+        size: u64,
+        /// Where it was found.
+        origin: CheckpointOrigin,
+    },
     /// Reading from the store failed.
     #[error("reading the trail failed: {0}")]
     Source(String),
@@ -142,7 +196,9 @@ impl VerifyError {
             VerifyError::SeqGap { expected, .. } => Some(*expected),
             VerifyError::BrokenChain { seq }
             | VerifyError::LeafHash { seq }
-            | VerifyError::BadEvent { seq } => Some(*seq),
+            | VerifyError::BadEvent { seq }
+            | VerifyError::Inserted { seq }
+            | VerifyError::IndexColumn { seq, .. } => Some(*seq),
             VerifyError::Truncated { records, .. } => Some(*records),
             _ => None,
         }
@@ -245,6 +301,71 @@ impl CheckpointSet {
     }
 }
 
+/// How the database's checkpoints are compared with the checkpointer's own log file.
+///
+/// The checkpointer writes each checkpoint to the database first and then appends it to the
+/// file, and on every tick copies to the file any database checkpoint the file lacks (one that
+/// reached the database but not the file, or one another process wrote). So, when the file is
+/// there to compare:
+///
+/// - every checkpoint of the file must be in the database (else a row was deleted);
+/// - every checkpoint of the database must be in the file, except the newest one when it was
+///   signed less than `grace_millis` before `now_millis` (one checkpoint period: the
+///   checkpointer has not reached its next tick yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriftRule {
+    /// The verifier's time (milliseconds since the Unix epoch).
+    pub now_millis: i64,
+    /// How long the newest database checkpoint may be missing from the file.
+    pub grace_millis: i64,
+}
+
+/// Compares the database's checkpoints with those of the checkpoint file (`log`) and any other
+/// copies (`extra`). Every note must already have been checked by [`CheckpointSet::collect`].
+/// Returns the size of the newest database checkpoint tolerated as not yet in the file.
+/// Without `rule` (no checkpoint file to compare) only `extra` is checked against the database.
+pub fn check_drift(
+    database: &[SignedCheckpoint],
+    log: &[SignedCheckpoint],
+    extra: &[SignedCheckpoint],
+    rule: Option<DriftRule>,
+) -> Result<Option<u64>, VerifyError> {
+    let in_db = |size: u64| database.iter().any(|c| c.checkpoint.size == size);
+    let mut outside: Vec<u64> = log
+        .iter()
+        .chain(extra.iter())
+        .map(|c| c.checkpoint.size)
+        .filter(|s| !in_db(*s))
+        .collect();
+    outside.sort_unstable();
+    if let Some(size) = outside.first() {
+        return Err(VerifyError::MissingFromDatabase {
+            size: *size,
+            origin: CheckpointOrigin::File,
+        });
+    }
+    let Some(rule) = rule else {
+        return Ok(None);
+    };
+    let newest = database.iter().map(|c| c.checkpoint.size).max();
+    let mut missing: Vec<&Checkpoint> = database
+        .iter()
+        .map(|c| &c.checkpoint)
+        .filter(|c| !log.iter().any(|l| l.checkpoint.size == c.size))
+        .collect();
+    missing.sort_by_key(|c| c.size);
+    let mut pending = None;
+    for c in missing {
+        let young = rule.now_millis.saturating_sub(c.at_millis) < rule.grace_millis;
+        if Some(c.size) == newest && young {
+            pending = Some(c.size);
+        } else {
+            return Err(VerifyError::MissingFromFile { size: c.size });
+        }
+    }
+    Ok(pending)
+}
+
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -272,6 +393,8 @@ pub struct HeadView {
 pub struct TrailVerifier {
     next_seq: u64,
     prev: Hash32,
+    /// The `prev_hash` of the last record (to tell an insertion from a broken chain).
+    prev_prev: Hash32,
     frontier: Frontier,
     checkpoints: Vec<(Checkpoint, CheckpointOrigin)>,
     next_cp: usize,
@@ -285,6 +408,7 @@ impl TrailVerifier {
         let mut v = Self {
             next_seq: 0,
             prev: GENESIS_HASH,
+            prev_prev: GENESIS_HASH,
             frontier: Frontier::new(),
             checkpoints: checkpoints.by_size.values().cloned().collect(),
             next_cp: 0,
@@ -333,6 +457,30 @@ impl TrailVerifier {
     /// Checks the next record; returns the interior nodes it completes, to be compared with the
     /// stored ones.
     pub fn push(&mut self, rec: &AuditRecord) -> Result<Vec<Node>, VerifyError> {
+        self.check_record(rec)?;
+        if self.check_events && AuditEvent::from_canonical_bytes(&rec.event).is_err() {
+            return Err(VerifyError::BadEvent { seq: rec.seq });
+        }
+        self.accept(rec)
+    }
+
+    /// Checks the next stored record, including that its query columns match its event;
+    /// returns the interior nodes it completes.
+    pub fn push_stored(&mut self, stored: &StoredRecord) -> Result<Vec<Node>, VerifyError> {
+        let rec = &stored.record;
+        self.check_record(rec)?;
+        let event = AuditEvent::from_canonical_bytes(&rec.event)
+            .map_err(|_| VerifyError::BadEvent { seq: rec.seq })?;
+        if let Some(column) = stored.index.first_mismatch(&event) {
+            return Err(VerifyError::IndexColumn {
+                seq: rec.seq,
+                column,
+            });
+        }
+        self.accept(rec)
+    }
+
+    fn check_record(&self, rec: &AuditRecord) -> Result<(), VerifyError> {
         if rec.seq != self.next_seq {
             return Err(VerifyError::SeqGap {
                 expected: self.next_seq,
@@ -340,15 +488,23 @@ impl TrailVerifier {
             });
         }
         if rec.prev_hash != self.prev {
+            // Two records claiming the same predecessor: the previous one was inserted.
+            if self.next_seq > 0 && rec.prev_hash == self.prev_prev {
+                return Err(VerifyError::Inserted {
+                    seq: rec.seq.saturating_sub(1),
+                });
+            }
             return Err(VerifyError::BrokenChain { seq: rec.seq });
         }
         if rec.check().is_err() {
             return Err(VerifyError::LeafHash { seq: rec.seq });
         }
-        if self.check_events && AuditEvent::from_canonical_bytes(&rec.event).is_err() {
-            return Err(VerifyError::BadEvent { seq: rec.seq });
-        }
+        Ok(())
+    }
+
+    fn accept(&mut self, rec: &AuditRecord) -> Result<Vec<Node>, VerifyError> {
         let nodes = self.frontier.push(rec.leaf_hash);
+        self.prev_prev = rec.prev_hash;
         self.prev = rec.leaf_hash;
         self.next_seq += 1;
         self.match_checkpoints()?;
@@ -467,16 +623,20 @@ where
         if page.is_empty() {
             break;
         }
+        // Records first, then the nodes they completed: within a page a record's own problem
+        // is reported before the tree nodes it disturbs (as the store verifier does).
+        let mut completed = Vec::new();
         for rec in &page {
-            for node in v.push(rec)? {
-                let stored = nodes
-                    .node(NodeId {
-                        level: node.level,
-                        index: node.index,
-                    })
-                    .map_err(|e| VerifyError::Source(e.to_string()))?;
-                check_stored_node(&node, stored)?;
-            }
+            completed.extend(v.push(rec)?);
+        }
+        for node in completed {
+            let stored = nodes
+                .node(NodeId {
+                    level: node.level,
+                    index: node.index,
+                })
+                .map_err(|e| VerifyError::Source(e.to_string()))?;
+            check_stored_node(&node, stored)?;
         }
     }
     let summary = v.finish(head)?;
@@ -719,6 +879,111 @@ mod tests {
         let (_, ck) = key();
         let err = CheckpointSet::collect(&ck, ORIGIN, &[fake], &[]).unwrap_err();
         assert!(matches!(err, VerifyError::Checkpoint { .. }));
+    }
+
+    #[test]
+    fn an_insertion_in_the_middle_is_named_at_the_inserted_record() {
+        let base = build(30);
+        let cps = sign_at(&base.records, &[10]);
+        // A well-formed record chained after record 14, put in at 15; the rows after it are
+        // renumbered (their stored leaf hashes unchanged), as an attacker must to make room.
+        let forged = tampered(&base, |r| {
+            let ev = event(777);
+            let extra = AuditRecord::next(Some((14, r[14].leaf_hash)), 5, ev.canonical_bytes());
+            r.insert(15, extra);
+            for x in r.iter_mut().skip(16) {
+                x.seq += 1;
+            }
+        });
+        assert_eq!(
+            run(&forged, &cps).unwrap_err(),
+            VerifyError::Inserted { seq: 15 }
+        );
+        assert_eq!(VerifyError::Inserted { seq: 15 }.seq(), Some(15));
+    }
+
+    #[test]
+    fn index_columns_are_compared_with_the_hashed_event() {
+        let t = build(5);
+        let cps = sign_at(&t.records, &[5]);
+        let (_, ck) = key();
+        let set = CheckpointSet::collect(&ck, ORIGIN, &cps, &[]).unwrap();
+        let stored: Vec<StoredRecord> = t
+            .records
+            .iter()
+            .map(|r| StoredRecord {
+                record: r.clone(),
+                index: IndexColumns::of(&AuditEvent::from_canonical_bytes(&r.event).unwrap()),
+            })
+            .collect();
+        let mut v = TrailVerifier::new(&set).unwrap();
+        for s in &stored {
+            v.push_stored(s).unwrap();
+        }
+        v.finish(Some(&t.head)).unwrap();
+        let mut bad = stored.clone();
+        bad[3].index.patient_id = None;
+        let mut v = TrailVerifier::new(&set).unwrap();
+        let err = bad
+            .iter()
+            .try_for_each(|s| v.push_stored(s).map(|_| ()))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            VerifyError::IndexColumn {
+                seq: 3,
+                column: "patient_id"
+            }
+        );
+        assert!(err.to_string().contains("record 3"));
+    }
+
+    #[test]
+    fn checkpoint_drift_between_database_and_file() {
+        let t = build(30);
+        let cps = sign_at(&t.records, &[10, 20, 30]);
+        // sign_at stamps each checkpoint with at_millis = size.
+        let rule = |now| {
+            Some(DriftRule {
+                now_millis: now,
+                grace_millis: 100,
+            })
+        };
+        // In step.
+        assert_eq!(check_drift(&cps, &cps, &[], rule(1000)).unwrap(), None);
+        // The newest is not in the file yet, within one period: tolerated.
+        assert_eq!(
+            check_drift(&cps, &cps[..2], &[], rule(100)).unwrap(),
+            Some(30)
+        );
+        // ... but not once the period has passed.
+        assert_eq!(
+            check_drift(&cps, &cps[..2], &[], rule(1000)).unwrap_err(),
+            VerifyError::MissingFromFile { size: 30 }
+        );
+        // An older one missing from the file always fails.
+        let file = [cps[0].clone(), cps[2].clone()];
+        assert_eq!(
+            check_drift(&cps, &file, &[], rule(0)).unwrap_err(),
+            VerifyError::MissingFromFile { size: 20 }
+        );
+        // A file checkpoint missing from the database: a deleted row.
+        assert_eq!(
+            check_drift(&cps[..2], &cps, &[], rule(0)).unwrap_err(),
+            VerifyError::MissingFromDatabase {
+                size: 30,
+                origin: CheckpointOrigin::File
+            }
+        );
+        // Without a file to compare, the database's checkpoints stand alone, but copies given
+        // must still be in the database.
+        assert_eq!(check_drift(&cps, &[], &[], None).unwrap(), None);
+        assert!(check_drift(&cps[..1], &[], &cps[1..2], None).is_err());
+        let msg = VerifyError::MissingFromFile { size: 20 }.to_string();
+        assert!(
+            msg.contains("size 20") && msg.contains("checkpoint file"),
+            "{msg}"
+        );
     }
 
     #[test]

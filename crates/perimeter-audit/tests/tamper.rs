@@ -10,69 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use perimeter_audit::checkpoint::CheckpointKey;
-use perimeter_audit::checkpointer::{CheckpointStore, Checkpointer, CheckpointerConfig, read_log};
+use perimeter_audit::checkpointer::{Checkpointer, CheckpointerConfig, read_log};
 use perimeter_audit::merkle::Frontier;
+use perimeter_audit::query::{AuditQuery, IndexColumns};
 use perimeter_audit::schedule::Policy;
-use perimeter_audit::trail::{TrailStore, prove, verify_store};
-use perimeter_audit::verify::{CheckpointOrigin, HeadView, VerifyError};
-use perimeter_audit::{Action, Actor, AuditEvent, AuditRecord, Hash32, ObjectRef, Outcome};
+use perimeter_audit::trail::{OutsideCheckpoints, VerifyOptions, prove, verify_store};
+use perimeter_audit::verify::{CheckpointOrigin, VerifyError};
+use perimeter_audit::{Action, Actor, AuditEvent, AuditRecord, ObjectRef, Outcome};
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{ManualClock, PatientId, PurposeOfUse, Role, StaffId};
-use perimeter_store::{Backend, DatabaseUrl, Store, StoreError, StoreOptions};
+use perimeter_store::{AccessContext, Backend, DatabaseUrl, PatientData, Store, StoreOptions};
 use sqlx::{AnyConnection, Connection};
 
 const ORIGIN: &str = "perimeter.test/audit";
-
-struct Adapter(Store);
-
-impl TrailStore for Adapter {
-    type Error = StoreError;
-    async fn records(&self, from_seq: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        self.0.audit_records(from_seq, limit).await
-    }
-    async fn node(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
-        self.0.audit_node(level, index).await
-    }
-    async fn head(&self) -> Result<Option<HeadView>, StoreError> {
-        Ok(self.0.audit_head().await?.map(|h| HeadView {
-            size: h.size,
-            last_leaf_hash: h.last_leaf_hash,
-            frontier: h.frontier.to_bytes(),
-        }))
-    }
-    async fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self
-            .0
-            .checkpoints()
-            .await?
-            .into_iter()
-            .map(|c| c.signed)
-            .collect())
-    }
-}
-
-impl CheckpointStore for Adapter {
-    type Error = StoreError;
-    async fn head(&self) -> Result<Frontier, StoreError> {
-        Ok(self
-            .0
-            .audit_head()
-            .await?
-            .map(|h| h.frontier)
-            .unwrap_or_default())
-    }
-    async fn latest_checkpoint(&self) -> Result<Option<(u64, i64)>, StoreError> {
-        Ok(self
-            .0
-            .checkpoints()
-            .await?
-            .last()
-            .map(|c| (c.tree_size, c.at_millis)))
-    }
-    async fn insert_checkpoint(&self, size: u64, at: i64, signed: &[u8]) -> Result<(), StoreError> {
-        self.0.insert_checkpoint(size, at, signed).await
-    }
-}
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -157,7 +107,9 @@ impl Db {
             Backend::Sqlite => {
                 self.exec(
                     "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; \
-                     DROP TRIGGER audit_node_no_update; DROP TRIGGER audit_node_no_delete;",
+                     DROP TRIGGER audit_node_no_update; DROP TRIGGER audit_node_no_delete; \
+                     DROP TRIGGER audit_checkpoint_no_update; DROP TRIGGER audit_checkpoint_no_delete; \
+                     DROP TRIGGER audit_head_no_delete; DROP TRIGGER audit_head_only_advances;",
                 )
                 .await
             }
@@ -165,7 +117,9 @@ impl Db {
                 self.exec(
                     "DROP TRIGGER audit_log_append_only ON audit_log; \
                      DROP TRIGGER audit_node_append_only ON audit_node; \
-                     DROP TRIGGER audit_log_no_truncate ON audit_log;",
+                     DROP TRIGGER audit_log_no_truncate ON audit_log; \
+                     DROP TRIGGER audit_checkpoint_append_only ON audit_checkpoint; \
+                     DROP TRIGGER audit_head_only_advances ON audit_head;",
                 )
                 .await
             }
@@ -208,8 +162,16 @@ fn event(i: u64) -> AuditEvent {
 
 struct Fixture {
     db: Db,
-    store: Adapter,
+    store: Store,
     key: CheckpointKey,
+}
+
+fn options() -> VerifyOptions {
+    VerifyOptions {
+        page: 7,
+        now_millis: 1_767_225_600_000,
+        grace_millis: 60_000,
+    }
 }
 
 impl Fixture {
@@ -225,7 +187,6 @@ impl Fixture {
             .unwrap();
         store.migrate().await.unwrap();
         store.verify_keys().await.unwrap();
-        let adapter = Adapter(store.clone());
         let cfg = CheckpointerConfig {
             origin: ORIGIN.into(),
             policy: Policy::default(),
@@ -233,7 +194,7 @@ impl Fixture {
             tick: std::time::Duration::from_secs(1),
         };
         let mut cp = Checkpointer::new(
-            Adapter(store.clone()),
+            store.clone(),
             keys.audit_signing_key().clone(),
             Arc::new(clock.clone()),
             cfg,
@@ -248,20 +209,20 @@ impl Fixture {
             }
         }
         let key = CheckpointKey::new(ORIGIN, keys.audit_verifying_key()).unwrap();
-        Some(Fixture {
-            db,
-            store: adapter,
-            key,
-        })
+        Some(Fixture { db, store, key })
     }
 
     async fn verify(&self) -> Result<perimeter_audit::trail::Report, VerifyError> {
         let log = read_log(&self.db.checkpoint_dir()).unwrap();
-        verify_store(&self.store, &self.key, &log, 7).await
+        let outside = OutsideCheckpoints {
+            log: Some(&log),
+            copies: "",
+        };
+        verify_store(&self.store, &self.key, outside, options()).await
     }
 
     async fn done(self) {
-        self.store.0.close().await;
+        self.store.close().await;
         self.db.drop_db().await;
     }
 }
@@ -339,6 +300,80 @@ async fn every_tampering_is_caught(backend: Backend) {
         )
     })
     .await;
+    // A query column nulled: the record would vanish from the patient's accounting.
+    scenario(
+        backend,
+        "UPDATE audit_log SET patient_id = NULL WHERE seq = 33",
+        |e| {
+            assert_eq!(
+                e,
+                VerifyError::IndexColumn {
+                    seq: 33,
+                    column: "patient_id"
+                }
+            )
+        },
+    )
+    .await;
+    // Another patient's id put in.
+    scenario(
+        backend,
+        "UPDATE audit_log SET patient_id = (SELECT patient_id FROM audit_log WHERE seq = 2) WHERE seq = 61",
+        |e| {
+            assert_eq!(
+                e,
+                VerifyError::IndexColumn {
+                    seq: 61,
+                    column: "patient_id"
+                }
+            )
+        },
+    )
+    .await;
+    // The user changed, the action changed.
+    scenario(
+        backend,
+        "UPDATE audit_log SET actor_id = 'someone-else' WHERE seq = 12",
+        |e| {
+            assert_eq!(
+                e,
+                VerifyError::IndexColumn {
+                    seq: 12,
+                    column: "actor_id"
+                }
+            )
+        },
+    )
+    .await;
+    scenario(
+        backend,
+        "UPDATE audit_log SET action = 'login' WHERE seq = 44",
+        |e| {
+            assert_eq!(
+                e,
+                VerifyError::IndexColumn {
+                    seq: 44,
+                    column: "action"
+                }
+            )
+        },
+    )
+    .await;
+    // A checkpoint row deleted from the database (the file still has it).
+    scenario(
+        backend,
+        "DELETE FROM audit_checkpoint WHERE tree_size = 40",
+        |e| {
+            assert_eq!(
+                e,
+                VerifyError::MissingFromDatabase {
+                    size: 40,
+                    origin: CheckpointOrigin::File
+                }
+            )
+        },
+    )
+    .await;
     // A stored interior node altered.
     scenario(
         backend,
@@ -348,12 +383,30 @@ async fn every_tampering_is_caught(backend: Backend) {
     .await;
 }
 
-async fn inserted_row_is_caught(backend: Backend) {
+async fn insert_raw(c: &mut AnyConnection, r: &AuditRecord, cols: &IndexColumns) {
+    sqlx::query(
+        "INSERT INTO audit_log (seq, prev_hash, at_millis, event, leaf_hash, patient_id, actor_id, action) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(r.seq as i64)
+    .bind(r.prev_hash.to_vec())
+    .bind(r.at_millis)
+    .bind(r.event.clone())
+    .bind(r.leaf_hash.to_vec())
+    .bind(cols.patient_id.clone())
+    .bind(cols.actor_id.clone())
+    .bind(cols.action.clone())
+    .execute(c)
+    .await
+    .unwrap();
+}
+
+async fn inserted_rows_are_caught(backend: Backend) {
+    // At the end: a well-formed, correctly chained record appended behind the store's back.
     let Some(f) = Fixture::new(backend).await else {
         return;
     };
-    // A well-formed, correctly chained record appended behind the store's back.
-    let last = f.store.0.audit_records(99, 1).await.unwrap().remove(0);
+    let last = f.store.audit_records(99, 1).await.unwrap().remove(0);
     let ev = event(1000);
     let forged = AuditRecord::next(
         Some((last.seq, last.leaf_hash)),
@@ -361,18 +414,7 @@ async fn inserted_row_is_caught(backend: Backend) {
         ev.canonical_bytes(),
     );
     let mut c = f.db.raw().await;
-    sqlx::query(
-        "INSERT INTO audit_log (seq, prev_hash, at_millis, event, leaf_hash, patient_id, actor_id, action) \
-         VALUES ($1, $2, $3, $4, $5, NULL, NULL, 'read')",
-    )
-    .bind(forged.seq as i64)
-    .bind(forged.prev_hash.to_vec())
-    .bind(forged.at_millis)
-    .bind(forged.event.clone())
-    .bind(forged.leaf_hash.to_vec())
-    .execute(&mut c)
-    .await
-    .unwrap();
+    insert_raw(&mut c, &forged, &IndexColumns::of(&ev)).await;
     c.close().await.unwrap();
     let err = f.verify().await.unwrap_err();
     assert!(
@@ -380,12 +422,112 @@ async fn inserted_row_is_caught(backend: Backend) {
         "{err}"
     );
     f.done().await;
+
+    // In the middle: the rows from 57 on renumbered to make room, a well-formed record chained
+    // after record 56 put in at 57, the head bumped. The verifier names record 57.
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    f.db.drop_guards().await;
+    let prev = f.store.audit_records(56, 1).await.unwrap().remove(0);
+    let ev = event(2000);
+    let forged = AuditRecord::next(
+        Some((prev.seq, prev.leaf_hash)),
+        ev.at_millis,
+        ev.canonical_bytes(),
+    );
+    f.db.exec(
+        "UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 57; \
+         UPDATE audit_log SET seq = -seq WHERE seq < 0; \
+         UPDATE audit_head SET size = size + 1 WHERE id = 1;",
+    )
+    .await;
+    let mut c = f.db.raw().await;
+    insert_raw(&mut c, &forged, &IndexColumns::of(&ev)).await;
+    c.close().await.unwrap();
+    let err = f.verify().await.unwrap_err();
+    assert_eq!(err, VerifyError::Inserted { seq: 57 }, "{err}");
+    assert!(err.to_string().starts_with("record 57: inserted"), "{err}");
+    f.done().await;
+}
+
+async fn crypto_shredding_leaves_the_trail_verifiable(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let sys = AccessContext::system("test");
+    let clinician = AccessContext::user(
+        StaffId::new(),
+        vec![Role::Clinician],
+        PurposeOfUse::Treatment,
+    );
+    let practice = f.store.create_practice(&sys, "Clinic").await.unwrap();
+    let data = PatientData {
+        given_name: "Zebulon".into(),
+        family_name: "Quixote".into(),
+        phone: Some("+1 202 555 0199".into()),
+        ..PatientData::default()
+    };
+    let pid = f
+        .store
+        .create_patient(&clinician, practice, &data)
+        .await
+        .unwrap();
+    // Full reads are for Perimeter's own components (staff read through the views).
+    let intake = AccessContext::system("intake");
+    f.store.get_patient(&intake, pid).await.unwrap();
+    let report = f.store.shred_patient(&sys, pid).await.unwrap();
+    assert!(!report.already_shredded && report.patient_fields_unreadable > 0);
+    assert!(f.store.get_patient(&intake, pid).await.is_err());
+    // A checkpoint after the shred, then the whole trail verifies, and the patient's
+    // accounting still lists every access, by internal id, without any of their data.
+    let keys_dir = f.db.checkpoint_dir();
+    let mut cp = Checkpointer::new(
+        f.store.clone(),
+        f.store.keys().audit_signing_key().clone(),
+        f.store.clock().clone(),
+        CheckpointerConfig {
+            origin: ORIGIN.into(),
+            policy: Policy::default(),
+            dir: keys_dir,
+            tick: std::time::Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+    cp.tick(true).await.unwrap().unwrap();
+    let r = f.verify().await.unwrap();
+    assert!(r.summary.records > 100);
+    let about = f
+        .store
+        .audit_query(
+            &AuditQuery {
+                patient: Some(pid),
+                ..AuditQuery::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    let actions: Vec<Action> = about
+        .iter()
+        .map(|r| AuditEvent::from_canonical_bytes(&r.event).unwrap().action)
+        .collect();
+    assert_eq!(actions, vec![Action::Create, Action::Read, Action::Delete]);
+    for r in f.store.audit_records(0, 10_000).await.unwrap() {
+        let text = String::from_utf8_lossy(&r.event);
+        assert!(!text.contains("Zebulon") && !text.contains("Quixote") && !text.contains("0199"));
+    }
+    let last = r.summary.records - 1;
+    prove(&f.store, &f.key, last, None).await.unwrap();
+    f.done().await;
 }
 
 /// Rewrites every audit table with one event changed and everything re-hashed (records, nodes,
 /// head), optionally removing the database's checkpoints. Only signed checkpoints can tell.
 async fn rewrite_trail(f: &Fixture, drop_db_checkpoints: bool) {
-    let records = f.store.0.audit_records(0, 1000).await.unwrap();
+    let records = f.store.audit_records(0, 1000).await.unwrap();
     let mut forged: Vec<AuditRecord> = Vec::new();
     let mut frontier = Frontier::new();
     let mut nodes = Vec::new();
@@ -418,18 +560,8 @@ async fn rewrite_trail(f: &Fixture, drop_db_checkpoints: bool) {
             .unwrap();
     }
     for r in &forged {
-        sqlx::query(
-            "INSERT INTO audit_log (seq, prev_hash, at_millis, event, leaf_hash, patient_id, actor_id, action) \
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL, 'read')",
-        )
-        .bind(r.seq as i64)
-        .bind(r.prev_hash.to_vec())
-        .bind(r.at_millis)
-        .bind(r.event.clone())
-        .bind(r.leaf_hash.to_vec())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        let cols = IndexColumns::of(&AuditEvent::from_canonical_bytes(&r.event).unwrap());
+        insert_raw(&mut tx, r, &cols).await;
     }
     for n in &nodes {
         sqlx::query("INSERT INTO audit_node (level, idx, hash) VALUES ($1, $2, $3)")
@@ -483,11 +615,31 @@ async fn rehashed_forgery_is_caught_by_the_checkpoint_file(backend: Backend) {
         }
     );
     // Without the file the forgery would pass: the file is what makes it detectable.
-    verify_store(&f.store, &f.key, "", 64).await.unwrap();
+    let db_only = VerifyOptions {
+        page: 64,
+        ..options()
+    };
+    verify_store(&f.store, &f.key, OutsideCheckpoints::default(), db_only)
+        .await
+        .unwrap();
+    // With the file, even the records left intact give the deletion away.
+    let log = read_log(&f.db.checkpoint_dir()).unwrap();
+    let err = verify_store(
+        &f.store,
+        &f.key,
+        OutsideCheckpoints {
+            log: None,
+            copies: &log,
+        },
+        db_only,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, VerifyError::CheckpointRoot { .. }), "{err}");
 
     // A forger who signs new checkpoints with their own key is refused.
     let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let head = f.store.0.audit_head().await.unwrap().unwrap();
+    let head = f.store.audit_head().await.unwrap().unwrap();
     let fake = perimeter_audit::schedule::checkpoint_for_head(
         ORIGIN,
         &head.frontier.to_bytes(),
@@ -496,11 +648,12 @@ async fn rehashed_forgery_is_caught_by_the_checkpoint_file(backend: Backend) {
     )
     .unwrap();
     f.store
-        .0
         .insert_checkpoint(head.size, 1, fake.text().as_bytes())
         .await
         .unwrap();
-    let err = verify_store(&f.store, &f.key, "", 64).await.unwrap_err();
+    let err = verify_store(&f.store, &f.key, OutsideCheckpoints::default(), db_only)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -522,7 +675,17 @@ async fn sqlite_untouched_trail_verifies_and_proves() {
 #[tokio::test]
 async fn sqlite_every_tampering_is_caught() {
     every_tampering_is_caught(Backend::Sqlite).await;
-    inserted_row_is_caught(Backend::Sqlite).await;
+    inserted_rows_are_caught(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sqlite_crypto_shredding_leaves_the_trail_verifiable() {
+    crypto_shredding_leaves_the_trail_verifiable(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_crypto_shredding_leaves_the_trail_verifiable() {
+    crypto_shredding_leaves_the_trail_verifiable(Backend::Postgres).await;
 }
 
 #[tokio::test]
@@ -538,7 +701,7 @@ async fn postgres_untouched_trail_verifies_and_proves() {
 #[tokio::test]
 async fn postgres_every_tampering_is_caught() {
     every_tampering_is_caught(Backend::Postgres).await;
-    inserted_row_is_caught(Backend::Postgres).await;
+    inserted_rows_are_caught(Backend::Postgres).await;
 }
 
 #[tokio::test]

@@ -53,6 +53,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("sessions.idle_timeout_minutes", Kind::Int),
     ("sessions.absolute_timeout_hours", Kind::Int),
     ("phi.max_message_bytes", Kind::Int),
+    ("audit.checkpoint_every_records", Kind::Int),
+    ("audit.checkpoint_every_seconds", Kind::Int),
+    ("audit.checkpoint_dir", Kind::Str),
 ];
 
 /// The environment variable that sets a dotted key.
@@ -262,6 +265,33 @@ impl Default for PhiConfig {
     }
 }
 
+/// The checkpoint directory under the data directory, unless `audit.checkpoint_dir` is set.
+pub const DEFAULT_CHECKPOINT_DIR: &str = "audit-checkpoints";
+
+/// `[audit]`: signed checkpoints of the audit trail (`perimeter serve` writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write a checkpoint after this many new records...
+    pub checkpoint_every_records: u64,
+    /// ...or after this many seconds with new records, whichever comes first.
+    pub checkpoint_every_seconds: u64,
+    /// Directory of `checkpoints.log` and `checkpoint.vkey` (default
+    /// `<data_dir>/audit-checkpoints`); put it where it can be shipped off the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_records: 1000,
+            checkpoint_every_seconds: 60,
+            checkpoint_dir: None,
+        }
+    }
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,6 +334,9 @@ pub struct Config {
     /// Message limits.
     #[serde(default)]
     pub phi: PhiConfig,
+    /// Audit checkpoints.
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -333,6 +366,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             sessions: SessionsConfig::default(),
             phi: PhiConfig::default(),
+            audit: AuditConfig::default(),
         };
         config.resolve_defaults();
         config
@@ -609,7 +643,7 @@ impl Config {
                 "expected a level (error, warn, info, debug, trace) or tracing directives such as info,perimeter_server=debug",
             ));
         }
-        let ranges: [(&str, u64, u64, u64); 9] = [
+        let ranges: [(&str, u64, u64, u64); 11] = [
             (
                 "database.max_connections",
                 u64::from(self.database.max_connections),
@@ -664,6 +698,18 @@ impl Config {
                 1,
                 1 << 30,
             ),
+            (
+                "audit.checkpoint_every_records",
+                self.audit.checkpoint_every_records,
+                1,
+                10_000_000,
+            ),
+            (
+                "audit.checkpoint_every_seconds",
+                self.audit.checkpoint_every_seconds,
+                1,
+                86_400,
+            ),
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
@@ -672,6 +718,17 @@ impl Config {
                     &format!("expected an integer from {min} to {max}"),
                 ));
             }
+        }
+        if self
+            .audit
+            .checkpoint_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(bad(
+                "audit.checkpoint_dir",
+                "expected a directory path, not an empty string",
+            ));
         }
         if u64::from(self.sessions.idle_timeout_minutes)
             > u64::from(self.sessions.absolute_timeout_hours) * 60
@@ -693,6 +750,14 @@ impl Config {
                 self.data_dir.join("perimeter.db").to_string_lossy()
             )),
         }
+    }
+
+    /// The resolved audit checkpoint directory.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.audit
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(DEFAULT_CHECKPOINT_DIR))
     }
 
     /// The resolved key file path.
@@ -826,14 +891,16 @@ fn deserialize_error(
 /// A fixed description of what a key expects (so the rejected value is never echoed).
 fn expected_for(key: &str) -> Option<String> {
     let text = match key {
-        "data_dir" | "tls.cert_file" | "tls.key_file" | "keys.file" => "expected a path (a string)",
+        "data_dir" | "tls.cert_file" | "tls.key_file" | "keys.file" | "audit.checkpoint_dir" => {
+            "expected a path (a string)"
+        }
         "database_url" => "expected a URL string starting with sqlite:// or postgres://",
         "listen" => "expected an address and port such as 127.0.0.1:8080 or [::1]:8443",
         "insecure_http" => "expected a boolean: true or false",
         "log_format" => "expected \"human\" or \"json\"",
         "log_level" => "expected a string such as \"info\"",
         "tls" => "expected a table with cert_file and key_file",
-        "keys" | "database" | "http" | "sessions" | "phi" => "expected a table",
+        "keys" | "database" | "http" | "sessions" | "phi" | "audit" => "expected a table",
         k if KEYS
             .iter()
             .any(|(name, kind)| *name == k && *kind == Kind::Int) =>

@@ -10,6 +10,7 @@
 //! [`Bound::run`] serve it over plain HTTP or rustls with graceful shutdown.
 
 mod access;
+pub mod audit_api;
 pub mod auth;
 mod error;
 mod health;
@@ -50,7 +51,11 @@ pub type RouteModule = Box<dyn FnOnce(Routes) -> Result<Routes, RouteError> + Se
 /// The product's route modules, in declaration order. To add a module, add one line here
 /// (`|r| my_module::routes(r),`); `perimeter serve` and the route × role test both get it.
 fn product_routes() -> Vec<RouteModule> {
-    vec![Box::new(auth::routes), Box::new(patients_api::routes)]
+    vec![
+        Box::new(auth::routes),
+        Box::new(patients_api::routes),
+        Box::new(audit_api::routes),
+    ]
 }
 
 /// What [`build_app`] assembles.
@@ -65,6 +70,8 @@ pub struct AppParts {
     pub limits: HttpLimits,
     /// Authentication (ready, or waiting for the database).
     pub auth: AuthSlot,
+    /// The audit API's checkpoint file and FHIR naming.
+    pub audit: audit_api::AuditApiSettings,
     /// Optional route modules added after the product's (diagnostics, tests, modules enabled
     /// by configuration).
     pub extra_routes: Vec<RouteModule>,
@@ -89,7 +96,9 @@ pub fn build_app(parts: AppParts) -> Result<App, RouteError> {
         routes = module(routes)?;
     }
     let state = AppState::new(parts.readiness, parts.clock, parts.metrics, parts.limits);
-    Ok(App::new(state, routes).with_auth_slot(parts.auth))
+    Ok(App::new(state, routes)
+        .with_audit_api(parts.audit)
+        .with_auth_slot(parts.auth))
 }
 
 /// A complete application: router with middleware, plus its route table.

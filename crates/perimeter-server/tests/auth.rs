@@ -316,6 +316,7 @@ async fn start_with(opts: Opts) -> Env {
         metrics: Metrics::new(),
         limits,
         auth: slot.clone(),
+        audit: Default::default(),
         extra_routes,
     })
     .unwrap();

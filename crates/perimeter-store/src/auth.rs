@@ -155,14 +155,8 @@ impl Store {
     /// Appends security events that go with no other change (failed log-ins, denials,
     /// timeouts), in one transaction.
     pub async fn append_security_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut w = self.begin_write().await?;
-        for e in events {
-            w.audit(e).await?;
-        }
-        w.commit().await
+        // Group-committed with other standalone events; the events of one call stay together.
+        self.append_audit(events).await.map(|_| ())
     }
 
     // ---- MFA ------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use perimeter_audit::merkle::Frontier;
+use perimeter_audit::group::{GroupCommitter, GroupConfig};
+use perimeter_audit::merkle::{Frontier, Node};
+use perimeter_audit::query::IndexColumns;
 use perimeter_audit::{AuditEvent, AuditRecord, Hash32};
 use perimeter_crypto::KeyRing;
 use perimeter_domain::SharedClock;
@@ -58,16 +60,35 @@ pub enum SchemaStatus {
     },
 }
 
-pub(crate) struct Inner {
+/// The connection pool and what every statement needs: shared by a [`Store`], the stores made
+/// from it with other keys, its audit group committer and its [`crate::AuditReader`]s.
+pub(crate) struct Core {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) target: String,
-    pub(crate) keys: KeyRing,
     pub(crate) clock: SharedClock,
 }
 
-/// The storage handle. Cheap to clone; holds the connection pool, the key ring and the clock,
-/// and no other state, so several processes can share one PostgreSQL database.
+impl Core {
+    pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
+        StoreError::from_sqlx(e, self.backend, &self.target)
+    }
+}
+
+/// The group committer's error: the batch's store error, shared by every caller in it.
+pub(crate) type BatchError = Arc<StoreError>;
+
+pub(crate) struct Inner {
+    pub(crate) core: Arc<Core>,
+    pub(crate) keys: KeyRing,
+    /// Standalone audit events (log-ins, denials, exports) are batched through this into one
+    /// transaction (one fsync) per batch. `None` outside a Tokio runtime.
+    pub(crate) group: Option<GroupCommitter<BatchError>>,
+}
+
+/// The storage handle. Cheap to clone; holds the connection pool, the key ring, the clock and
+/// the audit group committer (a queue, no data), and no other state, so several processes can
+/// share one PostgreSQL database.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
@@ -76,14 +97,23 @@ pub struct Store {
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.inner.backend)
-            .field("target", &self.inner.target)
+            .field("backend", &self.inner.core.backend)
+            .field("target", &self.inner.core.target)
             .field("keys", &self.inner.keys)
             .finish_non_exhaustive()
     }
 }
 
-fn sqlite_url(path: &std::path::Path) -> Result<String, StoreError> {
+/// SQLite settings of every connection. `synchronous = FULL` with WAL makes every commit fsync
+/// the write-ahead log before it returns: an acknowledged write (PHI or audit) survives a power
+/// cut. (`NORMAL` would only sync at checkpoints.)
+pub(crate) fn sqlite_pragmas(busy_ms: u128) -> String {
+    format!(
+        "PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = FULL;"
+    )
+}
+
+pub(crate) fn sqlite_url(path: &std::path::Path, mode: &str) -> Result<String, StoreError> {
     let s = path
         .to_str()
         .ok_or_else(|| StoreError::Config("the SQLite database path must be valid UTF-8".into()))?;
@@ -91,7 +121,7 @@ fn sqlite_url(path: &std::path::Path) -> Result<String, StoreError> {
         .replace('%', "%25")
         .replace('?', "%3F")
         .replace('#', "%23");
-    Ok(format!("sqlite://{encoded}?mode=rwc"))
+    Ok(format!("sqlite://{encoded}?mode={mode}"))
 }
 
 impl Store {
@@ -105,7 +135,7 @@ impl Store {
         let backend = opts.url.backend();
         let target = opts.url.to_string();
         let url = match &opts.url {
-            DatabaseUrl::Sqlite(path) => sqlite_url(path)?,
+            DatabaseUrl::Sqlite(path) => sqlite_url(path, "rwc")?,
             DatabaseUrl::Postgres(_) => opts.url.expose(),
         };
         let busy_ms = opts.busy_timeout.as_millis();
@@ -116,13 +146,7 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute(
-                            format!(
-                                "PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = NORMAL;"
-                            )
-                            .as_str(),
-                        )
-                        .await?;
+                        conn.execute(sqlite_pragmas(busy_ms).as_str()).await?;
                     }
                     Ok(())
                 })
@@ -130,19 +154,23 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| StoreError::from_sqlx(e, backend, &target))?;
+        let core = Arc::new(Core {
+            pool,
+            backend,
+            target,
+            clock,
+        });
         let store = Store {
             inner: Arc::new(Inner {
-                pool,
-                backend,
-                target,
+                group: spawn_group_committer(&core),
+                core,
                 keys,
-                clock,
             }),
         };
         if backend == Backend::Sqlite {
             // WAL is a property of the file; setting it needs no other connection writing.
             let row = sqlx::query("PRAGMA journal_mode = WAL")
-                .fetch_one(&store.inner.pool)
+                .fetch_one(store.pool())
                 .await
                 .map_err(|e| store.err(e))?;
             let mode: String = row.try_get(0).map_err(|e| store.err(e))?;
@@ -155,7 +183,7 @@ impl Store {
 
     /// Which backend.
     pub fn backend(&self) -> Backend {
-        self.inner.backend
+        self.inner.core.backend
     }
 
     /// The key ring.
@@ -165,53 +193,83 @@ impl Store {
 
     /// The clock.
     pub fn clock(&self) -> &SharedClock {
-        &self.inner.clock
+        &self.inner.core.clock
     }
 
-    /// The same database with another key ring (after a rotation added a KEK version).
+    /// The same database with another key ring (after a rotation added a KEK version); shares
+    /// the pool and the audit group committer.
     pub fn with_keys(&self, keys: KeyRing) -> Store {
         Store {
             inner: Arc::new(Inner {
-                pool: self.inner.pool.clone(),
-                backend: self.inner.backend,
-                target: self.inner.target.clone(),
+                core: self.inner.core.clone(),
                 keys,
-                clock: self.inner.clock.clone(),
+                group: self.inner.group.clone(),
             }),
         }
     }
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
-        self.inner.pool.close().await;
+        self.inner.core.pool.close().await;
+    }
+
+    /// How commits are made durable, as the database reports it: for SQLite the journal mode
+    /// and `synchronous` level of a pooled connection (`wal`, `2` = FULL: each commit fsyncs
+    /// the log), for PostgreSQL `synchronous_commit` and `fsync`.
+    pub async fn durability(&self) -> Result<String, StoreError> {
+        let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
+        let (a, b) = match self.backend() {
+            Backend::Sqlite => ("PRAGMA journal_mode", "PRAGMA synchronous"),
+            Backend::Postgres => ("SHOW synchronous_commit", "SHOW fsync"),
+        };
+        let mut out = Vec::new();
+        for (name, sql) in [
+            ("journal_mode/synchronous_commit", a),
+            ("synchronous/fsync", b),
+        ] {
+            let row = sqlx::query(sql)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            let v = row
+                .try_get::<String, _>(0)
+                .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
+                .map_err(|_| StoreError::Corrupt(format!("{name} cannot be read")))?;
+            out.push(v);
+        }
+        Ok(match self.backend() {
+            Backend::Sqlite => format!("journal_mode={} synchronous={}", out[0], out[1]),
+            Backend::Postgres => format!("synchronous_commit={} fsync={}", out[0], out[1]),
+        })
     }
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
+            .execute(self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
-        StoreError::from_sqlx(e, self.inner.backend, &self.inner.target)
+        self.inner.core.err(e)
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
-        &self.inner.pool
+        &self.inner.core.pool
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
     }
 
     pub(crate) fn now(&self) -> i64 {
-        self.inner.clock.now_millis()
+        self.inner.core.clock.now_millis()
     }
 
     fn migrator(&self) -> &'static Migrator {
-        match self.inner.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        }
+        migrator(self.inner.core.backend)
     }
 
     /// The highest migration version this build embeds.
@@ -220,7 +278,7 @@ impl Store {
     }
 
     async fn applied_versions(&self) -> Result<Option<Vec<(i64, bool)>>, StoreError> {
-        let exists_sql = match self.inner.backend {
+        let exists_sql = match self.inner.core.backend {
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
             }
@@ -351,33 +409,76 @@ impl Store {
     /// single head row on PostgreSQL (serialising all writers, across processes, into one
     /// audit sequence). Taking this lock first in every write transaction gives one lock order.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let mut tx = match self.inner.backend {
-            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool().begin().await,
-        }
-        .map_err(|e| self.err(e))?;
-        let sql = match self.inner.backend {
-            Backend::Sqlite => "SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1",
-            Backend::Postgres => {
-                "SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE"
-            }
-        };
-        let row = sqlx::query(sql)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| StoreError::Corrupt("the audit head row is missing".into()))?;
-        let head = HeadState::from_row(&row).map_err(|e| match e {
-            HeadDecode::Sql(e) => self.err(e),
-            HeadDecode::Bad(m) => StoreError::Corrupt(m),
-        })?;
-        Ok(WriteTx {
-            tx,
-            head,
-            dirty: false,
-            store: self.clone(),
-        })
+        begin_write(&self.inner.core).await
     }
+}
+
+/// The migrations embedded for a backend.
+pub(crate) fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
+/// See [`Store::begin_write`].
+pub(crate) async fn begin_write(core: &Arc<Core>) -> Result<WriteTx, StoreError> {
+    let mut tx = match core.backend {
+        Backend::Sqlite => core.pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => core.pool.begin().await,
+    }
+    .map_err(|e| core.err(e))?;
+    let sql = match core.backend {
+        Backend::Sqlite => "SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1",
+        Backend::Postgres => {
+            "SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE"
+        }
+    };
+    let row = sqlx::query(sql)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| core.err(e))?
+        .ok_or_else(|| StoreError::Corrupt("the audit head row is missing".into()))?;
+    let head = HeadState::from_row(&row).map_err(|e| match e {
+        HeadDecode::Sql(e) => core.err(e),
+        HeadDecode::Bad(m) => StoreError::Corrupt(m),
+    })?;
+    Ok(WriteTx {
+        tx,
+        head,
+        dirty: false,
+        core: core.clone(),
+    })
+}
+
+/// Appends standalone events in one transaction of their own (the group committer's batch).
+pub(crate) async fn append_batch(
+    core: &Arc<Core>,
+    events: &[AuditEvent],
+) -> Result<Vec<u64>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut w = begin_write(core).await?;
+    let seqs = w.audit_batch(events).await?;
+    w.commit().await?;
+    Ok(seqs)
+}
+
+/// Starts the audit group committer on the current Tokio runtime (none outside one: appends
+/// then write their own transaction). It holds the pool, not the store, so it stops when the
+/// last store handle is dropped.
+fn spawn_group_committer(core: &Arc<Core>) -> Option<GroupCommitter<BatchError>> {
+    tokio::runtime::Handle::try_current().ok()?;
+    let core = core.clone();
+    let (committer, _task) = GroupCommitter::spawn(
+        move |events: Vec<AuditEvent>| {
+            let core = core.clone();
+            async move { append_batch(&core, &events).await.map_err(Arc::new) }
+        },
+        GroupConfig::default(),
+    );
+    Some(committer)
 }
 
 pub(crate) struct HeadState {
@@ -423,8 +524,11 @@ pub(crate) struct WriteTx {
     pub(crate) tx: Tx,
     head: HeadState,
     dirty: bool,
-    store: Store,
+    core: Arc<Core>,
 }
+
+/// Rows per multi-row INSERT (8 parameters each: well inside SQLite's and PostgreSQL's limits).
+const ROWS_PER_INSERT: usize = 256;
 
 impl WriteTx {
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
@@ -432,49 +536,79 @@ impl WriteTx {
     }
 
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
-        self.store.err(e)
+        self.core.err(e)
     }
 
     /// Appends one audit record in this transaction; returns its sequence number.
     pub(crate) async fn audit(&mut self, event: &AuditEvent) -> Result<u64, StoreError> {
-        let at = self.store.now();
-        let prev = self
-            .head
-            .last
-            .map(|h| (self.head.size.saturating_sub(1), h));
-        let record = AuditRecord::next(prev, at, event.canonical_bytes());
-        if record.seq != self.head.size {
-            return Err(StoreError::Corrupt("audit sequence out of step".into()));
+        let seqs = self.audit_batch(std::slice::from_ref(event)).await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt("audit append returned no sequence".into()))
+    }
+
+    /// Appends audit records in this transaction (multi-row INSERTs for the records and the
+    /// interior nodes they complete); returns their sequence numbers.
+    pub(crate) async fn audit_batch(
+        &mut self,
+        events: &[AuditEvent],
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut records: Vec<(AuditRecord, IndexColumns)> = Vec::with_capacity(events.len());
+        let mut nodes: Vec<Node> = Vec::new();
+        let (mut size, mut last, mut frontier) =
+            (self.head.size, self.head.last, self.head.frontier.clone());
+        for event in events {
+            let at = self.core.clock.now_millis();
+            let prev = last.map(|h| (size.saturating_sub(1), h));
+            let record = AuditRecord::next(prev, at, event.canonical_bytes());
+            if record.seq != size {
+                return Err(StoreError::Corrupt("audit sequence out of step".into()));
+            }
+            nodes.extend(frontier.push(record.leaf_hash));
+            size = record.seq.saturating_add(1);
+            last = Some(record.leaf_hash);
+            records.push((record, IndexColumns::of(event)));
         }
-        let keys = event.index_keys();
-        let seq = to_i64(record.seq)?;
-        sqlx::query(
-            "INSERT INTO audit_log (seq, prev_hash, at_millis, event, leaf_hash, patient_id, actor_id, action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(seq)
-        .bind(record.prev_hash.to_vec())
-        .bind(record.at_millis)
-        .bind(record.event.clone())
-        .bind(record.leaf_hash.to_vec())
-        .bind(keys.patient.map(|p| p.to_string()))
-        .bind(keys.user.map(|u| u.to_string()))
-        .bind(crate::audit::action_name(keys.action))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| self.store.err(e))?;
-        for node in self.head.frontier.push(record.leaf_hash) {
-            sqlx::query("INSERT INTO audit_node (level, idx, hash) VALUES ($1, $2, $3)")
-                .bind(i64::from(node.level))
-                .bind(to_i64(node.index)?)
-                .bind(node.hash.to_vec())
-                .execute(&mut *self.tx)
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO audit_log (seq, prev_hash, at_millis, event, leaf_hash, patient_id, actor_id, action) VALUES ",
+            );
+            push_placeholders(&mut sql, chunk.len(), 8);
+            let mut q = sqlx::query(&sql);
+            for (r, cols) in chunk {
+                q = q
+                    .bind(to_i64(r.seq)?)
+                    .bind(r.prev_hash.to_vec())
+                    .bind(r.at_millis)
+                    .bind(r.event.clone())
+                    .bind(r.leaf_hash.to_vec())
+                    .bind(cols.patient_id.clone())
+                    .bind(cols.actor_id.clone())
+                    .bind(cols.action.clone());
+            }
+            q.execute(&mut *self.tx)
                 .await
-                .map_err(|e| self.store.err(e))?;
+                .map_err(|e| self.core.err(e))?;
         }
-        self.head.size = record.seq.saturating_add(1);
-        self.head.last = Some(record.leaf_hash);
-        self.dirty = true;
-        Ok(record.seq)
+        for chunk in nodes.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from("INSERT INTO audit_node (level, idx, hash) VALUES ");
+            push_placeholders(&mut sql, chunk.len(), 3);
+            let mut q = sqlx::query(&sql);
+            for n in chunk {
+                q = q
+                    .bind(i64::from(n.level))
+                    .bind(to_i64(n.index)?)
+                    .bind(n.hash.to_vec());
+            }
+            q.execute(&mut *self.tx)
+                .await
+                .map_err(|e| self.core.err(e))?;
+        }
+        self.head.size = size;
+        self.head.last = last;
+        self.head.frontier = frontier;
+        self.dirty |= !records.is_empty();
+        Ok(records.iter().map(|(r, _)| r.seq).collect())
     }
 
     /// Writes the audit head (if records were appended) and commits.
@@ -488,10 +622,24 @@ impl WriteTx {
             .bind(self.head.frontier.to_bytes())
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.store.err(e))?;
+            .map_err(|e| self.core.err(e))?;
         }
-        let store = self.store;
-        self.tx.commit().await.map_err(|e| store.err(e))
+        let core = self.core;
+        self.tx.commit().await.map_err(|e| core.err(e))
+    }
+}
+
+/// Appends `($1, ..., $k), ($k+1, ...)` for `rows` rows of `per_row` parameters.
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, per_row: usize) {
+    use std::fmt::Write as _;
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..per_row {
+            n += 1;
+            let _ = write!(sql, "{}${n}", if c == 0 { "" } else { ", " });
+        }
+        sql.push(')');
     }
 }
 

@@ -9,6 +9,12 @@
 //!   same transaction: if the audit append fails, the operation fails. Write transactions first
 //!   take the audit-head lock (`BEGIN IMMEDIATE` on SQLite, `SELECT ... FOR UPDATE` on
 //!   PostgreSQL), which orders all writers, across processes, into one audit sequence.
+//! * Standalone audit events ([`Store::append_audit`], the security events of
+//!   authentication) go through a group committer: concurrent callers share one transaction
+//!   (one fsync; SQLite runs `synchronous = FULL` in WAL mode) and each returns once durable.
+//! * [`AuditReader`] reads the audit tables read-only without a key ring (verification by an
+//!   outside auditor); the store implements the audit crate's `TrailStore` and
+//!   `CheckpointStore` for verification, proofs and the checkpointer.
 //! * Nothing that matters lives in process memory, so several `perimeter serve` processes can
 //!   share one PostgreSQL database.
 //! * Minimum necessary is enforced here: staff read through the `view_*` and
@@ -21,6 +27,7 @@
 
 mod audit;
 mod auth;
+mod bulk;
 mod conversations;
 mod db;
 mod demo;
@@ -35,8 +42,9 @@ mod staff;
 mod throttle;
 mod views;
 
-pub use audit::{AuditHead, StoredCheckpoint};
+pub use audit::{AuditHead, AuditReader, StoredCheckpoint};
 pub use auth::MfaRecord;
+pub use bulk::build_sqlite_trail;
 pub use conversations::{MESSAGE_CATEGORIES, MESSAGE_PAGE_LIMIT};
 pub use db::{MigrationReport, SchemaStatus, Store};
 pub use demo::{

@@ -1,8 +1,12 @@
-//! `perimeter audit`: verify the trail, prove and check inclusion, export, checkpoint.
+//! `perimeter audit`: verify the trail, prove and check inclusion, export, checkpoint, bench;
+//! and the checkpointer `serve` runs ([`ServeCheckpointer`]).
 //!
-//! The store adapter ([`StoreTrail`]) and the checkpointer spawn ([`spawn_checkpointer`], which
-//! `serve` calls) live here because this crate is the one that sees both the store and the
-//! audit crate.
+//! `verify`, `prove` and `check-proof` need no key ring: they read the database read-only
+//! ([`AuditReader`]) and check against the public verify key (`--verify-key`, else the key
+//! ring's when it is here, else `<checkpoint-dir>/checkpoint.vkey`). `export` and `checkpoint`
+//! write (the export's own audit record, the signed checkpoint) and need the key ring.
+
+mod bench;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,28 +16,22 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use perimeter_audit::bundle::InclusionBundle;
-use perimeter_audit::checkpoint::{CheckpointKey, SignedCheckpoint};
+use perimeter_audit::checkpoint::{CheckpointKey, ORIGIN, SignedCheckpoint};
 use perimeter_audit::checkpointer::{
-    CheckpointStore, Checkpointer, CheckpointerConfig, LOG_FILE, VKEY_FILE, read_log,
+    Checkpointer, CheckpointerConfig, LOG_FILE, VKEY_FILE, read_log,
 };
-use perimeter_audit::export::{CsvWriter, FhirBundleWriter};
-use perimeter_audit::merkle::Frontier;
+use perimeter_audit::export::{CsvWriter, FhirBundleWriter, FhirOptions};
 use perimeter_audit::query::{AuditQuery, QueryKind, query_event};
 use perimeter_audit::schedule::Policy;
-use perimeter_audit::trail::{TrailStore, prove, verify_store};
-use perimeter_audit::verify::HeadView;
-use perimeter_audit::{Action, Actor, AuditRecord, Hash32, Outcome};
+use perimeter_audit::trail::{OutsideCheckpoints, Report, VerifyOptions, prove, verify_store};
+use perimeter_audit::{Action, Actor, Hash32, Outcome};
 use perimeter_crypto::KeyRing;
-use perimeter_domain::{PatientId, SharedClock, StaffId, SystemClock};
-use perimeter_store::{Store, StoreError, StoreOptions};
+use perimeter_domain::{Clock, PatientId, SharedClock, StaffId, SystemClock};
+use perimeter_store::{AuditReader, Store};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, FlagOverride};
-
-/// The log origin (and checkpoint key name) of Perimeter's audit trail.
-pub const ORIGIN: &str = "perimeter/audit";
-/// The checkpoint directory under the data directory, unless `--checkpoint-dir` is given.
-pub const CHECKPOINT_DIR: &str = "audit-checkpoints";
 
 /// Options of `perimeter audit`.
 #[derive(Debug, Args)]
@@ -41,17 +39,21 @@ pub const CHECKPOINT_DIR: &str = "audit-checkpoints";
 Examples:
   perimeter audit verify                               check the whole trail; exit status 0 = pass
   perimeter audit verify --from-checkpoint /mnt/offsite/checkpoints.log
-  perimeter audit verify --database-url postgres://perimeter@db/perimeter
+  perimeter audit verify --database-url sqlite:///copy/perimeter.db --verify-key checkpoint.vkey
+                                                       an outside auditor: no key ring needed
+  perimeter audit verify --database-url postgres://auditor@db/perimeter --verify-key checkpoint.vkey
   perimeter audit prove 1234 > proof.json              inclusion proof of record 1234
-  perimeter audit check-proof proof.json --key audit-checkpoints/checkpoint.vkey
+  perimeter audit check-proof proof.json --verify-key audit-checkpoints/checkpoint.vkey
   perimeter audit export --format fhir --patient <id> --from 2026-01-01T00:00:00Z > disclosures.json
-  perimeter audit checkpoint                           sign a checkpoint now")]
+  perimeter audit checkpoint                           sign a checkpoint now
+  perimeter audit bench                                measure appends, verification and proofs")]
 pub struct AuditArgs {
     /// Database URL (default: the SQLite file in the data directory).
     /// Environment: PERIMETER_DATABASE_URL.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// Directory of checkpoints.log and checkpoint.vkey. Default: <data-dir>/audit-checkpoints.
+    /// Directory of checkpoints.log and checkpoint.vkey. Default: <data-dir>/audit-checkpoints
+    /// (configuration key audit.checkpoint_dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// What to do.
@@ -62,39 +64,51 @@ pub struct AuditArgs {
 /// `perimeter audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain, every leaf hash, seq continuity, stored tree nodes and head, every
-    /// signed checkpoint (database and file) and consistency between successive checkpoints.
-    /// Reports the first problem; exit status 1 when anything is wrong.
+    /// Check the hash chain, every leaf hash, seq continuity, every record's query columns
+    /// against its hashed event, stored tree nodes and head, every signed checkpoint (database,
+    /// checkpoint file, --from-checkpoint copies), consistency between successive checkpoints,
+    /// and that the database and checkpoints.log hold the same checkpoints (the newest may lag
+    /// the file by one audit.checkpoint_every_seconds period). Reports the first problem and
+    /// the record it is at; exit status 1 when anything is wrong. Reads the database
+    /// read-only and needs no key ring.
     Verify {
         /// Another checkpoint log or note to check against (e.g. a copy shipped off the host).
         #[arg(long, value_name = "FILE")]
         from_checkpoint: Vec<PathBuf>,
-        /// Verifier key (`name+id+key` or a file holding it). Default: the key ring's, else
-        /// <checkpoint-dir>/checkpoint.vkey.
-        #[arg(long, value_name = "VKEY|FILE")]
-        key: Option<String>,
+        /// Public verify key (`name+id+key`, or a file holding it, such as checkpoint.vkey).
+        /// Default: the key ring's when it is here, else <checkpoint-dir>/checkpoint.vkey.
+        #[arg(long, alias = "key", value_name = "VKEY|FILE")]
+        verify_key: Option<String>,
+        /// Do not compare the database's checkpoints with <checkpoint-dir>/checkpoints.log
+        /// (weaker: a database rewritten by someone holding the signing key goes unnoticed).
+        #[arg(long)]
+        no_checkpoint_file: bool,
         /// Records per database read.
         #[arg(long, default_value_t = 4096)]
         page: u32,
     },
-    /// Print an inclusion proof (JSON) of the record with this seq.
+    /// Print an inclusion proof (JSON) of the record with this seq. Needs no key ring.
     Prove {
         /// The record's seq.
         seq: u64,
         /// Prove against this checkpoint note instead of the smallest stored one covering it.
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
+        /// Public verify key (as for verify).
+        #[arg(long, alias = "key", value_name = "VKEY|FILE")]
+        verify_key: Option<String>,
     },
     /// Check an inclusion proof offline (no database needed).
     CheckProof {
         /// The proof (JSON from `audit prove`).
         file: PathBuf,
-        /// Published verifier key (`name+id+key` or a file holding it). Without it only the
+        /// Published verify key (`name+id+key` or a file holding it). Without it only the
         /// proof's own embedded key is used, which proves internal consistency only.
-        #[arg(long, value_name = "VKEY|FILE")]
-        key: Option<String>,
+        #[arg(long, alias = "key", value_name = "VKEY|FILE")]
+        verify_key: Option<String>,
     },
-    /// Export records as FHIR R4 AuditEvents (Bundle) or CSV. The export is itself audited.
+    /// Export records as FHIR R4 AuditEvents (IHE BALP, a Bundle of type collection) or CSV.
+    /// The export is itself audited (a disclosure) before anything is written.
     Export {
         /// Output format.
         #[arg(long, value_enum)]
@@ -119,8 +133,13 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Sign and write a checkpoint of the current head now (database and checkpoint file).
+    /// Sign and write a checkpoint of the current head now (database and checkpoint file),
+    /// and copy to the file any database checkpoint it lacks.
     Checkpoint,
+    /// Measure durable appends (SQLite, synchronous=FULL, group commit), verification from the
+    /// database, and inclusion proofs in a large trail; prints the figures. Uses scratch
+    /// databases, never the configured one.
+    Bench(bench::BenchArgs),
 }
 
 /// Export formats.
@@ -133,7 +152,7 @@ pub enum ExportFormat {
 }
 
 fn parse_action(s: &str) -> Result<Action, String> {
-    serde_json::from_value(serde_json::Value::String(s.trim().to_owned())).map_err(|_| {
+    Action::from_code(s.trim()).ok_or_else(|| {
         "expected one of: create, read, update, delete, execute, disclose, login, logout".into()
     })
 }
@@ -155,121 +174,127 @@ impl AuditArgs {
                 url.clone(),
             ));
         }
+        if let Some(dir) = &self.checkpoint_dir {
+            flags.push(FlagOverride::path(
+                "audit.checkpoint_dir",
+                "--checkpoint-dir",
+                dir,
+            ));
+        }
         flags
     }
 }
 
-/// The store seen by the audit crate.
-#[derive(Debug, Clone)]
-pub struct StoreTrail(pub Store);
-
-impl TrailStore for StoreTrail {
-    type Error = StoreError;
-    async fn records(&self, from_seq: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        self.0.audit_records(from_seq, limit).await
-    }
-    async fn node(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
-        self.0.audit_node(level, index).await
-    }
-    async fn head(&self) -> Result<Option<HeadView>, StoreError> {
-        Ok(self.0.audit_head().await?.map(|h| HeadView {
-            size: h.size,
-            last_leaf_hash: h.last_leaf_hash,
-            frontier: h.frontier.to_bytes(),
-        }))
-    }
-    async fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self
-            .0
-            .checkpoints()
-            .await?
-            .into_iter()
-            .map(|c| c.signed)
-            .collect())
+/// The checkpoint policy the configuration gives.
+pub fn policy(config: &Config) -> Policy {
+    Policy {
+        every_records: config.audit.checkpoint_every_records,
+        every_millis: i64::try_from(config.audit.checkpoint_every_seconds.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
     }
 }
 
-impl CheckpointStore for StoreTrail {
-    type Error = StoreError;
-    async fn head(&self) -> Result<Frontier, StoreError> {
-        Ok(self
-            .0
-            .audit_head()
-            .await?
-            .map(|h| h.frontier)
-            .unwrap_or_default())
-    }
-    async fn latest_checkpoint(&self) -> Result<Option<(u64, i64)>, StoreError> {
-        Ok(self
-            .0
-            .checkpoints()
-            .await?
-            .last()
-            .map(|c| (c.tree_size, c.at_millis)))
-    }
-    async fn insert_checkpoint(
-        &self,
-        size: u64,
-        at_millis: i64,
-        signed: &[u8],
-    ) -> Result<(), StoreError> {
-        self.0.insert_checkpoint(size, at_millis, signed).await
-    }
+/// The checkpointer `perimeter serve` runs: a checkpoint every `audit.checkpoint_every_records`
+/// records or `audit.checkpoint_every_seconds`, whichever first, into the database and
+/// `<audit.checkpoint_dir>/checkpoints.log`, and a final one at shutdown ([`Self::finish`]).
+/// It starts once the database is open (serve may still be retrying the database), and keeps
+/// retrying (logging why) if the checkpoint directory cannot be prepared.
+#[derive(Debug)]
+pub struct ServeCheckpointer {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
 }
 
-/// The checkpoint directory for a configuration.
-pub fn checkpoint_dir(config: &Config, flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .unwrap_or_else(|| config.data_dir.join(CHECKPOINT_DIR))
-}
+impl ServeCheckpointer {
+    /// Starts it; `opened` returns the store and key ring once the database is open.
+    pub fn spawn(
+        config: &Config,
+        opened: impl Fn() -> Option<(Store, KeyRing)> + Send + Sync + 'static,
+    ) -> Self {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let cfg = CheckpointerConfig {
+            origin: ORIGIN.to_owned(),
+            policy: policy(config),
+            dir: config.checkpoint_dir(),
+            tick: Duration::from_secs(1),
+        };
+        let task = tokio::spawn(async move {
+            let clock: SharedClock = Arc::new(SystemClock);
+            let checkpointer = loop {
+                if let Some((store, keys)) = opened() {
+                    match Checkpointer::new(
+                        store,
+                        keys.audit_signing_key().clone(),
+                        clock.clone(),
+                        cfg.clone(),
+                    )
+                    .await
+                    {
+                        Ok(c) => break c,
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            dir = %cfg.dir.display(),
+                            "cannot start the audit checkpointer; retrying"
+                        ),
+                    }
+                }
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            };
+            tracing::info!(
+                dir = %cfg.dir.display(),
+                every_records = cfg.policy.every_records,
+                every_ms = cfg.policy.every_millis,
+                "audit checkpointer running"
+            );
+            checkpointer
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
 
-/// Starts the checkpointer for `serve`: a checkpoint every `policy.every_records` records or
-/// `policy.every_millis`, whichever first, into the database and `<dir>/checkpoints.log`.
-/// It stops (after a final checkpoint) when `shutdown` completes.
-#[allow(dead_code)] // Called by `serve` once it opens the store (see the audit helper's notes).
-pub async fn spawn_checkpointer(
-    store: Store,
-    keys: &KeyRing,
-    clock: SharedClock,
-    dir: PathBuf,
-    policy: Policy,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<JoinHandle<()>> {
-    let config = CheckpointerConfig {
-        origin: ORIGIN.to_owned(),
-        policy,
-        dir,
-        tick: Duration::from_secs(1),
-    };
-    let c = Checkpointer::new(
-        StoreTrail(store),
-        keys.audit_signing_key().clone(),
-        clock,
-        config,
-    )
-    .await
-    .context("cannot start the audit checkpointer")?;
-    Ok(tokio::spawn(c.run(shutdown)))
+    /// Stops it after a final checkpoint of anything new (waits at most 30 s).
+    pub async fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the final audit checkpoint did not finish within 30 s");
+            self.task.abort();
+        }
+    }
 }
 
 fn load_keys(config: &Config) -> anyhow::Result<KeyRing> {
-    if let Some(value) = &config.keys.master_key {
-        use secrecy::ExposeSecret;
-        return KeyRing::from_env_value(value.expose_secret())
-            .context("PERIMETER_MASTER_KEY: cannot load the key ring");
-    }
-    let path = config.keys_file();
-    KeyRing::load_file(&path)
-        .with_context(|| format!("cannot load the key ring from {}", path.display()))
+    crate::runtime::load_keys(config)?
+        .map(|(keys, _)| keys)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no key ring: key file {} not found and PERIMETER_MASTER_KEY is not set",
+                config.keys_file().display()
+            )
+        })
 }
 
 async fn open_store(config: &Config, keys: &KeyRing) -> anyhow::Result<Store> {
-    let url = perimeter_store::DatabaseUrl::parse(config.database_url().expose_secret())
-        .context("database_url")?;
-    let mut opts = StoreOptions::new(url);
-    opts.max_connections = config.database.max_connections.clamp(1, 4);
-    opts.busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
-    opts.acquire_timeout = Duration::from_millis(config.database.acquire_timeout_ms);
+    let mut opts = crate::runtime::store_options(config)?;
+    opts.max_connections = opts.max_connections.clamp(1, 4);
+    if let perimeter_store::DatabaseUrl::Sqlite(path) = &opts.url
+        && !path.exists()
+    {
+        bail!("no database at {}", path.display());
+    }
     let clock: SharedClock = Arc::new(SystemClock);
     let store = Store::connect(&opts, keys.clone(), clock)
         .await
@@ -277,75 +302,110 @@ async fn open_store(config: &Config, keys: &KeyRing) -> anyhow::Result<Store> {
     store
         .require_current_schema()
         .await
-        .context("the database schema is not current (run `perimeter serve` once to migrate)")?;
+        .context("the database schema is not current (run `perimeter migrate`)")?;
     Ok(store)
 }
 
-/// Reads a verifier key given inline or as a file.
+async fn open_reader(config: &Config) -> anyhow::Result<AuditReader> {
+    let opts = crate::runtime::store_options(config)?;
+    AuditReader::connect(&opts)
+        .await
+        .context("cannot open the database read-only")
+}
+
+/// Reads a verify key given inline or as a file.
 fn read_vkey(arg: &str) -> anyhow::Result<CheckpointKey> {
     let text = if Path::new(arg).exists() {
         std::fs::read_to_string(arg).with_context(|| format!("cannot read {arg}"))?
     } else {
         arg.to_owned()
     };
-    CheckpointKey::from_vkey(&text).context("--key")
+    CheckpointKey::from_vkey(&text)
+        .context("--verify-key: expected name+id+key (the content of checkpoint.vkey) or a file")
 }
 
+/// The verify key and where it came from: `--verify-key`, else the key ring's, else the
+/// checkpoint directory's `checkpoint.vkey`.
 fn verifier_key(
     config: &Config,
     dir: &Path,
     arg: Option<&str>,
-) -> anyhow::Result<(CheckpointKey, &'static str)> {
+) -> anyhow::Result<(CheckpointKey, String)> {
     if let Some(a) = arg {
-        return Ok((read_vkey(a)?, "--key"));
+        return Ok((read_vkey(a)?, "--verify-key".to_owned()));
     }
-    if let Ok(keys) = load_keys(config) {
+    if let Ok(Some((keys, _))) = crate::runtime::load_keys(config) {
         return Ok((
             CheckpointKey::new(ORIGIN, keys.audit_verifying_key())?,
-            "key ring",
+            "the key ring".to_owned(),
         ));
     }
     let path = dir.join(VKEY_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no --key, no key ring, and cannot read {}", path.display()))?;
-    Ok((CheckpointKey::from_vkey(&text)?, "checkpoint.vkey"))
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no --verify-key, no key ring, and cannot read {}",
+            path.display()
+        )
+    })?;
+    Ok((CheckpointKey::from_vkey(&text)?, path.display().to_string()))
+}
+
+/// The host name (for the FHIR server agent's network address), if the system tells.
+pub fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// Runs `perimeter audit`.
 pub async fn run(args: AuditArgs, config: &Config) -> anyhow::Result<()> {
-    let dir = checkpoint_dir(config, args.checkpoint_dir.as_deref());
+    let dir = config.checkpoint_dir();
     match args.command {
-        AuditCommand::CheckProof { file, key } => check_proof(&file, key.as_deref()),
+        AuditCommand::CheckProof { file, verify_key } => check_proof(&file, verify_key.as_deref()),
         AuditCommand::Verify {
             from_checkpoint,
-            key,
+            verify_key,
+            no_checkpoint_file,
             page,
         } => {
-            let (key, source) = verifier_key(config, &dir, key.as_deref())?;
-            let keys = load_keys(config)?;
-            let store = open_store(config, &keys).await?;
-            let result = verify(&store, &key, &dir, &from_checkpoint, page).await;
-            store.close().await;
+            let (key, source) = verifier_key(config, &dir, verify_key.as_deref())?;
+            let reader = open_reader(config).await?;
+            let result = verify(
+                &reader,
+                &key,
+                config,
+                &dir,
+                &from_checkpoint,
+                no_checkpoint_file,
+                page,
+            )
+            .await;
+            reader.close().await;
             let mut out = std::io::stdout().lock();
             match result {
                 Ok(report) => {
                     writeln!(
                         out,
-                        "PASS: audit trail verified (verifier key {}, from {source})",
+                        "PASS: audit trail verified (verify key {}, from {source})",
                         key.to_vkey()
                     )?;
                     writeln!(out, "{report}")?;
                     Ok(())
                 }
                 Err(e) => {
-                    writeln!(out, "FAIL: {e}")?;
+                    writeln!(out, "FAIL: {e:#}")?;
                     bail!("audit verification failed")
                 }
             }
         }
-        AuditCommand::Prove { seq, checkpoint } => {
-            let keys = load_keys(config)?;
-            let key = CheckpointKey::new(ORIGIN, keys.audit_verifying_key())?;
+        AuditCommand::Prove {
+            seq,
+            checkpoint,
+            verify_key,
+        } => {
+            let (key, _) = verifier_key(config, &dir, verify_key.as_deref())?;
             let cp = match checkpoint {
                 Some(p) => {
                     let text = std::fs::read_to_string(&p)
@@ -354,9 +414,9 @@ pub async fn run(args: AuditArgs, config: &Config) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let store = open_store(config, &keys).await?;
-            let bundle = prove(&StoreTrail(store.clone()), &key, seq, cp).await;
-            store.close().await;
+            let reader = open_reader(config).await?;
+            let bundle = prove(&reader, &key, seq, cp).await;
+            reader.close().await;
             let bundle = bundle?;
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &bundle)?;
@@ -392,18 +452,21 @@ pub async fn run(args: AuditArgs, config: &Config) -> anyhow::Result<()> {
             let store = open_store(config, &keys).await?;
             let cfg = CheckpointerConfig {
                 origin: ORIGIN.to_owned(),
-                policy: Policy::default(),
+                policy: policy(config),
                 dir: dir.clone(),
                 tick: Duration::from_secs(1),
             };
-            let mut c = Checkpointer::new(
-                StoreTrail(store.clone()),
-                keys.audit_signing_key().clone(),
-                Arc::new(SystemClock),
-                cfg,
-            )
-            .await?;
-            let written = c.tick(true).await;
+            let written = async {
+                let mut c = Checkpointer::new(
+                    store.clone(),
+                    keys.audit_signing_key().clone(),
+                    Arc::new(SystemClock),
+                    cfg,
+                )
+                .await?;
+                c.tick(true).await
+            }
+            .await;
             store.close().await;
             match written? {
                 Some(cp) => println!(
@@ -415,27 +478,53 @@ pub async fn run(args: AuditArgs, config: &Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AuditCommand::Bench(args) => bench::run(args).await,
     }
 }
 
 async fn verify(
-    store: &Store,
+    reader: &AuditReader,
     key: &CheckpointKey,
+    config: &Config,
     dir: &Path,
     extra: &[PathBuf],
+    no_file: bool,
     page: u32,
 ) -> anyhow::Result<String> {
-    let mut file_log = read_log(dir)?;
+    // The checkpointer's own file is compared with the database when it is here; a directory
+    // with the verify key but no log means the log is gone, which is compared (and fails) too.
+    let log_path = dir.join(LOG_FILE);
+    let log = if no_file {
+        None
+    } else if log_path.exists() || dir.join(VKEY_FILE).exists() {
+        Some(read_log(dir)?)
+    } else {
+        None
+    };
+    let mut copies = String::new();
     for p in extra {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        file_log.push('\n');
-        file_log.push_str(&text);
-        if !file_log.ends_with('\n') {
-            file_log.push('\n');
+        copies.push('\n');
+        copies.push_str(&text);
+        if !copies.ends_with('\n') {
+            copies.push('\n');
         }
     }
-    let r = verify_store(&StoreTrail(store.clone()), key, &file_log, page).await?;
+    let options = VerifyOptions {
+        page,
+        now_millis: SystemClock.now_millis(),
+        grace_millis: policy(config).every_millis,
+    };
+    let outside = OutsideCheckpoints {
+        log: log.as_deref(),
+        copies: &copies,
+    };
+    let r = verify_store(reader, key, outside, options).await?;
+    Ok(describe(&r, &log_path, no_file))
+}
+
+fn describe(r: &Report, log_path: &Path, no_file: bool) -> String {
     let mut s = format!(
         "  records: {}\n  checkpoints: {} roots recomputed and matched\n  consistency proofs between successive checkpoints: {}\n  stored tree nodes compared: {}\n  root: {}",
         r.summary.records,
@@ -444,27 +533,35 @@ async fn verify(
         r.nodes_checked,
         hex_encode(&r.summary.root),
     );
-    if !r.checkpoints.missing_from_database.is_empty() {
+    if r.file_compared {
         s.push_str(&format!(
-            "\n  note: checkpoints at sizes {:?} are in the file but not the database",
-            r.checkpoints.missing_from_database
+            "\n  checkpoint file {} holds every database checkpoint",
+            log_path.display()
         ));
-    }
-    if !r.checkpoints.missing_from_file.is_empty() {
+        if let Some(size) = r.pending_in_file {
+            s.push_str(&format!(
+                " except the newest (size {size}), signed less than one checkpoint period ago"
+            ));
+        }
+    } else if no_file {
+        s.push_str(
+            "\n  note: --no-checkpoint-file: checked against the database's checkpoints only",
+        );
+    } else {
         s.push_str(&format!(
-            "\n  note: checkpoints at sizes {:?} are in the database but not the file",
-            r.checkpoints.missing_from_file
+            "\n  note: no checkpoint file at {}: checked against the database's checkpoints (and any --from-checkpoint copies) only",
+            log_path.display()
         ));
     }
     if let Some(latest) = r.checkpoints.latest()
         && latest.size < r.summary.records
     {
         s.push_str(&format!(
-            "\n  note: records {}..{} are not yet covered by a signed checkpoint",
+            "\n  note: records {}..{} are not yet covered by a signed checkpoint (protected by the hash chain until the next one)",
             latest.size, r.summary.records
         ));
     }
-    Ok(s)
+    s
 }
 
 fn hex_encode(h: &Hash32) -> String {
@@ -490,7 +587,7 @@ fn check_proof(file: &Path, key: Option<&str>) -> anyhow::Result<()> {
             if key.is_none() {
                 writeln!(
                     out,
-                    "  warning: checked against the key embedded in the proof; pass --key with the published verifier key"
+                    "  warning: checked against the key embedded in the proof; pass --verify-key with the published verify key"
                 )?;
             }
             Ok(())
@@ -535,7 +632,11 @@ async fn export(
     let mut after = None;
     match format {
         ExportFormat::Fhir => {
-            let mut w = FhirBundleWriter::new(sink, false, now)?;
+            let opts = FhirOptions {
+                server_name: "perimeter".to_owned(),
+                server_address: host_name(),
+            };
+            let mut w = FhirBundleWriter::with_options(sink, false, now, opts)?;
             loop {
                 let page = store.audit_query(q, after, PAGE).await?;
                 let Some(last) = page.last() else { break };

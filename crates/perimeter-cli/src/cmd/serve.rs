@@ -200,7 +200,17 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     tracing::info!(%addr, scheme, "perimeter listening");
     println!("perimeter listening on {scheme}://{addr}");
 
+    // Audit checkpoints: the checkpointer starts once the database is open and writes a last
+    // checkpoint after the server has drained (see cmd::audit::ServeCheckpointer).
+    let checkpoints = crate::cmd::audit::ServeCheckpointer::spawn(config, {
+        let services = services.clone();
+        move || {
+            let rt = services.runtime.get()?;
+            Some((rt.store.clone(), rt.keys.clone()))
+        }
+    });
     bound.run(app, shutdown).await?;
+    checkpoints.finish().await;
     if let Some(rt) = services.runtime.get() {
         rt.store.close().await;
     }
@@ -244,8 +254,26 @@ fn build_app(
         metrics: Metrics::new(),
         limits,
         auth: services.auth.clone(),
+        audit: perimeter_server::audit_api::AuditApiSettings {
+            checkpoint_dir: Some(config.checkpoint_dir()),
+            grace_millis: i64::try_from(config.audit.checkpoint_every_seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+            fhir: perimeter_audit::export::FhirOptions {
+                server_name: "perimeter".to_owned(),
+                server_address: hostname(),
+            },
+        },
         extra_routes,
     })?)
+}
+
+/// This machine's host name (the FHIR server agent's network address), if it has one.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// Records the opened runtime, seeds the demo practice when asked, and turns authentication

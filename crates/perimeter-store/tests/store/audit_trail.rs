@@ -2,11 +2,11 @@
 //! append-only enforcement.
 
 use perimeter_audit::merkle::root_of;
-use perimeter_audit::query::AuditQuery;
+use perimeter_audit::query::{AuditQuery, IndexColumns};
 use perimeter_audit::{Action, Actor, AuditEvent, GENESIS_HASH, Hash32, ObjectRef, Outcome};
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{PatientId, StaffId};
-use perimeter_store::{AccessContext, PatientData, Store};
+use perimeter_store::{AccessContext, AuditReader, Backend, PatientData, Store, StoreError};
 
 use crate::common::TestDb;
 
@@ -224,8 +224,239 @@ async fn concurrent_writers_from_two_pools_get_one_gapless_sequence(db: TestDb) 
     assert_eq!(head.frontier.root(), root_of(&leaves));
 }
 
+async fn raw_fails(raw: &mut sqlx::AnyConnection, sql: &str) -> bool {
+    sqlx::raw_sql(sql).execute(raw).await.is_err()
+}
+
+async fn checkpoints_and_the_head_are_guarded_too(db: TestDb) {
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    store
+        .append_audit(&[login(StaffId::new(), 1), login(StaffId::new(), 2)])
+        .await
+        .unwrap();
+    store.insert_checkpoint(2, 5, b"note").await.unwrap();
+    let mut raw = db.raw().await;
+    for sql in [
+        "UPDATE audit_checkpoint SET signed = X'00'",
+        "DELETE FROM audit_checkpoint",
+        "DELETE FROM audit_head",
+        "UPDATE audit_head SET size = 1",
+        "UPDATE audit_head SET size = 2, last_leaf_hash = NULL",
+        "DELETE FROM audit_node",
+        "UPDATE audit_log SET patient_id = NULL",
+    ] {
+        let sql = if db.backend == Backend::Postgres {
+            sql.replace("X'00'", "'\\x00'::bytea")
+        } else {
+            sql.to_owned()
+        };
+        assert!(raw_fails(&mut raw, &sql).await, "{sql} must be refused");
+    }
+    if db.backend == Backend::Postgres {
+        for table in ["audit_log", "audit_node", "audit_checkpoint", "audit_head"] {
+            assert!(
+                raw_fails(&mut raw, &format!("TRUNCATE {table}")).await,
+                "TRUNCATE {table} must be refused"
+            );
+        }
+    }
+    // The head still advances through the store.
+    store
+        .append_audit(&[login(StaffId::new(), 3)])
+        .await
+        .unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.size, 3);
+    assert_eq!(store.checkpoints().await.unwrap().len(), 1);
+    assert_eq!(all_records(&store).await.len(), 3);
+}
+
+/// Makes every audit insert fail (as a full disk or a broken audit table would).
+async fn sabotage_audit(db: &TestDb, on: bool) {
+    let mut raw = db.raw().await;
+    let sql = match (db.backend, on) {
+        (Backend::Sqlite, true) => {
+            "CREATE TRIGGER sabotage BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END;"
+        }
+        (Backend::Sqlite, false) => "DROP TRIGGER sabotage;",
+        (Backend::Postgres, true) => {
+            "CREATE FUNCTION sabotage() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END; $$; \
+             CREATE TRIGGER sabotage BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION sabotage();"
+        }
+        (Backend::Postgres, false) => {
+            "DROP TRIGGER sabotage ON audit_log; DROP FUNCTION sabotage();"
+        }
+    };
+    sqlx::raw_sql(sql).execute(&mut raw).await.unwrap();
+}
+
+async fn an_access_fails_and_writes_nothing_when_its_audit_record_cannot_be_written(db: TestDb) {
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    let sys = AccessContext::system("test");
+    let practice = store.create_practice(&sys, "Clinic").await.unwrap();
+    let data = PatientData {
+        given_name: "Ada".into(),
+        family_name: "Byron".into(),
+        phone: Some("+1 202 555 0100".into()),
+        ..PatientData::default()
+    };
+    let existing = store.create_patient(&sys, practice, &data).await.unwrap();
+    let before = store.audit_head().await.unwrap().unwrap();
+    let patients_before = store.list_patient_ids(practice, None, 100).await.unwrap();
+
+    sabotage_audit(&db, true).await;
+    // A write: refused, and the patient row is not there.
+    let err = store
+        .create_patient(&sys, practice, &data)
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("Ada"), "{err}");
+    assert_eq!(
+        store.list_patient_ids(practice, None, 100).await.unwrap(),
+        patients_before
+    );
+    // A read: refused, no data returned.
+    assert!(store.get_patient(&sys, existing).await.is_err());
+    // A search: refused.
+    assert!(
+        store
+            .find_patients_by_phone(&sys, practice, "+1 202 555 0100")
+            .await
+            .is_err()
+    );
+    // A standalone event: refused to its caller.
+    assert!(
+        store
+            .append_audit(&[login(StaffId::new(), 9)])
+            .await
+            .is_err()
+    );
+    // Nothing reached the trail.
+    assert_eq!(store.audit_head().await.unwrap().unwrap(), before);
+
+    sabotage_audit(&db, false).await;
+    let p = store.get_patient(&sys, existing).await.unwrap();
+    assert_eq!(p.data.given_name, "Ada");
+    assert_eq!(
+        store.audit_head().await.unwrap().unwrap().size,
+        before.size + 1
+    );
+}
+
+async fn standalone_events_share_transactions_but_one_call_is_never_split(db: TestDb) {
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let u = StaffId::new();
+            store
+                .append_audit(&[login(u, i), login(u, i + 1000)])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let pair = t.await.unwrap();
+        assert_eq!(pair.len(), 2);
+        assert_eq!(pair[1], pair[0] + 1, "one call's events stay together");
+        seqs.extend(pair);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..80).collect::<Vec<u64>>());
+    let records = all_records(&store).await;
+    assert_eq!(records.len(), 80);
+    // Each record's query columns are the ones its event implies.
+    let reader = store.audit_reader();
+    let stored = reader.records(0, 1000).await.unwrap();
+    for s in &stored {
+        let e = AuditEvent::from_canonical_bytes(&s.record.event).unwrap();
+        assert_eq!(s.index, IndexColumns::of(&e));
+    }
+}
+
+async fn sqlite_commits_fsync_the_write_ahead_log(db: TestDb) {
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    let d = store.durability().await.unwrap();
+    match db.backend {
+        // synchronous = 2 is FULL: every commit syncs the WAL before it returns.
+        Backend::Sqlite => assert_eq!(d, "journal_mode=wal synchronous=2"),
+        Backend::Postgres => assert!(d.starts_with("synchronous_commit="), "{d}"),
+    }
+}
+
+async fn the_audit_reader_needs_no_key_ring(db: TestDb) {
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    store
+        .append_audit(&[login(StaffId::new(), 1), login(StaffId::new(), 2)])
+        .await
+        .unwrap();
+    store.insert_checkpoint(2, 5, b"note").await.unwrap();
+    let reader = AuditReader::connect_url(&db.url).await.unwrap();
+    assert_eq!(reader.backend(), db.backend);
+    let recs: Vec<_> = reader
+        .records(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    assert_eq!(recs, store.audit_records(0, 10).await.unwrap());
+    assert_eq!(
+        reader.head().await.unwrap(),
+        store.audit_head().await.unwrap()
+    );
+    assert_eq!(
+        reader.checkpoints_from(0).await.unwrap(),
+        store.checkpoints().await.unwrap()
+    );
+    assert_eq!(
+        reader.latest_checkpoint().await.unwrap().unwrap().tree_size,
+        2
+    );
+    assert!(
+        !store
+            .insert_checkpoint_if_absent(2, 6, b"again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_checkpoint_if_absent(3, 6, b"later")
+            .await
+            .unwrap()
+    );
+    let nodes = reader
+        .nodes_by_id(&[
+            perimeter_audit::proof::NodeId { level: 0, index: 1 },
+            perimeter_audit::proof::NodeId { level: 1, index: 0 },
+            perimeter_audit::proof::NodeId { level: 1, index: 7 },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 2, "the missing node is left out");
+    reader.close().await;
+    if let Some(path) = &db.path {
+        let missing = perimeter_store::DatabaseUrl::Sqlite(path.with_file_name("none.db"));
+        let err = AuditReader::connect_url(&missing).await.unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err}");
+        assert!(err.to_string().contains("none.db"), "{err}");
+    }
+}
+
 crate::both_backends!(
     appends_chain_and_build_the_merkle_tree,
     audit_rows_cannot_be_changed_or_deleted,
     concurrent_writers_from_two_pools_get_one_gapless_sequence,
+    checkpoints_and_the_head_are_guarded_too,
+    an_access_fails_and_writes_nothing_when_its_audit_record_cannot_be_written,
+    standalone_events_share_transactions_but_one_call_is_never_split,
+    the_audit_reader_needs_no_key_ring,
+    sqlite_commits_fsync_the_write_ahead_log,
 );

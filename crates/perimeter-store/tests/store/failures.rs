@@ -22,11 +22,12 @@ async fn a_newer_schema_is_refused(db: TestDb) {
     .execute(&mut raw)
     .await
     .unwrap();
+    let supported = store.supported_schema_version();
     assert_eq!(
         store.schema_status().await.unwrap(),
         SchemaStatus::Newer {
             database: 9999,
-            supported: 3
+            supported
         }
     );
     let err = store.migrate().await.unwrap_err();
@@ -35,8 +36,8 @@ async fn a_newer_schema_is_refused(db: TestDb) {
             err,
             StoreError::SchemaTooNew {
                 database: 9999,
-                supported: 3
-            }
+                supported: s
+            } if s == supported
         ),
         "{err}"
     );
