@@ -39,10 +39,15 @@ impl Server {
 
     /// Starts the server and returns the stdout lines printed before the address.
     fn start_collecting(cmd: &mut Command) -> (Server, Vec<String>) {
+        Self::spawn_collecting(cmd, Stdio::inherit())
+    }
+
+    /// As [`Server::start_collecting`], with the server's stderr (its logs) sent to `stderr`.
+    fn spawn_collecting(cmd: &mut Command, stderr: Stdio) -> (Server, Vec<String>) {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -774,4 +779,143 @@ fn rand_suffix() -> String {
         .unwrap()
         .subsec_nanos();
     format!("{nanos:x}")
+}
+
+/// Invariant 5: no PHI in logs, metrics or error messages. The demo practice's patients are
+/// known bytes; the server runs at the most verbose log level in JSON, is asked for them in
+/// every way a client can (searches carrying names and phone numbers in query strings, bodies
+/// carrying them in bad log-ins and malformed JSON, unknown paths naming a patient), and then
+/// its logs, its metrics and every error body are scanned for any of them.
+#[tokio::test]
+async fn no_demo_phi_reaches_logs_metrics_or_error_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (server, printed) = Server::spawn_collecting(
+        perimeter(dir.path()).args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "trace",
+        ]),
+        Stdio::from(log),
+    );
+    let password = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("demo password (shown once): "))
+        .expect("the demo password is printed")
+        .trim()
+        .to_owned();
+    let base = server.base.clone();
+    let http = client();
+    let patients = perimeter_store::demo_patients(36);
+    let first = &patients[0].data;
+    let full_name = format!("{} {}", first.given_name, first.family_name);
+    let phone = first.phone.clone().unwrap();
+    let email = first.email.clone().unwrap();
+    let mut bodies = Vec::new();
+
+    // Bad log-ins whose fields carry PHI.
+    for (user, pass) in [
+        (full_name.as_str(), phone.as_str()),
+        (email.as_str(), "x"),
+        ("clinician", email.as_str()),
+    ] {
+        let r = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({"username": user, "password": pass}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error());
+        bodies.push(r.text().await.unwrap());
+    }
+    // Malformed JSON carrying PHI.
+    let r = http
+        .post(format!("{base}/api/auth/login"))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"username\": \"{full_name}\", \"password\": {phone}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    bodies.push(r.text().await.unwrap());
+    // Unknown paths and unauthenticated searches naming a patient.
+    for path in [
+        format!("/api/nope/{}", first.family_name),
+        format!("/api/patients?name={}", full_name.replace(' ', "%20")),
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(r.status().is_client_error(), "{path}");
+        bodies.push(r.text().await.unwrap());
+    }
+    // Signed-in searches by name and phone (the answers carry PHI by design; the logs must not),
+    // and a bad search parameter whose error must not echo it.
+    let clinician = first_login(&http, &base, "clinician", &password).await;
+    for query in [
+        format!("name={}", full_name.replace(' ', "%20")),
+        format!("phone={}", phone.replace(' ', "%20")),
+        format!("email={email}"),
+        format!("name={}&unknown={}", first.family_name, first.family_name),
+    ] {
+        let r = http
+            .get(format!("{base}/api/patients?{query}"))
+            .header("cookie", &clinician.cookie)
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() {
+            bodies.push(r.text().await.unwrap());
+        }
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("# TYPE"), "{metrics}");
+    assert!(server.stop().success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.lines().count() > 10 && logs.contains("request completed"),
+        "the server logged its requests:\n{logs}"
+    );
+
+    let mut needles = Vec::new();
+    for p in &patients {
+        let d = &p.data;
+        needles.push(d.family_name.clone());
+        needles.extend(d.phone.clone());
+        needles.extend(
+            d.phone
+                .as_deref()
+                .map(|p| p.replace(['(', ')', ' ', '-'], "")),
+        );
+        needles.extend(d.email.clone());
+        needles.extend(d.mrn.clone());
+        needles.extend(d.address.clone());
+        for (_, _, messages) in &p.conversations {
+            needles.extend(messages.iter().map(|(_, body)| body.clone()));
+        }
+    }
+    for (what, text) in std::iter::once(("logs", &logs))
+        .chain(std::iter::once(("metrics", &metrics)))
+        .chain(bodies.iter().map(|b| ("an error body", b)))
+    {
+        for needle in &needles {
+            assert!(
+                !text.contains(needle.as_str()),
+                "{what} carry demo PHI {needle:?}"
+            );
+        }
+    }
 }
