@@ -919,3 +919,72 @@ async fn no_demo_phi_reaches_logs_metrics_or_error_messages() {
         }
     }
 }
+
+/// The shipped example configuration loads as it is, and documents every key the program
+/// knows (each key `--print-config` prints appears in the example).
+#[test]
+fn the_example_configuration_loads_and_documents_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("perimeter.example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let out = run(perimeter(dir.path())
+        .arg("--config")
+        .arg(&example)
+        .args(["serve", "--print-config"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    fn keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in table {
+            match v {
+                toml::Value::Table(t) => keys(&format!("{prefix}{k}."), t, out),
+                _ => out.push(format!("{prefix}{k}")),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys("", &printed, &mut all);
+    assert!(all.len() > 10, "{all:?}");
+    for key in all {
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(
+            text.contains(&format!("{leaf} =")),
+            "perimeter.example.toml does not document {key}"
+        );
+    }
+}
+
+/// A SQLite database held locked by another process: the command waits for the configured
+/// busy timeout, then says what is wrong and what to do, and exits non-zero without a panic;
+/// once the lock is gone the same command completes (rotation is resumable).
+#[tokio::test]
+async fn a_locked_database_is_reported_and_the_command_can_be_rerun() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(perimeter(dir.path()).args(["init"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = dir.path().join("perimeter.db");
+    assert!(db.exists());
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let out = run(perimeter(dir.path())
+        .env("PERIMETER_DATABASE_BUSY_TIMEOUT_MS", "200")
+        .args(["keys", "rotate"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("locked"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    // Once the lock is gone the same command works, and the database is intact.
+    let out = run(perimeter(dir.path()).args(["keys", "rotate"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(perimeter(dir.path()).args(["keys", "status"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = String::from_utf8(out.stdout).unwrap();
+    assert!(!status.contains("not yet wrapped"), "{status}");
+}

@@ -62,16 +62,21 @@ pub async fn build_sqlite_trail(
     let mut conn = sqlx::AnyConnection::connect(&sqlite_url(path, "rw")?)
         .await
         .map_err(|e| sql_err(e, &target))?;
-    conn.execute(
-        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
-    )
-    .await
-    .map_err(|e| sql_err(e, &target))?;
+    // Schema changes first: a row-returning PRAGMA left in the connection's statement cache
+    // makes a later DROP INDEX fail with SQLITE_LOCKED ("database table is locked").
     for (name, _) in SECONDARY_INDEXES {
         conn.execute(format!("DROP INDEX {name}").as_str())
             .await
             .map_err(|e| sql_err(e, &target))?;
     }
+    conn.execute(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
+    )
+    .await
+    .map_err(|e| sql_err(e, &target))?;
+    conn.clear_cached_statements()
+        .await
+        .map_err(|e| sql_err(e, &target))?;
 
     let mut frontier = Frontier::new();
     let mut roots = Vec::new();
@@ -143,6 +148,9 @@ pub async fn build_sqlite_trail(
         .await
         .map_err(|e| sql_err(e, &target))?;
     }
+    conn.clear_cached_statements()
+        .await
+        .map_err(|e| sql_err(e, &target))?;
     for (name, def) in SECONDARY_INDEXES {
         conn.execute(format!("CREATE INDEX {name} ON {def}").as_str())
             .await

@@ -460,3 +460,79 @@ crate::both_backends!(
     the_audit_reader_needs_no_key_ring,
     sqlite_commits_fsync_the_write_ahead_log,
 );
+
+/// The bulk builder (used by `perimeter audit bench` for its large trails) makes a database
+/// the store then uses like any other: the records chain, the roots it reports are the tree's,
+/// and the next append continues the same trail.
+#[tokio::test]
+async fn the_bulk_builder_makes_a_trail_the_store_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bulk.db");
+    let patient = PatientId::new();
+    let (head, roots) = perimeter_store::build_sqlite_trail(
+        &path,
+        3_000,
+        |i| {
+            let mut e = login(StaffId::new(), i as i64);
+            if i % 3 == 0 {
+                e.patient = Some(patient);
+            }
+            e
+        },
+        |i| 1_767_225_600_000 + i as i64,
+        &[1_000, 3_000],
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(head.size, 3_000);
+    assert_eq!(roots.len(), 2);
+    let reader = AuditReader::connect_url(&perimeter_store::DatabaseUrl::Sqlite(path.clone()))
+        .await
+        .unwrap();
+    let records: Vec<_> = reader
+        .records(0, 3_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    assert_eq!(records.len(), 3_000);
+    let leaves: Vec<Hash32> = records.iter().map(|r| r.leaf_hash).collect();
+    assert_eq!(roots[0], (1_000, root_of(&leaves[..1_000])));
+    assert_eq!(roots[1], (3_000, root_of(&leaves)));
+    for pair in records.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].leaf_hash);
+    }
+    reader.close().await;
+    // The store opens it, finds the trail head, and the next append continues the chain.
+    let store = Store::connect(
+        &perimeter_store::StoreOptions::new(perimeter_store::DatabaseUrl::Sqlite(path)),
+        KeyRing::generate().unwrap(),
+        std::sync::Arc::new(perimeter_domain::SystemClock),
+    )
+    .await
+    .unwrap();
+    store
+        .append_audit(&[login(StaffId::new(), 9)])
+        .await
+        .unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.size, 3_001);
+    let last = store.audit_records(3_000, 1).await.unwrap();
+    assert_eq!(last[0].prev_hash, leaves[2_999]);
+    // The query columns were written and their indexes rebuilt.
+    let mine = store
+        .audit_query(
+            &AuditQuery {
+                patient: Some(patient),
+                ..AuditQuery::default()
+            },
+            None,
+            5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1_000);
+    store.close().await;
+}
