@@ -247,6 +247,11 @@ const RULES: &[(EmergencySign, Strength, &str)] = &[
     (
         S::Overdose,
         X,
+        r"(?:swallowed|ate|got into|chewed) (?:some of |a bunch of |some |a few of )?(?:(?:her|his|my|the|their) )?[^ .]+s (?:pills|tablets|medication|medicine|meds|vitamins|gummies)|got into (?:the|my|her|his) (?:medicine|medication|pill) (?:cabinet|bottle|box)",
+    ),
+    (
+        S::Overdose,
+        X,
         r"(?:double|triple|too much|twice (?:the|my|his|her)) (?:[^ .]+ ){0,2}insulin",
     ),
     (S::Overdose, C, r"overdose"),
@@ -743,6 +748,7 @@ mod tests {
             ("I keep thinking about killing myself", S::SuicideOrSelfHarm),
             ("I took too many of my sertraline by accident", S::Overdose),
             ("my toddler swallowed a button battery", S::Overdose),
+            ("my daughter swallowed her grandma's pills", S::Overdose),
             ("my throat is swelling after the new pill", S::Anaphylaxis),
             ("had to use my EpiPen after eating peanuts", S::Anaphylaxis),
             ("the cut on his hand won't stop bleeding", S::SevereBleeding),

@@ -13,7 +13,8 @@
 //! 2. the emergency rules ([`emergency`]): linear-time automata for emergency signs with
 //!    negation and history handling. A sign that fires makes the message an emergency whatever
 //!    the model says; so does an emergency probability of at least
-//!    [`EMERGENCY_THRESHOLD`] (a missed emergency costs more than a false alarm).
+//!    [`EMERGENCY_THRESHOLD`]. When emergency is the model's most likely intent but below the
+//!    threshold, the next intent is given with urgency at least `urgent` (looked at today).
 //!
 //! Pure logic: no I/O, no async, no clock. Never panics on any input, and puts no text in an
 //! error.
@@ -134,16 +135,20 @@ impl Classifier {
     pub fn classify(&self, text: &str) -> Classification {
         let f = features::featurize(text, self.model.hash_bits());
         let p = self.model.probabilities(&f);
-        let (best, best_p) =
-            p.iter()
-                .copied()
-                .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |acc, (i, v)| {
-                    if v > acc.1 { (i, v) } else { acc }
-                });
+        // The best intent other than emergency: an emergency below the threshold is not
+        // declared by the model alone, but the message is looked at today (urgent).
+        let (best, best_p) = p
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| *i != self.emergency_index)
+            .fold((0usize, f32::NEG_INFINITY), |acc, (i, v)| {
+                if v > acc.1 { (i, v) } else { acc }
+            });
         let norm = emergency::normalize(text);
         let sign = self.rules.findings_normalized(&norm).signs.first().copied();
         let p_emergency = p.get(self.emergency_index).copied().unwrap_or(0.0);
+        let mut possible_emergency = false;
         let (intent, confidence) = if sign.is_some() {
             (Intent::Emergency, 1.0)
         } else if f.is_empty() {
@@ -152,6 +157,7 @@ impl Classifier {
         } else if p_emergency >= self.emergency_threshold {
             (Intent::Emergency, p_emergency)
         } else {
+            possible_emergency = p_emergency > best_p;
             let intent = self
                 .model
                 .classes()
@@ -160,7 +166,10 @@ impl Classifier {
                 .unwrap_or(Intent::General);
             (intent, best_p.max(0.0))
         };
-        let urgency = self.cues.assess(intent, &norm);
+        let mut urgency = self.cues.assess(intent, &norm);
+        if possible_emergency {
+            urgency = urgency.max(Urgency::Urgent);
+        }
         Classification {
             intent,
             urgency,
