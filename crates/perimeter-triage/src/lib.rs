@@ -229,6 +229,22 @@ mod tests {
     }
 
     #[test]
+    fn a_weak_model_only_emergency_is_the_next_intent_but_urgent() {
+        let mut c = build_toy();
+        // With the threshold above 1 the model can never declare an emergency alone.
+        c.set_emergency_threshold(1.0);
+        c.emergency_threshold = 1.01;
+        let r = c.classify("crushing cant 0");
+        assert_ne!(r.intent, Intent::Emergency);
+        assert_eq!(r.urgency, Urgency::Urgent);
+        assert_eq!(r.emergency, None);
+        c.set_emergency_threshold(0.0);
+        assert_eq!(c.classify("crushing cant 0").intent, Intent::Emergency);
+        c.set_emergency_threshold(f32::NAN);
+        assert_eq!(c.emergency_threshold, EMERGENCY_THRESHOLD);
+    }
+
+    #[test]
     fn empty_text_is_general_and_routine() {
         let c = toy_classifier();
         let r = c.classify("");

@@ -225,3 +225,68 @@ fn tune() {
         }
     }
 }
+
+#[test]
+fn identifiers_do_not_decide_the_intent() {
+    // The same message with other names, numbers, dates and addresses gets the same answer.
+    let c = Classifier::builtin().unwrap();
+    let templates = [
+        (
+            "Hi, this is {N}, DOB {D}. I need to reschedule my appointment, call {P}.",
+            Intent::Scheduling,
+        ),
+        (
+            "refill pls - lisinopril 10 mg for {N} dob {D}, pharmacy {P}",
+            Intent::Refill,
+        ),
+        (
+            "{N} here, I got a bill for $240 for my visit on {D} but insurance paid, account {A}",
+            Intent::Billing,
+        ),
+        (
+            "Please send my records from {D} to Dr. {N}'s office, fax {P}",
+            Intent::Records,
+        ),
+        (
+            "Are my lab results from {D} back yet? I'm {N}, MRN {A}.",
+            Intent::Results,
+        ),
+        (
+            "{N} here, my throat is swelling and I can't breathe, I'm at {P}",
+            Intent::Emergency,
+        ),
+        (
+            "I changed my email to {E}, new cell {P}. {N}",
+            Intent::General,
+        ),
+    ];
+    let names = [
+        "Maria Gonzalez",
+        "Oluwaseun Adeyemi",
+        "Zhang Wei",
+        "Hope Grace",
+        "Ünek Çelik",
+    ];
+    let phones = [
+        "(312) 555-8841",
+        "212.999.0000",
+        "+1 415 555 0199",
+        "five five five one two",
+    ];
+    let dates = ["03/02/1981", "July 19, 1951", "2026-03-14", "Jan 18"];
+    let emails = ["maria.g@gmail.com", "z.wei88@proton.me"];
+    let accounts = ["MRN1457047", "00123456", "CLM-00123456"];
+    for (t, want) in templates {
+        let mut seen = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let text = t
+                .replace("{N}", n)
+                .replace("{P}", phones[i % phones.len()])
+                .replace("{D}", dates[i % dates.len()])
+                .replace("{E}", emails[i % emails.len()])
+                .replace("{A}", accounts[i % accounts.len()]);
+            seen.push(c.classify(&text).intent);
+        }
+        assert!(seen.iter().all(|i| *i == want), "{t}: {seen:?}");
+    }
+}
