@@ -178,7 +178,7 @@ const RULES: &[(EmergencySign, Strength, &str)] = &[
     (
         S::Stroke,
         X,
-        r"sudden(?:ly)? (?:[^ .]+ ){0,3}(?:numb|weak|confus|vision|blind|cant see|dizzy|trouble (?:speaking|walking|seeing))[a-z]*",
+        r"sudden(?:ly)? (?:[^ .]+ ){0,3}(?:numb|weak|confus|vision|blind|cant see|cant speak|cant talk|cant move|slur|dizzy|trouble (?:speaking|walking|seeing))[a-z]*",
     ),
     (
         S::Stroke,
