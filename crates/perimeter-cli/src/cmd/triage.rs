@@ -69,15 +69,19 @@ pub struct TriageArgs {
 #[derive(Debug, Subcommand)]
 enum TriageCommand {
     /// Classify JSONL messages (the default when no subcommand is given).
+    #[command(after_help = TRIAGE_EXAMPLES)]
     Classify(ClassifyArgs),
     /// Measure the classifier against a gold JSONL file: per-intent precision, recall and F1,
     /// macro-F1, emergency recall and precision, the confusion matrix and the misclassified ids.
+    #[command(after_help = TRIAGE_EXAMPLES)]
     Eval(EvalArgs),
     /// Train a model from gold JSONL files, deterministically (the same files give the same
     /// bytes), and write it.
+    #[command(after_help = TRIAGE_EXAMPLES)]
     Train(TrainArgs),
     /// Measure throughput (messages per second), per-message latency (p50, p99) and model load
     /// time.
+    #[command(after_help = TRIAGE_EXAMPLES)]
     Bench(BenchArgs),
 }
 
