@@ -18,6 +18,8 @@
 //! `want to kill myself`, `throat is swelling`, `wont stop bleeding`, `unresponsive`...) only
 //! yield to negation and exclusions.
 
+use std::sync::OnceLock;
+
 use regex_automata::meta::Regex;
 use regex_automata::{Input, MatchKind, PatternSet};
 use serde::{Deserialize, Serialize};
@@ -461,7 +463,9 @@ const RESOLVED_CUES: &str = r"(?:(?:fine|ok|okay|better|alright|all right|normal
 /// Compiled rules. Build once ([`Rules::new`]) and share.
 pub struct Rules {
     set: Regex,
-    each: Vec<Regex>,
+    /// One regex per rule, compiled the first time its rule matches (most messages match none,
+    /// and compiling them all would dominate start-up).
+    each: Vec<OnceLock<Option<Regex>>>,
     exclusions: Regex,
     context: Regex,
     acute: Regex,
@@ -507,10 +511,7 @@ impl Rules {
             .configure(Regex::config().match_kind(MatchKind::All))
             .build_many(&pats)
             .map_err(|_| RuleError { index: usize::MAX })?;
-        let mut each = Vec::with_capacity(pats.len());
-        for (index, p) in pats.iter().enumerate() {
-            each.push(Regex::new(p).map_err(|_| RuleError { index })?);
-        }
+        let each = pats.iter().map(|_| OnceLock::new()).collect();
         let exclusions = Regex::new(&bounded(&EXCLUSIONS.join("|")))
             .map_err(|_| RuleError { index: RULES.len() })?;
         let context = Regex::new(&bounded(CONTEXT_CUES)).map_err(|_| RuleError {
@@ -559,7 +560,14 @@ impl Rules {
         let mut hits: Vec<(usize, EmergencySign)> = Vec::new();
         for pid in patset.iter() {
             let i = pid.as_usize();
-            let (Some(re), Some((sign, strength, _))) = (self.each.get(i), RULES.get(i)) else {
+            let (Some(cell), Some((sign, strength, pattern))) = (self.each.get(i), RULES.get(i))
+            else {
+                continue;
+            };
+            let Some(re) = cell.get_or_init(|| Regex::new(&bounded(pattern)).ok()) else {
+                // The set matched but the rule alone does not compile (cannot happen with the
+                // built-in rules; a test compiles each): fail closed, count the sign.
+                hits.push((0, *sign));
                 continue;
             };
             for m in re.find_iter(norm) {
@@ -712,6 +720,12 @@ mod tests {
     fn every_rule_compiles() {
         let r = rules();
         assert_eq!(r.each.len(), RULES.len());
+        for (i, (_, _, p)) in RULES.iter().enumerate() {
+            assert!(
+                Regex::new(&bounded(p)).is_ok(),
+                "rule {i} does not compile alone"
+            );
+        }
     }
 
     #[test]

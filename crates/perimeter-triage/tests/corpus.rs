@@ -290,3 +290,21 @@ fn identifiers_do_not_decide_the_intent() {
         assert!(seen.iter().all(|i| *i == want), "{t}: {seen:?}");
     }
 }
+
+/// Development aid: where the load time goes (`-- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn load_time_breakdown() {
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let m = perimeter_triage::Model::from_bytes(BUILTIN_MODEL).unwrap();
+        let a = t.elapsed();
+        let t = std::time::Instant::now();
+        let _r = perimeter_triage::Rules::new().unwrap();
+        let b = t.elapsed();
+        let t = std::time::Instant::now();
+        let _c = Classifier::new(m).unwrap();
+        let c = t.elapsed();
+        eprintln!("model {a:?} rules {b:?} classifier(new, incl. rules) {c:?}");
+    }
+}
