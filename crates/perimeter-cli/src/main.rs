@@ -89,6 +89,10 @@ enum Command {
     /// De-identify text or JSONL (redact, pseudonymize, surrogate, safe-harbor), evaluate the
     /// PHI detector against a gold file, or benchmark it. Needs no configuration.
     Deid(cmd::deid::DeidArgs),
+    /// Classify patient messages by intent and urgency with the built-in local model (no
+    /// vendor), evaluate it against gold labels, retrain it, or benchmark it. Needs no
+    /// configuration.
+    Triage(cmd::triage::TriageArgs),
     /// Create a new installation: data directory, key file and database.
     Init(cmd::init::InitArgs),
     /// Apply the database migrations embedded in this binary (or show their status).
@@ -105,6 +109,7 @@ impl Command {
             Command::Serve(args) => args.overrides(),
             Command::Audit(args) => args.overrides(),
             Command::Deid(_)
+            | Command::Triage(_)
             | Command::Init(_)
             | Command::Migrate(_)
             | Command::Keys(_)
@@ -115,12 +120,16 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `deid` needs no configuration, data directory or async runtime.
+    // `deid` and `triage` need no configuration, data directory or async runtime.
     let cli = match cli {
         Cli {
             command: Command::Deid(args),
             ..
         } => return cmd::deid::run(args),
+        Cli {
+            command: Command::Triage(args),
+            ..
+        } => return cmd::triage::run(args),
         cli => cli,
     };
     let mut flags = cli.global.overrides();
@@ -157,7 +166,7 @@ fn main() -> ExitCode {
             Command::Keys(args) => cmd::keys::run(args, &config).await,
             Command::Patients(args) => cmd::patients::run(args, &config).await,
             // Handled at the top of main.
-            Command::Deid(_) => Ok(()),
+            Command::Deid(_) | Command::Triage(_) => Ok(()),
         }
     });
     match result {

@@ -3,6 +3,8 @@
 /// `deid` is synchronous (no runtime, no configuration): `run` returns the exit status.
 pub mod deid;
 pub mod serve;
+/// `triage` is synchronous too (helper triage).
+pub mod triage;
 // The audit trail (helper audit).
 pub mod audit;
 // Installation, migrations, keys and patients (helper store).
