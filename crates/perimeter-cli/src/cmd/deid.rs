@@ -782,6 +782,12 @@ fn one_kb_messages(records: &[TextRecord]) -> Vec<TextRecord> {
     out
 }
 
+/// CPU time this thread has run, in nanoseconds (Linux `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 /// Peak resident memory (VmHWM) in bytes, from /proc/self/status (Linux only).
 fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -850,14 +856,24 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let rounds = args.rounds.max(1);
     let mut single = Vec::with_capacity(rounds);
     let mut latencies = Vec::with_capacity(records.len() * rounds);
+    // CPU time of this thread (Linux schedstat, updated at scheduler ticks: meaningful over a
+    // whole pass, not per message), beside wall time: on a shared, loaded machine wall time
+    // also counts the time other processes held the core. None when a pass is too short.
+    let mut single_cpu = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
+        let c = thread_cpu_ns();
         for r in &records {
             let m = Instant::now();
             one(r)?;
             latencies.push(m.elapsed());
         }
         single.push(mb / t.elapsed().as_secs_f64());
+        if let (Some(c0), Some(c1)) = (c, thread_cpu_ns())
+            && c1 > c0
+        {
+            single_cpu.push(mb / ((c1 - c0) as f64 / 1e9));
+        }
     }
     latencies.sort_unstable();
     // 1 KB messages: the file's texts joined (in order) into messages of 1,024 bytes or a
@@ -886,6 +902,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let p99 = percentile(&latencies, 99.0);
     let kb_p50 = percentile(&kb_latencies, 50.0);
     let kb_p99 = percentile(&kb_latencies, 99.0);
+    let single_cpu = (!single_cpu.is_empty()).then(|| median(single_cpu));
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
     let peak = peak_memory();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -905,6 +925,8 @@ fn bench(args: &BenchArgs) -> Result<()> {
             "kb_messages": kb_messages.len(),
             "latency_1kb_p50_us": kb_p50.as_secs_f64() * 1e6,
             "latency_1kb_p99_us": kb_p99.as_secs_f64() * 1e6,
+            "mb_per_s_1_thread_cpu_time": single_cpu,
+            "loadavg_1min": load,
             "peak_rss_bytes": peak,
         });
         writeln!(out, "{v:#}").map_err(write_err)?;
@@ -924,7 +946,12 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 "start-up      {:.1} ms (Engine::new)",
                 startup.as_secs_f64() * 1e3
             ),
-            format!("1 thread      {single:.2} MB/s"),
+            format!(
+                "1 thread      {single:.2} MB/s wall{}",
+                single_cpu.map_or(String::new(), |c| format!(
+                    ", {c:.2} MB/s per second of CPU time"
+                ))
+            ),
             format!("{threads} threads     {multi:.2} MB/s"),
             format!(
                 "latency       p50 {:.0} µs, p99 {:.0} µs per message (1 thread)",
@@ -936,6 +963,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 kb_p50.as_secs_f64() * 1e6,
                 kb_p99.as_secs_f64() * 1e6,
                 kb_messages.len()
+            ),
+            format!(
+                "load average  {} (1 min; figures on a loaded machine are lower bounds)",
+                load.as_deref().unwrap_or("unknown")
             ),
             match peak {
                 Some(b) => format!("peak memory   {:.1} MB (VmHWM)", b as f64 / 1e6),

@@ -128,6 +128,9 @@ const ORG_WORDS: &[&str] = &[
     "insurance",
     "syndrome",
     "disease",
+    "dept",
+    "department",
+    "desk",
     "palsy",
     "disorder",
     "test",
@@ -236,6 +239,9 @@ const PRODUCT_OR_ORG: &[&str] = &[
     "insurance",
     "syndrome",
     "disease",
+    "dept",
+    "department",
+    "desk",
     "palsy",
     "medicine",
     "orthopedics",
@@ -286,6 +292,15 @@ impl Recognizer for Names {
             else {
                 continue;
             };
+            // `Opelousas, LA 70570`: a state code after a place and comma is not a name.
+            if a + 1 == b
+                && first.all_caps
+                && super::validate::is_state(first.text(doc.text))
+                && a > 0
+                && gap(doc, a - 1, a).starts_with(',')
+            {
+                continue;
+            }
             let mut end = last.end;
             // Possessive `'s` is not part of the name.
             let s = doc.text.get(first.start..end).unwrap_or("");
@@ -526,8 +541,13 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             let d = t.trim_end_matches(['-', '—', '~']);
             d.len() < t.len() && (d.is_empty() || d.ends_with([' ', '\n', '.', '!', '?']))
         };
+        // `... sorry!! -priya`: a lower-case listed first name closing the message.
+        let lower_signature = !doc.feats[j].cap
+            && doc.feats[j].listed_name()
+            && !doc.feats[j].common()
+            && j + 1 == doc.tokens.len();
         if dash_alone
-            && doc.feats[j].cap
+            && (doc.feats[j].cap || lower_signature)
             && !matches!(
                 lower_tok(doc, j),
                 "love" | "thanks" | "thank" | "regards" | "best" | "cheers" | "sincerely" | "xoxo"

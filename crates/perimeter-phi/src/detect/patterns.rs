@@ -510,7 +510,12 @@ impl Patterns {
         if validate::age_over_89(s) == Some(true) && age_context(&doc.lower, start, end) {
             return found(Label::Age, 0.85);
         }
-        if let Some(label) = cue {
+        // `licence D123-456-789, vehicle 2019 Subaru`: a bare year is not an identifier
+        // (except the last four of an SSN, which may look like one).
+        let year_like = letters == 0
+            && s.len() == 4
+            && s.parse::<u16>().is_ok_and(|y| (1900..=2099).contains(&y));
+        if let Some(label) = cue.filter(|l| !year_like || *l == Label::Ssn) {
             let near_not_phi = not_phi_before(cues, start);
             if !near_not_phi && digits >= 3 {
                 let label = match label {
@@ -654,5 +659,12 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
             || b.ends_with("turns")
             || b.ends_with(" am")
             || b.ends_with("'m")
-            || b.ends_with("’m"))
+            || b.ends_with("’m")
+            // `she's 91`, `he’s 93`: a person's contraction, not a possessive.
+            || b.ends_with("she's")
+            || b.ends_with("he's")
+            || b.ends_with("she’s")
+            || b.ends_with("he’s")
+            || b.ends_with("shes")
+            || b.ends_with("hes"))
 }

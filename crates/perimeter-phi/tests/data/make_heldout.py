@@ -113,6 +113,9 @@ class Slots:
         if name == "lower_first": return mk("NAME", self.g.lower())
         if name == "lastfirst": return mk("NAME", f"{self.s}, {self.g}")
         if name == "LASTFIRST": return mk("NAME", f"{self.s.upper()}, {self.g.upper()}")
+        if name == "hl7name": return mk("NAME", f"{self.s.upper()}^{self.g.upper()}")
+        if name == "hl7name2": return mk("NAME", f"{self.s.upper()}^{self.g2.upper()}")
+        if name == "hl7name3": return mk("NAME", f"{self.s2.upper()}^{self.g2.upper()}")
         if name == "LASTFIRST2": return mk("NAME", f"{self.s.upper()}, {self.g2.upper()}")
         if name == "LASTFIRST3": return mk("NAME", f"{self.s2.upper()}, {self.g2.upper()}")
         if name == "initial": return mk("NAME", f"{self.g[0]}. {self.s}")
@@ -214,8 +217,8 @@ TEMPLATES = [
     "Dear Dr. <last>,\n\nI am writing on behalf of <rel>, <full2> (DOB <dob>), who lives with me at <street_apt> in <city>. Her SSN is <ssn> if the hospital needs it.\n\nSincerely,\n<full>",
     "Hi,\nCan you send the visit summary to <email>? I think the link <url> expired.\nRegards,\n<initial>",
     # --- HL7 v2 ---
-    "MSH|^~\\&|LAB|NORTHCLINIC|EHR|NORTHCLINIC|<date_compact>0830||ORU^R01|MSG004471|P|2.5\nPID|1||<mrn>^^^NC^MR||<LASTFIRST>||<date_compact>|F|||<street>^^<city>^<state>^<zip>||<phone>",
-    "PID|1||<mrn>^^^HOSP^MR~<ssn>^^^SSA^SS||<LASTFIRST>^M||<date_compact>|M\nNK1|1|<LASTFIRST2>|SPO|||<phone>\nPV1|1|O|CLINIC^2^1||||^<LASTFIRST3>",
+    "MSH|^~\\&|LAB|NORTHCLINIC|EHR|NORTHCLINIC|<date_compact>0830||ORU^R01|MSG004471|P|2.5\nPID|1||<mrn>^^^NC^MR||<hl7name>||<date_compact>|F|||<street>^^<city>^<state>^<zip>||<phone>",
+    "PID|1||<mrn>^^^HOSP^MR~<ssn>^^^SSA^SS||<hl7name>^M||<date_compact>|M\nNK1|1|<hl7name2>|SPO|||<phone>\nPV1|1|O|CLINIC^2^1||||^<hl7name3>",
     "OBX|1|NM|4548-4^Hemoglobin A1c^LN||7.4|%|4.0-5.6|H|||F|||<date_compact>\nNTE|1||Result reviewed with patient <full> by phone <phone>",
     # --- JSON payloads ---
     "{\"patient\": {\"name\": \"<full>\", \"dob\": \"<dob>\", \"mrn\": \"<mrn>\", \"phone\": \"<phone>\"}, \"reason\": \"refill\", \"dose_mg\": 20}",
@@ -257,7 +260,7 @@ def render(template, r):
 
 SLOT_NAMES = {
     "first", "last", "full", "full2", "first2", "last2", "lower_full", "lower_first", "lastfirst",
-    "LASTFIRST", "LASTFIRST2", "LASTFIRST3", "initial", "word", "word_full", "rel", "city", "lower_city", "county", "state",
+    "LASTFIRST", "LASTFIRST2", "LASTFIRST3", "hl7name", "hl7name2", "hl7name3", "initial", "word", "word_full", "rel", "city", "lower_city", "county", "state",
     "zip", "zip4", "street", "street_apt", "pobox", "phone", "phone_ext", "fax", "spelled_phone",
     "spelled_mrn", "email", "ssn", "ssn4", "mrn", "mbi", "member", "medicaid", "account", "card",
     "license", "dea", "vin", "plate", "device", "ipv4", "ipv6", "url", "claim", "rx", "age90",
