@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::Span;
-use crate::detect::Pipeline;
+use crate::detect::{Pipeline, Recognizer};
 use crate::lexicon::Lexicon;
 
 /// Default upper bound on the size of one message: 256 KiB.
@@ -73,6 +73,16 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Builds the engine: compiles the pattern automata and loads the built-in lists.
     pub fn new(config: EngineConfig) -> Result<Engine, PhiError> {
+        Engine::with_recognizers(config, Vec::new())
+    }
+
+    /// Builds the engine with `extra` recognizers run after the built-in ones (a practice's
+    /// own identifier formats). Their candidates go through the same overlap resolution; they
+    /// can add spans but never remove what the built-in recognizers found.
+    pub fn with_recognizers(
+        config: EngineConfig,
+        extra: Vec<Box<dyn Recognizer>>,
+    ) -> Result<Engine, PhiError> {
         if config.max_message_bytes == 0 {
             return Err(PhiError::InvalidConfig {
                 field: "max_message_bytes",
@@ -85,13 +95,18 @@ impl Engine {
                 expected: "must be between 0.0 and 1.0",
             });
         }
-        let pipeline = Arc::new(Pipeline::new(Arc::new(Lexicon::load()))?);
+        let pipeline = Arc::new(Pipeline::new(Arc::new(Lexicon::load()), extra)?);
         Ok(Engine { config, pipeline })
     }
 
     /// The configuration the engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The names of the recognizers in the pipeline, in the order they run.
+    pub fn recognizers(&self) -> Vec<&'static str> {
+        self.pipeline.names()
     }
 
     /// Finds the identifiers in `text`.
@@ -156,6 +171,87 @@ mod tests {
             ..EngineConfig::default()
         };
         assert!(Engine::new(bad).is_err());
+    }
+
+    /// A practice's own chart numbers: `ZX-` and six digits, found with aho-corasick.
+    struct ChartNumbers(aho_corasick::AhoCorasick);
+
+    impl Recognizer for ChartNumbers {
+        fn name(&self) -> &'static str {
+            "practice-chart"
+        }
+        fn find(&self, text: &crate::Text<'_>, out: &mut Vec<crate::Candidate>) {
+            let s = text.as_str();
+            for m in self.0.find_iter(text.lowercase()) {
+                let digits = s
+                    .get(m.end()..)
+                    .unwrap_or("")
+                    .bytes()
+                    .take_while(u8::is_ascii_digit)
+                    .count();
+                if digits == 6 {
+                    out.push(crate::Candidate {
+                        start: m.start(),
+                        end: m.end() + digits,
+                        label: Label::Mrn,
+                        confidence: 0.9,
+                        recognizer: self.name(),
+                    });
+                }
+            }
+            // A malformed candidate (inside a char) is dropped by the pipeline, not a panic.
+            if let Some(i) = s
+                .char_indices()
+                .find(|(_, c)| c.len_utf8() > 1)
+                .map(|(i, _)| i)
+            {
+                out.push(crate::Candidate {
+                    start: i + 1,
+                    end: s.len() + 10,
+                    label: Label::Id,
+                    confidence: 1.0,
+                    recognizer: self.name(),
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn custom_recognizers_join_the_pipeline() {
+        let ac = aho_corasick::AhoCorasick::new(["zx-"]).unwrap();
+        let engine =
+            Engine::with_recognizers(EngineConfig::default(), vec![Box::new(ChartNumbers(ac))])
+                .unwrap();
+        assert_eq!(
+            engine.recognizers(),
+            [
+                "patterns",
+                "names",
+                "places",
+                "structured",
+                "practice-chart"
+            ]
+        );
+        let text = "chart ZX-123456 — café";
+        let spans = engine.detect(text).unwrap();
+        let chart = spans
+            .iter()
+            .find(|s| s.recognizer == "practice-chart")
+            .unwrap();
+        assert_eq!(chart.text(text), "ZX-123456");
+        for s in &spans {
+            assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end));
+            assert!(s.end <= text.len());
+        }
+        // The built-in pipeline alone does not know the format as a chart number.
+        let plain = Engine::new(EngineConfig::default()).unwrap();
+        assert!(
+            plain
+                .detect(text)
+                .unwrap()
+                .iter()
+                .all(|s| s.recognizer != "practice-chart")
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@ mod stream;
 mod surrogate;
 mod vault;
 
+pub use detect::{Candidate, Recognizer, Text};
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, Engine, EngineConfig, PhiError};
 pub use label::Label;
 pub use span::Span;
 pub use stream::StreamReidentifier;
-pub use vault::{Reidentified, Vault};
+pub use vault::{DateShiftKey, Reidentified, Vault};

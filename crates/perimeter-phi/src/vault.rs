@@ -9,9 +9,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use hmac::{Hmac, Mac};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::Label;
@@ -22,6 +24,66 @@ const FORMAT_VERSION: u32 = 1;
 
 /// Mixed into the seed for the date shift, so it is not the surrogates' first draw.
 const DATE_SALT: u64 = 0x5eed_da7e_0000_0001;
+
+/// Domain separation for the per-patient date shift (a new version means new shifts).
+const DATE_SHIFT_CONTEXT: &[u8] = b"perimeter-phi/date-shift/v1\0";
+
+/// The secret from which per-patient date shifts are derived, so that every conversation of
+/// one patient shifts dates by the same number of days (intervals between visits survive
+/// across conversations) while the shift itself cannot be guessed without the key.
+///
+/// The shift is HMAC-SHA-256(key, context || patient reference), mapped to ±1..=365 days
+/// (never zero). Keep the key like any other key (who holds it and a patient reference can
+/// undo the shift); the patient reference should be an internal id, not a name. The key is
+/// wiped on drop and never shown by `Debug`.
+#[derive(Clone)]
+pub struct DateShiftKey([u8; 32]);
+
+impl Drop for DateShiftKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for DateShiftKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DateShiftKey(..)")
+    }
+}
+
+impl DateShiftKey {
+    /// A key from 32 secret bytes (e.g. derived from the deployment's key-encryption key).
+    pub fn from_bytes(bytes: [u8; 32]) -> DateShiftKey {
+        DateShiftKey(bytes)
+    }
+
+    /// The date shift for `patient_ref`, in days: the same for the same key and patient,
+    /// within ±365 and never zero.
+    pub fn shift_days(&self, patient_ref: &str) -> i32 {
+        // HMAC accepts keys of any length: `new_from_slice` cannot fail here.
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.0) else {
+            return 1;
+        };
+        mac.update(DATE_SHIFT_CONTEXT);
+        mac.update(patient_ref.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut word = [0u8; 8];
+        for (w, t) in word.iter_mut().zip(tag.iter()) {
+            *w = *t;
+        }
+        shift_from(u64::from_le_bytes(word))
+    }
+}
+
+/// ±1..=365 days from 64 uniform bits (bias below 2^-54).
+fn shift_from(bits: u64) -> i32 {
+    let magnitude = i32::try_from(bits % 365).unwrap_or(0) + 1;
+    if bits >> 63 == 1 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
 
 /// How many random candidates are tried before a surrogate is made unique by a suffix.
 const SURROGATE_ATTEMPTS: u32 = 64;
@@ -128,6 +190,24 @@ impl Vault {
         } else {
             -magnitude
         };
+        Vault {
+            inner: RwLock::new(Inner::new(seed, date_shift_days)),
+        }
+    }
+
+    /// An empty vault for one conversation of one patient: surrogates are drawn at random,
+    /// and dates are shifted by the patient's own keyed shift ([`DateShiftKey::shift_days`]),
+    /// so two conversations of the same patient shift dates alike and intervals survive.
+    pub fn for_patient(key: &DateShiftKey, patient_ref: &str) -> Vault {
+        Vault::with_seed_and_shift(rand::random::<u64>(), key.shift_days(patient_ref))
+    }
+
+    /// Like [`Vault::for_patient`] with the surrogates following from `seed` (reproducible).
+    pub fn for_patient_with_seed(key: &DateShiftKey, patient_ref: &str, seed: u64) -> Vault {
+        Vault::with_seed_and_shift(seed, key.shift_days(patient_ref))
+    }
+
+    fn with_seed_and_shift(seed: u64, date_shift_days: i32) -> Vault {
         Vault {
             inner: RwLock::new(Inner::new(seed, date_shift_days)),
         }
@@ -505,6 +585,45 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 60);
+    }
+
+    #[test]
+    fn patient_date_shift_is_keyed_stable_and_never_zero() {
+        let key = DateShiftKey::from_bytes([7; 32]);
+        let other = DateShiftKey::from_bytes([8; 32]);
+        let a = key.shift_days("patient-0001");
+        assert_eq!(
+            a,
+            key.shift_days("patient-0001"),
+            "same patient, same shift"
+        );
+        assert_eq!(
+            Vault::for_patient(&key, "patient-0001").date_shift_days(),
+            a
+        );
+        assert_eq!(
+            Vault::for_patient_with_seed(&key, "patient-0001", 99).date_shift_days(),
+            a
+        );
+        let shifts: Vec<i32> = (0..400)
+            .map(|i| key.shift_days(&format!("patient-{i}")))
+            .collect();
+        assert!(shifts.iter().all(|d| *d != 0 && d.abs() <= 365));
+        // Spread over the range, both directions (not a constant).
+        let distinct: HashSet<i32> = shifts.iter().copied().collect();
+        assert!(distinct.len() > 200, "{}", distinct.len());
+        assert!(shifts.iter().any(|d| *d < 0) && shifts.iter().any(|d| *d > 0));
+        // Another key gives other shifts for the same patients.
+        let moved = (0..50)
+            .filter(|i| {
+                key.shift_days(&format!("patient-{i}")) != other.shift_days(&format!("patient-{i}"))
+            })
+            .count();
+        assert!(moved > 40);
+        assert_eq!(format!("{key:?}"), "DateShiftKey(..)");
+        assert_eq!(shift_from(0), 1);
+        assert_eq!(shift_from(364), 365);
+        assert_eq!(shift_from(1 << 63), -(((1u64 << 63) % 365) as i32 + 1));
     }
 
     #[test]

@@ -107,3 +107,71 @@ fn check(s: &str) {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Inputs up to the size limit (256 KiB) are handled; one byte more is refused with the
+    /// size error, never a panic or a cut.
+    #[test]
+    fn huge_inputs_up_to_the_limit(parts in proptest::collection::vec(0..FRAGMENTS.len(), 1..60)) {
+        let unit: String = parts.iter().map(|&i| FRAGMENTS[i]).collect();
+        let max = perimeter_phi::DEFAULT_MAX_MESSAGE_BYTES;
+        let mut s = String::with_capacity(max);
+        while s.len() + unit.len() <= max {
+            s.push_str(&unit);
+        }
+        // Fill to exactly the limit with ASCII.
+        while s.len() < max {
+            s.push(' ');
+        }
+        prop_assert_eq!(s.len(), max);
+        check(&s);
+        s.push('x');
+        let err = engine().detect(&s).unwrap_err();
+        prop_assert_eq!(
+            err,
+            perimeter_phi::PhiError::MessageTooLarge { size: max + 1, max }
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The streaming re-identifier, cut anywhere, gives what whole-text re-identification
+    /// gives, and never emits a partial token.
+    #[test]
+    fn stream_reidentifier_matches_whole_text(
+        noise in "\\PC{0,60}",
+        cuts in proptest::collection::vec(1usize..9, 1..40),
+    ) {
+        use perimeter_phi::deid::{DeidOptions, Mode, deidentify};
+        use perimeter_phi::{StreamReidentifier, Vault};
+        let vault = Vault::with_seed(3);
+        let seed_text = "Maria Gonzalez, DOB 03/02/1981, call (312) 555-8841.";
+        let spans = engine().detect(seed_text).unwrap();
+        let opts = DeidOptions { mode: Mode::Pseudonymize, reference_year: 2026 };
+        let d = deidentify(seed_text, &spans, &opts, &vault).unwrap();
+        let answer = format!("{noise}{}{noise}[NAME_9] [NAME_", d.text);
+        let expected = vault.reidentify(&answer);
+        let mut stream = StreamReidentifier::new(&vault);
+        let mut got = String::new();
+        let mut at = 0;
+        let mut k = 0;
+        while at < answer.len() {
+            let mut end = (at + cuts[k % cuts.len()]).min(answer.len());
+            while !answer.is_char_boundary(end) {
+                end += 1;
+            }
+            let piece = stream.push(&answer[at..end]);
+            // Never half of an issued token.
+            prop_assert!(!piece.ends_with("[NAME") && !piece.ends_with("[DATE_"));
+            got.push_str(&piece);
+            at = end;
+            k += 1;
+        }
+        got.push_str(&stream.finish());
+        prop_assert_eq!(got, expected);
+    }
+}

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use perimeter_domain::{Clock, SystemClock};
 use perimeter_phi::deid::{DeidOptions, Mode, deidentify};
 use perimeter_phi::eval::{Evaluation, GoldRecord, to_char_spans};
-use perimeter_phi::{Engine, EngineConfig, Span, Vault};
+use perimeter_phi::{DEFAULT_MAX_MESSAGE_BYTES, Engine, EngineConfig, Span, Vault};
 use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -27,6 +27,9 @@ const BATCH: usize = 512;
 
 /// Inputs at least this large get a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The environment variable for `phi.max_message_bytes` (the configuration key's variable).
+const MAX_MESSAGE_ENV: &str = "PERIMETER_PHI_MAX_MESSAGE_BYTES";
 
 /// The default benchmark corpus, relative to the working directory.
 const DEFAULT_BENCH_FILE: &str = "../shared/corpus/phi-dev.jsonl";
@@ -108,8 +111,21 @@ enum Format {
     Jsonl,
 }
 
+/// Settings of the PHI engine shared by every `deid` command.
+#[derive(Debug, Clone, Args)]
+struct EngineArgs {
+    /// Largest message the engine accepts, in bytes (the `phi.max_message_bytes` setting; also
+    /// from PERIMETER_PHI_MAX_MESSAGE_BYTES). A larger message (a text file, a line with
+    /// --lines, a JSONL record) is refused with an error naming it, never cut.
+    /// [default: 262144]
+    #[arg(long, value_name = "BYTES")]
+    max_message_bytes: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
     /// How identifiers are replaced.
     #[arg(long, value_enum, default_value_t = ModeArg::Redact)]
     mode: ModeArg,
@@ -136,6 +152,8 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Gold JSONL file (`id`, `text`, `spans` with character offsets and labels).
     #[arg(long, value_name = "FILE.jsonl")]
     gold: PathBuf,
@@ -152,6 +170,8 @@ struct EvalArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
     /// JSONL file with a string `text` per line [default: ../shared/corpus/phi-dev.jsonl].
     #[arg(value_name = "FILE")]
     file: Option<PathBuf>,
@@ -204,9 +224,35 @@ pub fn run(args: DeidArgs) -> ExitCode {
     }
 }
 
-fn engine() -> Result<Engine> {
-    Engine::new(EngineConfig::default())
-        .map_err(|e| CliError::Run(format!("cannot start the PHI engine: {e}")))
+/// The message size limit: the flag, else the environment variable, else the engine default.
+fn max_message_bytes(args: &EngineArgs) -> Result<usize> {
+    if let Some(n) = args.max_message_bytes {
+        return Ok(n);
+    }
+    match std::env::var(MAX_MESSAGE_ENV) {
+        Ok(v) => v.trim().parse::<usize>().map_err(|_| {
+            CliError::Input(format!(
+                "{MAX_MESSAGE_ENV}: expected a whole number of bytes"
+            ))
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_MAX_MESSAGE_BYTES),
+        Err(std::env::VarError::NotUnicode(_)) => Err(CliError::Input(format!(
+            "{MAX_MESSAGE_ENV}: expected a whole number of bytes"
+        ))),
+    }
+}
+
+fn engine(args: &EngineArgs) -> Result<Engine> {
+    let config = EngineConfig {
+        max_message_bytes: max_message_bytes(args)?,
+        ..EngineConfig::default()
+    };
+    Engine::new(config).map_err(|e| match e {
+        perimeter_phi::PhiError::InvalidConfig { .. } => {
+            CliError::Input(format!("--max-message-bytes: {e}"))
+        }
+        other => CliError::Run(format!("cannot start the PHI engine: {other}")),
+    })
 }
 
 fn pool(threads: usize) -> Result<rayon::ThreadPool> {
@@ -291,7 +337,7 @@ fn write_err(e: io::Error) -> CliError {
 }
 
 fn deid(args: &RunArgs) -> Result<()> {
-    let engine = engine()?;
+    let engine = engine(&args.engine)?;
     let pool = pool(args.threads)?;
     let options = DeidOptions {
         mode: args.mode.into(),
@@ -582,7 +628,7 @@ struct TextRecord {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     let records: Vec<GoldRecord> = read_jsonl(&args.gold)?;
-    let engine = engine()?;
+    let engine = engine(&args.engine)?;
     let pool = pool(args.threads)?;
     let predicted: Vec<Result<Vec<Span>>> = pool.install(|| {
         records
@@ -714,6 +760,34 @@ fn eval(args: &EvalArgs) -> Result<()> {
     out.flush().map_err(write_err)
 }
 
+/// The texts joined in order into messages of at least 1,024 bytes (a trailing short one is
+/// dropped unless it is the only one).
+fn one_kb_messages(records: &[TextRecord]) -> Vec<TextRecord> {
+    let mut out = Vec::new();
+    let mut cur = String::with_capacity(1100);
+    for r in records {
+        if !cur.is_empty() {
+            cur.push('\n');
+        }
+        cur.push_str(&r.text);
+        if cur.len() >= 1024 {
+            out.push(TextRecord {
+                text: std::mem::take(&mut cur),
+            });
+        }
+    }
+    if out.is_empty() && !cur.is_empty() {
+        out.push(TextRecord { text: cur });
+    }
+    out
+}
+
+/// CPU time this thread has run, in nanoseconds (Linux `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 /// Peak resident memory (VmHWM) in bytes, from /proc/self/status (Linux only).
 fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -764,7 +838,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let bytes: usize = records.iter().map(|r| r.text.len()).sum();
     let mb = bytes as f64 / 1e6;
     let started = Instant::now();
-    let engine = engine()?;
+    let engine = engine(&args.engine)?;
     let startup = started.elapsed();
     let options = DeidOptions {
         mode: args.mode.into(),
@@ -782,16 +856,38 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let rounds = args.rounds.max(1);
     let mut single = Vec::with_capacity(rounds);
     let mut latencies = Vec::with_capacity(records.len() * rounds);
+    // CPU time of this thread (Linux schedstat, updated at scheduler ticks: meaningful over a
+    // whole pass, not per message), beside wall time: on a shared, loaded machine wall time
+    // also counts the time other processes held the core. None when a pass is too short.
+    let mut single_cpu = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
+        let c = thread_cpu_ns();
         for r in &records {
             let m = Instant::now();
             one(r)?;
             latencies.push(m.elapsed());
         }
         single.push(mb / t.elapsed().as_secs_f64());
+        if let (Some(c0), Some(c1)) = (c, thread_cpu_ns())
+            && c1 > c0
+        {
+            single_cpu.push(mb / ((c1 - c0) as f64 / 1e9));
+        }
     }
     latencies.sort_unstable();
+    // 1 KB messages: the file's texts joined (in order) into messages of 1,024 bytes or a
+    // little more, each measured alone (detect + de-identify), on one thread.
+    let kb_messages = one_kb_messages(&records);
+    let mut kb_latencies = Vec::with_capacity(kb_messages.len() * rounds);
+    for _ in 0..rounds {
+        for m in &kb_messages {
+            let t = Instant::now();
+            one(m)?;
+            kb_latencies.push(t.elapsed());
+        }
+    }
+    kb_latencies.sort_unstable();
     let all = pool(0)?;
     let threads = all.current_num_threads();
     let mut multi = Vec::with_capacity(rounds);
@@ -804,6 +900,12 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let multi = median(multi);
     let p50 = percentile(&latencies, 50.0);
     let p99 = percentile(&latencies, 99.0);
+    let kb_p50 = percentile(&kb_latencies, 50.0);
+    let kb_p99 = percentile(&kb_latencies, 99.0);
+    let single_cpu = (!single_cpu.is_empty()).then(|| median(single_cpu));
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
     let peak = peak_memory();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -820,6 +922,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
             "mb_per_s_all_threads": multi,
             "latency_p50_us": p50.as_secs_f64() * 1e6,
             "latency_p99_us": p99.as_secs_f64() * 1e6,
+            "kb_messages": kb_messages.len(),
+            "latency_1kb_p50_us": kb_p50.as_secs_f64() * 1e6,
+            "latency_1kb_p99_us": kb_p99.as_secs_f64() * 1e6,
+            "mb_per_s_1_thread_cpu_time": single_cpu,
+            "loadavg_1min": load,
             "peak_rss_bytes": peak,
         });
         writeln!(out, "{v:#}").map_err(write_err)?;
@@ -839,12 +946,27 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 "start-up      {:.1} ms (Engine::new)",
                 startup.as_secs_f64() * 1e3
             ),
-            format!("1 thread      {single:.2} MB/s"),
+            format!(
+                "1 thread      {single:.2} MB/s wall{}",
+                single_cpu.map_or(String::new(), |c| format!(
+                    ", {c:.2} MB/s per second of CPU time"
+                ))
+            ),
             format!("{threads} threads     {multi:.2} MB/s"),
             format!(
                 "latency       p50 {:.0} µs, p99 {:.0} µs per message (1 thread)",
                 p50.as_secs_f64() * 1e6,
                 p99.as_secs_f64() * 1e6
+            ),
+            format!(
+                "1 KB message  p50 {:.0} µs, p99 {:.0} µs ({} messages of ~1 KB, 1 thread)",
+                kb_p50.as_secs_f64() * 1e6,
+                kb_p99.as_secs_f64() * 1e6,
+                kb_messages.len()
+            ),
+            format!(
+                "load average  {} (1 min; figures on a loaded machine are lower bounds)",
+                load.as_deref().unwrap_or("unknown")
             ),
             match peak {
                 Some(b) => format!("peak memory   {:.1} MB (VmHWM)", b as f64 / 1e6),

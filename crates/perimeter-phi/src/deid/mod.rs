@@ -536,6 +536,51 @@ mod tests {
     }
 
     #[test]
+    fn surrogate_dates_shift_per_patient_and_keep_intervals() {
+        use time::{Date, Month};
+        let key = crate::DateShiftKey::from_bytes([42; 32]);
+        let text = "Seen 2026-03-02, follow-up 2026-03-16.";
+        let spans = vec![
+            span(text, "2026-03-02", Label::Date),
+            span(text, "2026-03-16", Label::Date),
+        ];
+        let run = |patient: &str, seed: u64| {
+            let v = Vault::for_patient_with_seed(&key, patient, seed);
+            let d = deidentify(text, &spans, &opts(Mode::Surrogate), &v).unwrap();
+            d.replacements
+                .iter()
+                .map(|r| {
+                    let s = &d.text[r.output.clone()];
+                    let p: Vec<&str> = s.split('-').collect();
+                    let (y, m, day): (i32, u8, u8) = (
+                        p[0].parse().unwrap(),
+                        p[1].parse().unwrap(),
+                        p[2].parse().unwrap(),
+                    );
+                    Date::from_calendar_date(y, Month::try_from(m).unwrap(), day).unwrap()
+                })
+                .collect::<Vec<Date>>()
+        };
+        // Two conversations (different vaults, different surrogate seeds) of one patient.
+        let a = run("patient-17", 1);
+        let b = run("patient-17", 2);
+        assert_eq!(
+            a, b,
+            "the same patient's dates move alike in every conversation"
+        );
+        assert_eq!((a[1] - a[0]).whole_days(), 14, "the interval survives");
+        let original = Date::from_calendar_date(2026, Month::March, 2).unwrap();
+        let shift = (a[0] - original).whole_days();
+        assert_eq!(shift, i64::from(key.shift_days("patient-17")));
+        assert_ne!(shift, 0);
+        // Across patients the shift differs (for most of them).
+        let differs = (0..20)
+            .filter(|i| run(&format!("patient-{i}"), 1)[0] != a[0])
+            .count();
+        assert!(differs >= 18, "{differs}");
+    }
+
+    #[test]
     fn safe_harbor_mode() {
         let v = Vault::with_seed(1);
         let d = deidentify(TEXT, &fix_last_name(spans()), &opts(Mode::SafeHarbor), &v).unwrap();

@@ -165,6 +165,8 @@ const CUES: &[(&str, Cue)] = &[
     ("to:", Cue::NameIntro),
     ("cc:", Cue::NameIntro),
     ("caller:", Cue::NameIntro),
+    // `Re: DOE, JANE  DOB ...` on fax covers and letters.
+    ("re:", Cue::NameIntro),
     ("contact:", Cue::NameIntro),
     ("emergency contact", Cue::NameIntro),
     ("guarantor", Cue::NameIntro),

@@ -2,7 +2,7 @@
 //!
 //! Every recognizer implements [`Recognizer`] and adds candidate spans for one document; the
 //! [`Pipeline`] runs them all and resolves overlaps into sorted, disjoint spans. Recognizers
-//! share a [`Doc`], which holds the text, its word tokens and the context cues found by one
+//! share a [`Text`], which holds the text, its word tokens and the context cues found by one
 //! Aho-Corasick pass, so no recognizer re-scans for keywords.
 
 pub(crate) mod context;
@@ -26,23 +26,41 @@ use context::{CueHit, Cues};
 use features::Feat;
 use tokens::Token;
 
-/// One analysed message, shared by the recognizers.
-pub(crate) struct Doc<'t> {
+/// One message being analysed, as every [`Recognizer`] sees it: the text, its word and number
+/// tokens, the context cues found by one Aho-Corasick pass and per-token list features, all
+/// computed once per message so that no recognizer re-scans for them.
+pub struct Text<'t> {
     /// The message.
-    pub text: &'t str,
+    pub(crate) text: &'t str,
     /// Word and number tokens, in order.
-    pub tokens: Vec<Token>,
+    pub(crate) tokens: Vec<Token>,
     /// Context cue hits (keywords such as "DOB", "MRN", "call me at"), sorted by end.
-    pub cues: Vec<CueHit>,
+    pub(crate) cues: Vec<CueHit>,
     /// Per-token features, parallel to `tokens`.
-    pub feats: Vec<Feat>,
+    pub(crate) feats: Vec<Feat>,
     /// The built-in lists.
-    pub lex: &'t Lexicon,
+    pub(crate) lex: &'t Lexicon,
     /// The text with ASCII letters lower-cased (same byte offsets as `text`).
-    pub lower: String,
+    pub(crate) lower: String,
 }
 
-impl Doc<'_> {
+impl<'t> Text<'t> {
+    /// The message.
+    pub fn as_str(&self) -> &'t str {
+        self.text
+    }
+
+    /// The message with ASCII letters lower-cased; byte offsets are those of [`Text::as_str`].
+    pub fn lowercase(&self) -> &str {
+        &self.lower
+    }
+
+    /// Byte ranges of the message's words and numbers (letters with inner `'`/`-`, digit
+    /// runs, mixed runs such as `MRN1457047`), in order, on char boundaries.
+    pub fn words(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.tokens.iter().map(|t| t.start..t.end)
+    }
+
     /// Token `i` with ASCII letters lower-cased ("" when out of range).
     pub(crate) fn lower_tok(&self, i: usize) -> &str {
         self.tokens
@@ -52,15 +70,29 @@ impl Doc<'_> {
     }
 }
 
-/// A detector for one family of identifiers.
-pub(crate) trait Recognizer: Send + Sync {
-    /// Static name, recorded on the spans it finds.
+/// A span proposed by a recognizer: byte offsets, label, confidence and the recognizer's name.
+/// Candidates may overlap; the pipeline resolves them into the engine's disjoint [`Span`]s and
+/// drops any that are empty, out of range or not on char boundaries.
+pub type Candidate = Span;
+
+/// A detector for one family of identifiers, composed with the others into the engine's
+/// pipeline (in the manner of ripgrep's `Matcher`).
+///
+/// The built-in recognizers are `patterns` (every structured identifier in one multi-pattern
+/// `regex-automata` automaton, then validated), `names`, `places` and `structured` (HL7 v2,
+/// JSON, e-mail headers, `Label: value` forms). A practice can add its own with
+/// [`crate::Engine::with_recognizers`], e.g. for a local chart-number format.
+///
+/// Implementations must not panic and must run in time linear in the text (use the
+/// `regex-automata` or `aho-corasick` engines, never a backtracking one).
+pub trait Recognizer: Send + Sync {
+    /// Static name, recorded on the candidates it finds (never derived from the text).
     fn name(&self) -> &'static str;
-    /// Adds the spans found in `doc` to `out`. Overlaps are allowed; the pipeline resolves them.
-    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>);
+    /// Adds the candidates found in `text` to `out`.
+    fn find(&self, text: &Text<'_>, out: &mut Vec<Candidate>);
 }
 
-/// All recognizers, run in order over one shared [`Doc`].
+/// All recognizers, run in order over one shared [`Text`].
 pub(crate) struct Pipeline {
     cues: Cues,
     lex: Arc<Lexicon>,
@@ -69,20 +101,30 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn new(lex: Arc<Lexicon>) -> Result<Pipeline, PhiError> {
+    /// The built-in recognizers followed by `extra`.
+    pub(crate) fn new(
+        lex: Arc<Lexicon>,
+        extra: Vec<Box<dyn Recognizer>>,
+    ) -> Result<Pipeline, PhiError> {
         let cues = Cues::new()?;
-        let recognizers: Vec<Box<dyn Recognizer>> = vec![
+        let mut recognizers: Vec<Box<dyn Recognizer>> = vec![
             Box::new(patterns::Patterns::new()?),
             Box::new(names::Names),
             Box::new(places::Places),
             Box::new(structured::Structured),
         ];
+        recognizers.extend(extra);
         Ok(Pipeline {
             cues,
             lex,
             stops: features::stop_set(),
             recognizers,
         })
+    }
+
+    /// The recognizers' names, in the order they run.
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        self.recognizers.iter().map(|r| r.name()).collect()
     }
 
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
@@ -106,7 +148,7 @@ impl Pipeline {
             }
         }
         let feats = features::compute(text, &lower, &tokens, &self.lex, &self.stops, &near_cue);
-        let doc = Doc {
+        let doc = Text {
             text,
             tokens,
             cues,
@@ -116,7 +158,7 @@ impl Pipeline {
         };
         let mut out = Vec::new();
         for r in &self.recognizers {
-            r.recognize(&doc, &mut out);
+            r.find(&doc, &mut out);
         }
         resolve(text, out)
     }

@@ -5,7 +5,7 @@
 
 use super::context::Cue;
 use super::features::{Feat, PARTICLES};
-use super::{Doc, Recognizer};
+use super::{Candidate, Recognizer, Text};
 use crate::{Label, Span};
 
 /// Diseases and signs named after people: `Parkinson's`, `Bell's palsy` are not names.
@@ -128,6 +128,9 @@ const ORG_WORDS: &[&str] = &[
     "insurance",
     "syndrome",
     "disease",
+    "dept",
+    "department",
+    "desk",
     "palsy",
     "disorder",
     "test",
@@ -182,7 +185,7 @@ const ORG_WORDS: &[&str] = &[
 ];
 
 /// A lower-case particle (`de`, `van`) between two capitalised name parts.
-fn is_particle(doc: &Doc<'_>, k: usize) -> bool {
+fn is_particle(doc: &Text<'_>, k: usize) -> bool {
     let Some(t) = doc.tokens.get(k) else {
         return false;
     };
@@ -197,7 +200,7 @@ fn is_particle(doc: &Doc<'_>, k: usize) -> bool {
         && (next_ok(k + 1) || (next_particle && next_ok(k + 2) && gap(doc, k + 1, k + 2) == " "))
 }
 
-fn is_particle_tok(doc: &Doc<'_>, k: usize) -> bool {
+fn is_particle_tok(doc: &Text<'_>, k: usize) -> bool {
     doc.tokens
         .get(k)
         .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)))
@@ -236,6 +239,9 @@ const PRODUCT_OR_ORG: &[&str] = &[
     "insurance",
     "syndrome",
     "disease",
+    "dept",
+    "department",
+    "desk",
     "palsy",
     "medicine",
     "orthopedics",
@@ -270,7 +276,7 @@ impl Recognizer for Names {
         "names"
     }
 
-    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+    fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let n = doc.tokens.len();
         if n == 0 {
             return;
@@ -286,6 +292,15 @@ impl Recognizer for Names {
             else {
                 continue;
             };
+            // `Opelousas, LA 70570`: a state code after a place and comma is not a name.
+            if a + 1 == b
+                && first.all_caps
+                && super::validate::is_state(first.text(doc.text))
+                && a > 0
+                && gap(doc, a - 1, a).starts_with(',')
+            {
+                continue;
+            }
             let mut end = last.end;
             // Possessive `'s` is not part of the name.
             let s = doc.text.get(first.start..end).unwrap_or("");
@@ -306,18 +321,18 @@ impl Recognizer for Names {
 }
 
 /// Text between two tokens.
-fn gap<'t>(doc: &Doc<'t>, a: usize, b: usize) -> &'t str {
+fn gap<'t>(doc: &Text<'t>, a: usize, b: usize) -> &'t str {
     match (doc.tokens.get(a), doc.tokens.get(b)) {
         (Some(x), Some(y)) if x.end <= y.start => doc.text.get(x.end..y.start).unwrap_or(""),
         _ => "",
     }
 }
 
-fn lower_tok<'d>(doc: &'d Doc<'_>, i: usize) -> &'d str {
+fn lower_tok<'d>(doc: &'d Text<'_>, i: usize) -> &'d str {
     doc.lower_tok(i)
 }
 
-fn is_org_word(doc: &Doc<'_>, i: usize) -> bool {
+fn is_org_word(doc: &Text<'_>, i: usize) -> bool {
     ORG_WORDS.contains(&lower_tok(doc, i))
 }
 
@@ -327,7 +342,7 @@ fn joins(g: &str, prev_initial: bool) -> bool {
 }
 
 /// Takes the name that starts at token `j` after a cue of kind `cue`.
-fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
+fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
     let feats = &doc.feats;
     let first = feats.get(j)?;
     let lower_ok = |f: &Feat, i: usize| -> bool {
@@ -486,7 +501,7 @@ fn take_after_cue(doc: &Doc<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
     Some((j, k))
 }
 
-fn by_cues(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     for c in &doc.cues {
         let strength = match c.cue {
             Cue::NameIntro | Cue::Title => 0.9,
@@ -526,8 +541,13 @@ fn by_cues(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
             let d = t.trim_end_matches(['-', '—', '~']);
             d.len() < t.len() && (d.is_empty() || d.ends_with([' ', '\n', '.', '!', '?']))
         };
+        // `... sorry!! -priya`: a lower-case listed first name closing the message.
+        let lower_signature = !doc.feats[j].cap
+            && doc.feats[j].listed_name()
+            && !doc.feats[j].common()
+            && j + 1 == doc.tokens.len();
         if dash_alone
-            && doc.feats[j].cap
+            && (doc.feats[j].cap || lower_signature)
             && !matches!(
                 lower_tok(doc, j),
                 "love" | "thanks" | "thank" | "regards" | "best" | "cheers" | "sincerely" | "xoxo"
@@ -550,7 +570,7 @@ fn by_cues(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// Runs of capitalised name-like words without a cue.
-fn by_runs(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_runs(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
     let mut i = 0;
@@ -596,7 +616,7 @@ fn by_runs(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
 
 /// A slot where a capitalised word that is also a common word is still a name:
 /// `..., Holly doesnt live here`, `for Maria?`.
-fn ambiguous_name_slot(doc: &Doc<'_>, a: usize, b: usize) -> bool {
+fn ambiguous_name_slot(doc: &Text<'_>, a: usize, b: usize) -> bool {
     let prev_gap = if a > 0 { gap(doc, a - 1, a) } else { "" };
     let prev = if a > 0 { lower_tok(doc, a - 1) } else { "" };
     // `Maria called`, `Will said`: a first name opening a sentence as the subject.
@@ -661,7 +681,7 @@ fn ambiguous_name_slot(doc: &Doc<'_>, a: usize, b: usize) -> bool {
             && (closes || next_any_lower))
 }
 
-fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f32)>) {
+fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let mut a = a;
     // `Humira Pen`, `Lakeview Clinic`: a product or organisation word ends the run and
@@ -813,7 +833,7 @@ fn judge_run(doc: &Doc<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, f
 
 /// A line (or the message's tail after the last sentence end) that is only a name:
 /// letter headers and signatures.
-fn by_lines(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
     let mut i = 0;
@@ -860,7 +880,7 @@ fn by_lines(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// `Brunhild here,` and `O'Donovan, Noman MRN ...` (last name, comma, first name).
-fn by_shapes(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
     let namey =
@@ -908,7 +928,7 @@ fn by_shapes(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
 
 /// Other mentions of a found name in the same message.
 #[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
-fn propagate(doc: &Doc<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if found.is_empty() {
         return;
     }

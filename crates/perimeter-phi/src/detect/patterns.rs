@@ -7,7 +7,7 @@ use regex_automata::{Anchored, Input, PatternID};
 
 use super::context::{Cue, CueHit, cue_before, ident_label_before};
 use super::validate;
-use super::{Doc, Recognizer};
+use super::{Candidate, Recognizer, Text};
 use crate::engine::PhiError;
 use crate::{Label, Span};
 
@@ -172,7 +172,7 @@ impl Recognizer for Patterns {
         "patterns"
     }
 
-    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+    fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let text = doc.text;
         let mut pos = 0;
         while pos < text.len() {
@@ -230,7 +230,7 @@ fn next_boundary(text: &str, i: usize) -> usize {
 }
 
 impl Patterns {
-    fn judge(&self, doc: &Doc<'_>, pid: PatternID, start: usize, end: usize) -> Option<Found> {
+    fn judge(&self, doc: &Text<'_>, pid: PatternID, start: usize, end: usize) -> Option<Found> {
         let kind = *self.kinds.get(pid.as_usize())?;
         let text = doc.text;
         let s = text.get(start..end)?;
@@ -431,7 +431,7 @@ impl Patterns {
         }
     }
 
-    fn judge_code(&self, doc: &Doc<'_>, start: usize, end: usize) -> Option<Found> {
+    fn judge_code(&self, doc: &Text<'_>, start: usize, end: usize) -> Option<Found> {
         let text = doc.text;
         // A leading '#' belongs to the cue, not the number.
         let start = if text.as_bytes().get(start) == Some(&b'#') {
@@ -510,7 +510,12 @@ impl Patterns {
         if validate::age_over_89(s) == Some(true) && age_context(&doc.lower, start, end) {
             return found(Label::Age, 0.85);
         }
-        if let Some(label) = cue {
+        // `licence D123-456-789, vehicle 2019 Subaru`: a bare year is not an identifier
+        // (except the last four of an SSN, which may look like one).
+        let year_like = letters == 0
+            && s.len() == 4
+            && s.parse::<u16>().is_ok_and(|y| (1900..=2099).contains(&y));
+        if let Some(label) = cue.filter(|l| !year_like || *l == Label::Ssn) {
             let near_not_phi = not_phi_before(cues, start);
             if !near_not_phi && digits >= 3 {
                 let label = match label {
@@ -598,7 +603,7 @@ fn phone_label(cues: &[CueHit], start: usize) -> Label {
 }
 
 /// A ZIP code follows a state (`MA 79359`, `Ohio 44101`) or a city and comma.
-fn zip_context(doc: &Doc<'_>, start: usize) -> bool {
+fn zip_context(doc: &Text<'_>, start: usize) -> bool {
     let text = doc.text;
     let idx = doc.tokens.partition_point(|t| t.end <= start);
     let Some(prev) = idx.checked_sub(1).and_then(|i| doc.tokens.get(i)) else {
@@ -654,5 +659,12 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
             || b.ends_with("turns")
             || b.ends_with(" am")
             || b.ends_with("'m")
-            || b.ends_with("’m"))
+            || b.ends_with("’m")
+            // `she's 91`, `he’s 93`: a person's contraction, not a possessive.
+            || b.ends_with("she's")
+            || b.ends_with("he's")
+            || b.ends_with("she’s")
+            || b.ends_with("he’s")
+            || b.ends_with("shes")
+            || b.ends_with("hes"))
 }

@@ -4,7 +4,7 @@
 
 use super::features::Feat;
 use super::validate;
-use super::{Doc, Recognizer};
+use super::{Candidate, Recognizer, Text};
 use crate::lexicon::{PLACE, PLACE_PREFIX};
 use crate::{Label, Span};
 
@@ -108,7 +108,7 @@ impl Recognizer for Places {
         "places"
     }
 
-    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+    fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let n = doc.tokens.len();
         let mut i = 0;
         let mut buf = String::new();
@@ -171,7 +171,7 @@ impl Recognizer for Places {
 
 /// Capitalised words starting at `i` and followed by `, ST` (a state postal code), where the
 /// words start a line or follow a street address or a comma.
-fn unlisted_town(doc: &Doc<'_>, i: usize) -> Option<usize> {
+fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
     let text = doc.text;
     let n = doc.tokens.len();
     let mut b = i;
@@ -212,11 +212,11 @@ fn unlisted_town(doc: &Doc<'_>, i: usize) -> Option<usize> {
     None
 }
 
-fn lower<'d>(doc: &'d Doc<'_>, i: usize) -> &'d str {
+fn lower<'d>(doc: &'d Text<'_>, i: usize) -> &'d str {
     doc.lower_tok(i)
 }
 
-fn judge(doc: &Doc<'_>, a: usize, b: usize) -> Option<f32> {
+fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
     let text = doc.text;
     let feats: &[Feat] = &doc.feats;
     if feats[b - 1].possessive {

@@ -1,7 +1,7 @@
 //! Structured inputs: HL7 v2 segments (`PID|...`) and JSON payloads (`"dob": "..."`), where
 //! the field position or key says what a value is.
 
-use super::{Doc, Recognizer};
+use super::{Candidate, Recognizer, Text};
 use crate::{Label, Span};
 
 /// The structured-input recognizer.
@@ -12,7 +12,7 @@ impl Recognizer for Structured {
         "structured"
     }
 
-    fn recognize(&self, doc: &Doc<'_>, out: &mut Vec<Span>) {
+    fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let text = doc.text;
         if text.contains('|') {
             hl7(text, out);
@@ -274,7 +274,7 @@ fn key_label(key: &str) -> Option<Label> {
 }
 
 /// `"key": "value"` and `"key": 12345` pairs.
-fn json(doc: &Doc<'_>, out: &mut Vec<Span>) {
+fn json(doc: &Text<'_>, out: &mut Vec<Span>) {
     let text = doc.text;
     let b = text.as_bytes();
     let mut i = 0;
@@ -390,7 +390,7 @@ mod tests {
         let mut out = Vec::new();
         let doc_text = t;
         let lex = crate::lexicon::Lexicon::load();
-        let doc = Doc {
+        let doc = Text {
             text: doc_text,
             tokens: Vec::new(),
             cues: Vec::new(),

@@ -1,0 +1,99 @@
+//! The held-out set (`tests/data/heldout.jsonl`, written by `tests/data/make_heldout.py`):
+//! texts in styles the development corpus lacks (SMS shorthand, lower case, chat logs,
+//! voicemail with spelled-out digits, e-mail headers and signatures, forwarded mail, HL7 v2,
+//! JSON, forms, fax covers, caregivers, names that are words), annotated to the corpus
+//! guidelines. It measures how the engine generalises; it is not tuned to line by line.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use perimeter_phi::eval::{Evaluation, GoldRecord, to_char_spans};
+use perimeter_phi::{Engine, EngineConfig};
+
+const HELDOUT: &str = include_str!("data/heldout.jsonl");
+
+/// Floors on the held-out set: a regression gate set just under what the engine measured when
+/// the set was written (recall 0.951, NAME 0.874, LOCATION 0.930, precision 0.983). They are
+/// BELOW the targets (0.995 overall, 0.98 per label, 0.97 precision): the misses
+/// (lower-case names without a cue, `St.` surnames, names that are words in name slots,
+/// initials, lower-case towns) are open work, and the floors should rise as it is done.
+const MIN_RECALL: f64 = 0.95;
+const MIN_LABEL_RECALL: f64 = 0.87;
+const MIN_PRECISION: f64 = 0.97;
+
+#[test]
+fn heldout_set_meets_generalisation_floors() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let records: Vec<GoldRecord> = HELDOUT
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() >= 150, "held-out set too small");
+    let mut ev = Evaluation::new();
+    for r in &records {
+        // The gold spans are where they say they are (character offsets).
+        for s in &r.spans {
+            assert!(
+                s.start < s.end && s.end <= r.text.chars().count(),
+                "{}",
+                r.id
+            );
+        }
+        let spans = engine.detect(&r.text).unwrap();
+        ev.add(&r.id, &r.text, &r.spans, &to_char_spans(&r.text, &spans));
+    }
+    let rep = ev.report();
+    println!(
+        "held-out: messages={} gold={} recall={:.4} precision={:.4} label_match={:.4}",
+        rep.messages, rep.gold_spans, rep.entity_recall, rep.char_precision, rep.label_match_recall
+    );
+    for (label, c) in &rep.per_label {
+        println!(
+            "  {label:<12} recall={:.4} ({}/{})",
+            c.recall(),
+            c.caught,
+            c.gold
+        );
+    }
+    let text_of = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.id == id)
+            .map_or("", |r| r.text.as_str())
+    };
+    let quote = |id: &str, a: usize, b: usize| -> String {
+        text_of(id).chars().skip(a).take(b - a).collect()
+    };
+    for m in ev.misses() {
+        println!(
+            "  miss {} {} {:?}",
+            m.id,
+            m.label,
+            quote(&m.id, m.start, m.end)
+        );
+    }
+    for f in ev.false_positives() {
+        println!(
+            "  fp   {} {} {:?}",
+            f.id,
+            f.label,
+            quote(&f.id, f.start, f.end)
+        );
+    }
+    assert!(
+        rep.entity_recall >= MIN_RECALL,
+        "held-out entity recall {:.4} < {MIN_RECALL}",
+        rep.entity_recall
+    );
+    assert!(
+        rep.char_precision >= MIN_PRECISION,
+        "held-out char precision {:.4} < {MIN_PRECISION}",
+        rep.char_precision
+    );
+    for (label, c) in &rep.per_label {
+        assert!(
+            c.recall() >= MIN_LABEL_RECALL,
+            "held-out {label} recall {:.4} < {MIN_LABEL_RECALL}",
+            c.recall()
+        );
+    }
+}
