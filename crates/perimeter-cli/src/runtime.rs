@@ -271,7 +271,7 @@ mod tests {
         let rt = open(&c, OpenMode::CreateIfMissing).await.unwrap();
         assert!(rt.created_keys);
         // Every migration this build embeds is applied on first open, in order.
-        let all: Vec<i64> = (1..=rt.store.supported_schema_version()).collect();
+        let all: Vec<i64> = rt.store.embedded_migrations();
         assert!(all.len() >= 3, "{all:?}");
         assert_eq!(rt.migration.applied, all);
         let sys = AccessContext::system("test");

@@ -16,10 +16,13 @@ mod error;
 mod health;
 mod metrics;
 mod middleware;
+pub mod openapi;
 pub mod patients_api;
 mod readiness;
 mod serve;
 mod state;
+pub mod work_api;
+pub mod work_tasks;
 
 use std::sync::Arc;
 
@@ -55,6 +58,8 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(auth::routes),
         Box::new(patients_api::routes),
         Box::new(audit_api::routes),
+        Box::new(work_api::routes),
+        Box::new(openapi::routes),
     ]
 }
 
@@ -118,8 +123,10 @@ impl App {
     pub fn new(state: AppState, routes: Routes) -> Self {
         let limits = state.limits();
         let (router, table) = routes.into_parts();
+        let doc = openapi::OpenApiDocument(Arc::new(openapi::document(&table)));
         let router = router
             .fallback(|| async { ApiError::not_found() })
+            .layer(axum::Extension(doc))
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

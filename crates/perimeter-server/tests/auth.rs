@@ -1158,6 +1158,12 @@ async fn production_route_table_with_every_role_matches_the_matrix() {
         "/api/conversations/{id}/messages",
         "/api/privacy/break-glass",
         "/api/notifications",
+        "/api/queues/{queue}",
+        "/api/conversations/{id}/drafts",
+        "/api/drafts/{id}/approve",
+        "/api/templates",
+        "/api/patients/{id}/reminders",
+        "/api/openapi.json",
     ] {
         assert!(
             env.routes.iter().any(|r| r.path == expected),

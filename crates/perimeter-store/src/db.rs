@@ -277,6 +277,14 @@ impl Store {
         self.migrator().iter().map(|m| m.version).max().unwrap_or(0)
     }
 
+    /// Every migration version this build embeds, ascending. Numbers are reserved per
+    /// feature, so a build may lack one that another branch brings (a gap is not an error).
+    pub fn embedded_migrations(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
+        v.sort_unstable();
+        v
+    }
+
     async fn applied_versions(&self) -> Result<Option<Vec<(i64, bool)>>, StoreError> {
         let exists_sql = match self.inner.core.backend {
             Backend::Sqlite => {

@@ -41,6 +41,7 @@ mod rows;
 mod staff;
 mod throttle;
 mod views;
+mod work;
 
 pub use audit::{AuditHead, AuditReader, StoredCheckpoint};
 pub use auth::MfaRecord;
@@ -65,4 +66,9 @@ pub use throttle::{AttemptStart, Lockout, ThrottleKey, ThrottleScope};
 pub use views::{
     CareTeamMember, Contact, ConversationView, Demographics, Identifiers, MessagePage, MessageView,
     PatientLookup, PatientView, Viewer,
+};
+pub use work::{
+    DraftOutcome, DraftRequest, DraftView, Escalated, MAX_NOTE_CHARS, MAX_REPLY_CHARS, NewTemplate,
+    NoteView, OutboundReply, QUEUE_PAGE_LIMIT, QueuePage, REJECT_REASONS, ReminderView,
+    SentReminder, TemplateKind, TemplateRecord, Triage, WorkItem,
 };

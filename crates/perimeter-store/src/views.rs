@@ -82,14 +82,14 @@ impl Viewer {
 }
 
 /// The viewer as the database knows them, read in the transaction of the read.
-struct Reader {
-    staff: StaffId,
-    practice: PracticeId,
-    roles: Vec<Role>,
+pub(crate) struct Reader {
+    pub(crate) staff: StaffId,
+    pub(crate) practice: PracticeId,
+    pub(crate) roles: Vec<Role>,
 }
 
 impl Reader {
-    fn ctx(&self, viewer: &Viewer, purpose: PurposeOfUse) -> AccessContext {
+    pub(crate) fn ctx(&self, viewer: &Viewer, purpose: PurposeOfUse) -> AccessContext {
         AccessContext {
             actor: Actor::User {
                 user: self.staff,
@@ -105,7 +105,7 @@ impl Reader {
 }
 
 /// Loads the viewer and checks the permission the calling function declares.
-async fn reader(
+pub(crate) async fn reader(
     w: &mut WriteTx,
     viewer: &Viewer,
     permission: Permission,
@@ -134,7 +134,7 @@ async fn reader(
 }
 
 /// Fails with `NotFound` unless `patient` belongs to the reader's practice.
-async fn same_practice(
+pub(crate) async fn same_practice(
     w: &mut WriteTx,
     store: &Store,
     reader: &Reader,
@@ -169,7 +169,7 @@ async fn care_relation(
 }
 
 /// What the reader may see of `patient` now.
-async fn access_to(
+pub(crate) async fn access_to(
     w: &mut WriteTx,
     store: &Store,
     reader: &Reader,
@@ -182,7 +182,7 @@ async fn access_to(
 
 /// The purpose and audit detail of a disclosure: emergency (`break_glass`) when it rests on a
 /// grant and disclosed care-restricted content, else the reader's routine purpose.
-fn purpose_of(
+pub(crate) fn purpose_of(
     access: &PatientAccess,
     roles: &[Role],
     disclosed: &BTreeSet<DataCategory>,
@@ -901,7 +901,7 @@ impl Store {
 
 /// Inserts a care-team row after checking the member: a clinician or nurse of `practice`,
 /// not disabled.
-async fn insert_care(
+pub(crate) async fn insert_care(
     w: &mut WriteTx,
     store: &Store,
     practice: PracticeId,

@@ -18,3 +18,5 @@ mod keys;
 mod records;
 #[path = "store/views.rs"]
 mod views;
+#[path = "store/work.rs"]
+mod work;

@@ -209,7 +209,17 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
             Some((rt.store.clone(), rt.keys.clone()))
         }
     });
+    // The escalation sweep and the reminder sender (perimeter-server's work_tasks).
+    let work = perimeter_server::work_tasks::WorkTasks::spawn(
+        {
+            let services = services.clone();
+            move || services.runtime.get().map(|rt| rt.store.clone())
+        },
+        Default::default(),
+        Duration::from_secs(15),
+    );
     bound.run(app, shutdown).await?;
+    work.finish().await;
     checkpoints.finish().await;
     if let Some(rt) = services.runtime.get() {
         rt.store.close().await;

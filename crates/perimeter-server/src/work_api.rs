@@ -1,0 +1,732 @@
+//! The work queues and the human side of conversations, for the console and integrations:
+//! queues, a conversation with its work state and messages, triage, assignment, status,
+//! internal notes, summaries, reply drafts and their approval, templates and reminders.
+//!
+//! Like `patients_api.rs`, these handlers decide nothing about what a role may see: each calls
+//! one store function with the caller as a [`perimeter_store::Viewer`]; the store checks the
+//! permission it declares (the same the route declares), keeps the call inside the caller's
+//! practice, decrypts only the categories the caller may see and audits in the same
+//! transaction. Error messages are fixed texts (no request content, no PHI).
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use perimeter_auth::Permission;
+use perimeter_domain::{ConversationId, DataCategory, PatientId, StaffId};
+use perimeter_store::{
+    DraftOutcome, DraftRequest, MAX_NOTE_CHARS, MAX_REPLY_CHARS, NewTemplate, QUEUE_PAGE_LIMIT,
+    TemplateKind,
+};
+use perimeter_workflows::{
+    ConversationStatus, DraftRefusal, Intent, Queue, ServiceLevels, SummaryInput, Template,
+    TemplateError, Urgency, extractive_summary,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::access::{Access, RouteError, Routes};
+use crate::auth::admin::{bad, is_invisible};
+use crate::auth::{AuthState, Principal, store_error};
+use crate::error::ApiError;
+
+/// The work routes with their declared access.
+pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
+    use Method as M;
+    use Permission as P;
+    let p = Access::Permission;
+    routes
+        .add(M::GET, "/api/queues/{queue}", p(P::ViewQueue), queue)?
+        .add(
+            M::GET,
+            "/api/conversations/{id}",
+            p(P::ReadConversation),
+            conversation,
+        )?
+        .add(
+            M::POST,
+            "/api/conversations/{id}/triage",
+            p(P::TriageConversation),
+            triage,
+        )?
+        .add(
+            M::PUT,
+            "/api/conversations/{id}/assignee",
+            p(P::TriageConversation),
+            assign,
+        )?
+        .add(
+            M::DELETE,
+            "/api/conversations/{id}/assignee",
+            p(P::TriageConversation),
+            unassign,
+        )?
+        .add(
+            M::POST,
+            "/api/conversations/{id}/status",
+            p(P::CloseConversation),
+            set_status,
+        )?
+        .add(
+            M::GET,
+            "/api/conversations/{id}/notes",
+            p(P::ReadConversation),
+            notes,
+        )?
+        .add(
+            M::POST,
+            "/api/conversations/{id}/notes",
+            p(P::WriteInternalNote),
+            add_note,
+        )?
+        .add(
+            M::POST,
+            "/api/conversations/{id}/summary",
+            p(P::RequestAiAssist),
+            summary,
+        )?
+        .add(
+            M::GET,
+            "/api/conversations/{id}/drafts",
+            p(P::ReadConversation),
+            drafts,
+        )?
+        .add(
+            M::POST,
+            "/api/conversations/{id}/drafts",
+            p(P::RequestAiAssist),
+            create_draft,
+        )?
+        .add(
+            M::POST,
+            "/api/drafts/{id}/approve",
+            p(P::ApproveDraft),
+            approve_draft,
+        )?
+        .add(
+            M::POST,
+            "/api/drafts/{id}/reject",
+            p(P::ApproveDraft),
+            reject_draft,
+        )?
+        .add(M::GET, "/api/templates", p(P::ManageTemplates), templates)?
+        .add(
+            M::POST,
+            "/api/templates",
+            p(P::ManageTemplates),
+            create_template,
+        )?
+        .add(
+            M::POST,
+            "/api/templates/{id}/approve",
+            p(P::ManageTemplates),
+            approve_template,
+        )?
+        .add(
+            M::POST,
+            "/api/templates/{id}/deactivate",
+            p(P::ManageTemplates),
+            deactivate_template,
+        )?
+        .add(
+            M::GET,
+            "/api/patients/{id}/reminders",
+            p(P::ViewAppointments),
+            reminders,
+        )?
+        .add(
+            M::POST,
+            "/api/patients/{id}/reminders",
+            p(P::ManageAppointments),
+            schedule_reminder,
+        )?
+        .add(
+            M::DELETE,
+            "/api/reminders/{id}",
+            p(P::ManageAppointments),
+            cancel_reminder,
+        )
+}
+
+fn bad_request(code: &'static str, message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|_| bad_request("invalid_id", "id: expected a conversation id (UUID)"))
+}
+
+fn uuid(text: &str, code: &'static str, message: &'static str) -> Result<Uuid, ApiError> {
+    text.trim().parse().map_err(|_| bad_request(code, message))
+}
+
+fn unprocessable(code: &'static str, message: &'static str) -> Response {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).into_response()
+}
+
+fn refused(r: DraftRefusal) -> Response {
+    let message = match r {
+        DraftRefusal::NotTriaged => {
+            "no draft: the conversation has no intent yet; a person must triage it first"
+        }
+        DraftRefusal::NotAdministrative => {
+            "no draft: drafts are made only for administrative conversations (scheduling, billing, records, general, refill status); a person answers clinical and results conversations"
+        }
+        DraftRefusal::Emergency => {
+            "no draft: the conversation is an emergency; a person answers it"
+        }
+    };
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), message).into_response()
+}
+
+fn text_ok(text: &str, max: usize) -> bool {
+    !text.trim().is_empty()
+        && text.chars().count() <= max
+        && !text.chars().any(|c| c != '\n' && is_invisible(c))
+}
+
+macro_rules! try_resp {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r.into_response(),
+        }
+    };
+}
+
+macro_rules! store {
+    ($e:expr) => {
+        match $e.await {
+            Ok(v) => v,
+            Err(e) => return store_error(e).into_response(),
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueQuery {
+    offset: Option<u32>,
+    limit: Option<u32>,
+    include_closed: Option<bool>,
+}
+
+/// `GET /api/queues/{queue}?offset=&limit=&include_closed=`: the queue's conversations in
+/// queue order (emergencies first, then urgency, then due time); metadata only.
+pub(crate) async fn queue(
+    auth: AuthState,
+    principal: Principal,
+    Path(name): Path<String>,
+    Query(q): Query<QueueQuery>,
+) -> Response {
+    let Ok(queue) = name.parse::<Queue>() else {
+        return bad(
+            "invalid_queue",
+            "queue: expected one of front_desk, scheduling, refills, billing, records, nurse_triage, clinician",
+        );
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=QUEUE_PAGE_LIMIT).contains(&limit) {
+        return bad("invalid_limit", "limit: expected 1 to 200");
+    }
+    let page = store!(auth.store().work_queue(
+        &principal.viewer(),
+        queue,
+        q.include_closed.unwrap_or(false),
+        q.offset.unwrap_or(0),
+        limit
+    ));
+    Json(page).into_response()
+}
+
+/// `GET /api/conversations/{id}`: the work state and the first page of messages, each body
+/// only if the caller may see its category.
+pub(crate) async fn conversation(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let viewer = principal.viewer();
+    let work = store!(auth.store().work_item(&viewer, id));
+    let page = store!(auth.store().view_messages(&viewer, id, None, 100));
+    Json(json!({ "work": work, "thread": page })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TriageBody {
+    intent: Option<String>,
+    urgency: String,
+    queue: String,
+}
+
+/// `POST /api/conversations/{id}/triage` `{intent?, urgency, queue}`: a person re-triages; the
+/// due time restarts from now at the queue's service level.
+pub(crate) async fn triage(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<TriageBody>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let intent = match body.intent.as_deref().map(str::parse::<Intent>) {
+        None => None,
+        Some(Ok(i)) => Some(i),
+        Some(Err(_)) => {
+            return unprocessable(
+                "invalid_intent",
+                "intent: expected one of scheduling, refill, billing, records, results, clinical, emergency, general",
+            );
+        }
+    };
+    let Ok(urgency) = body.urgency.parse::<Urgency>() else {
+        return unprocessable(
+            "invalid_urgency",
+            "urgency: expected routine, urgent or emergency",
+        );
+    };
+    let Ok(queue) = body.queue.parse::<Queue>() else {
+        return unprocessable(
+            "invalid_queue",
+            "queue: expected one of front_desk, scheduling, refills, billing, records, nurse_triage, clinician",
+        );
+    };
+    let item = store!(auth.store().triage(
+        &principal.viewer(),
+        id,
+        intent,
+        urgency,
+        queue,
+        &ServiceLevels::default()
+    ));
+    Json(item).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssignBody {
+    staff_id: String,
+}
+
+/// `PUT /api/conversations/{id}/assignee` `{staff_id}`: assigns the conversation to a member
+/// of staff whose role works its queue (a clinician or nurse joins the care team).
+pub(crate) async fn assign(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<AssignBody>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let Ok(staff) = body.staff_id.trim().parse::<StaffId>() else {
+        return bad(
+            "invalid_staff_id",
+            "staff_id: expected a staff user id (UUID)",
+        );
+    };
+    let item = store!(auth.store().assign(&principal.viewer(), id, Some(staff)));
+    Json(item).into_response()
+}
+
+/// `DELETE /api/conversations/{id}/assignee`.
+pub(crate) async fn unassign(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let item = store!(auth.store().assign(&principal.viewer(), id, None));
+    Json(item).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusBody {
+    status: String,
+}
+
+/// `POST /api/conversations/{id}/status` `{status}`: open, waiting_on_patient or closed.
+pub(crate) async fn set_status(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<StatusBody>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let Ok(status) = body.status.parse::<ConversationStatus>() else {
+        return unprocessable(
+            "invalid_status",
+            "status: expected open, waiting_on_patient or closed",
+        );
+    };
+    let item = store!(
+        auth.store()
+            .set_work_status(&principal.viewer(), id, status)
+    );
+    Json(item).into_response()
+}
+
+/// `GET /api/conversations/{id}/notes`: internal notes; bodies only of visible categories.
+pub(crate) async fn notes(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let notes = store!(auth.store().list_notes(&principal.viewer(), id));
+    Json(json!({ "notes": notes })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoteBody {
+    body: String,
+    category: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/notes` `{body, category?}`: `internal_note` (default) or
+/// `clinical_message` for notes about symptoms, results or medications.
+pub(crate) async fn add_note(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<NoteBody>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let category = match body.category.as_deref().map(str::trim) {
+        None | Some("internal_note") => DataCategory::InternalNote,
+        Some("clinical_message") => DataCategory::ClinicalMessage,
+        Some(_) => {
+            return unprocessable(
+                "invalid_category",
+                "category: expected internal_note or clinical_message",
+            );
+        }
+    };
+    if !text_ok(&body.body, MAX_NOTE_CHARS) {
+        return unprocessable(
+            "invalid_body",
+            "body: expected 1 to 4000 visible characters",
+        );
+    }
+    let note = store!(
+        auth.store()
+            .add_note(&principal.viewer(), id, category, &body.body)
+    );
+    (StatusCode::CREATED, Json(note)).into_response()
+}
+
+#[derive(Serialize)]
+struct SummaryResponse {
+    method: &'static str,
+    sentences: Vec<String>,
+    messages: usize,
+    withheld: usize,
+}
+
+/// `POST /api/conversations/{id}/summary`: a summary for the coordinator, built from the
+/// messages the caller may see (withheld bodies are left out and counted). Extractive and
+/// local: no text leaves the process.
+pub(crate) async fn summary(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let page = store!(auth.store().view_messages(
+        &principal.viewer(),
+        id,
+        None,
+        perimeter_store::MESSAGE_PAGE_LIMIT
+    ));
+    let inputs: Vec<SummaryInput<'_>> = page
+        .messages
+        .iter()
+        .filter_map(|m| {
+            m.body.as_deref().map(|text| SummaryInput {
+                from_patient: m.direction == perimeter_store::Direction::Inbound,
+                text,
+            })
+        })
+        .collect();
+    let s = extractive_summary(&inputs, 3);
+    Json(SummaryResponse {
+        method: "extractive",
+        sentences: s.sentences,
+        messages: s.messages,
+        withheld: page.messages.iter().filter(|m| m.withheld).count(),
+    })
+    .into_response()
+}
+
+/// `GET /api/conversations/{id}/drafts`.
+pub(crate) async fn drafts(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let drafts = store!(auth.store().list_drafts(&principal.viewer(), id));
+    Json(json!({ "drafts": drafts })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DraftBody {
+    template_id: Option<String>,
+    source: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/drafts` `{template_id}` (or `{source: "ai"}`): a draft for
+/// a person to approve, only for administrative intents (422 `draft_refused_*` otherwise,
+/// recorded in the audit trail). A template an administrator let go out for the intent is
+/// sent at once (status `sent`).
+pub(crate) async fn create_draft(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<DraftBody>,
+) -> Response {
+    let id = try_resp!(conversation_id(&id));
+    let viewer = principal.viewer();
+    let request = match (body.template_id.as_deref(), body.source.as_deref()) {
+        (Some(t), None | Some("template")) => DraftRequest::Template(try_resp!(uuid(
+            t,
+            "invalid_template_id",
+            "template_id: expected a template id (UUID)"
+        ))),
+        (None, Some("ai")) => {
+            // The rule first: a clinical conversation is refused (and recorded) whatever is
+            // configured.
+            if let Some(r) = store!(auth.store().draft_refusal(&viewer, id)) {
+                return refused(r);
+            }
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ai_not_configured",
+                "no AI vendor is configured for drafting; draft from an approved template instead",
+            )
+            .into_response();
+        }
+        _ => {
+            return unprocessable(
+                "invalid_draft_request",
+                "expected {\"template_id\": UUID} or {\"source\": \"ai\"}",
+            );
+        }
+    };
+    match store!(auth.store().create_draft(&viewer, id, &request)) {
+        DraftOutcome::Done(d) => (StatusCode::CREATED, Json(d)).into_response(),
+        DraftOutcome::Refused(r) => refused(r),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApproveBody {
+    body: Option<String>,
+}
+
+/// `POST /api/drafts/{id}/approve` `{body?}`: approves (optionally edited) and queues the
+/// reply to the patient; the audit record names the approver.
+pub(crate) async fn approve_draft(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<ApproveBody>,
+) -> Response {
+    let id = try_resp!(uuid(&id, "invalid_id", "id: expected a draft id (UUID)"));
+    if let Some(text) = &body.body
+        && !text_ok(text, MAX_REPLY_CHARS)
+    {
+        return unprocessable(
+            "invalid_body",
+            "body: expected 1 to 1600 visible characters",
+        );
+    }
+    match store!(
+        auth.store()
+            .approve_draft(&principal.viewer(), id, body.body.as_deref())
+    ) {
+        DraftOutcome::Done(d) => Json(d).into_response(),
+        DraftOutcome::Refused(r) => refused(r),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RejectBody {
+    reason: String,
+}
+
+/// `POST /api/drafts/{id}/reject` `{reason}`: one of inaccurate, tone, not_needed,
+/// needs_clinician, other.
+pub(crate) async fn reject_draft(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<RejectBody>,
+) -> Response {
+    let id = try_resp!(uuid(&id, "invalid_id", "id: expected a draft id (UUID)"));
+    let d = store!(
+        auth.store()
+            .reject_draft(&principal.viewer(), id, &body.reason)
+    );
+    Json(d).into_response()
+}
+
+/// `GET /api/templates`: every version of every template of the practice.
+pub(crate) async fn templates(auth: AuthState, principal: Principal) -> Response {
+    let t = store!(auth.store().list_templates(&principal.viewer()));
+    Json(json!({ "templates": t })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemplateBody {
+    name: String,
+    kind: String,
+    body: String,
+    #[serde(default)]
+    auto_send_intents: Vec<String>,
+}
+
+fn template_error(e: &TemplateError) -> Response {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_template",
+        e.to_string(),
+    )
+    .into_response()
+}
+
+/// `POST /api/templates` `{name, kind: reply|reminder, body, auto_send_intents?}`: saves a new
+/// version (not approved, not active).
+pub(crate) async fn create_template(
+    auth: AuthState,
+    principal: Principal,
+    Json(body): Json<TemplateBody>,
+) -> Response {
+    let Ok(kind) = body.kind.parse::<TemplateKind>() else {
+        return unprocessable("invalid_kind", "kind: expected reply or reminder");
+    };
+    if let Err(e) = Template::parse(&body.body) {
+        return template_error(&e);
+    }
+    let mut intents = Vec::new();
+    for i in &body.auto_send_intents {
+        let Ok(i) = i.parse::<Intent>() else {
+            return unprocessable("invalid_intent", "auto_send_intents: expected intent names");
+        };
+        intents.push(i);
+    }
+    let t = store!(auth.store().create_template(
+        &principal.viewer(),
+        &NewTemplate {
+            name: body.name,
+            kind,
+            body: body.body,
+            auto_send_intents: intents,
+        }
+    ));
+    (StatusCode::CREATED, Json(t)).into_response()
+}
+
+/// `POST /api/templates/{id}/approve`: approves the version and makes it the active one.
+pub(crate) async fn approve_template(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(uuid(&id, "invalid_id", "id: expected a template id (UUID)"));
+    let t = store!(auth.store().approve_template(&principal.viewer(), id));
+    Json(t).into_response()
+}
+
+/// `POST /api/templates/{id}/deactivate`.
+pub(crate) async fn deactivate_template(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(uuid(&id, "invalid_id", "id: expected a template id (UUID)"));
+    let t = store!(auth.store().deactivate_template(&principal.viewer(), id));
+    Json(t).into_response()
+}
+
+fn patient_id(text: &str) -> Result<PatientId, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|_| bad_request("invalid_id", "id: expected a patient id (UUID)"))
+}
+
+/// `GET /api/patients/{id}/reminders`.
+pub(crate) async fn reminders(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(patient_id(&id));
+    let r = store!(auth.store().list_reminders(&principal.viewer(), id));
+    Json(json!({ "reminders": r })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReminderBody {
+    template_id: String,
+    appointment_at: String,
+    lead_hours: Option<u32>,
+}
+
+/// `POST /api/patients/{id}/reminders` `{template_id, appointment_at (RFC 3339), lead_hours?}`:
+/// schedules a reminder `lead_hours` (default 24, at most 720) before the appointment.
+pub(crate) async fn schedule_reminder(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<ReminderBody>,
+) -> Response {
+    let id = try_resp!(patient_id(&id));
+    let template = try_resp!(uuid(
+        &body.template_id,
+        "invalid_template_id",
+        "template_id: expected a template id (UUID)"
+    ));
+    let Ok(at) = OffsetDateTime::parse(
+        body.appointment_at.trim(),
+        &time::format_description::well_known::Rfc3339,
+    ) else {
+        return unprocessable(
+            "invalid_appointment_at",
+            "appointment_at: expected an RFC 3339 time such as 2026-03-02T09:30:00Z",
+        );
+    };
+    let lead = body.lead_hours.unwrap_or(24);
+    if lead > 720 {
+        return unprocessable("invalid_lead_hours", "lead_hours: expected 0 to 720");
+    }
+    let r = store!(auth.store().schedule_reminder(
+        &principal.viewer(),
+        id,
+        template,
+        at,
+        time::Duration::hours(i64::from(lead))
+    ));
+    (StatusCode::CREATED, Json(r)).into_response()
+}
+
+/// `DELETE /api/reminders/{id}`.
+pub(crate) async fn cancel_reminder(
+    auth: AuthState,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_resp!(uuid(&id, "invalid_id", "id: expected a reminder id (UUID)"));
+    let changed = store!(auth.store().cancel_reminder(&principal.viewer(), id));
+    Json(json!({ "changed": changed })).into_response()
+}
