@@ -16,5 +16,7 @@ mod failures;
 mod keys;
 #[path = "store/records.rs"]
 mod records;
+#[path = "store/vendors.rs"]
+mod vendors;
 #[path = "store/views.rs"]
 mod views;
