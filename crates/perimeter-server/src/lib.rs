@@ -13,6 +13,7 @@ mod access;
 pub mod audit_api;
 pub mod auth;
 mod error;
+pub mod gateway_api;
 mod health;
 mod metrics;
 mod middleware;
@@ -55,6 +56,7 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(auth::routes),
         Box::new(patients_api::routes),
         Box::new(audit_api::routes),
+        Box::new(gateway_api::routes),
     ]
 }
 
@@ -125,6 +127,7 @@ impl App {
                 state.clone(),
                 middleware::observe,
             ))
+            .layer(axum::middleware::from_fn(gateway_api::openai_errors))
             .with_state(state);
         Self {
             router,
