@@ -713,7 +713,7 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let vid: String = col(r, "id")?;
-            let models = self.vendor_models(&mut *conn, &vid).await?;
+            let models = self.vendor_models(&mut conn, &vid).await?;
             out.push(decode(r, models)?);
         }
         Ok(out)
@@ -742,7 +742,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let Some(row) = row else { return Ok(None) };
         let vid: String = col(&row, "id")?;
-        let models = self.vendor_models(&mut *conn, &vid).await?;
+        let models = self.vendor_models(&mut conn, &vid).await?;
         decode(&row, models).map(Some)
     }
 
