@@ -91,6 +91,7 @@ fn date_arg(s: &str) -> Result<Date, String> {
 
 /// `vendors add` options.
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct AddArgs {
     /// Registry name: 1 to 64 of a-z, 0-9, '.', '_' and '-'.
     #[arg(long, value_name = "NAME")]
