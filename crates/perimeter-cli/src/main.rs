@@ -101,6 +101,10 @@ enum Command {
     Keys(cmd::keys::KeysArgs),
     /// Patient administration: crypto-shredding.
     Patients(cmd::patients::PatientsArgs),
+    /// The AI vendor registry: add, list, show, update, remove vendors and their BAA terms.
+    Vendors(cmd::vendors::VendorsArgs),
+    /// API tokens for the practice's tools (gateway, de-identification): create, list, revoke.
+    Tokens(cmd::tokens::TokensArgs),
 }
 
 impl Command {
@@ -113,7 +117,9 @@ impl Command {
             | Command::Init(_)
             | Command::Migrate(_)
             | Command::Keys(_)
-            | Command::Patients(_) => Vec::new(),
+            | Command::Patients(_)
+            | Command::Vendors(_)
+            | Command::Tokens(_) => Vec::new(),
         }
     }
 }
@@ -165,6 +171,8 @@ fn main() -> ExitCode {
             Command::Migrate(args) => cmd::migrate::run(args, &config).await,
             Command::Keys(args) => cmd::keys::run(args, &config).await,
             Command::Patients(args) => cmd::patients::run(args, &config).await,
+            Command::Vendors(args) => cmd::vendors::run(args, &config).await,
+            Command::Tokens(args) => cmd::tokens::run(args, &config).await,
             // Handled at the top of main.
             Command::Deid(_) | Command::Triage(_) => Ok(()),
         }

@@ -13,6 +13,7 @@ mod access;
 pub mod audit_api;
 pub mod auth;
 mod error;
+pub mod gateway_api;
 mod health;
 mod metrics;
 mod middleware;
@@ -59,6 +60,7 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(patients_api::routes),
         Box::new(audit_api::routes),
         Box::new(work_api::routes),
+        Box::new(gateway_api::routes),
         Box::new(openapi::routes),
     ]
 }
@@ -132,6 +134,7 @@ impl App {
                 state.clone(),
                 middleware::observe,
             ))
+            .layer(axum::middleware::from_fn(gateway_api::openai_errors))
             .with_state(state);
         Self {
             router,

@@ -2,7 +2,7 @@
 //! methods become `OTHER`), the route *template* (`/patients/{id}`, never a concrete path;
 //! unmatched requests are `unmatched`) and the status code.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::Method;
@@ -48,6 +48,7 @@ struct Inner {
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     ready: Gauge,
+    gateway: Arc<OnceLock<Arc<crate::gateway_api::GatewayApi>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,8 +121,11 @@ impl Metrics {
             "1 when the last readiness evaluation passed, else 0",
             ready.clone(),
         );
+        let gateway = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(GatewayCollector(Arc::clone(&gateway))));
         Self {
             inner: Arc::new(Inner {
+                gateway,
                 registry,
                 requests,
                 latency,
@@ -172,6 +176,11 @@ impl Metrics {
         self.inner.pool_max.set(i64::from(stats.max));
     }
 
+    /// Shows the gateway's counters (the first gateway attached stays).
+    pub(crate) fn attach_gateway(&self, api: Arc<crate::gateway_api::GatewayApi>) {
+        let _ = self.inner.gateway.set(api);
+    }
+
     /// Records the outcome of a readiness evaluation.
     pub(crate) fn set_ready(&self, ready: bool) {
         self.inner.ready.set(i64::from(ready));
@@ -182,5 +191,79 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)?;
         Ok(out)
+    }
+}
+
+/// A counter family: name, help, label name, and each label value with its count.
+type CounterFamily<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, u64)>);
+
+/// The AI gateway's counters, read on each scrape. Label values are fixed names.
+#[derive(Debug)]
+struct GatewayCollector(Arc<OnceLock<Arc<crate::gateway_api::GatewayApi>>>);
+
+impl prometheus_client::collector::Collector for GatewayCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let c = self.0.get().map(|g| g.counters()).unwrap_or_default();
+        let g = c.gateway;
+        let families: [CounterFamily<'_>; 3] = [
+            (
+                "gateway_calls",
+                "AI gateway calls by outcome (refused: nothing was sent)",
+                "outcome",
+                vec![
+                    ("answered", g.calls_answered),
+                    ("blocked", g.calls_blocked),
+                    ("refused", g.calls_refused.saturating_add(c.refused_early)),
+                    ("failed", g.calls_failed),
+                    ("audit_not_written", g.audit_not_written),
+                ],
+            ),
+            (
+                "gateway_guardrail_hits",
+                "Output guardrail hits by kind",
+                "kind",
+                vec![
+                    ("identifier_plain", g.guardrail_redacted_plain),
+                    (
+                        "identifier_percent_encoded",
+                        g.guardrail_redacted_percent_encoded,
+                    ),
+                    ("identifier_base64", g.guardrail_redacted_base64),
+                    ("identifier_json_escaped", g.guardrail_redacted_json_escaped),
+                    ("identifier_late", g.guardrail_redacted_late),
+                    ("clinical_advice", g.guardrail_clinical_advice),
+                    ("unknown_placeholder", g.guardrail_unknown_placeholders),
+                ],
+            ),
+            (
+                "gateway_events",
+                "Other AI gateway counts",
+                "event",
+                vec![
+                    ("upstream_retry", g.upstream_retries),
+                    ("identifier_replaced", g.identifiers_replaced),
+                    ("deid_api_call", c.deid_calls),
+                ],
+            ),
+        ];
+        for (name, help, label, values) in families {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (value, n) in values {
+                let labels = [(label, value)];
+                let metric = family.encode_family(&labels)?;
+                ConstCounter::new(n).encode(metric)?;
+            }
+        }
+        Ok(())
     }
 }

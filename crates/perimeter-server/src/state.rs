@@ -1,6 +1,6 @@
 //! Shared application state handed to every handler.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use perimeter_domain::SharedClock;
@@ -38,6 +38,8 @@ struct Inner {
     clock: SharedClock,
     metrics: Metrics,
     limits: HttpLimits,
+    /// The AI gateway, started on first use (`gateway_api.rs`).
+    gateway: OnceLock<Arc<crate::gateway_api::GatewayApi>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +64,7 @@ impl AppState {
                 clock,
                 metrics,
                 limits,
+                gateway: OnceLock::new(),
             }),
         }
     }
@@ -79,6 +82,27 @@ impl AppState {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The AI gateway (engine, vendor clients, counters), started on first use; `None` when
+    /// the PHI engine cannot start (every gateway route then answers 503 and sends nothing).
+    pub fn gateway_api(&self) -> Option<Arc<crate::gateway_api::GatewayApi>> {
+        if let Some(g) = self.inner.gateway.get() {
+            return Some(Arc::clone(g));
+        }
+        let api = match crate::gateway_api::GatewayApi::new(
+            self.inner.clock.clone(),
+            perimeter_gateway::HttpSettings::default(),
+        ) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                tracing::error!(error = %e, "the AI gateway could not start");
+                return None;
+            }
+        };
+        let api = Arc::clone(self.inner.gateway.get_or_init(|| api));
+        self.inner.metrics.attach_gateway(Arc::clone(&api));
+        Some(api)
     }
 
     /// The request limits.

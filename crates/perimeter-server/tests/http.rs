@@ -424,6 +424,28 @@ async fn metrics_use_route_templates_and_carry_no_phi() {
                 "status" => v.parse::<u16>().is_ok(),
                 "state" => v == "idle" || v == "in_use",
                 "le" => v == "+Inf" || v.parse::<f64>().is_ok(),
+                // The AI gateway's counters: fixed names only.
+                "outcome" => [
+                    "answered",
+                    "blocked",
+                    "refused",
+                    "failed",
+                    "audit_not_written",
+                ]
+                .contains(&v.as_str()),
+                "kind" => [
+                    "identifier_plain",
+                    "identifier_percent_encoded",
+                    "identifier_base64",
+                    "identifier_json_escaped",
+                    "identifier_late",
+                    "clinical_advice",
+                    "unknown_placeholder",
+                ]
+                .contains(&v.as_str()),
+                "event" => {
+                    ["upstream_retry", "identifier_replaced", "deid_api_call"].contains(&v.as_str())
+                }
                 _ => false,
             };
             assert!(allowed, "unexpected label {k}={v}");

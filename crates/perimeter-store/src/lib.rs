@@ -40,6 +40,7 @@ mod patients;
 mod rows;
 mod staff;
 mod throttle;
+mod vendors;
 mod views;
 mod work;
 
@@ -63,6 +64,10 @@ pub use options::{Backend, DatabaseUrl, StoreOptions};
 pub use patients::LOOKUP_LIMIT;
 pub use staff::StaffEntry;
 pub use throttle::{AttemptStart, Lockout, ThrottleKey, ThrottleScope};
+pub use vendors::{
+    BAA_EXPIRED_NOTIFICATION, BaaTerms, KeyInput, KeySource, Vendor, VendorClass, VendorInput,
+    parse_date, validate_vendor,
+};
 pub use views::{
     CareTeamMember, Contact, ConversationView, Demographics, Identifiers, MessagePage, MessageView,
     PatientLookup, PatientView, Viewer,

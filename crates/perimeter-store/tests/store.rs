@@ -16,6 +16,8 @@ mod failures;
 mod keys;
 #[path = "store/records.rs"]
 mod records;
+#[path = "store/vendors.rs"]
+mod vendors;
 #[path = "store/views.rs"]
 mod views;
 #[path = "store/work.rs"]

@@ -12,3 +12,6 @@ pub mod init;
 pub mod keys;
 pub mod migrate;
 pub mod patients;
+// The AI vendor registry and API tokens (helper vendors).
+pub mod tokens;
+pub mod vendors;

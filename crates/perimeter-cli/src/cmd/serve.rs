@@ -218,7 +218,11 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
         Default::default(),
         Duration::from_secs(15),
     );
+    // The BAA monitor: records each expired BAA's downgrade once, with an alert for the
+    // administrators (the policy downgrades on the day by itself).
+    let monitor = tokio::spawn(baa_monitor(services.clone(), BAA_MONITOR_EVERY));
     bound.run(app, shutdown).await?;
+    monitor.abort();
     work.finish().await;
     checkpoints.finish().await;
     if let Some(rt) = services.runtime.get() {
@@ -226,6 +230,35 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     }
     tracing::info!("perimeter stopped");
     Ok(())
+}
+
+/// How often the BAA monitor looks at the vendor registry.
+const BAA_MONITOR_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs [`baa_monitor_pass`] every `every` once the database is open.
+async fn baa_monitor(services: Arc<Services>, every: Duration) {
+    loop {
+        if let Some(rt) = services.runtime.get()
+            && let Err(e) = baa_monitor_pass(&rt.store).await
+        {
+            tracing::warn!(error = %e, "the BAA monitor could not check the vendor registry; retrying");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One pass of the BAA monitor, on the store's (injected) clock's day.
+pub(crate) async fn baa_monitor_pass(
+    store: &perimeter_store::Store,
+) -> Result<Vec<String>, StoreError> {
+    let day = store.clock().now().date();
+    let recorded = store
+        .monitor_baas(&perimeter_store::AccessContext::system("baa_monitor"), day)
+        .await?;
+    for name in &recorded {
+        tracing::warn!(vendor = %name, "a vendor's BAA expired: it now receives de-identified text only; administrators were notified");
+    }
+    Ok(recorded)
 }
 
 /// The authentication settings the configuration gives: `[sessions]` timeouts, and
@@ -387,4 +420,74 @@ fn add_test_routes(routes: Routes) -> Result<Routes, RouteError> {
         "done"
     }
     routes.add(Method::GET, "/test/slow/{ms}", Access::Public, slow)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use perimeter_crypto::KeyRing;
+    use perimeter_domain::{ManualClock, Role};
+    use perimeter_store::{
+        AccessContext, BaaTerms, DatabaseUrl, KeyInput, Store, StoreOptions, VendorClass,
+        VendorInput,
+    };
+    use time::macros::date;
+
+    /// The monitor, on a manual clock: nothing before the expiry, one record and one alert
+    /// per practice the day after, nothing more on later passes.
+    #[tokio::test]
+    async fn baa_monitor_records_the_downgrade_once_on_the_day_after_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at_epoch_2026();
+        let store = Store::connect(
+            &StoreOptions::new(DatabaseUrl::Sqlite(dir.path().join("p.db"))),
+            KeyRing::generate().unwrap(),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let sys = AccessContext::system("test");
+        let practice = store.create_practice(&sys, "Clinic").await.unwrap();
+        store
+            .add_vendor(
+                &sys,
+                &VendorInput {
+                    name: "acme".into(),
+                    base_url: "https://api.example.com/v1".into(),
+                    models: vec!["m".into()],
+                    data_class: VendorClass::Phi,
+                    baa: Some(BaaTerms {
+                        signed: date!(2025 - 01 - 01),
+                        expires: date!(2026 - 01 - 02),
+                        document_ref: None,
+                    }),
+                    zero_retention: false,
+                    no_training: false,
+                    soc2_report_date: None,
+                    soc2_expires: None,
+                    sub_processors: Vec::new(),
+                    inside_perimeter: false,
+                    enabled: true,
+                    key: KeyInput::Clear,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(super::baa_monitor_pass(&store).await.unwrap().is_empty());
+        clock.advance(time::Duration::days(1));
+        assert!(super::baa_monitor_pass(&store).await.unwrap().is_empty());
+        clock.advance(time::Duration::days(1));
+        assert_eq!(super::baa_monitor_pass(&store).await.unwrap(), vec!["acme"]);
+        clock.advance(time::Duration::days(1));
+        assert!(super::baa_monitor_pass(&store).await.unwrap().is_empty());
+        let notes = store
+            .notifications_for(practice, &[Role::Admin], true, 10)
+            .await
+            .unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].kind, perimeter_store::BAA_EXPIRED_NOTIFICATION);
+        store.close().await;
+    }
 }
