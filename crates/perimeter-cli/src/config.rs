@@ -996,7 +996,11 @@ fn deserialize_error(
 /// A fixed description of what a key expects (so the rejected value is never echoed).
 fn expected_for(key: &str) -> Option<String> {
     let text = match key {
-        "data_dir" | "tls.cert_file" | "tls.key_file" | "keys.file" | "audit.checkpoint_dir"
+        "data_dir"
+        | "tls.cert_file"
+        | "tls.key_file"
+        | "keys.file"
+        | "audit.checkpoint_dir"
         | "local_model.path" => "expected a path (a string)",
         "local_model.name" => "expected a model name (a string)",
         "local_model" => {
@@ -1046,7 +1050,8 @@ mod tests {
 
     #[test]
     fn local_model_is_validated_at_start() {
-        let model = std::env::temp_dir().join(format!("perimeter-model-{}.gguf", std::process::id()));
+        let model =
+            std::env::temp_dir().join(format!("perimeter-model-{}.gguf", std::process::id()));
         std::fs::write(&model, b"GGUF").unwrap();
         let path = model.display().to_string().replace('\\', "/");
         let ok = load_file(&format!(
@@ -1056,20 +1061,31 @@ mod tests {
         let lm = ok.local_model.clone().unwrap();
         assert_eq!(lm.name, "smollm");
         let m = lm.model_config();
-        assert_eq!((m.context, m.threads, m.max_tokens), (Some(2048), Some(2), 64));
+        assert_eq!(
+            (m.context, m.threads, m.max_tokens),
+            (Some(2048), Some(2), 64)
+        );
         let defaults = load_file(&format!("[local_model]\npath = \"{path}\"\n")).unwrap();
         let lm = defaults.local_model.unwrap();
-        assert_eq!((lm.name.as_str(), lm.max_tokens, lm.context), ("local", 512, None));
+        assert_eq!(
+            (lm.name.as_str(), lm.max_tokens, lm.context),
+            ("local", 512, None)
+        );
         assert!(load_file("").unwrap().local_model.is_none());
 
         let err = |text: String| load_file(&text).unwrap_err().to_string();
         let e = err("[local_model]\npath = \"/nonexistent/model.gguf\"\n".into());
-        assert!(e.contains("local_model.path") && e.contains("/nonexistent/model.gguf"), "{e}");
+        assert!(
+            e.contains("local_model.path") && e.contains("/nonexistent/model.gguf"),
+            "{e}"
+        );
         let e = err("[local_model]\nname = \"x\"\n".into());
         assert!(e.contains("`local_model`") && e.contains("path"), "{e}");
         let e = err(format!("[local_model]\npath = \"{path}\"\nthreads = 0\n"));
         assert!(e.contains("local_model.threads"), "{e}");
-        let e = err(format!("[local_model]\npath = \"{path}\"\nname = \"a b\"\n"));
+        let e = err(format!(
+            "[local_model]\npath = \"{path}\"\nname = \"a b\"\n"
+        ));
         assert!(e.contains("local_model.name"), "{e}");
         let e = err(format!(
             "[local_model]\npath = \"{path}\"\ncontext = 64\nmax_tokens = 64\n"

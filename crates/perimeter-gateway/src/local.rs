@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use perimeter_domain::SharedClock;
 use perimeter_llm::{
-    ChatMessage, Completion, GenerationParams, GenerationStream, LlmError, LocalModel,
-    StreamEvent,
+    ChatMessage, Completion, GenerationParams, GenerationStream, LlmError, LocalModel, StreamEvent,
 };
 use serde_json::{Map, Value};
 
@@ -156,7 +155,10 @@ fn read_call(request: &ChatCompletionRequest) -> Result<Call, UpstreamError> {
     }
     if let Some(format) = extra.get("response_format") {
         if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(bad_request("response_format_unsupported", Some("response_format")));
+            return Err(bad_request(
+                "response_format_unsupported",
+                Some("response_format"),
+            ));
         }
     }
     let mut messages = Vec::with_capacity(request.messages.len());
@@ -477,7 +479,10 @@ mod tests {
             Ok(_) => panic!("accepted"),
         };
         assert_eq!(
-            code(call(base(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})))).0,
+            code(call(base(
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}]})
+            )))
+            .0,
             "tools_unsupported"
         );
         assert_eq!(code(call(base(json!({"n": 2})))).1.as_deref(), Some("n"));
@@ -486,7 +491,10 @@ mod tests {
             "logprobs_unsupported"
         );
         assert_eq!(
-            code(call(base(json!({"response_format": {"type": "json_object"}})))).0,
+            code(call(base(
+                json!({"response_format": {"type": "json_object"}})
+            )))
+            .0,
             "response_format_unsupported"
         );
         assert_eq!(
@@ -499,10 +507,7 @@ mod tests {
         );
         let image = json!({"model": "local", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]});
-        assert_eq!(
-            code(call(image)).1.as_deref(),
-            Some("messages[0].content")
-        );
+        assert_eq!(code(call(image)).1.as_deref(), Some("messages[0].content"));
         let tool = json!({"model": "local", "messages": [{"role": "tool", "content": "x",
             "tool_call_id": "c"}]});
         assert_eq!(code(call(tool)).0, "unsupported_role");

@@ -63,7 +63,12 @@ struct Got {
 }
 
 /// Plays the server's part: prepare, send, write the record, release.
-async fn run(gw: &Gateway, p: &dyn Provider, permit: Permit, body: Value) -> Result<Got, Box<Failure>> {
+async fn run(
+    gw: &Gateway,
+    p: &dyn Provider,
+    permit: Permit,
+    body: Value,
+) -> Result<Got, Box<Failure>> {
     let ready = gw.prepare(permit, request(body), Arc::new(Vault::new()))?;
     assert_eq!(ready.form(), SendForm::AsIs);
     match gw.send(ready, p).await? {
@@ -122,7 +127,9 @@ async fn a_local_call_goes_through_the_gateway_with_a_record() {
     let body = json!({"model": LOCAL, "temperature": 0, "max_tokens": 8, "messages": [
         {"role": "system", "content": "You help a clinic's front desk."},
         {"role": "user", "content": "Maria Gonzalez (DOB 03/14/1962) wants to reschedule."}]});
-    let got = run(&gw, &p, local_permit(&clock, &p), body.clone()).await.unwrap();
+    let got = run(&gw, &p, local_permit(&clock, &p), body.clone())
+        .await
+        .unwrap();
     assert!(!got.text.is_empty());
     let r = &got.record;
     assert_eq!(r.vendor, "local");
@@ -150,7 +157,9 @@ async fn a_local_call_goes_through_the_gateway_with_a_record() {
     // Streamed: OpenAI chunks, one [DONE], the same text at temperature 0, usage recorded.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
-    let s = run(&gw, &p, local_permit(&clock, &p), streamed).await.unwrap();
+    let s = run(&gw, &p, local_permit(&clock, &p), streamed)
+        .await
+        .unwrap();
     assert_eq!(s.done_events, 1);
     assert_eq!(s.text, got.text);
     assert!(s.record.streamed);
@@ -171,9 +180,14 @@ async fn model_errors_are_openai_errors_with_a_failed_record() {
     let p = LocalProvider::new("local", m, clock.clone());
     let long = "word ".repeat(context + 10);
     let body = json!({"model": LOCAL, "messages": [{"role": "user", "content": long}]});
-    let f = run(&gw, &p, local_permit(&clock, &p), body).await.err().unwrap();
+    let f = run(&gw, &p, local_permit(&clock, &p), body)
+        .await
+        .err()
+        .unwrap();
     match &f.error {
-        perimeter_gateway::GatewayError::Upstream(UpstreamError::Status { status, code, .. }) => {
+        perimeter_gateway::GatewayError::Upstream(UpstreamError::Status {
+            status, code, ..
+        }) => {
             assert_eq!(*status, 400);
             assert_eq!(code.as_deref(), Some("context_length_exceeded"));
         }
@@ -185,11 +199,23 @@ async fn model_errors_are_openai_errors_with_a_failed_record() {
 
     let tools = json!({"model": LOCAL, "messages": [{"role": "user", "content": "hi"}],
         "tools": [{"type": "function", "function": {"name": "lookup"}}]});
-    let f = run(&gw, &p, local_permit(&clock, &p), tools).await.err().unwrap();
-    assert_eq!(f.error.to_error_body().error.code.as_deref(), Some("tools_unsupported"));
+    let f = run(&gw, &p, local_permit(&clock, &p), tools)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        f.error.to_error_body().error.code.as_deref(),
+        Some("tools_unsupported")
+    );
 
     // A permit for the model is refused for a model name it does not serve.
     let other = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
-    let f = run(&gw, &p, local_permit(&clock, &p), other).await.err().unwrap();
-    assert!(matches!(f.error, perimeter_gateway::GatewayError::PermitMismatch(_)));
+    let f = run(&gw, &p, local_permit(&clock, &p), other)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(
+        f.error,
+        perimeter_gateway::GatewayError::PermitMismatch(_)
+    ));
 }

@@ -50,21 +50,21 @@ fn invalid(what: impl Into<String>) -> LlmError {
 /// (elements per block, bytes per block) of a ggml tensor type this build can run.
 pub(crate) fn block_layout(kind: u32) -> Option<(u64, u64)> {
     Some(match kind {
-        0 => (1, 4),       // F32
-        1 => (1, 2),       // F16
-        2 => (32, 18),     // Q4_0
-        3 => (32, 20),     // Q4_1
-        6 => (32, 22),     // Q5_0
-        7 => (32, 24),     // Q5_1
-        8 => (32, 34),     // Q8_0
-        9 => (32, 36),     // Q8_1
-        10 => (256, 84),   // Q2_K
-        11 => (256, 110),  // Q3_K
-        12 => (256, 144),  // Q4_K
-        13 => (256, 176),  // Q5_K
-        14 => (256, 210),  // Q6_K
-        15 => (256, 292),  // Q8_K
-        30 => (1, 2),      // BF16
+        0 => (1, 4),      // F32
+        1 => (1, 2),      // F16
+        2 => (32, 18),    // Q4_0
+        3 => (32, 20),    // Q4_1
+        6 => (32, 22),    // Q5_0
+        7 => (32, 24),    // Q5_1
+        8 => (32, 34),    // Q8_0
+        9 => (32, 36),    // Q8_1
+        10 => (256, 84),  // Q2_K
+        11 => (256, 110), // Q3_K
+        12 => (256, 144), // Q4_K
+        13 => (256, 176), // Q5_K
+        14 => (256, 210), // Q6_K
+        15 => (256, 292), // Q8_K
+        30 => (1, 2),     // BF16
         _ => return None,
     })
 }
@@ -239,7 +239,9 @@ pub fn check(reader: impl Read, file_len: u64) -> Result<GgufSummary, LlmError> 
         len: file_len,
     };
     if c.bytes::<4>("the magic number")? != MAGIC {
-        return Err(invalid("the file does not start with the GGUF magic number"));
+        return Err(invalid(
+            "the file does not start with the GGUF magic number",
+        ));
     }
     let version = c.u32("the version")?;
     if !(2..=3).contains(&version) {
@@ -321,7 +323,7 @@ pub fn check(reader: impl Read, file_len: u64) -> Result<GgufSummary, LlmError> 
     }
     let data_offset = c.pos.div_ceil(alignment).saturating_mul(alignment);
     let available = file_len.saturating_sub(data_offset);
-    if data_offset > file_len || data_end > available {
+    if data_end > 0 && (data_offset > file_len || data_end > available) {
         return Err(invalid(format!(
             "the file is truncated: its tensors need {data_end} bytes of data but {available} follow the header"
         )));
@@ -428,12 +430,7 @@ pub(crate) mod tests {
         assert!(check_bytes(&b).is_err());
         let mut b = sample();
         b[0] = b'X';
-        assert!(
-            check_bytes(&b)
-                .unwrap_err()
-                .to_string()
-                .contains("magic")
-        );
+        assert!(check_bytes(&b).unwrap_err().to_string().contains("magic"));
         let mut b = sample();
         b[4..8].copy_from_slice(&1u32.to_le_bytes());
         assert!(matches!(check_bytes(&b), Err(LlmError::Unsupported(_))));

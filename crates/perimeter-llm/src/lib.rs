@@ -30,8 +30,8 @@ pub use decode::StopScanner;
 pub use error::LlmError;
 pub use gguf::{GgufSummary, check as check_gguf};
 pub use model::{
-    CancelToken, Choice, Completion, FinishReason, GenerationParams, GenerationStream,
-    LocalModel, ModelConfig, ModelInfo, StreamEvent, Usage,
+    CancelToken, Choice, Completion, FinishReason, GenerationParams, GenerationStream, LocalModel,
+    ModelConfig, ModelInfo, StreamEvent, Usage,
 };
 pub use template::{ChatMessage, ChatTemplate};
 pub use tokenizer::TextTokenizer;

@@ -453,9 +453,8 @@ impl LocalModel {
             )));
         }
         let file_model_name = md_str(md, "general.name").map(str::to_string);
-        let model_context = md_usize(md, "llama.context_length").ok_or_else(|| {
-            LlmError::InvalidGguf("llama.context_length is missing".into())
-        })?;
+        let model_context = md_usize(md, "llama.context_length")
+            .ok_or_else(|| LlmError::InvalidGguf("llama.context_length is missing".into()))?;
         let limit = model_context.min(LLAMA_MAX_POSITIONS);
         let context = match config.context {
             Some(c) if c == 0 || c > limit => {
@@ -480,9 +479,8 @@ impl LocalModel {
             .build()
             .map_err(|_| LlmError::Compute("the compute threads could not be started".into()))?;
         let device = Device::Cpu;
-        let (weights, requantized_tensors) = pool.install(|| {
-            load_weights(content, &mut reader, summary.q4_1_tensors > 0, &device)
-        })?;
+        let (weights, requantized_tensors) =
+            pool.install(|| load_weights(content, &mut reader, summary.q4_1_tensors > 0, &device))?;
         let (jobs, rx) = std::sync::mpsc::sync_channel(config.queue);
         let worker = Worker {
             weights,
@@ -529,12 +527,16 @@ impl LocalModel {
 
     /// The prompt text the chat template makes of `messages`.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
-        self.shared.template.render(messages, &self.shared.tokenizer)
+        self.shared
+            .template
+            .render(messages, &self.shared.tokenizer)
     }
 
     /// The prompt tokens for `messages`.
     pub fn prompt_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, LlmError> {
-        self.shared.template.tokens(messages, &self.shared.tokenizer)
+        self.shared
+            .template
+            .tokens(messages, &self.shared.tokenizer)
     }
 
     fn enqueue(&self, job: Job) -> Result<(), LlmError> {
@@ -662,10 +664,7 @@ impl LocalModel {
                 best = i;
             }
         }
-        let value = allowed
-            .get(best)
-            .ok_or(LlmError::WorkerGone)?
-            .to_string();
+        let value = allowed.get(best).ok_or(LlmError::WorkerGone)?.to_string();
         Ok(Choice {
             index: best,
             value,

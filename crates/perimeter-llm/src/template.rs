@@ -83,7 +83,10 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         tokenizer: &TextTokenizer,
     ) -> Result<String, LlmError> {
-        let tmpl = self.env.get_template("chat").map_err(|e| template_err(&e))?;
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| template_err(&e))?;
         let bos = tokenizer
             .bos()
             .and_then(|i| tokenizer.token_text(i))

@@ -117,9 +117,10 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, LlmError> {
             Digits::new(true).into(),
             byte_level(true).into(),
         ])),
-        "llama-bpe" | "llama3" | "llama-v3" => PreTokenizerWrapper::Sequence(Sequence::new(
-            vec![split(LLAMA3_PATTERN)?.into(), byte_level(false).into()],
-        )),
+        "llama-bpe" | "llama3" | "llama-v3" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            split(LLAMA3_PATTERN)?.into(),
+            byte_level(false).into(),
+        ])),
         "qwen2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
             split(QWEN2_PATTERN)?.into(),
             byte_level(false).into(),
@@ -167,7 +168,9 @@ impl TextTokenizer {
         };
         for (a, b) in &merges {
             if !vocab.contains_key(a) || !vocab.contains_key(b) {
-                return Err(tok_err("a merge names a token that is not in the vocabulary"));
+                return Err(tok_err(
+                    "a merge names a token that is not in the vocabulary",
+                ));
             }
         }
         let types: Vec<i64> = match md.get("tokenizer.ggml.token_type") {
@@ -175,7 +178,12 @@ impl TextTokenizer {
             _ => Vec::new(),
         };
         let model = BPE::builder()
-            .vocab_and_merges(vocab, merges)
+            .vocab_and_merges(
+                vocab
+                    .into_iter()
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                merges,
+            )
             .build()
             .map_err(|_| tok_err("the BPE model could not be built"))?;
         let pre = match md.get("tokenizer.ggml.pre") {
@@ -198,15 +206,28 @@ impl TextTokenizer {
         template.add_tokens(&user);
         let mut text = template.clone();
         text.set_encode_special_tokens(true);
-        let id = |key: &str| md.get(key).and_then(as_u32).filter(|&i| (i as usize) < vocab_size);
+        let id = |key: &str| {
+            md.get(key)
+                .and_then(as_u32)
+                .filter(|&i| (i as usize) < vocab_size)
+        };
         let bos = id("tokenizer.ggml.bos_token_id");
         let eos = id("tokenizer.ggml.eos_token_id");
-        let add_bos = matches!(md.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
+        let add_bos = matches!(
+            md.get("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
         let mut end_of_turn: Vec<u32> = Vec::new();
         end_of_turn.extend(eos);
         end_of_turn.extend(id("tokenizer.ggml.eot_token_id"));
         end_of_turn.extend(id("tokenizer.ggml.eom_token_id"));
-        for name in ["<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>"] {
+        for name in [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|end|>",
+            "<|endoftext|>",
+            "<end_of_turn>",
+        ] {
             if let Some(i) = tokens.iter().position(|t| *t == name) {
                 let i = u32::try_from(i).map_err(|_| tok_err("the vocabulary is too large"))?;
                 if types.get(i as usize).copied() == Some(TYPE_CONTROL) || types.is_empty() {

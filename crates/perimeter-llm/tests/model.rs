@@ -16,7 +16,11 @@ fn model_path() -> Option<PathBuf> {
     match std::env::var_os("PERIMETER_TEST_GGUF") {
         Some(p) => {
             let p = PathBuf::from(p);
-            assert!(p.is_file(), "PERIMETER_TEST_GGUF={} is not a file", p.display());
+            assert!(
+                p.is_file(),
+                "PERIMETER_TEST_GGUF={} is not a file",
+                p.display()
+            );
             Some(p)
         }
         None if std::env::var("PERIMETER_TEST_SKIP_MODEL").as_deref() == Ok("1") => None,
@@ -129,7 +133,10 @@ async fn a_completion_has_text_a_finish_reason_and_usage() {
     let prompt = m.prompt_tokens(&messages).unwrap().len() as u32;
     let c = m.complete(&messages, &greedy(12)).await.unwrap();
     assert!(!c.text.trim().is_empty());
-    assert!(matches!(c.finish_reason, FinishReason::Stop | FinishReason::Length));
+    assert!(matches!(
+        c.finish_reason,
+        FinishReason::Stop | FinishReason::Length
+    ));
     assert_eq!(c.usage.prompt_tokens, prompt);
     assert!(c.usage.completion_tokens >= 1 && c.usage.completion_tokens <= 12);
     assert_eq!(
@@ -142,7 +149,10 @@ async fn a_completion_has_text_a_finish_reason_and_usage() {
 async fn max_tokens_is_respected() {
     let Some(m) = model() else { return };
     let c = m
-        .complete(&user("Tell me a long story about a lighthouse."), &greedy(3))
+        .complete(
+            &user("Tell me a long story about a lighthouse."),
+            &greedy(3),
+        )
         .await
         .unwrap();
     assert_eq!(c.usage.completion_tokens, 3);
@@ -215,7 +225,12 @@ async fn streamed_deltas_concatenate_to_the_whole_text() {
 #[tokio::test]
 async fn choose_returns_one_of_the_allowed_values() {
     let Some(m) = model() else { return };
-    let allowed = ["scheduling", "billing", "prescription refill", "clinical question"];
+    let allowed = [
+        "scheduling",
+        "billing",
+        "prescription refill",
+        "clinical question",
+    ];
     let messages = [
         ChatMessage::new(
             "system",
