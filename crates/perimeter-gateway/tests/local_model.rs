@@ -4,6 +4,7 @@
 #![cfg(feature = "local-model")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[allow(unused_imports)] // the fake vendor's helpers are not used here
 mod support;
 
 use std::path::PathBuf;

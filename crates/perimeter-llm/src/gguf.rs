@@ -303,13 +303,13 @@ pub fn check(reader: impl Read, file_len: u64) -> Result<GgufSummary, LlmError> 
         if kind == 3 {
             q4_1_tensors += 1;
         }
-        if first % block != 0 {
+        if !first.is_multiple_of(block) {
             return Err(invalid(format!(
                 "tensor {name}'s rows are not a whole number of blocks"
             )));
         }
         let offset = c.u64("a tensor offset")?;
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(invalid(format!("tensor {name}'s data is not aligned")));
         }
         let size = (elements / block)

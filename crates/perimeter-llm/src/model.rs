@@ -119,10 +119,10 @@ impl GenerationParams {
         if !self.temperature.is_finite() || !(0.0..=2.0).contains(&self.temperature) {
             return bad("temperature", "must be between 0 and 2");
         }
-        if let Some(p) = self.top_p {
-            if !p.is_finite() || p <= 0.0 || p > 1.0 {
-                return bad("top_p", "must be greater than 0 and at most 1");
-            }
+        if let Some(p) = self.top_p
+            && (!p.is_finite() || p <= 0.0 || p > 1.0)
+        {
+            return bad("top_p", "must be greater than 0 and at most 1");
         }
         if self.max_tokens == Some(0) {
             return bad("max_tokens", "must be at least 1");
@@ -815,11 +815,9 @@ impl Worker {
             self.weights = after_prompt.clone();
             let mut score = 0.0;
             let mut logp = first.clone();
-            let mut pos = prompt.len();
             for (k, &id) in option.iter().enumerate() {
                 score += logp.get(id as usize).copied().unwrap_or(f64::NEG_INFINITY);
-                logp = log_softmax(&self.forward(&[id], pos)?)?;
-                pos += 1;
+                logp = log_softmax(&self.forward(&[id], prompt.len() + k)?)?;
                 if k + 1 == option.len() {
                     score += logp.get(end as usize).copied().unwrap_or(f64::NEG_INFINITY);
                 }

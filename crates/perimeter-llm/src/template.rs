@@ -152,12 +152,11 @@ impl ChatTemplate {
             rest = &after[end + MARK_CLOSE.len_utf8()..];
         }
         ids.extend(tokenizer.encode_with_control_tokens(rest)?);
-        if tokenizer.add_bos() {
-            if let Some(bos) = tokenizer.bos() {
-                if ids.first() != Some(&bos) {
-                    ids.insert(0, bos);
-                }
-            }
+        if tokenizer.add_bos()
+            && let Some(bos) = tokenizer.bos()
+            && ids.first() != Some(&bos)
+        {
+            ids.insert(0, bos);
         }
         Ok(ids)
     }
