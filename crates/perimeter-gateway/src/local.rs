@@ -153,13 +153,13 @@ fn read_call(request: &ChatCompletionRequest) -> Result<Call, UpstreamError> {
     if extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
         return Err(bad_request("logprobs_unsupported", Some("logprobs")));
     }
-    if let Some(format) = extra.get("response_format") {
-        if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(bad_request(
-                "response_format_unsupported",
-                Some("response_format"),
-            ));
-        }
+    if let Some(format) = extra.get("response_format")
+        && format.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(bad_request(
+            "response_format_unsupported",
+            Some("response_format"),
+        ));
     }
     let mut messages = Vec::with_capacity(request.messages.len());
     for (i, m) in request.messages.iter().enumerate() {
