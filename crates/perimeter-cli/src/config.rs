@@ -56,6 +56,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("audit.checkpoint_every_records", Kind::Int),
     ("audit.checkpoint_every_seconds", Kind::Int),
     ("audit.checkpoint_dir", Kind::Str),
+    ("local_model.path", Kind::Str),
+    ("local_model.name", Kind::Str),
+    ("local_model.context", Kind::Int),
+    ("local_model.threads", Kind::Int),
+    ("local_model.max_tokens", Kind::Int),
 ];
 
 /// The environment variable that sets a dotted key.
@@ -292,6 +297,45 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[local_model]`: a GGUF model run inside the process (no vendor; PHI may go to it as is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalModelConfig {
+    /// The GGUF file (llama architecture, byte-level BPE tokenizer).
+    pub path: PathBuf,
+    /// The model name callers put in `model` (`/v1/chat/completions`).
+    #[serde(default = "default_local_model_name")]
+    pub name: String,
+    /// Context length in tokens (default: the model's own, at most 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<u64>,
+    /// Compute threads (default: every core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+    /// Completion tokens when a request names no `max_tokens`.
+    #[serde(default = "default_local_model_max_tokens")]
+    pub max_tokens: u64,
+}
+
+fn default_local_model_name() -> String {
+    "local".to_owned()
+}
+
+fn default_local_model_max_tokens() -> u64 {
+    512
+}
+
+impl LocalModelConfig {
+    /// The loader's settings.
+    pub fn model_config(&self) -> perimeter_llm::ModelConfig {
+        let mut m = perimeter_llm::ModelConfig::new(&self.path, &self.name);
+        m.context = self.context.and_then(|c| usize::try_from(c).ok());
+        m.threads = self.threads.and_then(|t| usize::try_from(t).ok());
+        m.max_tokens = u32::try_from(self.max_tokens).unwrap_or(u32::MAX);
+        m
+    }
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -337,6 +381,9 @@ pub struct Config {
     /// Audit checkpoints.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The model inside the perimeter, if one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_model: Option<LocalModelConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -367,6 +414,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             phi: PhiConfig::default(),
             audit: AuditConfig::default(),
+            local_model: None,
         };
         config.resolve_defaults();
         config
@@ -730,12 +778,69 @@ impl Config {
                 "expected a directory path, not an empty string",
             ));
         }
+        if let Some(lm) = &self.local_model {
+            self.validate_local_model(lm, &bad)?;
+        }
         if u64::from(self.sessions.idle_timeout_minutes)
             > u64::from(self.sessions.absolute_timeout_hours) * 60
         {
             return Err(bad(
                 "sessions.idle_timeout_minutes",
                 "expected at most sessions.absolute_timeout_hours (in minutes)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_local_model(
+        &self,
+        lm: &LocalModelConfig,
+        bad: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if lm.path.as_os_str().is_empty() {
+            return Err(bad(
+                "local_model.path",
+                "expected the path of a GGUF model file, not an empty string",
+            ));
+        }
+        if !lm.path.is_file() {
+            return Err(bad(
+                "local_model.path",
+                &format!(
+                    "expected the path of a GGUF model file; {} is not a readable file",
+                    lm.path.display()
+                ),
+            ));
+        }
+        let name_ok = !lm.name.is_empty()
+            && lm.name.len() <= 64
+            && lm
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !name_ok {
+            return Err(bad(
+                "local_model.name",
+                "expected 1 to 64 letters, digits, '-', '_', '.' or ':'",
+            ));
+        }
+        let ranges = [
+            ("local_model.context", lm.context, 16, 131_072),
+            ("local_model.threads", lm.threads, 1, 1024),
+            ("local_model.max_tokens", Some(lm.max_tokens), 1, 131_072),
+        ];
+        for (key, value, min, max) in ranges {
+            if value.is_some_and(|v| v < min || v > max) {
+                return Err(bad(
+                    key,
+                    &format!("expected an integer from {min} to {max}"),
+                ));
+            }
+        }
+        if lm.context.is_some_and(|c| lm.max_tokens >= c) {
+            return Err(bad(
+                "local_model.max_tokens",
+                "expected fewer tokens than local_model.context",
             ));
         }
         Ok(())
@@ -891,8 +996,15 @@ fn deserialize_error(
 /// A fixed description of what a key expects (so the rejected value is never echoed).
 fn expected_for(key: &str) -> Option<String> {
     let text = match key {
-        "data_dir" | "tls.cert_file" | "tls.key_file" | "keys.file" | "audit.checkpoint_dir" => {
-            "expected a path (a string)"
+        "data_dir"
+        | "tls.cert_file"
+        | "tls.key_file"
+        | "keys.file"
+        | "audit.checkpoint_dir"
+        | "local_model.path" => "expected a path (a string)",
+        "local_model.name" => "expected a model name (a string)",
+        "local_model" => {
+            "expected a table with path (the GGUF file) and optionally name, context, threads, max_tokens"
         }
         "database_url" => "expected a URL string starting with sqlite:// or postgres://",
         "listen" => "expected an address and port such as 127.0.0.1:8080 or [::1]:8443",
@@ -910,4 +1022,77 @@ fn expected_for(key: &str) -> Option<String> {
         _ => return None,
     };
     Some(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "perimeter-config-test-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("perimeter.toml");
+        std::fs::write(&file, text).unwrap();
+        let r = Config::load(
+            &LoadOptions {
+                config_file: Some(file),
+                flags: Vec::new(),
+            },
+            Vec::new(),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn local_model_is_validated_at_start() {
+        let model =
+            std::env::temp_dir().join(format!("perimeter-model-{}.gguf", std::process::id()));
+        std::fs::write(&model, b"GGUF").unwrap();
+        let path = model.display().to_string().replace('\\', "/");
+        let ok = load_file(&format!(
+            "[local_model]\npath = \"{path}\"\nname = \"smollm\"\ncontext = 2048\nthreads = 2\nmax_tokens = 64\n"
+        ))
+        .unwrap();
+        let lm = ok.local_model.clone().unwrap();
+        assert_eq!(lm.name, "smollm");
+        let m = lm.model_config();
+        assert_eq!(
+            (m.context, m.threads, m.max_tokens),
+            (Some(2048), Some(2), 64)
+        );
+        let defaults = load_file(&format!("[local_model]\npath = \"{path}\"\n")).unwrap();
+        let lm = defaults.local_model.unwrap();
+        assert_eq!(
+            (lm.name.as_str(), lm.max_tokens, lm.context),
+            ("local", 512, None)
+        );
+        assert!(load_file("").unwrap().local_model.is_none());
+
+        let err = |text: String| load_file(&text).unwrap_err().to_string();
+        let e = err("[local_model]\npath = \"/nonexistent/model.gguf\"\n".into());
+        assert!(
+            e.contains("local_model.path") && e.contains("/nonexistent/model.gguf"),
+            "{e}"
+        );
+        let e = err("[local_model]\nname = \"x\"\n".into());
+        assert!(e.contains("`local_model`") && e.contains("path"), "{e}");
+        let e = err(format!("[local_model]\npath = \"{path}\"\nthreads = 0\n"));
+        assert!(e.contains("local_model.threads"), "{e}");
+        let e = err(format!(
+            "[local_model]\npath = \"{path}\"\nname = \"a b\"\n"
+        ));
+        assert!(e.contains("local_model.name"), "{e}");
+        let e = err(format!(
+            "[local_model]\npath = \"{path}\"\ncontext = 64\nmax_tokens = 64\n"
+        ));
+        assert!(e.contains("local_model.max_tokens"), "{e}");
+        let e = err(format!("[local_model]\npath = \"{path}\"\ngpu = true\n"));
+        assert!(e.contains("local_model.gpu"), "{e}");
+        std::fs::remove_file(&model).unwrap();
+    }
 }

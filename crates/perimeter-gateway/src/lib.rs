@@ -24,6 +24,8 @@ pub mod gateway;
 pub mod guard;
 pub mod inbound;
 mod json_text;
+#[cfg(feature = "local-model")]
+pub mod local;
 pub mod outbound;
 pub mod policy;
 pub mod provider;
@@ -40,6 +42,11 @@ pub use gateway::{
     PendingStream, PermitForm, PseudonymisedPermit, Ready, Released, Reply, ResponseBody,
 };
 pub use guard::{Encoding, IdentifierHits};
+#[cfg(feature = "local-model")]
+pub use local::LocalProvider;
+/// The local model crate, for constructing a [`LocalProvider`]'s model.
+#[cfg(feature = "local-model")]
+pub use perimeter_llm;
 pub use policy::{Caller, Decision, Permit, Refusal, SendForm, decide};
 pub use provider::{HttpProvider, HttpSettings, Provider, VendorConnection};
 pub use purpose::{AiPurpose, PurposeRule};

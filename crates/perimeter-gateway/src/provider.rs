@@ -2,9 +2,9 @@
 //!
 //! [`HttpProvider`] speaks the OpenAI chat-completions protocol to a vendor's base URL: a
 //! cloud vendor, or a server the practice runs itself (vLLM, llama.cpp's server, Ollama),
-//! which the registry marks `inside_perimeter`. The in-process local model will be another
-//! implementation behind a cargo feature of this crate. The trait is sealed: only this crate
-//! implements it, so only the gateway sends text out of the process.
+//! which the registry marks `inside_perimeter`. The in-process local model is another
+//! implementation, `LocalProvider` (`local.rs`, cargo feature `local-model`). The trait is
+//! sealed: only this crate implements it, so only the gateway sends text out of the process.
 //!
 //! What goes upstream is exactly: `POST {base_url}/chat/completions` with `content-type`,
 //! `accept`, `content-length` (the body is buffered), `host` and the vendor's own
@@ -25,7 +25,7 @@ use crate::error::{GatewayError, UpstreamError};
 /// A boxed future, for the object-safe [`Provider`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 

@@ -172,6 +172,10 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // Refusals (plain HTTP off loopback, unreadable TLS files, port in use) come first, before
     // anything is created on disk.
     let bound = perimeter_server::bind(&settings)?;
+    // The model inside the perimeter, when `[local_model]` is configured: loaded and checked
+    // before listening, so a bad file stops the start with a clear error. The gateway's
+    // `LocalProvider::new(vendor, model, clock)` serves it on /v1/chat/completions.
+    let local_model = load_local_model(config).await?;
 
     let clock: SharedClock = Arc::new(SystemClock);
     let services = Arc::new(Services {
@@ -224,6 +228,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     bound.run(app, shutdown).await?;
     monitor.abort();
     work.finish().await;
+    drop(local_model);
     checkpoints.finish().await;
     if let Some(rt) = services.runtime.get() {
         rt.store.close().await;
@@ -259,6 +264,29 @@ pub(crate) async fn baa_monitor_pass(
         tracing::warn!(vendor = %name, "a vendor's BAA expired: it now receives de-identified text only; administrators were notified");
     }
     Ok(recorded)
+}
+
+/// Loads `[local_model]` on a blocking thread (seconds for a large file).
+async fn load_local_model(config: &Config) -> anyhow::Result<Option<perimeter_llm::LocalModel>> {
+    let Some(lm) = &config.local_model else {
+        return Ok(None);
+    };
+    let settings = lm.model_config();
+    let path = lm.path.clone();
+    let model = tokio::task::spawn_blocking(move || perimeter_llm::LocalModel::load(&settings))
+        .await
+        .context("the local model's loader stopped")?
+        .with_context(|| format!("local_model.path: cannot load {}", path.display()))?;
+    let info = model.info();
+    tracing::info!(
+        name = %info.name,
+        context = info.context,
+        threads = info.threads,
+        requantized_tensors = info.requantized_tensors,
+        load_ms = u64::try_from(info.load_time.as_millis()).unwrap_or(u64::MAX),
+        "local model loaded"
+    );
+    Ok(Some(model))
 }
 
 /// The authentication settings the configuration gives: `[sessions]` timeouts, and
