@@ -12,6 +12,7 @@
 mod access;
 pub mod audit_api;
 pub mod auth;
+pub mod channels;
 mod error;
 mod health;
 mod metrics;
@@ -55,6 +56,7 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(auth::routes),
         Box::new(patients_api::routes),
         Box::new(audit_api::routes),
+        Box::new(channels::routes),
     ]
 }
 

@@ -29,6 +29,11 @@ struct LatencyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    event: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: &'static str,
 }
@@ -48,6 +53,7 @@ struct Inner {
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     ready: Gauge,
+    channel_events: Family<ChannelLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,9 +126,16 @@ impl Metrics {
             "1 when the last readiness evaluation passed, else 0",
             ready.clone(),
         );
+        let channel_events = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "channel_events",
+            "Patient channel events (inbound stored, duplicates, bad signatures, intake fallbacks, emergencies, SMS sent/retried/failed), by a fixed event name",
+            channel_events.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
+                channel_events,
                 requests,
                 latency,
                 pool_connections,
@@ -155,6 +168,14 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one patient-channel event (`event` is a fixed name, never data).
+    pub fn channel_event(&self, event: &'static str) {
+        self.inner
+            .channel_events
+            .get_or_create(&ChannelLabels { event })
+            .inc();
     }
 
     /// Updates the pool gauges.
