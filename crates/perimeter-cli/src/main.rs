@@ -97,6 +97,8 @@ enum Command {
     Keys(cmd::keys::KeysArgs),
     /// Patient administration: crypto-shredding.
     Patients(cmd::patients::PatientsArgs),
+    /// Patient channels (SMS, voicemail transcripts): the intake benchmark.
+    Channels(cmd::channels::ChannelsArgs),
 }
 
 impl Command {
@@ -108,7 +110,8 @@ impl Command {
             | Command::Init(_)
             | Command::Migrate(_)
             | Command::Keys(_)
-            | Command::Patients(_) => Vec::new(),
+            | Command::Patients(_)
+            | Command::Channels(_) => Vec::new(),
         }
     }
 }
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => cmd::migrate::run(args, &config).await,
             Command::Keys(args) => cmd::keys::run(args, &config).await,
             Command::Patients(args) => cmd::patients::run(args, &config).await,
+            Command::Channels(args) => cmd::channels::run(args).await,
             // Handled at the top of main.
             Command::Deid(_) => Ok(()),
         }

@@ -10,3 +10,5 @@ pub mod init;
 pub mod keys;
 pub mod migrate;
 pub mod patients;
+// Patient channels (helper channels).
+pub mod channels;
