@@ -103,6 +103,11 @@ permissions! {
     UseGateway => "use_gateway" : "Call the AI gateway as a machine client",
     /// Call the de-identification endpoint as a machine client.
     DeidentifyText => "deidentify_text" : "Call the de-identification endpoint",
+    /// Submit inbound patient messages (voicemail and voice-agent transcripts) as a machine
+    /// client.
+    IngestChannel => "ingest_channel" : "Submit voicemail and voice-agent transcripts (machine client)",
+    /// See text-message opt-outs and the outbound message status of the practice.
+    ManageChannels => "manage_channels" : "See text-message opt-outs and outbound message status",
     /// Create, disable and list staff accounts.
     ManageUsers => "manage_users" : "Create, disable, list staff accounts",
     /// Change a staff account's roles.
@@ -184,6 +189,8 @@ pub const MATRIX: &[(Permission, &[Role])] = &[
     (Permission::ErasePatient, &[PO]),
     (Permission::UseGateway, &[SV]),
     (Permission::DeidentifyText, &[SV]),
+    (Permission::IngestChannel, &[SV]),
+    (Permission::ManageChannels, &[AD]),
     (Permission::ManageUsers, &[AD]),
     (Permission::ManageRoles, &[AD]),
     (Permission::ResetMfa, &[AD]),
@@ -547,9 +554,13 @@ mod tests {
         let service = permissions_of(&[Role::Service]);
         assert_eq!(
             service,
-            [Permission::UseGateway, Permission::DeidentifyText]
-                .into_iter()
-                .collect()
+            [
+                Permission::UseGateway,
+                Permission::DeidentifyText,
+                Permission::IngestChannel,
+            ]
+            .into_iter()
+            .collect()
         );
     }
 

@@ -61,6 +61,22 @@ const KEYS: &[(&str, Kind)] = &[
     ("local_model.context", Kind::Int),
     ("local_model.threads", Kind::Int),
     ("local_model.max_tokens", Kind::Int),
+    ("channels.practice", Kind::Str),
+    ("channels.emergency_text", Kind::Str),
+    ("channels.help_text", Kind::Str),
+    ("channels.twilio.account_sid", Kind::Str),
+    ("channels.twilio.auth_token", Kind::Str),
+    ("channels.twilio.public_base_url", Kind::Str),
+    ("channels.twilio.api_base_url", Kind::Str),
+    ("channels.twilio.from_number", Kind::Str),
+    ("channels.routing.scheduling", Kind::Str),
+    ("channels.routing.refill", Kind::Str),
+    ("channels.routing.billing", Kind::Str),
+    ("channels.routing.records", Kind::Str),
+    ("channels.routing.results", Kind::Str),
+    ("channels.routing.clinical", Kind::Str),
+    ("channels.routing.general", Kind::Str),
+    ("channels.routing.fallback", Kind::Str),
 ];
 
 /// The environment variable that sets a dotted key.
@@ -336,6 +352,68 @@ impl LocalModelConfig {
     }
 }
 
+/// `[channels.twilio]`: the Twilio account for SMS (webhooks and the Messages API).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSection {
+    /// The account SID (`AC...`).
+    pub account_sid: String,
+    /// The auth token: signs webhooks, authenticates API calls. Masked when printed.
+    #[serde(serialize_with = "serialize_masked")]
+    pub auth_token: SecretString,
+    /// The public URL Twilio reaches this server at (webhook signatures cover it), such as
+    /// `https://perimeter.example-practice.org`.
+    pub public_base_url: String,
+    /// The Messages API base URL.
+    #[serde(default = "default_twilio_api")]
+    pub api_base_url: String,
+    /// The practice's number, E.164 (`+15551234567`).
+    pub from_number: String,
+}
+
+fn default_twilio_api() -> String {
+    "https://api.twilio.com".to_owned()
+}
+
+fn serialize_masked<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(MASK)
+}
+
+impl fmt::Debug for TwilioSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioSection")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &MASK)
+            .field("public_base_url", &self.public_base_url)
+            .field("api_base_url", &self.api_base_url)
+            .field("from_number", &self.from_number)
+            .finish()
+    }
+}
+
+/// `[channels]`: patient channels (SMS, voicemail transcripts) and intake routing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// The practice (id) the channels serve; default: the database's only practice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub practice: Option<String>,
+    /// The practice-approved message sent at once when a message shows an emergency sign.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency_text: Option<String>,
+    /// The reply to HELP / INFO.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help_text: Option<String>,
+    /// The Twilio account; without it the SMS webhooks answer 503 and nothing is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioSection>,
+    /// Intent to queue (`front_desk`, `scheduling`, `refills`, `billing`, `records`,
+    /// `nurse_triage`, `clinician`), and `fallback`: where messages go when classification
+    /// fails. Emergencies always go to nurse triage.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, String>,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -384,6 +462,9 @@ pub struct Config {
     /// The model inside the perimeter, if one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_model: Option<LocalModelConfig>,
+    /// Patient channels.
+    #[serde(default)]
+    pub channels: ChannelsConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -415,6 +496,7 @@ impl Default for Config {
             phi: PhiConfig::default(),
             audit: AuditConfig::default(),
             local_model: None,
+            channels: ChannelsConfig::default(),
         };
         config.resolve_defaults();
         config
@@ -781,6 +863,7 @@ impl Config {
         if let Some(lm) = &self.local_model {
             self.validate_local_model(lm, &bad)?;
         }
+        self.validate_channels(&bad)?;
         if u64::from(self.sessions.idle_timeout_minutes)
             > u64::from(self.sessions.absolute_timeout_hours) * 60
         {
@@ -842,6 +925,86 @@ impl Config {
                 "local_model.max_tokens",
                 "expected fewer tokens than local_model.context",
             ));
+    fn validate_channels(
+        &self,
+        bad: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let c = &self.channels;
+        if let Some(p) = &c.practice
+            && p.parse::<perimeter_domain::PracticeId>().is_err()
+        {
+            return Err(bad("channels.practice", "expected a practice id (UUID)"));
+        }
+        for (key, text) in [
+            ("channels.emergency_text", &c.emergency_text),
+            ("channels.help_text", &c.help_text),
+        ] {
+            if text
+                .as_ref()
+                .is_some_and(|t| t.trim().is_empty() || t.chars().count() > 1600)
+            {
+                return Err(bad(key, "expected a text of 1 to 1600 characters"));
+            }
+        }
+        if let Some(text) = &c.emergency_text
+            && !(text.contains("911") && text.contains("988"))
+        {
+            return Err(bad(
+                "channels.emergency_text",
+                "expected a text that tells the patient to call 911, and 988 for a suicidal crisis",
+            ));
+        }
+        for (intent, queue) in &c.routing {
+            let key = format!("channels.routing.{intent}");
+            if intent != "fallback" && intent.parse::<perimeter_workflows::Intent>().is_err() {
+                return Err(bad(&key, "is not an intent"));
+            }
+            if intent == "emergency" {
+                return Err(bad(&key, "emergencies always go to nurse_triage"));
+            }
+            if perimeter_workflows::parse_queue(queue).is_none() {
+                return Err(bad(
+                    &key,
+                    "expected a queue: front_desk, scheduling, refills, billing, records, nurse_triage or clinician",
+                ));
+            }
+        }
+        if let Some(t) = &c.twilio {
+            let sid_ok = t.account_sid.starts_with("AC")
+                && (10..=64).contains(&t.account_sid.len())
+                && t.account_sid.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !sid_ok {
+                return Err(bad(
+                    "channels.twilio.account_sid",
+                    "expected an account SID such as AC0123456789abcdef0123456789abcdef",
+                ));
+            }
+            if t.auth_token.expose_secret().len() < 8 {
+                return Err(bad(
+                    "channels.twilio.auth_token",
+                    "expected the account's auth token (at least 8 characters)",
+                ));
+            }
+            for (key, u) in [
+                ("channels.twilio.public_base_url", &t.public_base_url),
+                ("channels.twilio.api_base_url", &t.api_base_url),
+            ] {
+                let ok = url::Url::parse(u)
+                    .is_ok_and(|p| matches!(p.scheme(), "https" | "http") && p.host().is_some());
+                if !ok {
+                    return Err(bad(
+                        key,
+                        "expected an http(s) URL such as https://host.example",
+                    ));
+                }
+            }
+            let digits = t.from_number.bytes().filter(u8::is_ascii_digit).count();
+            if !t.from_number.starts_with('+') || !(7..=15).contains(&digits) {
+                return Err(bad(
+                    "channels.twilio.from_number",
+                    "expected an E.164 number such as +15551234567",
+                ));
+            }
         }
         Ok(())
     }

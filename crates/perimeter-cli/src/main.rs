@@ -105,6 +105,8 @@ enum Command {
     Vendors(cmd::vendors::VendorsArgs),
     /// API tokens for the practice's tools (gateway, de-identification): create, list, revoke.
     Tokens(cmd::tokens::TokensArgs),
+    /// Patient channels (SMS, voicemail transcripts): the intake benchmark.
+    Channels(cmd::channels::ChannelsArgs),
 }
 
 impl Command {
@@ -119,7 +121,8 @@ impl Command {
             | Command::Keys(_)
             | Command::Patients(_)
             | Command::Vendors(_)
-            | Command::Tokens(_) => Vec::new(),
+            | Command::Tokens(_)
+            | Command::Channels(_) => Vec::new(),
         }
     }
 }
@@ -173,6 +176,7 @@ fn main() -> ExitCode {
             Command::Patients(args) => cmd::patients::run(args, &config).await,
             Command::Vendors(args) => cmd::vendors::run(args, &config).await,
             Command::Tokens(args) => cmd::tokens::run(args, &config).await,
+            Command::Channels(args) => cmd::channels::run(args).await,
             // Handled at the top of main.
             Command::Deid(_) | Command::Triage(_) => Ok(()),
         }

@@ -12,6 +12,7 @@
 mod access;
 pub mod audit_api;
 pub mod auth;
+pub mod channels;
 mod error;
 pub mod gateway_api;
 mod health;
@@ -62,6 +63,7 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(work_api::routes),
         Box::new(gateway_api::routes),
         Box::new(openapi::routes),
+        Box::new(channels::routes),
     ]
 }
 

@@ -29,6 +29,11 @@ struct LatencyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    event: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: &'static str,
 }
@@ -49,6 +54,7 @@ struct Inner {
     pool_max: Gauge,
     ready: Gauge,
     gateway: Arc<OnceLock<Arc<crate::gateway_api::GatewayApi>>>,
+    channel_events: Family<ChannelLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,10 +129,17 @@ impl Metrics {
         );
         let gateway = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(GatewayCollector(Arc::clone(&gateway))));
+        let channel_events = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "channel_events",
+            "Patient channel events (inbound stored, duplicates, bad signatures, intake fallbacks, emergencies, SMS sent/retried/failed), by a fixed event name",
+            channel_events.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 gateway,
                 registry,
+                channel_events,
                 requests,
                 latency,
                 pool_connections,
@@ -159,6 +172,14 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one patient-channel event (`event` is a fixed name, never data).
+    pub fn channel_event(&self, event: &'static str) {
+        self.inner
+            .channel_events
+            .get_or_create(&ChannelLabels { event })
+            .inc();
     }
 
     /// Updates the pool gauges.

@@ -486,9 +486,13 @@ impl Env {
             self.user("service").id,
             "test",
             ApiTokenScope {
-                permissions: [Permission::UseGateway, Permission::DeidentifyText]
-                    .into_iter()
-                    .collect(),
+                permissions: [
+                    Permission::UseGateway,
+                    Permission::DeidentifyText,
+                    Permission::IngestChannel,
+                ]
+                .into_iter()
+                .collect(),
                 purposes: purposes.iter().copied().collect(),
             },
             now + Duration::days(30),

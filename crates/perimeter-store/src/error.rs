@@ -118,6 +118,9 @@ pub enum StoreError {
         /// What (a constraint or field name, never a value).
         what: String,
     },
+    /// The recipient's number opted out (STOP): the message was refused, never sent.
+    #[error("the recipient's number has opted out of text messages (STOP); nothing was sent")]
+    OptedOut,
     /// A value was refused before it reached the database.
     #[error("invalid {field}: expected {expected}")]
     Invalid {

@@ -28,6 +28,7 @@
 mod audit;
 mod auth;
 mod bulk;
+mod channels;
 mod conversations;
 mod db;
 mod demo;
@@ -47,6 +48,12 @@ mod work;
 pub use audit::{AuditHead, AuditReader, StoredCheckpoint};
 pub use auth::MfaRecord;
 pub use bulk::build_sqlite_trail;
+pub use channels::{
+    ClaimedSms, ContactEntry, INBOUND_PAGE_LIMIT, InboundEntry, InboundOutcome, Keyword,
+    MAX_SMS_CHARS, MatchKind, NewInbound, NewRepresentative, NewSms, OptOutEntry, OutboxEntry,
+    OutboxStatus, RELATIONSHIPS, Recipient, Representative, RouteStatus, Routing,
+    SEND_LEASE_MILLIS,
+};
 pub use conversations::{MESSAGE_CATEGORIES, MESSAGE_PAGE_LIMIT};
 pub use db::{MigrationReport, SchemaStatus, Store};
 pub use demo::{

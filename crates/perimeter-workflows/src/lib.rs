@@ -9,6 +9,7 @@
 
 mod conversation;
 mod draft;
+mod intake;
 mod intent;
 mod names;
 mod queue;
@@ -19,6 +20,11 @@ mod work;
 
 pub use conversation::{ConversationStatus, TransitionError};
 pub use draft::{DraftRefusal, TemplateStanding, auto_send_allowed, may_draft};
+pub use intake::{
+    CarrierKeyword, ChannelTexts, ClassifyError, IntakeClass, IntakeClassifier, IntakeDecision,
+    NoClassifier, RoutingRules, carrier_keyword, is_clinical, parse_queue, priority, queue_name,
+    urgency_name,
+};
 pub use intent::{Intent, Urgency};
 pub use names::UnknownName;
 pub use queue::{Queue, ServiceLevels, SlaState};

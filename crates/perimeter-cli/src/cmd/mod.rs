@@ -15,3 +15,5 @@ pub mod patients;
 // The AI vendor registry and API tokens (helper vendors).
 pub mod tokens;
 pub mod vendors;
+// Patient channels (helper channels).
+pub mod channels;

@@ -195,7 +195,13 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     }
 
-    let app = build_app(config, &services, clock)?;
+    let metrics = Metrics::new();
+    let channels = channel_settings(config)?;
+    let channels = perimeter_server::channels::Channels::new(channels, intake_classifier());
+    let app = build_app(config, &services, clock.clone(), metrics.clone())?
+        .with_channels(channels.clone());
+    let (stop_sender, sender_task) =
+        spawn_sms_sender(&channels, &services, clock.clone(), metrics.clone())?;
 
     let addr = bound.local_addr();
     let scheme = bound.scheme();
@@ -229,6 +235,10 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     monitor.abort();
     work.finish().await;
     drop(local_model);
+    let _ = stop_sender.send(true);
+    if let Some(task) = sender_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     checkpoints.finish().await;
     if let Some(rt) = services.runtime.get() {
         rt.store.close().await;
@@ -309,6 +319,7 @@ fn build_app(
     config: &Config,
     services: &Arc<Services>,
     clock: SharedClock,
+    metrics: Metrics,
 ) -> anyhow::Result<perimeter_server::App> {
     let limits = HttpLimits {
         max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
@@ -322,7 +333,7 @@ fn build_app(
     Ok(perimeter_server::build_app(AppParts {
         readiness: services.clone(),
         clock,
-        metrics: Metrics::new(),
+        metrics,
         limits,
         auth: services.auth.clone(),
         audit: perimeter_server::audit_api::AuditApiSettings {
@@ -337,6 +348,124 @@ fn build_app(
         },
         extra_routes,
     })?)
+}
+
+/// The intake classifier: the built-in model and emergency rules (`perimeter-triage`). If the
+/// embedded model cannot be loaded (a broken build), every message fails closed to the
+/// fallback human queue (recorded as `classifier_not_configured`) and the failure is logged.
+pub fn intake_classifier() -> Arc<dyn perimeter_workflows::IntakeClassifier> {
+    match perimeter_triage::Classifier::builtin() {
+        Ok(classifier) => Arc::new(BuiltinTriage(classifier)),
+        Err(e) => {
+            tracing::error!(error = %e, "the built-in triage model could not be loaded; every message goes to the fallback queue");
+            Arc::new(perimeter_workflows::NoClassifier)
+        }
+    }
+}
+
+/// The built-in classifier behind intake's seam.
+struct BuiltinTriage(perimeter_triage::Classifier);
+
+impl perimeter_workflows::IntakeClassifier for BuiltinTriage {
+    fn classify(
+        &self,
+        text: &str,
+    ) -> Result<perimeter_workflows::IntakeClass, perimeter_workflows::ClassifyError> {
+        let c = self.0.classify(text);
+        Ok(perimeter_workflows::IntakeClass {
+            intent: c.intent,
+            urgency: c.urgency,
+            emergency: c.emergency.is_some()
+                || c.intent == perimeter_workflows::Intent::Emergency,
+        })
+    }
+}
+
+/// The channel settings `[channels]` gives.
+fn channel_settings(
+    config: &Config,
+) -> anyhow::Result<perimeter_server::channels::ChannelSettings> {
+    use perimeter_server::channels::{ChannelSettings, TwilioConfig};
+    use secrecy::ExposeSecret;
+    let c = &config.channels;
+    let practice = c
+        .practice
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("channels.practice: expected a practice id (UUID)"))?;
+    let twilio = c.twilio.as_ref().map(|t| TwilioConfig {
+        account_sid: t.account_sid.clone(),
+        auth_token: zeroize::Zeroizing::new(t.auth_token.expose_secret().to_owned()),
+        public_base_url: t.public_base_url.clone(),
+        api_base_url: t.api_base_url.clone(),
+        from_number: t.from_number.clone(),
+        ca_pem: None,
+        timeout: Duration::from_secs(15),
+    });
+    let mut s = ChannelSettings {
+        practice,
+        twilio,
+        ..ChannelSettings::default()
+    };
+    if let Some(t) = &c.emergency_text {
+        s.texts.emergency = t.clone();
+    }
+    if let Some(t) = &c.help_text {
+        s.texts.help = t.clone();
+    }
+    for (intent, queue) in &c.routing {
+        let queue = perimeter_workflows::parse_queue(queue)
+            .ok_or_else(|| anyhow::anyhow!("channels.routing.{intent}: not a queue"))?;
+        if intent == "fallback" {
+            s.rules.fallback_queue = queue;
+        } else {
+            let intent: perimeter_workflows::Intent = intent
+                .parse()
+                .map_err(|_| anyhow::anyhow!("channels.routing.{intent}: not an intent"))?;
+            s.rules.queues.insert(intent, queue);
+        }
+    }
+    Ok(s)
+}
+
+/// Starts the SMS sender (when `[channels.twilio]` is set) once the database is open; it
+/// stops when the returned sender is sent `true`.
+fn spawn_sms_sender(
+    channels: &perimeter_server::channels::Channels,
+    services: &Arc<Services>,
+    clock: SharedClock,
+    metrics: Metrics,
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let Some(twilio) = channels.settings().twilio.clone() else {
+        return Ok((stop, None));
+    };
+    let client = perimeter_server::channels::TwilioClient::new(twilio)
+        .map_err(|e| anyhow::anyhow!("[channels.twilio]: {e}"))?;
+    let wake = channels.wake();
+    let services = services.clone();
+    let task = tokio::spawn(async move {
+        let store = loop {
+            if let Some(rt) = services.runtime.get() {
+                break rt.store.clone();
+            }
+            tokio::select! {
+                _ = stopped.changed() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        };
+        let sender = perimeter_server::channels::Sender::new(store, client, clock, metrics, wake);
+        sender
+            .run(Duration::from_secs(1), async move {
+                let _ = stopped.changed().await;
+            })
+            .await;
+    });
+    Ok((stop, Some(task)))
 }
 
 /// This machine's host name (the FHIR server agent's network address), if it has one.
