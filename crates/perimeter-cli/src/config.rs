@@ -925,6 +925,10 @@ impl Config {
                 "local_model.max_tokens",
                 "expected fewer tokens than local_model.context",
             ));
+        }
+        Ok(())
+    }
+
     fn validate_channels(
         &self,
         bad: &dyn Fn(&str, &str) -> ConfigError,

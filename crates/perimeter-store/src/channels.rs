@@ -770,6 +770,60 @@ struct QueuedSms<'a> {
     approved_by: Option<StaffId>,
 }
 
+/// Queues, inside `w`, an outbound SMS to a patient's phone on file for a message the work
+/// queues already stored (an approved reply, an auto-sent template, a reminder), audited as
+/// the outbox row's creation. `Ok(None)`: the patient has no phone on file; `Ok(Some(true))`:
+/// the number opted out, the row is `refused` and nothing will be sent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn queue_patient_sms(
+    w: &mut WriteTx,
+    store: &Store,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    patient: PatientId,
+    dek: &Dek,
+    conversation: ConversationId,
+    body: &str,
+    purpose: &str,
+    approved_by: Option<StaffId>,
+    now: i64,
+) -> Result<Option<bool>, StoreError> {
+    let Some(to) = crate::patients::read_patient(w, store, patient)
+        .await?
+        .data
+        .phone
+    else {
+        return Ok(None);
+    };
+    let digest = phone_digest(store, &to)?;
+    let (oid, refused) = insert_outbox(
+        w,
+        &QueuedSms {
+            practice,
+            recipient: Recipient::Patient(patient),
+            dek,
+            to: &to,
+            digest,
+            body,
+            purpose,
+            conversation: Some(conversation),
+            approved_by,
+        },
+        now,
+    )
+    .await?;
+    w.audit(&ctx.event(
+        now,
+        Action::Create,
+        channel_object("outbound_sms", oid),
+        Some(patient),
+        vec![DataCategory::Contact, DataCategory::AdministrativeMessage],
+        Some(if refused { "refused_opted_out" } else { purpose }),
+    ))
+    .await?;
+    Ok(Some(refused))
+}
+
 /// Inserts an outbox row; an opted-out number gets status `refused` and is never sent. Returns
 /// `(id, refused)`. No audit: the caller audits.
 async fn insert_outbox(

@@ -353,11 +353,19 @@ impl Store {
             )));
         }
         let mut w = self.begin_write().await?;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient_key WHERE kek_version = $1")
-            .bind(i64::from(version))
-            .fetch_one(w.conn())
-            .await
-            .map_err(|e| w.err(e))?;
+        // Every data key the version still wraps: patients', and also staff MFA secrets', AI
+        // vendor credentials' and unverified contacts' (which `keys rotate` does not yet
+        // re-wrap), so retiring can never make a sealed value unreadable.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM patient_key WHERE kek_version = $1) \
+             + (SELECT COUNT(*) FROM staff_mfa WHERE kek_version = $1) \
+             + (SELECT COUNT(*) FROM ai_vendor WHERE key_kek_version = $1) \
+             + (SELECT COUNT(*) FROM channel_contact WHERE kek_version = $1)",
+        )
+        .bind(i64::from(version))
+        .fetch_one(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
         if n > 0 {
             return Err(StoreError::KekInUse {
                 version,

@@ -609,6 +609,8 @@ async fn set_status_in(
 #[allow(clippy::too_many_arguments)]
 async fn queue_outbound(
     w: &mut WriteTx,
+    store: &Store,
+    ctx: &AccessContext,
     dek: &Dek,
     conversation: ConversationId,
     practice: PracticeId,
@@ -655,6 +657,35 @@ async fn queue_outbound(
         .execute(w.conn())
         .await
         .map_err(|e| w.err(e))?;
+    // Hand it to the SMS sender (channels' outbox); a number that opted out is never sent to.
+    let purpose = if source.0 == "reminder" { "reminder" } else { "reply" };
+    let queued = crate::channels::queue_patient_sms(
+        w,
+        store,
+        ctx,
+        practice,
+        patient,
+        dek,
+        conversation,
+        body,
+        purpose,
+        author,
+        now,
+    )
+    .await?;
+    let status = match queued {
+        Some(false) => "queued",
+        Some(true) => "refused_opted_out",
+        None => "no_phone_on_file",
+    };
+    if status != "queued" {
+        sqlx::query("UPDATE outbound_reply SET status = $2 WHERE message_id = $1")
+            .bind(mid.to_string())
+            .bind(status)
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+    }
     Ok(mid)
 }
 
@@ -1312,6 +1343,8 @@ impl Store {
         if let (true, Some(t)) = (auto, template.as_ref()) {
             let mid = queue_outbound(
                 &mut w,
+                self,
+                &ctx,
                 &dek,
                 conversation,
                 reader.practice,
@@ -1484,6 +1517,8 @@ impl Store {
         let body = edited.map_or_else(|| view.body.clone(), str::to_owned);
         let mid = queue_outbound(
             &mut w,
+            self,
+            &ctx,
             &dek,
             conversation,
             reader.practice,
@@ -2094,6 +2129,8 @@ impl Store {
         };
         let mid = queue_outbound(
             &mut w,
+            self,
+            ctx,
             &dek,
             conversation,
             practice,

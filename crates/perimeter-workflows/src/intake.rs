@@ -28,10 +28,7 @@ const HELP_WORDS: [&str; 2] = ["HELP", "INFO"];
 
 /// The carrier keyword `body` is, if it is one.
 pub fn carrier_keyword(body: &str) -> Option<CarrierKeyword> {
-    let word = body
-        .trim()
-        .trim_end_matches(['.', '!', '?'])
-        .trim();
+    let word = body.trim().trim_end_matches(['.', '!', '?']).trim();
     if word.len() > 11 || word.is_empty() {
         return None;
     }

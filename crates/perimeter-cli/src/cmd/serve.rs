@@ -375,8 +375,7 @@ impl perimeter_workflows::IntakeClassifier for BuiltinTriage {
         Ok(perimeter_workflows::IntakeClass {
             intent: c.intent,
             urgency: c.urgency,
-            emergency: c.emergency.is_some()
-                || c.intent == perimeter_workflows::Intent::Emergency,
+            emergency: c.emergency.is_some() || c.intent == perimeter_workflows::Intent::Emergency,
         })
     }
 }

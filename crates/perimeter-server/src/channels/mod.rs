@@ -36,7 +36,7 @@ use perimeter_store::{
 };
 use perimeter_workflows::{
     CarrierKeyword, ChannelTexts, ClassifyError, IntakeClass, IntakeClassifier, RoutingRules,
-    carrier_keyword, queue_name, urgency_name,
+    carrier_keyword, parse_queue, queue_name, urgency_name,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -542,6 +542,24 @@ fn route(channels: &Channels, state: &AppState, body: &str) -> (Routing, DataCat
     )
 }
 
+/// The work-queue triage for a routed message (`None` when the queue name is unknown, which
+/// routing never produces).
+fn work_triage(routing: &Routing) -> Option<perimeter_store::Triage> {
+    Some(perimeter_store::Triage {
+        intent: routing.intent.and_then(|i| i.parse().ok()),
+        urgency: routing
+            .urgency
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(if routing.emergency {
+                perimeter_workflows::Urgency::Emergency
+            } else {
+                perimeter_workflows::Urgency::Urgent
+            }),
+        queue: parse_queue(routing.queue)?,
+        due_at_millis: routing.due_at_millis,
+    })
+}
+
 /// Runs the intake pipeline for one message and stores it (one transaction).
 #[allow(clippy::too_many_arguments)]
 async fn intake(
@@ -578,6 +596,7 @@ async fn intake(
         None => route(channels, state, &body),
     };
     let emergency = routing.emergency;
+    let triage = work_triage(&routing);
     let m = NewInbound {
         practice,
         channel,
@@ -600,6 +619,15 @@ async fn intake(
     } else {
         "inbound_stored"
     });
+    // The conversation enters the staff work queues (conversation_work). The message is
+    // already durable and routed on its receipt; if this step fails, staff still find it in
+    // the intake list, and the failure is counted and logged (no content).
+    if let (false, Some(conversation), Some(triage)) = (out.duplicate, out.conversation, triage)
+        && let Err(e) = store.set_triage(ctx, conversation, &triage).await
+    {
+        state.metrics().channel_event("work_queue_failed");
+        tracing::warn!(error = %e, "an inbound conversation could not be put in its work queue");
+    }
     if out.reply_outbox.is_some() && !out.duplicate {
         channels.inner.wake.notify_one();
     }
