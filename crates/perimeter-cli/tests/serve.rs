@@ -962,7 +962,8 @@ async fn a_locked_database_is_reported_and_the_command_can_be_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(perimeter(dir.path()).args(["init"]));
     assert!(out.status.success(), "{}", stderr(&out));
-    let db = dir.path().join("perimeter.db");
+    // No configuration: the data directory is ./perimeter-data.
+    let db = dir.path().join("perimeter-data").join("perimeter.db");
     assert!(db.exists());
     let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
         .await

@@ -818,7 +818,11 @@ pub(crate) async fn queue_patient_sms(
         channel_object("outbound_sms", oid),
         Some(patient),
         vec![DataCategory::Contact, DataCategory::AdministrativeMessage],
-        Some(if refused { "refused_opted_out" } else { purpose }),
+        Some(if refused {
+            "refused_opted_out"
+        } else {
+            purpose
+        }),
     ))
     .await?;
     Ok(Some(refused))

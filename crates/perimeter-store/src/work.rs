@@ -658,7 +658,11 @@ async fn queue_outbound(
         .await
         .map_err(|e| w.err(e))?;
     // Hand it to the SMS sender (channels' outbox); a number that opted out is never sent to.
-    let purpose = if source.0 == "reminder" { "reminder" } else { "reply" };
+    let purpose = if source.0 == "reminder" {
+        "reminder"
+    } else {
+        "reply"
+    };
     let queued = crate::channels::queue_patient_sms(
         w,
         store,
