@@ -460,6 +460,30 @@ async fn signed_sms_is_stored_encrypted_matched_classified_routed_and_once() {
         .unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].body, "Can I reschedule my Quixotic appointment?");
+    // The conversation entered the staff work queues with the same routing, once.
+    {
+        use sqlx::Connection;
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", env.db.display()))
+                .await
+                .unwrap();
+        let rows: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT queue, intent, sla_due_at FROM conversation_work WHERE conversation_id = $1",
+        )
+        .bind(item.conversation_id.unwrap().to_string())
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![(
+                "scheduling".to_owned(),
+                Some("scheduling".to_owned()),
+                item.due_at_millis
+            )]
+        );
+        conn.close().await.unwrap();
+    }
     let raw = env.raw_db();
     assert!(
         !contains(&raw, "Quixotic"),
