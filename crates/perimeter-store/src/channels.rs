@@ -25,6 +25,7 @@ use perimeter_domain::{
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::conversations::insert_message;
 use crate::db::WriteTx;
 use crate::model::{AccessContext, Channel, Direction, object};
 use crate::patients::patient_key;
@@ -707,45 +708,6 @@ async fn open_conversation(
     ))
     .await?;
     Ok(cid)
-}
-
-/// Inserts a message (sealed under the patient's key) and touches the conversation. No audit:
-/// the caller audits.
-#[allow(clippy::too_many_arguments)]
-async fn insert_message(
-    w: &mut WriteTx,
-    dek: &Dek,
-    conversation: ConversationId,
-    patient: PatientId,
-    direction: Direction,
-    author: Option<StaffId>,
-    category: DataCategory,
-    body: &str,
-    now: i64,
-) -> Result<MessageId, StoreError> {
-    let mid = MessageId::new();
-    let body_ct = encrypt_text(dek, &Aad::new("message", *mid.as_bytes(), "body"), body)?;
-    sqlx::query(
-        "INSERT INTO message (id, conversation_id, patient_id, direction, author_id, category, body_ct, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(mid.to_string())
-    .bind(conversation.to_string())
-    .bind(patient.to_string())
-    .bind(direction.as_str())
-    .bind(author.map(|a| a.to_string()))
-    .bind(category.as_str())
-    .bind(body_ct)
-    .bind(now)
-    .execute(w.conn())
-    .await
-    .map_err(|e| w.err(e))?;
-    sqlx::query("UPDATE conversation SET updated_at = $2 WHERE id = $1")
-        .bind(conversation.to_string())
-        .bind(now)
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
-    Ok(mid)
 }
 
 fn validate_body(body: &str) -> Result<(), StoreError> {

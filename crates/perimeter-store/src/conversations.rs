@@ -1,10 +1,11 @@
 //! Conversations and messages: subjects and bodies encrypted with the patient's data key.
 
 use perimeter_audit::Action;
-use perimeter_crypto::{Aad, decrypt_text, encrypt_text};
-use perimeter_domain::{ConversationId, DataCategory, MessageId, PatientId};
+use perimeter_crypto::{Aad, Dek, decrypt_text, encrypt_text};
+use perimeter_domain::{ConversationId, DataCategory, MessageId, PatientId, StaffId};
 use sqlx::any::AnyRow;
 
+use crate::db::WriteTx;
 use crate::model::{
     AccessContext, Channel, Conversation, ConversationStatus, Direction, Message, NewMessage,
     object,
@@ -261,7 +262,6 @@ impl Store {
                 expected: "clinical_message, administrative_message or internal_note",
             });
         }
-        let mid = MessageId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
         let patient: Option<String> =
@@ -278,31 +278,18 @@ impl Store {
             "patient",
         )?;
         let dek = patient_key(w.conn(), self, patient).await?;
-        let body_ct = encrypt_text(
+        let mid = insert_message(
+            &mut w,
             &dek,
-            &Aad::new("message", *mid.as_bytes(), "body"),
+            conversation,
+            patient,
+            message.direction,
+            message.author,
+            message.category,
             &message.body,
-        )?;
-        sqlx::query(
-            "INSERT INTO message (id, conversation_id, patient_id, direction, author_id, category, body_ct, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            now,
         )
-        .bind(mid.to_string())
-        .bind(conversation.to_string())
-        .bind(patient.to_string())
-        .bind(message.direction.as_str())
-        .bind(message.author.map(|a| a.to_string()))
-        .bind(message.category.as_str())
-        .bind(body_ct)
-        .bind(now)
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
-        sqlx::query("UPDATE conversation SET updated_at = $2 WHERE id = $1")
-            .bind(conversation.to_string())
-            .bind(now)
-            .execute(w.conn())
-            .await
-            .map_err(|e| w.err(e))?;
+        .await?;
         w.audit(&ctx.event(
             now,
             Action::Create,
@@ -372,4 +359,43 @@ impl Store {
         w.commit().await?;
         Ok(out)
     }
+}
+
+/// Inserts a message (sealed under the patient's key) and touches the conversation. No audit:
+/// the caller audits.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_message(
+    w: &mut WriteTx,
+    dek: &Dek,
+    conversation: ConversationId,
+    patient: PatientId,
+    direction: Direction,
+    author: Option<StaffId>,
+    category: DataCategory,
+    body: &str,
+    now: i64,
+) -> Result<MessageId, StoreError> {
+    let mid = MessageId::new();
+    let body_ct = encrypt_text(dek, &Aad::new("message", *mid.as_bytes(), "body"), body)?;
+    sqlx::query(
+        "INSERT INTO message (id, conversation_id, patient_id, direction, author_id, category, body_ct, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(mid.to_string())
+    .bind(conversation.to_string())
+    .bind(patient.to_string())
+    .bind(direction.as_str())
+    .bind(author.map(|a| a.to_string()))
+    .bind(category.as_str())
+    .bind(body_ct)
+    .bind(now)
+    .execute(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    sqlx::query("UPDATE conversation SET updated_at = $2 WHERE id = $1")
+        .bind(conversation.to_string())
+        .bind(now)
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+    Ok(mid)
 }

@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::auth::millis;
 use crate::db::WriteTx;
-use crate::model::{AccessContext, object};
+use crate::model::{AccessContext, Direction, object};
 use crate::patients::{open, patient_key};
 use crate::rows::{col, id};
 use crate::views::{Reader, Viewer, access_to, insert_care, purpose_of, reader};
@@ -621,21 +621,18 @@ async fn queue_outbound(
     template: Option<Uuid>,
     now: i64,
 ) -> Result<MessageId, StoreError> {
-    let mid = MessageId::new();
-    let body_ct = encrypt_text(dek, &Aad::new("message", *mid.as_bytes(), "body"), body)?;
-    sqlx::query(
-        "INSERT INTO message (id, conversation_id, patient_id, direction, author_id, category, body_ct, created_at) VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7)",
+    let mid = crate::conversations::insert_message(
+        w,
+        dek,
+        conversation,
+        patient,
+        Direction::Outbound,
+        author,
+        DataCategory::AdministrativeMessage,
+        body,
+        now,
     )
-    .bind(mid.to_string())
-    .bind(conversation.to_string())
-    .bind(patient.to_string())
-    .bind(author.map(|a| a.to_string()))
-    .bind(DataCategory::AdministrativeMessage.as_str())
-    .bind(body_ct)
-    .bind(now)
-    .execute(w.conn())
-    .await
-    .map_err(|e| w.err(e))?;
+    .await?;
     sqlx::query(
         "INSERT INTO outbound_reply (message_id, conversation_id, patient_id, practice_id, source, source_id, approved_by, template_id, status, queued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9)",
     )
@@ -651,12 +648,6 @@ async fn queue_outbound(
     .execute(w.conn())
     .await
     .map_err(|e| w.err(e))?;
-    sqlx::query("UPDATE conversation SET updated_at = $2 WHERE id = $1")
-        .bind(conversation.to_string())
-        .bind(now)
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
     // Hand it to the SMS sender (channels' outbox); a number that opted out is never sent to.
     let purpose = if source.0 == "reminder" {
         "reminder"

@@ -161,71 +161,6 @@ fn every_corpus_emergency_is_found_by_the_rules_alone() {
     assert!(precision >= 0.95, "rule precision {precision}");
 }
 
-/// Development aid, not a check: `cargo test -p perimeter-triage --test corpus tune -- --ignored
-/// --nocapture` prints held-out figures for a grid of settings.
-#[test]
-#[ignore]
-fn tune() {
-    let Some(gold) = corpus() else { return };
-    let extra = data("extra.jsonl");
-    let own = data("heldout.jsonl");
-    let own_refs: Vec<&LabelledRecord> = own.iter().collect();
-    let held: Vec<&LabelledRecord> = gold.iter().filter(|r| is_held_out(&r.text)).collect();
-    let grid: Vec<TrainConfig> = std::env::var("TUNE")
-        .unwrap_or_default()
-        .split(';')
-        .filter(|s| !s.is_empty())
-        .map(|spec| {
-            let mut c = TrainConfig::default();
-            for kv in spec.split(',') {
-                let (k, v) = kv.split_once('=').unwrap();
-                match k {
-                    "bits" => c.hash_bits = v.parse().unwrap(),
-                    "epochs" => c.epochs = v.parse().unwrap(),
-                    "lr" => c.learning_rate = v.parse().unwrap(),
-                    "decay" => c.decay = v.parse().unwrap(),
-                    "l2" => c.l2 = v.parse().unwrap(),
-                    "min_df" => c.min_df = v.parse().unwrap(),
-                    "ew" => c.emergency_weight = v.parse().unwrap(),
-                    "xw" => c.extra_weight = v.parse().unwrap(),
-                    _ => panic!("unknown {k}"),
-                }
-            }
-            c
-        })
-        .collect();
-    let grid = if grid.is_empty() {
-        vec![TrainConfig::default()]
-    } else {
-        grid
-    };
-    let thresholds: Vec<f32> = std::env::var("THRESHOLDS")
-        .unwrap_or_else(|_| "0.3".into())
-        .split(',')
-        .map(|t| t.parse().unwrap())
-        .collect();
-    for config in grid {
-        let examples = training_examples(&gold, &extra, true, config.extra_weight);
-        let model = train(&examples, &config).unwrap();
-        let mut c = Classifier::new(model).unwrap();
-        for &t in &thresholds {
-            c.set_emergency_threshold(t);
-            let a = evaluate(&c, &held);
-            let b = evaluate(&c, &own_refs);
-            eprintln!(
-                "{config:?} t={t}: split macroF1 {:.4} emR {:.3} emP {:.3} | own macroF1 {:.4} acc {:.3} emR {:.3} emP {:.3}",
-                a.macro_f1,
-                a.emergency_recall(),
-                a.emergency_precision(),
-                b.macro_f1,
-                b.accuracy(),
-                b.emergency_recall(),
-                b.emergency_precision()
-            );
-        }
-    }
-}
-
 #[test]
 fn identifiers_do_not_decide_the_intent() {
     // The same message with other names, numbers, dates and addresses gets the same answer.
@@ -288,23 +223,5 @@ fn identifiers_do_not_decide_the_intent() {
             seen.push(c.classify(&text).intent);
         }
         assert!(seen.iter().all(|i| *i == want), "{t}: {seen:?}");
-    }
-}
-
-/// Development aid: where the load time goes (`-- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn load_time_breakdown() {
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let m = perimeter_triage::Model::from_bytes(BUILTIN_MODEL).unwrap();
-        let a = t.elapsed();
-        let t = std::time::Instant::now();
-        let _r = perimeter_triage::Rules::new().unwrap();
-        let b = t.elapsed();
-        let t = std::time::Instant::now();
-        let _c = Classifier::new(m).unwrap();
-        let c = t.elapsed();
-        eprintln!("model {a:?} rules {b:?} classifier(new, incl. rules) {c:?}");
     }
 }
