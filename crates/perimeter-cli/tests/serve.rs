@@ -989,3 +989,80 @@ async fn a_locked_database_is_reported_and_the_command_can_be_rerun() {
     let status = String::from_utf8(out.stdout).unwrap();
     assert!(!status.contains("not yet wrapped"), "{status}");
 }
+
+/// Waits until the log file holds `needle` `times` times (the server logs as it goes).
+fn wait_for_log(path: &Path, needle: &str, times: usize) -> String {
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= times {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the server did not log {needle:?} {times} times within 30 s:\n{}",
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+/// Key rotation is online: `keys rotate` and `keys retire` run beside a serving process, which
+/// reloads the key file (on SIGHUP here; every 10 s anyway), and a restart afterwards finds
+/// every data key readable with the rotated file.
+#[test]
+fn a_running_server_follows_key_rotation_and_retirement() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (server, _) = Server::spawn_collecting(
+        perimeter(dir.path()).args([
+            "--data-dir",
+            "d",
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ]),
+        Stdio::from(log),
+    );
+    let hup = |server: &Server| {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(server.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    let rotate = run(perimeter(dir.path()).args(["--data-dir", "d", "keys", "rotate"]));
+    assert!(rotate.status.success(), "{}", stderr(&rotate));
+    let said = String::from_utf8_lossy(&rotate.stdout).into_owned();
+    assert!(
+        said.contains("rotation to KEK version 2 complete"),
+        "{said}"
+    );
+    hup(&server);
+    let text = wait_for_log(&log_path, "key ring reloaded from its key file", 1);
+    assert!(text.contains("\"primary_kek\":2"), "{text}");
+
+    let retire =
+        run(perimeter(dir.path()).args(["--data-dir", "d", "keys", "retire", "--version", "1"]));
+    assert!(retire.status.success(), "{}", stderr(&retire));
+    hup(&server);
+    wait_for_log(&log_path, "key ring reloaded from its key file", 2);
+    let status = run(perimeter(dir.path()).args(["--data-dir", "d", "keys", "status"]));
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(!table.contains("not yet wrapped"), "{table}");
+    assert!(server.stop().success());
+
+    // A restart with the rotated file reads everything (a key still on version 1 would stop it).
+    let again = Server::start(perimeter(dir.path()).args([
+        "--data-dir",
+        "d",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(again.stop().success());
+}

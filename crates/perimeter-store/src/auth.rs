@@ -50,7 +50,7 @@ fn step_to_i64(step: u64) -> Result<i64, StoreError> {
 }
 
 /// The wrapping context of a staff user's MFA data key.
-fn mfa_wrap_context(staff: StaffId) -> Vec<u8> {
+pub(crate) fn mfa_wrap_context(staff: StaffId) -> Vec<u8> {
     let mut c = b"staff_mfa:".to_vec();
     c.extend_from_slice(staff.as_bytes());
     c
@@ -208,6 +208,7 @@ impl Store {
         staff: StaffId,
         secret: &TotpSecret,
     ) -> Result<(), StoreError> {
+        self.ensure_current_keys().await?;
         let dek = Dek::generate()?;
         let wrapped = self.keys().wrap_dek(&dek, &mfa_wrap_context(staff))?;
         let ct = encrypt_field(
@@ -217,6 +218,7 @@ impl Store {
         )?;
         let now = self.now();
         let mut w = self.begin_write().await?;
+        crate::keys::check_kek_usable(&mut w, wrapped.kek_version).await?;
         let confirmed = sqlx::query(
             "SELECT confirmed_at FROM staff_mfa WHERE staff_id = $1 AND confirmed_at IS NOT NULL",
         )

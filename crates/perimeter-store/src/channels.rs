@@ -511,7 +511,7 @@ impl fmt::Debug for Representative {
     }
 }
 
-fn contact_wrap_context(contact: Uuid) -> Vec<u8> {
+pub(crate) fn contact_wrap_context(contact: Uuid) -> Vec<u8> {
     let mut c = b"contact:".to_vec();
     c.extend_from_slice(contact.as_bytes());
     c
@@ -610,6 +610,7 @@ async fn contact_for(
     let cid = Uuid::now_v7();
     let dek = Dek::generate()?;
     let wrapped = store.keys().wrap_dek(&dek, &contact_wrap_context(cid))?;
+    crate::keys::check_kek_usable(w, wrapped.kek_version).await?;
     let phone_ct = seal(&dek, "channel_contact", cid, "phone", phone)?;
     sqlx::query(
         "INSERT INTO channel_contact (id, practice_id, phone_digest, kek_version, dek_id, wrapped_dek, phone_ct, verified_patient_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)",

@@ -80,7 +80,8 @@ pub(crate) type BatchError = Arc<StoreError>;
 
 pub(crate) struct Inner {
     pub(crate) core: Arc<Core>,
-    pub(crate) keys: KeyRing,
+    /// Swapped in place when a rotated key file is reloaded ([`Store::reload_keys`]).
+    pub(crate) keys: std::sync::RwLock<KeyRing>,
     /// Standalone audit events (log-ins, denials, exports) are batched through this into one
     /// transaction (one fsync) per batch. `None` outside a Tokio runtime.
     pub(crate) group: Option<GroupCommitter<BatchError>>,
@@ -99,7 +100,7 @@ impl fmt::Debug for Store {
         f.debug_struct("Store")
             .field("backend", &self.inner.core.backend)
             .field("target", &self.inner.core.target)
-            .field("keys", &self.inner.keys)
+            .field("keys", &self.keys())
             .finish_non_exhaustive()
     }
 }
@@ -164,7 +165,7 @@ impl Store {
             inner: Arc::new(Inner {
                 group: spawn_group_committer(&core),
                 core,
-                keys,
+                keys: std::sync::RwLock::new(keys),
             }),
         };
         if backend == Backend::Sqlite {
@@ -186,9 +187,22 @@ impl Store {
         self.inner.core.backend
     }
 
-    /// The key ring.
-    pub fn keys(&self) -> &KeyRing {
-        &self.inner.keys
+    /// The key ring (a cheap shared handle; the store may swap in a reloaded one later).
+    pub fn keys(&self) -> KeyRing {
+        match self.inner.keys.read() {
+            Ok(k) => k.clone(),
+            // A panic while holding the lock cannot leave a half-written KeyRing: the write is
+            // a single assignment.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the key ring in place (every clone of this store sees it).
+    pub(crate) fn set_keys(&self, keys: KeyRing) {
+        match self.inner.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
     }
 
     /// The clock.
@@ -202,7 +216,7 @@ impl Store {
         Store {
             inner: Arc::new(Inner {
                 core: self.inner.core.clone(),
-                keys,
+                keys: std::sync::RwLock::new(keys),
                 group: self.inner.group.clone(),
             }),
         }

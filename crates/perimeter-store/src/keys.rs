@@ -5,12 +5,17 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use perimeter_audit::Action;
-use perimeter_crypto::WrappedDek;
-use perimeter_domain::{DataCategory, PatientId};
+use perimeter_crypto::{KeyRing, KeySource, WrappedDek};
+use perimeter_domain::{DataCategory, PatientId, StaffId};
+use uuid::Uuid;
 
+use crate::auth::mfa_wrap_context;
+use crate::channels::contact_wrap_context;
+use crate::db::WriteTx;
 use crate::model::{AccessContext, object};
 use crate::patients::wrap_context;
-use crate::rows::{col, id};
+use crate::rows::col;
+use crate::vendors::wrap_context as vendor_wrap_context;
 use crate::{Store, StoreError};
 
 const KEK: &str = "kek";
@@ -30,7 +35,7 @@ pub struct KekStatus {
     pub registered_at_millis: Option<i64>,
     /// When it was retired (ms).
     pub retired_at_millis: Option<i64>,
-    /// Patient data keys it wraps.
+    /// Data keys it wraps (patients', staff MFA, AI vendor credentials, contacts).
     pub deks: u64,
 }
 
@@ -96,20 +101,103 @@ fn version_u32(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt("KEK version out of range".into()))
 }
 
+/// Refuses to store a NEW data key wrapped by KEK `version` once that version is retired
+/// (this process's key ring is outdated). Runs inside the write transaction that stores the
+/// key: write transactions hold the audit-head lock, so `keys retire` (also a write
+/// transaction) either saw this key when it counted, or committed before this check.
+pub(crate) async fn check_kek_usable(w: &mut WriteTx, version: u32) -> Result<(), StoreError> {
+    let retired: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT retired_at FROM key_ring WHERE purpose = 'kek' AND version = $1",
+    )
+    .bind(i64::from(version))
+    .fetch_optional(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    if let Some(Some(_)) = retired {
+        return Err(StoreError::KeyState(format!(
+            "KEK version {version} has been retired but this process still wraps new data keys with it; install the current key file on this server (it is reloaded automatically)"
+        )));
+    }
+    Ok(())
+}
+
+/// A table that holds data keys wrapped by a KEK version. Every such table is listed here,
+/// so that counting, rotation and retirement can never forget one.
+struct KeyTable {
+    /// Table name.
+    table: &'static str,
+    /// Its TEXT primary key (a UUID).
+    id_col: &'static str,
+    /// The KEK version column.
+    version_col: &'static str,
+    /// The data key id column (16 bytes).
+    dek_id_col: &'static str,
+    /// The wrapped data key column.
+    wrapped_col: &'static str,
+    /// A column recording when the row was last re-wrapped, where the table has one.
+    rewrapped_col: Option<&'static str>,
+    /// The wrapping context (associated data) of a row's data key, from its id.
+    context: fn(Uuid) -> Vec<u8>,
+}
+
+const KEY_TABLES: [KeyTable; 4] = [
+    KeyTable {
+        table: "patient_key",
+        id_col: "patient_id",
+        version_col: "kek_version",
+        dek_id_col: "dek_id",
+        wrapped_col: "wrapped",
+        rewrapped_col: Some("rewrapped_at"),
+        context: |u| wrap_context(PatientId::from_uuid(u)),
+    },
+    KeyTable {
+        table: "staff_mfa",
+        id_col: "staff_id",
+        version_col: "kek_version",
+        dek_id_col: "dek_id",
+        wrapped_col: "wrapped_dek",
+        rewrapped_col: None,
+        context: |u| mfa_wrap_context(StaffId::from_uuid(u)),
+    },
+    KeyTable {
+        table: "ai_vendor",
+        id_col: "id",
+        version_col: "key_kek_version",
+        dek_id_col: "key_dek_id",
+        wrapped_col: "key_wrapped_dek",
+        rewrapped_col: None,
+        context: vendor_wrap_context,
+    },
+    KeyTable {
+        table: "channel_contact",
+        id_col: "id",
+        version_col: "kek_version",
+        dek_id_col: "dek_id",
+        wrapped_col: "wrapped_dek",
+        rewrapped_col: None,
+        context: contact_wrap_context,
+    },
+];
+
 impl Store {
+    /// Data keys per KEK version, over every table that holds wrapped data keys.
     async fn dek_counts(&self) -> Result<BTreeMap<u32, u64>, StoreError> {
-        let rows =
-            sqlx::query("SELECT kek_version, COUNT(*) AS n FROM patient_key GROUP BY kek_version")
+        let mut out = BTreeMap::new();
+        for t in &KEY_TABLES {
+            let sql = format!(
+                "SELECT {v} AS kek_version, COUNT(*) AS n FROM {t} WHERE {v} IS NOT NULL GROUP BY {v}",
+                v = t.version_col,
+                t = t.table
+            );
+            let rows = sqlx::query(&sql)
                 .fetch_all(self.pool())
                 .await
                 .map_err(|e| self.err(e))?;
-        let mut out = BTreeMap::new();
-        for r in &rows {
-            let n: i64 = col(r, "n")?;
-            out.insert(
-                version_u32(col(r, "kek_version")?)?,
-                u64::try_from(n).unwrap_or(0),
-            );
+            for r in &rows {
+                let n: i64 = col(r, "n")?;
+                *out.entry(version_u32(col(r, "kek_version")?)?).or_insert(0) +=
+                    u64::try_from(n).unwrap_or(0);
+            }
         }
         Ok(out)
     }
@@ -119,11 +207,15 @@ impl Store {
     /// that still wraps a data key. Only when everything matches does it register key versions
     /// the database has not seen yet. A mismatch changes nothing.
     pub async fn verify_keys(&self) -> Result<(), StoreError> {
+        self.verify_ring(&self.keys()).await
+    }
+
+    /// [`Store::verify_keys`] for a candidate key ring (one about to be swapped in).
+    async fn verify_ring(&self, keys: &KeyRing) -> Result<(), StoreError> {
         let rows = sqlx::query("SELECT purpose, version, check_value FROM key_ring")
             .fetch_all(self.pool())
             .await
             .map_err(|e| self.err(e))?;
-        let keys = self.keys();
         let mut registered = Vec::new();
         for r in &rows {
             let purpose: String = col(r, "purpose")?;
@@ -200,6 +292,61 @@ impl Store {
             .map_err(|e| w.err(e))?;
         }
         w.commit().await
+    }
+
+    /// Reloads the key ring from its key file, when it came from one and the file now holds
+    /// other KEK versions (after `perimeter keys rotate` or `keys retire` in another process).
+    /// The new ring is verified against the database first; a file that fails (foreign keys, a
+    /// version still in use missing) changes nothing and is reported. Returns whether the ring
+    /// changed. Key rings from the environment or a provider are left as they are.
+    pub async fn reload_keys(&self) -> Result<bool, StoreError> {
+        let current = self.keys();
+        let KeySource::File(path) = current.source() else {
+            return Ok(false);
+        };
+        let candidate = KeyRing::load_file(path)?;
+        if candidate.primary_kek_version() == current.primary_kek_version()
+            && candidate.kek_versions() == current.kek_versions()
+        {
+            return Ok(false);
+        }
+        self.verify_ring(&candidate).await?;
+        tracing::info!(
+            primary_kek = candidate.primary_kek_version(),
+            kek_versions = ?candidate.kek_versions(),
+            "key ring reloaded from its key file"
+        );
+        self.set_keys(candidate);
+        Ok(true)
+    }
+
+    /// Makes sure this process does not wrap new data keys with an outdated KEK: when the
+    /// database knows a newer unretired KEK version than this key ring's primary (another
+    /// process rotated), the key file is reloaded; if the ring is still older after that, new
+    /// data keys are refused with a message saying what to install. Cheap (one indexed query);
+    /// called before a new data key is made and periodically by the server.
+    pub async fn ensure_current_keys(&self) -> Result<(), StoreError> {
+        let newest: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM key_ring WHERE purpose = 'kek' AND retired_at IS NULL",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        let newest = version_u32(newest)?;
+        if newest <= self.keys().primary_kek_version() {
+            return Ok(());
+        }
+        self.reload_keys().await?;
+        let primary = self.keys().primary_kek_version();
+        if newest > primary {
+            return Err(StoreError::KeyState(format!(
+                "the database's newest KEK version is {newest} but this process's key ring has primary version {primary}; install the rotated key file on this server (it is reloaded automatically)"
+            )));
+        }
+        Ok(())
     }
 
     /// KEK versions, how many data keys each wraps, and rotation progress.
@@ -281,67 +428,102 @@ impl Store {
         if progress(RotateProgress { done: 0, total }).is_break() {
             return Ok(report);
         }
-        loop {
-            let mut w = self.begin_write().await?;
-            let rows = sqlx::query(
-                "SELECT patient_id, dek_id, kek_version, wrapped FROM patient_key WHERE kek_version <> $1 ORDER BY patient_id LIMIT $2",
-            )
+        for t in &KEY_TABLES {
+            loop {
+                let n = self.rewrap_batch(t, primary, batch_size).await?;
+                if n == 0 {
+                    break;
+                }
+                report.rewrapped += n;
+                report.batches += 1;
+                let flow = progress(RotateProgress {
+                    done: report.rewrapped,
+                    total: total.max(report.rewrapped),
+                });
+                if flow.is_break() {
+                    return Ok(report);
+                }
+            }
+        }
+        report.finished = true;
+        Ok(report)
+    }
+
+    /// Re-wraps up to `batch_size` data keys of table `t` that the primary KEK does not wrap,
+    /// in one committed transaction with its audit event. Returns how many it re-wrapped.
+    async fn rewrap_batch(
+        &self,
+        t: &KeyTable,
+        primary: u32,
+        batch_size: u32,
+    ) -> Result<u64, StoreError> {
+        let keys = self.keys();
+        let mut w = self.begin_write().await?;
+        let select = format!(
+            "SELECT {id} AS id, {d} AS dek_id, {v} AS kek_version, {wr} AS wrapped FROM {t} WHERE {v} IS NOT NULL AND {v} <> $1 ORDER BY {id} LIMIT $2",
+            id = t.id_col,
+            d = t.dek_id_col,
+            v = t.version_col,
+            wr = t.wrapped_col,
+            t = t.table
+        );
+        let rows = sqlx::query(&select)
             .bind(i64::from(primary))
             .bind(i64::from(batch_size))
             .fetch_all(w.conn())
             .await
             .map_err(|e| w.err(e))?;
-            if rows.is_empty() {
-                break;
-            }
-            let now = self.now();
-            for r in &rows {
-                let patient: PatientId = id(&col::<String>(r, "patient_id")?, "patient")?;
-                let dek_id: Vec<u8> = col(r, "dek_id")?;
-                let old = WrappedDek {
-                    kek_version: version_u32(col(r, "kek_version")?)?,
-                    dek_id: <[u8; 16]>::try_from(dek_id.as_slice())
-                        .map_err(|_| StoreError::Corrupt("data key id is not 16 bytes".into()))?,
-                    bytes: col(r, "wrapped")?,
-                };
-                let ctx = wrap_context(patient);
-                let dek = keys.unwrap_dek(&old, &ctx)?;
-                let new = keys.wrap_dek(&dek, &ctx)?;
-                sqlx::query(
-                    "UPDATE patient_key SET kek_version = $2, wrapped = $3, rewrapped_at = $4 WHERE patient_id = $1 AND kek_version = $5",
-                )
-                .bind(patient.to_string())
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let stamp = t
+            .rewrapped_col
+            .map(|c| format!(", {c} = $5"))
+            .unwrap_or_default();
+        let update = format!(
+            "UPDATE {t} SET {v} = $2, {wr} = $3{stamp} WHERE {id} = $1 AND {v} = $4",
+            t = t.table,
+            v = t.version_col,
+            wr = t.wrapped_col,
+            id = t.id_col,
+        );
+        for r in &rows {
+            let row_id: String = col(r, "id")?;
+            let uuid = Uuid::parse_str(&row_id)
+                .map_err(|_| StoreError::Corrupt(format!("{} id is not a UUID", t.table)))?;
+            let dek_id: Vec<u8> = col(r, "dek_id")?;
+            let old = WrappedDek {
+                kek_version: version_u32(col(r, "kek_version")?)?,
+                dek_id: <[u8; 16]>::try_from(dek_id.as_slice())
+                    .map_err(|_| StoreError::Corrupt("data key id is not 16 bytes".into()))?,
+                bytes: col(r, "wrapped")?,
+            };
+            let ctx = (t.context)(uuid);
+            let dek = keys.unwrap_dek(&old, &ctx)?;
+            let new = keys.wrap_dek(&dek, &ctx)?;
+            let mut q = sqlx::query(&update)
+                .bind(row_id)
                 .bind(i64::from(new.kek_version))
                 .bind(new.bytes)
-                .bind(now)
-                .bind(i64::from(old.kek_version))
-                .execute(w.conn())
-                .await
-                .map_err(|e| w.err(e))?;
+                .bind(i64::from(old.kek_version));
+            // $5 exists only where the table records the re-wrap time.
+            if t.rewrapped_col.is_some() {
+                q = q.bind(now);
             }
-            let n = rows.len() as u64;
-            w.audit(&AccessContext::system("key_rotation").event(
-                now,
-                Action::Update,
-                object("key_ring", format!("kek-{primary}")),
-                None,
-                Vec::new(),
-                Some("dek_rewrap_batch"),
-            ))
-            .await?;
-            w.commit().await?;
-            report.rewrapped += n;
-            report.batches += 1;
-            let flow = progress(RotateProgress {
-                done: report.rewrapped,
-                total: total.max(report.rewrapped),
-            });
-            if flow.is_break() {
-                return Ok(report);
-            }
+            q.execute(w.conn()).await.map_err(|e| w.err(e))?;
         }
-        report.finished = true;
-        Ok(report)
+        w.audit(&AccessContext::system("key_rotation").event(
+            now,
+            Action::Update,
+            object("key_ring", format!("kek-{primary}")),
+            None,
+            Vec::new(),
+            Some("dek_rewrap_batch"),
+        ))
+        .await?;
+        w.commit().await?;
+        Ok(rows.len() as u64)
     }
 
     /// Marks KEK `version` retired; refused while it wraps any data key or is primary. The
@@ -353,19 +535,23 @@ impl Store {
             )));
         }
         let mut w = self.begin_write().await?;
-        // Every data key the version still wraps: patients', and also staff MFA secrets', AI
-        // vendor credentials' and unverified contacts' (which `keys rotate` does not yet
-        // re-wrap), so retiring can never make a sealed value unreadable.
-        let n: i64 = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM patient_key WHERE kek_version = $1) \
-             + (SELECT COUNT(*) FROM staff_mfa WHERE kek_version = $1) \
-             + (SELECT COUNT(*) FROM ai_vendor WHERE key_kek_version = $1) \
-             + (SELECT COUNT(*) FROM channel_contact WHERE kek_version = $1)",
-        )
-        .bind(i64::from(version))
-        .fetch_one(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
+        // Every data key the version still wraps: patients', staff MFA secrets', AI vendor
+        // credentials' and contacts' (the same tables `keys rotate` re-wraps), so retiring can
+        // never make a sealed value unreadable.
+        let mut n: i64 = 0;
+        for t in &KEY_TABLES {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {t} WHERE {v} = $1",
+                t = t.table,
+                v = t.version_col
+            );
+            let c: i64 = sqlx::query_scalar(&sql)
+                .bind(i64::from(version))
+                .fetch_one(w.conn())
+                .await
+                .map_err(|e| w.err(e))?;
+            n += c;
+        }
         if n > 0 {
             return Err(StoreError::KekInUse {
                 version,

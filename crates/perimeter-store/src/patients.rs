@@ -167,7 +167,8 @@ fn validate(d: &PatientData) -> Result<(), StoreError> {
 }
 
 fn index_entries(store: &Store, d: &PatientData) -> Vec<(IndexKind, [u8; 32])> {
-    let ix = store.keys().indexer();
+    let keys = store.keys();
+    let ix = keys.indexer();
     let mut out = Vec::new();
     let mut push = |kind: IndexKind, raw: Option<&str>| {
         if let Some(h) = raw.and_then(|r| ix.index_raw(kind, r)) {
@@ -269,6 +270,7 @@ impl Store {
         data: &PatientData,
     ) -> Result<PatientId, StoreError> {
         validate(data)?;
+        self.ensure_current_keys().await?;
         let pid = PatientId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
@@ -293,6 +295,7 @@ impl Store {
         .await
         .map_err(|e| w.err(e))?;
         let wrapped = self.keys().wrap_dek(&dek, &wrap_context(pid))?;
+        crate::keys::check_kek_usable(&mut w, wrapped.kek_version).await?;
         sqlx::query(
             "INSERT INTO patient_key (patient_id, dek_id, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)",
         )

@@ -235,7 +235,7 @@ const TABLE: &str = "ai_vendor";
 const KEY_FIELD: &str = "api_key";
 const COLUMNS: &str = "id, name, base_url, data_class, inside_perimeter, enabled, baa_signed, baa_expires, baa_document, zero_retention, no_training, soc2_report_date, soc2_expires, sub_processors, api_key_env, key_ct, downgrade_recorded, revision, created_at, updated_at";
 
-fn wrap_context(vendor: Uuid) -> Vec<u8> {
+pub(crate) fn wrap_context(vendor: Uuid) -> Vec<u8> {
     let mut c = b"ai_vendor_key:".to_vec();
     c.extend_from_slice(vendor.as_bytes());
     c
@@ -444,7 +444,7 @@ fn decode(row: &AnyRow, models: Vec<String>) -> Result<Vendor, StoreError> {
 
 /// The sealed form of a key.
 struct SealedKey {
-    kek_version: i64,
+    kek_version: u32,
     dek_id: Vec<u8>,
     wrapped: Vec<u8>,
     ct: Vec<u8>,
@@ -460,7 +460,7 @@ impl Store {
         let wrapped = self.keys().wrap_dek(&dek, &wrap_context(vendor))?;
         let ct = encrypt_text(&dek, &Aad::new(TABLE, *vendor.as_bytes(), KEY_FIELD), key)?;
         Ok(SealedKey {
-            kek_version: i64::from(wrapped.kek_version),
+            kek_version: wrapped.kek_version,
             dek_id: wrapped.dek_id.to_vec(),
             wrapped: wrapped.bytes,
             ct,
@@ -511,6 +511,9 @@ impl Store {
         v: &VendorInput,
     ) -> Result<Vendor, StoreError> {
         validate_vendor(v, self.today())?;
+        if matches!(v.key, KeyInput::Secret(_)) {
+            self.ensure_current_keys().await?;
+        }
         let now = self.now();
         let mut w = self.begin_write().await?;
         let current = match existing {
@@ -560,6 +563,9 @@ impl Store {
             KeyInput::Secret(k) => Some(self.seal_key(vid, k)?),
             _ => None,
         };
+        if let Some(s) = &sealed {
+            crate::keys::check_kek_usable(&mut w, s.kek_version).await?;
+        }
         let env = match &v.key {
             KeyInput::Env(var) => Some(var.clone()),
             _ => None,
@@ -618,7 +624,7 @@ impl Store {
                 (KeyInput::Env(_), _) => q = q.bind(env),
                 (KeyInput::Secret(_), Some(s)) => {
                     q = q
-                        .bind(s.kek_version)
+                        .bind(i64::from(s.kek_version))
                         .bind(s.dek_id.clone())
                         .bind(s.wrapped.clone())
                         .bind(s.ct.clone());

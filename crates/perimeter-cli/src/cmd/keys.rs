@@ -108,7 +108,7 @@ async fn status(rt: &runtime::Runtime) -> anyhow::Result<()> {
     }
     if s.pending_rewrap > 0 {
         println!(
-            "\n{} patient data keys are not yet wrapped by the primary version: run `perimeter keys rotate` to finish",
+            "\n{} data keys are not yet wrapped by the primary version: run `perimeter keys rotate` to finish",
             s.pending_rewrap
         );
     }

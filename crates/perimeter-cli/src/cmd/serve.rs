@@ -231,8 +231,11 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // The BAA monitor: records each expired BAA's downgrade once, with an alert for the
     // administrators (the policy downgrades on the day by itself).
     let monitor = tokio::spawn(baa_monitor(services.clone(), BAA_MONITOR_EVERY));
+    // Key rotation is online: the rotated key file is picked up without a restart.
+    let key_reload = tokio::spawn(key_reloader(services.clone(), KEY_RELOAD_EVERY));
     bound.run(app, shutdown).await?;
     monitor.abort();
+    key_reload.abort();
     work.finish().await;
     drop(local_model);
     let _ = stop_sender.send(true);
@@ -245,6 +248,41 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     }
     tracing::info!("perimeter stopped");
     Ok(())
+}
+
+/// How often the server looks for a rotated key file (SIGHUP looks at once).
+const KEY_RELOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// Reloads the key ring when `perimeter keys rotate` or `keys retire` changed the key file,
+/// every `every` and on SIGHUP, so new data keys are wrapped by the new primary KEK without a
+/// restart. A key file that does not fit the database is refused and the old ring kept.
+async fn key_reloader(services: Arc<Services>, every: Duration) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = hup => tracing::info!("SIGHUP: checking the key file"),
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::time::sleep(every).await;
+        if let Some(rt) = services.runtime.get()
+            && let Err(e) = rt.store.reload_keys().await
+        {
+            tracing::warn!(error = %e, "the key file changed but cannot be used; keeping the loaded key ring");
+        }
+    }
 }
 
 /// How often the BAA monitor looks at the vendor registry.

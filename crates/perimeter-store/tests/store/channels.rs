@@ -25,7 +25,7 @@ fn routing(queue: &'static str, emergency: bool) -> Routing {
     }
 }
 
-fn inbound(practice: PracticeId, sid: &str, from: &str, body: &str) -> NewInbound {
+pub(crate) fn inbound(practice: PracticeId, sid: &str, from: &str, body: &str) -> NewInbound {
     NewInbound {
         practice,
         channel: Channel::Sms,
@@ -40,7 +40,7 @@ fn inbound(practice: PracticeId, sid: &str, from: &str, body: &str) -> NewInboun
     }
 }
 
-async fn staff(store: &Store, practice: PracticeId) -> StaffId {
+pub(crate) async fn staff(store: &Store, practice: PracticeId) -> StaffId {
     store
         .create_staff(
             &AccessContext::system("test"),

@@ -14,9 +14,9 @@ use zeroize::Zeroizing;
 
 use crate::common::TestDb;
 
-const SECRET: &str = "sk-live-very-secret-vendor-key-0123456789";
+pub(crate) const SECRET: &str = "sk-live-very-secret-vendor-key-0123456789";
 
-fn input(name: &str, model: &str) -> VendorInput {
+pub(crate) fn input(name: &str, model: &str) -> VendorInput {
     VendorInput {
         name: name.into(),
         base_url: "https://api.example.com/v1/".into(),
