@@ -355,8 +355,16 @@ impl Drop for Server {
 }
 
 fn serve(i: &Install) -> Server {
-    let mut child = i
-        .cmd(&["serve", "--listen", "127.0.0.1:0"])
+    serve_with(i, &[])
+}
+
+/// [`serve`] with extra environment variables (configuration overrides).
+fn serve_with(i: &Install, env: &[(&str, &std::ffi::OsStr)]) -> Server {
+    let mut cmd = i.cmd(&["serve", "--listen", "127.0.0.1:0"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -496,4 +504,107 @@ async fn cli_changes_apply_to_a_running_server() {
     let r = chat(token2).await;
     assert_eq!(r.status(), 404);
     drop(server);
+}
+
+/// The test model file (`PERIMETER_TEST_GGUF`, set by scripts/test); `None` only when
+/// `PERIMETER_TEST_SKIP_MODEL=1` says to skip the model's tests.
+fn test_model() -> Option<PathBuf> {
+    match std::env::var_os("PERIMETER_TEST_GGUF") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("PERIMETER_TEST_SKIP_MODEL").as_deref() == Ok("1") => None,
+        None => panic!(
+            "PERIMETER_TEST_GGUF is not set: run scripts/test, or set PERIMETER_TEST_SKIP_MODEL=1"
+        ),
+    }
+}
+
+/// `[local_model]` in a running server: the model inside the perimeter is listed on
+/// `/v1/models` and answers `/v1/chat/completions` for its name (streamed and not) with no
+/// vendor registered at all, and each call is audited under the vendor `local` with the data
+/// class `phi` (nothing leaves the process, so nothing is pseudonymised).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_answers_on_the_gateway() {
+    let Some(model) = test_model() else {
+        return;
+    };
+    let i = Install::new();
+    let token = stdout(&i.ok(&["tokens", "create", "--name", "scribe", "--scope", "gateway"]))
+        .trim()
+        .to_owned();
+    let server = serve_with(
+        &i,
+        &[
+            ("PERIMETER_LOCAL_MODEL_PATH", model.as_os_str()),
+            (
+                "PERIMETER_LOCAL_MODEL_NAME",
+                std::ffi::OsStr::new("in-house"),
+            ),
+            ("PERIMETER_LOCAL_MODEL_THREADS", std::ffi::OsStr::new("2")),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let models: Value = client
+        .get(format!("{}/v1/models", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "in-house", "{models}");
+    assert_eq!(models["data"][0]["owned_by"], "local", "{models}");
+
+    let ask = |stream: bool| {
+        let client = client.clone();
+        let url = format!("{}/v1/chat/completions", server.base);
+        let token = token.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({
+                    "model": "in-house",
+                    "max_tokens": 6,
+                    "stream": stream,
+                    "messages": [{"role": "user", "content": "Say hello to Marleen Dossetti."}]
+                }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = ask(false).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "in-house");
+    assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+    let finish = v["choices"][0]["finish_reason"].as_str().unwrap();
+    assert!(finish == "stop" || finish == "length", "{v}");
+    let completion = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=6).contains(&completion), "{v}");
+
+    let r = ask(true).await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert_eq!(body.matches("data: [DONE]").count(), 1, "{body}");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+
+    // A model nobody serves is still refused.
+    let r = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    drop(server);
+
+    // Both calls are in the trail under the vendor `local`, with PHI sent as is.
+    let out = stdout(&i.ok(&["audit", "export", "--format", "csv"]));
+    let calls: Vec<&str> = out.lines().filter(|l| l.contains("in-house")).collect();
+    assert!(calls.len() >= 2, "{out}");
+    assert!(calls.iter().all(|l| l.contains("local")), "{out}");
 }

@@ -16,6 +16,10 @@
 //! * `POST /api/deid`: `{"text", "mode"}` to `{"text", "spans"}` (character offsets), for
 //!   tokens holding `deidentify_text`; audited without text.
 //! * Counters (calls by outcome, guardrail hits) go to `/metrics` with fixed label values.
+//! * The model inside the perimeter (`[local_model]`, [`App::with_local_model`]) answers the
+//!   requests that name its model, ahead of the registry: the policy sees it as inside the
+//!   perimeter (PHI as is, no BAA needed, nothing leaves the process), and its calls are
+//!   audited like any vendor's.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,8 +39,8 @@ use perimeter_domain::SharedClock;
 use perimeter_gateway::wire::{ErrorBody, parse_request};
 use perimeter_gateway::{
     AiPurpose, Baa, CallOutcome, CallRecord, Caller, DataClass, Decision, Gateway, GatewayConfig,
-    GatewayError, HttpProvider, HttpSettings, MetricsSnapshot, ModelList, Released, Reply,
-    VendorConnection, VendorTerms, decide,
+    GatewayError, HttpProvider, HttpSettings, LocalProvider, MetricsSnapshot, ModelList, Provider,
+    Released, Reply, VendorConnection, VendorTerms, decide,
 };
 use perimeter_phi::{Engine, EngineConfig, Vault};
 use perimeter_store::{KeySource, Store, Vendor, VendorClass};
@@ -44,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::App;
 use crate::access::{Access, RouteError, Routes};
 use crate::auth::{AuthState, Principal};
 use crate::state::AppState;
@@ -298,9 +303,33 @@ fn model_not_found() -> Response {
     )
 }
 
+/// The model inside the perimeter, as the routes see it.
+#[derive(Clone)]
+struct LocalModelRoute(Arc<LocalProvider>);
+
+impl App {
+    /// Serves `provider` (the `[local_model]` loaded at start) on `/v1/chat/completions` for
+    /// requests naming its model, and lists it on `/v1/models`.
+    pub fn with_local_model(self, provider: Arc<LocalProvider>) -> Self {
+        Self {
+            router: self
+                .router
+                .layer(axum::Extension(LocalModelRoute(provider))),
+            routes: self.routes,
+        }
+    }
+}
+
+/// Which provider answers a request: the local model, or a registry vendor.
+enum Target {
+    Local(Arc<LocalProvider>),
+    Vendor(Box<Vendor>),
+}
+
 /// `POST /v1/chat/completions`.
 async fn chat_completions(
     axum::extract::State(state): axum::extract::State<AppState>,
+    local: Option<axum::Extension<LocalModelRoute>>,
     auth: AuthState,
     principal: Principal,
     body: Bytes,
@@ -314,20 +343,31 @@ async fn chat_completions(
     };
     drop(body);
     let store = auth.store();
-    let vendor = match store.vendor_for_model(&request.model).await {
-        Ok(Some(v)) if v.enabled => v,
-        Ok(_) => return model_not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, "reading the vendor registry failed");
-            return unavailable();
-        }
+    let local = local
+        .map(|axum::Extension(l)| l.0)
+        .filter(|p| p.model_name() == request.model);
+    let target = match local {
+        Some(p) => Target::Local(p),
+        None => match store.vendor_for_model(&request.model).await {
+            Ok(Some(v)) if v.enabled => Target::Vendor(Box::new(v)),
+            Ok(_) => return model_not_found(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the vendor registry failed");
+                return unavailable();
+            }
+        },
     };
+    let terms = match &target {
+        Target::Local(p) => p.terms(),
+        Target::Vendor(v) => vendor_terms(v),
+    };
+    let vendor_name = terms.name.clone();
     let clock = api.clock.clone();
     let call = Uuid::now_v7();
     let purpose = AiPurpose::DeveloperGateway;
     let stream = request.is_stream();
     let refuse = |code: &'static str, error: GatewayError| {
-        let rec = CallRecord::refused(&vendor.name, &request.model, purpose, stream, code);
+        let rec = CallRecord::refused(&vendor_name, &request.model, purpose, stream, code);
         let api = Arc::clone(&api);
         let principal = principal.clone();
         let clock = clock.clone();
@@ -343,51 +383,50 @@ async fn chat_completions(
         purposes: vec![purpose],
     };
     let day = clock.now().date();
-    let permit = match decide(
-        purpose,
-        &vendor_terms(&vendor),
-        DataClass::Phi,
-        &caller,
-        day,
-    ) {
+    let permit = match decide(purpose, &terms, DataClass::Phi, &caller, day) {
         Decision::Send(p) => p,
         Decision::Refuse(r) => {
             return refuse("policy_refused", GatewayError::Refused(r)).await;
         }
     };
-    let key = match &vendor.key {
-        KeySource::None => None,
-        KeySource::Sealed => match store.vendor_api_key(vendor.id).await {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "the vendor's sealed API key could not be opened");
-                return refuse(
-                    "vendor_key_unavailable",
-                    GatewayError::Config("the vendor's API key could not be opened"),
-                )
-                .await;
+    let provider: Arc<dyn Provider> = match &target {
+        Target::Local(p) => Arc::clone(p) as Arc<dyn Provider>,
+        Target::Vendor(vendor) => {
+            let key = match &vendor.key {
+                KeySource::None => None,
+                KeySource::Sealed => match store.vendor_api_key(vendor.id).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the vendor's sealed API key could not be opened");
+                        return refuse(
+                            "vendor_key_unavailable",
+                            GatewayError::Config("the vendor's API key could not be opened"),
+                        )
+                        .await;
+                    }
+                },
+                KeySource::Env(var) => match std::env::var(var) {
+                    Ok(k) if !k.trim().is_empty() => Some(Zeroizing::new(k.trim().to_owned())),
+                    _ => {
+                        tracing::error!(
+                            vendor = %vendor.name,
+                            "the environment variable that holds the vendor's API key is not set"
+                        );
+                        return refuse(
+                        "vendor_key_unavailable",
+                        GatewayError::Config(
+                            "the vendor's API key environment variable is not set on the server",
+                        ),
+                    )
+                    .await;
+                    }
+                },
+            };
+            match api.provider(vendor, key) {
+                Ok(p) => p as Arc<dyn Provider>,
+                Err(e) => return refuse("gateway_misconfigured", e).await,
             }
-        },
-        KeySource::Env(var) => match std::env::var(var) {
-            Ok(k) if !k.trim().is_empty() => Some(Zeroizing::new(k.trim().to_owned())),
-            _ => {
-                tracing::error!(
-                    vendor = %vendor.name,
-                    "the environment variable that holds the vendor's API key is not set"
-                );
-                return refuse(
-                    "vendor_key_unavailable",
-                    GatewayError::Config(
-                        "the vendor's API key environment variable is not set on the server",
-                    ),
-                )
-                .await;
-            }
-        },
-    };
-    let provider = match api.provider(&vendor, key) {
-        Ok(p) => p,
-        Err(e) => return refuse("gateway_misconfigured", e).await,
+        }
     };
     let vault = Arc::new(Vault::new());
     let ready = match api.gateway.prepare(permit, request, vault) {
@@ -483,10 +522,16 @@ impl futures_core::Stream for ChannelBody {
     }
 }
 
-/// `GET /v1/models`: the models of the enabled vendors.
-async fn models(auth: AuthState) -> Response {
+/// `GET /v1/models`: the local model (when configured), then the models of the enabled
+/// vendors.
+async fn models(local: Option<axum::Extension<LocalModelRoute>>, auth: AuthState) -> Response {
     match auth.store().vendor_models_enabled().await {
-        Ok(pairs) => {
+        Ok(mut pairs) => {
+            if let Some(axum::Extension(LocalModelRoute(p))) = local {
+                let name = p.model_name().to_owned();
+                pairs.retain(|(m, _)| *m != name);
+                pairs.insert(0, (name, p.terms().name));
+            }
             let list = ModelList::from_pairs(pairs.iter().map(|(m, v)| (m.as_str(), v.as_str())));
             (
                 StatusCode::OK,

@@ -1187,3 +1187,145 @@ async fn staff_pick_the_patient_of_a_shared_number_and_manage_representatives() 
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// The conversation's row in the staff work queues: (queue, intent), if any.
+async fn work_row(env: &Env, conversation: &str) -> Option<(String, Option<String>)> {
+    use sqlx::Connection;
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", env.db.display()))
+            .await
+            .unwrap();
+    let row =
+        sqlx::query_as("SELECT queue, intent FROM conversation_work WHERE conversation_id = $1")
+            .bind(conversation)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.unwrap();
+    row
+}
+
+/// Replies to an appointment reminder by SMS: `C` confirms it (no staff work is made of the
+/// confirmation), `R` asks to reschedule (the conversation goes to the scheduling queue), and
+/// the same letter with no reminder awaiting a reply is an ordinary message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_c_and_r_answer_the_appointment_reminder() {
+    use perimeter_store::{NewTemplate, TemplateKind, Viewer};
+    let env = start().await;
+    let sys = AccessContext::system("test");
+    let mut staff = Vec::new();
+    for (name, role) in [("admin1", Role::Admin), ("sched1", Role::Scheduler)] {
+        let id = env
+            .store
+            .create_staff(
+                &sys,
+                env.practice,
+                &NewStaff {
+                    username: name.into(),
+                    display_name: name.into(),
+                    roles: vec![role],
+                    password_hash: None,
+                },
+            )
+            .await
+            .unwrap();
+        staff.push(Viewer::new(id));
+    }
+    let (admin, sched) = (&staff[0], &staff[1]);
+    let t = env
+        .store
+        .create_template(
+            admin,
+            &NewTemplate {
+                name: "reminder".into(),
+                kind: TemplateKind::Reminder,
+                body: "{{given_name}}: {{practice_name}} on {{appointment_date}} at {{appointment_time}}. Reply C to confirm or R to reschedule.".into(),
+                auto_send_intents: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    env.store.approve_template(admin, t.id).await.unwrap();
+    let send = || async {
+        let now = env.store.clock().now();
+        env.store
+            .schedule_reminder(
+                sched,
+                env.patient,
+                t.id,
+                now + time::Duration::days(2),
+                time::Duration::days(3),
+            )
+            .await
+            .unwrap();
+        let sent = env
+            .store
+            .send_due_reminders(&AccessContext::system("reminders"), 10)
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        sent[0].conversation.to_string()
+    };
+    let status = |n: usize| async move {
+        let list = env.store.list_reminders(sched, env.patient).await.unwrap();
+        let mut s: Vec<String> = list.into_iter().map(|r| r.status).collect();
+        s.sort();
+        assert_eq!(s.len(), n);
+        s
+    };
+
+    let conv = send().await;
+    let (code, _) = env
+        .sms("SM00000000000000000000000000c0nf1", PATIENT_PHONE, "C")
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status(1).await, vec!["confirmed"]);
+    assert_eq!(
+        work_row(&env, &conv).await,
+        None,
+        "a confirmation is not staff work"
+    );
+
+    let conv2 = send().await;
+    assert_eq!(
+        conv2, conv,
+        "the reminder goes to the open SMS conversation"
+    );
+    let (code, _) = env
+        .sms("SM00000000000000000000000000resch1", PATIENT_PHONE, " r ")
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status(2).await, vec!["confirmed", "reschedule_requested"]);
+    assert_eq!(
+        work_row(&env, &conv).await,
+        Some(("scheduling".to_owned(), Some("scheduling".to_owned())))
+    );
+
+    // Nothing awaits a reply now: a "C" is an ordinary message, routed as the classifier says.
+    let (code, _) = env
+        .sms("SM00000000000000000000000000plain1", PATIENT_PHONE, "C")
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status(2).await, vec!["confirmed", "reschedule_requested"]);
+    assert_eq!(
+        work_row(&env, &conv).await,
+        Some(("front_desk".to_owned(), Some("general".to_owned())))
+    );
+    let metrics = env
+        .client
+        .get(format!("{}/metrics", env.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("event=\"reminder_confirmed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("event=\"reminder_reschedule\"} 1"),
+        "{metrics}"
+    );
+}

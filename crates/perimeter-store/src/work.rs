@@ -182,6 +182,10 @@ pub struct QueuePage {
     pub items: Vec<WorkItem>,
     /// The offset of the next page, if there is one.
     pub next_offset: Option<u32>,
+    /// Open emergencies of the practice that sit in OTHER queues, oldest first (metadata
+    /// only): every queue shows them above its own work, so an emergency jumps every queue
+    /// until someone closes it. Not paged (at most [`QUEUE_PAGE_LIMIT`]).
+    pub emergencies: Vec<WorkItem>,
 }
 
 /// An internal note as a reader may see it.
@@ -912,6 +916,19 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
+        let rows = sqlx::query(&format!(
+            "SELECT {WORK_COLUMNS} FROM conversation_work WHERE practice_id = $1 AND queue <> $2 AND urgency = 'emergency' AND status <> 'closed' ORDER BY queued_at, conversation_id LIMIT $3"
+        ))
+        .bind(reader.practice.to_string())
+        .bind(queue.name())
+        .bind(i64::from(QUEUE_PAGE_LIMIT))
+        .fetch_all(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        let emergencies = rows
+            .iter()
+            .map(|r| decode_work(r, now))
+            .collect::<Result<Vec<_>, _>>()?;
         w.audit(&reader.ctx(viewer, routine_purpose(&reader.roles)).event(
             now,
             Action::Read,
@@ -926,6 +943,7 @@ impl Store {
             queue,
             next_offset: more.then(|| offset.saturating_add(limit)),
             items,
+            emergencies,
         })
     }
 

@@ -173,8 +173,8 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // anything is created on disk.
     let bound = perimeter_server::bind(&settings)?;
     // The model inside the perimeter, when `[local_model]` is configured: loaded and checked
-    // before listening, so a bad file stops the start with a clear error. The gateway's
-    // `LocalProvider::new(vendor, model, clock)` serves it on /v1/chat/completions.
+    // before listening, so a bad file stops the start with a clear error; then served on
+    // /v1/chat/completions (and listed on /v1/models) under its configured name.
     let local_model = load_local_model(config).await?;
 
     let clock: SharedClock = Arc::new(SystemClock);
@@ -198,8 +198,15 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let channels = channel_settings(config)?;
     let channels = perimeter_server::channels::Channels::new(channels, intake_classifier());
-    let app = build_app(config, &services, clock.clone(), metrics.clone())?
+    let mut app = build_app(config, &services, clock.clone(), metrics.clone())?
         .with_channels(channels.clone());
+    if let Some(model) = local_model {
+        app = app.with_local_model(Arc::new(perimeter_gateway::LocalProvider::new(
+            LOCAL_VENDOR,
+            model,
+            clock.clone(),
+        )));
+    }
     let (stop_sender, sender_task) =
         spawn_sms_sender(&channels, &services, clock.clone(), metrics.clone())?;
 
@@ -237,7 +244,6 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     monitor.abort();
     key_reload.abort();
     work.finish().await;
-    drop(local_model);
     let _ = stop_sender.send(true);
     if let Some(task) = sender_task {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -249,6 +255,9 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     tracing::info!("perimeter stopped");
     Ok(())
 }
+
+/// The vendor name the model inside the perimeter is audited under.
+const LOCAL_VENDOR: &str = "local";
 
 /// How often the server looks for a rotated key file (SIGHUP looks at once).
 const KEY_RELOAD_EVERY: Duration = Duration::from_secs(10);

@@ -597,6 +597,13 @@ async fn intake(
     };
     let emergency = routing.emergency;
     let triage = work_triage(&routing);
+    // A short `C` / `R` may answer an appointment reminder sent in this conversation; kept to
+    // be checked once the message is stored.
+    let reminder_reply = (keyword.is_none()
+        && !emergency
+        && perimeter_workflows::parse_reminder_reply(&body)
+            != perimeter_workflows::ReminderReply::Other)
+        .then(|| body.clone());
     let m = NewInbound {
         practice,
         channel,
@@ -619,10 +626,36 @@ async fn intake(
     } else {
         "inbound_stored"
     });
+    // A reply to an appointment reminder: `C` confirms it (no staff work is created for the
+    // confirmation), `R` asks to reschedule (the store puts the conversation in the
+    // scheduling queue). Anything else, or no reminder awaiting a reply, goes on as usual.
+    let mut handled = false;
+    if let (false, Some(conversation), Some(text)) =
+        (out.duplicate, out.conversation, reminder_reply.as_deref())
+    {
+        match store
+            .record_reminder_reply(ctx, conversation, text, &channels.settings().rules.levels)
+            .await
+        {
+            Ok(Some((_, reply))) => {
+                handled = true;
+                state.metrics().channel_event(match reply {
+                    perimeter_workflows::ReminderReply::Confirm => "reminder_confirmed",
+                    _ => "reminder_reschedule",
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                state.metrics().channel_event("reminder_reply_failed");
+                tracing::warn!(error = %e, "a reminder reply could not be recorded; the message goes to the work queue");
+            }
+        }
+    }
     // The conversation enters the staff work queues (conversation_work). The message is
     // already durable and routed on its receipt; if this step fails, staff still find it in
     // the intake list, and the failure is counted and logged (no content).
-    if let (false, Some(conversation), Some(triage)) = (out.duplicate, out.conversation, triage)
+    if let (false, false, Some(conversation), Some(triage)) =
+        (out.duplicate, handled, out.conversation, triage)
         && let Err(e) = store.set_triage(ctx, conversation, &triage).await
     {
         state.metrics().channel_event("work_queue_failed");

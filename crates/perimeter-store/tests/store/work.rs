@@ -874,8 +874,69 @@ async fn reminders_are_sent_and_replies_handled(db: TestDb) {
     assert!(!String::from_utf8_lossy(&ct).contains(&(appt.unix_timestamp() * 1000).to_string()));
 }
 
+/// An open emergency jumps every queue: each queue's listing carries it above its own work
+/// (metadata only) until it is closed; its own queue lists it first as usual.
+async fn emergencies_jump_every_queue(db: TestDb) {
+    let w = world(&db).await;
+    let emergency = w
+        .conversation(&db, "Crushing chest pain", C::ClinicalMessage)
+        .await;
+    w.triage(emergency, Intent::Emergency, Urgency::Emergency)
+        .await;
+    let routine = w
+        .conversation(&db, "Can I move my visit?", C::AdministrativeMessage)
+        .await;
+    w.triage(routine, Intent::Scheduling, Urgency::Routine)
+        .await;
+    let sched = w.viewer(Role::Scheduler);
+    let page = w
+        .store
+        .work_queue(&sched, Queue::Scheduling, false, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|i| i.conversation_id)
+            .collect::<Vec<_>>(),
+        vec![routine]
+    );
+    assert_eq!(
+        page.emergencies
+            .iter()
+            .map(|i| (i.conversation_id, i.queue))
+            .collect::<Vec<_>>(),
+        vec![(emergency, Intent::Emergency.default_queue())]
+    );
+    let nurse = w.viewer(Role::Nurse);
+    let own = w
+        .store
+        .work_queue(&nurse, Intent::Emergency.default_queue(), false, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(own.items[0].conversation_id, emergency);
+    assert!(
+        own.emergencies.is_empty(),
+        "not listed twice in its own queue"
+    );
+    w.store
+        .set_work_status(&nurse, emergency, S::Closed)
+        .await
+        .unwrap();
+    let page = w
+        .store
+        .work_queue(&sched, Queue::Scheduling, false, 0, 10)
+        .await
+        .unwrap();
+    assert!(
+        page.emergencies.is_empty(),
+        "a closed emergency no longer jumps"
+    );
+}
+
 crate::both_backends!(
     queue_order_assignment_and_status,
+    emergencies_jump_every_queue,
     notes_are_sealed_audited_and_minimum_necessary,
     drafts_follow_the_rule_and_wait_for_approval,
     auto_send_templates_go_out_only_for_their_intents,
