@@ -61,6 +61,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("local_model.context", Kind::Int),
     ("local_model.threads", Kind::Int),
     ("local_model.max_tokens", Kind::Int),
+    ("assist.summary_model", Kind::Str),
     ("channels.practice", Kind::Str),
     ("channels.emergency_text", Kind::Str),
     ("channels.help_text", Kind::Str),
@@ -270,6 +271,16 @@ impl Default for SessionsConfig {
     }
 }
 
+/// `[assist]`: AI assistance for staff, through the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssistConfig {
+    /// The model that writes coordinator summaries (served by a registered vendor or by
+    /// `[local_model]`); unset: summaries are extractive and local.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_model: Option<String>,
+}
+
 /// `[phi]`: limits on patient messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -462,6 +473,9 @@ pub struct Config {
     /// The model inside the perimeter, if one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_model: Option<LocalModelConfig>,
+    /// `[assist]`: AI assistance for staff.
+    #[serde(default)]
+    pub assist: AssistConfig,
     /// Patient channels.
     #[serde(default)]
     pub channels: ChannelsConfig,
@@ -496,6 +510,7 @@ impl Default for Config {
             phi: PhiConfig::default(),
             audit: AuditConfig::default(),
             local_model: None,
+            assist: AssistConfig::default(),
             channels: ChannelsConfig::default(),
         };
         config.resolve_defaults();
@@ -863,6 +878,14 @@ impl Config {
         if let Some(lm) = &self.local_model {
             self.validate_local_model(lm, &bad)?;
         }
+        if let Some(m) = &self.assist.summary_model
+            && (m.trim().is_empty() || m.len() > 128 || m.chars().any(char::is_control))
+        {
+            return Err(bad(
+                "assist.summary_model",
+                "expected a model name (1 to 128 characters) served by a registered vendor or [local_model]",
+            ));
+        }
         self.validate_channels(&bad)?;
         if u64::from(self.sessions.idle_timeout_minutes)
             > u64::from(self.sessions.absolute_timeout_hours) * 60
@@ -1169,7 +1192,7 @@ fn expected_for(key: &str) -> Option<String> {
         | "keys.file"
         | "audit.checkpoint_dir"
         | "local_model.path" => "expected a path (a string)",
-        "local_model.name" => "expected a model name (a string)",
+        "local_model.name" | "assist.summary_model" => "expected a model name (a string)",
         "local_model" => {
             "expected a table with path (the GGUF file) and optionally name, context, threads, max_tokens"
         }
@@ -1179,7 +1202,9 @@ fn expected_for(key: &str) -> Option<String> {
         "log_format" => "expected \"human\" or \"json\"",
         "log_level" => "expected a string such as \"info\"",
         "tls" => "expected a table with cert_file and key_file",
-        "keys" | "database" | "http" | "sessions" | "phi" | "audit" => "expected a table",
+        "keys" | "database" | "http" | "sessions" | "phi" | "audit" | "assist" => {
+            "expected a table"
+        }
         k if KEYS
             .iter()
             .any(|(name, kind)| *name == k && *kind == Kind::Int) =>

@@ -305,7 +305,7 @@ fn model_not_found() -> Response {
 
 /// The model inside the perimeter, as the routes see it.
 #[derive(Clone)]
-struct LocalModelRoute(Arc<LocalProvider>);
+pub(crate) struct LocalModelRoute(pub(crate) Arc<LocalProvider>);
 
 impl App {
     /// Serves `provider` (the `[local_model]` loaded at start) on `/v1/chat/completions` for
@@ -326,6 +326,190 @@ enum Target {
     Vendor(Box<Vendor>),
 }
 
+/// The provider that answers `target`: the local model, or the vendor's HTTP client with its
+/// API key. An error is `(record code, error)` for the caller to record and answer.
+async fn provider_for(
+    api: &GatewayApi,
+    store: &Store,
+    target: &Target,
+) -> Result<Arc<dyn Provider>, (&'static str, GatewayError)> {
+    let vendor = match target {
+        Target::Local(p) => return Ok(Arc::clone(p) as Arc<dyn Provider>),
+        Target::Vendor(v) => v,
+    };
+    let key = match &vendor.key {
+        KeySource::None => None,
+        KeySource::Sealed => match store.vendor_api_key(vendor.id).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "the vendor's sealed API key could not be opened");
+                return Err((
+                    "vendor_key_unavailable",
+                    GatewayError::Config("the vendor's API key could not be opened"),
+                ));
+            }
+        },
+        KeySource::Env(var) => match std::env::var(var) {
+            Ok(k) if !k.trim().is_empty() => Some(Zeroizing::new(k.trim().to_owned())),
+            _ => {
+                tracing::error!(
+                    vendor = %vendor.name,
+                    "the environment variable that holds the vendor's API key is not set"
+                );
+                return Err((
+                    "vendor_key_unavailable",
+                    GatewayError::Config(
+                        "the vendor's API key environment variable is not set on the server",
+                    ),
+                ));
+            }
+        },
+    };
+    match api.provider(vendor, key) {
+        Ok(p) => Ok(p as Arc<dyn Provider>),
+        Err(e) => Err(("gateway_misconfigured", e)),
+    }
+}
+
+/// The provider of `model`: the local model when it serves that name, else the enabled
+/// registry vendor that lists it. `Ok(None)`: nobody serves it.
+async fn resolve_target(
+    local: Option<Arc<LocalProvider>>,
+    store: &Store,
+    model: &str,
+) -> Result<Option<Target>, perimeter_store::StoreError> {
+    if let Some(p) = local.filter(|p| p.model_name() == model) {
+        return Ok(Some(Target::Local(p)));
+    }
+    Ok(match store.vendor_for_model(model).await? {
+        Some(v) if v.enabled => Some(Target::Vendor(Box::new(v))),
+        _ => None,
+    })
+}
+
+impl Target {
+    fn terms(&self) -> VendorTerms {
+        match self {
+            Target::Local(p) => p.terms(),
+            Target::Vendor(v) => vendor_terms(v),
+        }
+    }
+}
+
+/// A coordinator's summary written by a model through the gateway.
+#[derive(Debug)]
+pub(crate) struct AiSummary {
+    /// The summary, re-identified for the staff member who asked.
+    pub text: String,
+    /// The vendor (`local` for the model inside the perimeter) and model.
+    pub vendor: String,
+    pub model: String,
+    /// How the conversation reached the model (`as_is` or `pseudonymized`).
+    pub sent_as: &'static str,
+}
+
+const SUMMARY_INSTRUCTIONS: &str = "You write short summaries of patient messages for a medical practice's coordinator. In at most three sentences, say what the patient asks for and what is still open. Do not diagnose, advise, or judge urgency. Keep every name, date and placeholder exactly as written.";
+
+/// Summarises `transcript` (the messages the caller may see, minimum necessary already
+/// applied) with `model`, for purpose `summarize_for_coordinator`, on behalf of `principal`.
+/// The policy decides from the vendor's terms and the caller's roles (PHI as is under a valid
+/// BAA or inside the perimeter, pseudonymised otherwise, or refused); the call is audited
+/// before the summary is released. Any failure is an error code, never a made-up summary.
+pub(crate) async fn summarize(
+    state: &AppState,
+    local: Option<Arc<LocalProvider>>,
+    store: &Store,
+    principal: &Principal,
+    model: &str,
+    transcript: &str,
+) -> Result<AiSummary, &'static str> {
+    let api = state.gateway_api().ok_or("gateway_unavailable")?;
+    let target = match resolve_target(local, store, model).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err("summary_model_not_served"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the vendor registry failed");
+            return Err("registry_unavailable");
+        }
+    };
+    let terms = target.terms();
+    let clock = api.clock.clone();
+    let call = Uuid::now_v7();
+    let purpose = AiPurpose::SummarizeForCoordinator;
+    let refuse = |code: &'static str| {
+        let rec = CallRecord::refused(&terms.name, model, purpose, false, code);
+        let api = Arc::clone(&api);
+        let clock = clock.clone();
+        async move {
+            api.refused_early.fetch_add(1, Ordering::Relaxed);
+            write_record(store, &clock, &rec, principal, call).await;
+            code
+        }
+    };
+    let caller = Caller::Staff {
+        roles: principal.roles.clone(),
+    };
+    let permit = match decide(purpose, &terms, DataClass::Phi, &caller, clock.now().date()) {
+        Decision::Send(p) => p,
+        Decision::Refuse(_) => return Err(refuse("policy_refused").await),
+    };
+    let sent_as = match permit.form() {
+        perimeter_gateway::SendForm::AsIs => "as_is",
+        _ => "pseudonymized",
+    };
+    let provider = match provider_for(&api, store, &target).await {
+        Ok(p) => p,
+        Err((code, _)) => return Err(refuse(code).await),
+    };
+    let body = serde_json::json!({
+        "model": model,
+        "max_tokens": 200,
+        "messages": [
+            {"role": "system", "content": SUMMARY_INSTRUCTIONS},
+            {"role": "user", "content": transcript},
+        ],
+    });
+    let request = serde_json::to_vec(&body)
+        .ok()
+        .and_then(|b| parse_request(&b).ok())
+        .ok_or("summary_request_invalid")?;
+    let ready = match api.gateway.prepare(permit, request, Arc::new(Vault::new())) {
+        Ok(r) => r,
+        Err(f) => {
+            write_record(store, &clock, &f.record, principal, call).await;
+            return Err("deidentification_failed");
+        }
+    };
+    let pending = match api.gateway.send(ready, provider.as_ref()).await {
+        Ok(Reply::Complete(p)) => p,
+        Ok(Reply::Stream(_)) => return Err("unexpected_stream"),
+        Err(f) => {
+            write_record(store, &clock, &f.record, principal, call).await;
+            return Err("upstream_failed");
+        }
+    };
+    let written = write_record(store, &clock, pending.record(), principal, call).await;
+    match pending.finish(written) {
+        Ok(Released::Answer(a)) => {
+            let v = serde_json::to_value(a.completion()).unwrap_or_default();
+            let text = v["choices"][0]["message"]["content"]
+                .as_str()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or("empty_summary")?
+                .to_owned();
+            Ok(AiSummary {
+                text,
+                vendor: terms.name.clone(),
+                model: model.to_owned(),
+                sent_as,
+            })
+        }
+        Ok(Released::Blocked(_)) => Err("guardrail_blocked"),
+        Err(_) => Err("audit_not_written"),
+    }
+}
+
 /// `POST /v1/chat/completions`.
 async fn chat_completions(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -343,24 +527,15 @@ async fn chat_completions(
     };
     drop(body);
     let store = auth.store();
-    let local = local
-        .map(|axum::Extension(l)| l.0)
-        .filter(|p| p.model_name() == request.model);
-    let target = match local {
-        Some(p) => Target::Local(p),
-        None => match store.vendor_for_model(&request.model).await {
-            Ok(Some(v)) if v.enabled => Target::Vendor(Box::new(v)),
-            Ok(_) => return model_not_found(),
-            Err(e) => {
-                tracing::error!(error = %e, "reading the vendor registry failed");
-                return unavailable();
-            }
-        },
+    let target = match resolve_target(local.map(|e| e.0.0), store, &request.model).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return model_not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the vendor registry failed");
+            return unavailable();
+        }
     };
-    let terms = match &target {
-        Target::Local(p) => p.terms(),
-        Target::Vendor(v) => vendor_terms(v),
-    };
+    let terms = target.terms();
     let vendor_name = terms.name.clone();
     let clock = api.clock.clone();
     let call = Uuid::now_v7();
@@ -389,44 +564,9 @@ async fn chat_completions(
             return refuse("policy_refused", GatewayError::Refused(r)).await;
         }
     };
-    let provider: Arc<dyn Provider> = match &target {
-        Target::Local(p) => Arc::clone(p) as Arc<dyn Provider>,
-        Target::Vendor(vendor) => {
-            let key = match &vendor.key {
-                KeySource::None => None,
-                KeySource::Sealed => match store.vendor_api_key(vendor.id).await {
-                    Ok(k) => k,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the vendor's sealed API key could not be opened");
-                        return refuse(
-                            "vendor_key_unavailable",
-                            GatewayError::Config("the vendor's API key could not be opened"),
-                        )
-                        .await;
-                    }
-                },
-                KeySource::Env(var) => match std::env::var(var) {
-                    Ok(k) if !k.trim().is_empty() => Some(Zeroizing::new(k.trim().to_owned())),
-                    _ => {
-                        tracing::error!(
-                            vendor = %vendor.name,
-                            "the environment variable that holds the vendor's API key is not set"
-                        );
-                        return refuse(
-                        "vendor_key_unavailable",
-                        GatewayError::Config(
-                            "the vendor's API key environment variable is not set on the server",
-                        ),
-                    )
-                    .await;
-                    }
-                },
-            };
-            match api.provider(vendor, key) {
-                Ok(p) => p as Arc<dyn Provider>,
-                Err(e) => return refuse("gateway_misconfigured", e).await,
-            }
-        }
+    let provider = match provider_for(&api, store, &target).await {
+        Ok(p) => p,
+        Err((code, e)) => return refuse(code, e).await,
     };
     let vault = Arc::new(Vault::new());
     let ready = match api.gateway.prepare(permit, request, vault) {

@@ -8,6 +8,8 @@
 //! practice, decrypts only the categories the caller may see and audits in the same
 //! transaction. Error messages are fixed texts (no request content, no PHI).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
@@ -426,12 +428,81 @@ struct SummaryResponse {
     sentences: Vec<String>,
     messages: usize,
     withheld: usize,
+    /// For `method: "ai"`: the model's summary, its vendor and model, and how the conversation
+    /// was sent (`as_is`, `pseudonymized`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent_as: Option<&'static str>,
+    /// Why the AI summary was not used (the extractive one is given instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ai_error: Option<&'static str>,
+}
+
+/// AI assistance settings (`[assist]`): which model writes coordinator summaries.
+#[derive(Debug, Clone, Default)]
+pub struct AssistSettings {
+    /// A model served by a registered vendor or by `[local_model]`; `None`: summaries are
+    /// extractive and local.
+    pub summary_model: Option<String>,
+}
+
+impl crate::App {
+    /// Uses `settings` for AI assistance (summaries through the gateway).
+    pub fn with_assist(self, settings: AssistSettings) -> Self {
+        Self {
+            router: self.router.layer(axum::Extension(Arc::new(settings))),
+            routes: self.routes,
+        }
+    }
+}
+
+/// The messages a summary may use: only categories the purpose allows (minimum necessary),
+/// only bodies the caller may see, the most recent last, at most `MAX_SUMMARY_CHARS`.
+fn summary_transcript(messages: &[perimeter_store::MessageView]) -> String {
+    const MAX_SUMMARY_CHARS: usize = 8_000;
+    let allowed = perimeter_gateway::AiPurpose::SummarizeForCoordinator
+        .rule()
+        .categories;
+    let mut lines: Vec<String> = Vec::new();
+    let mut used = 0;
+    for m in messages.iter().rev() {
+        let Some(body) = m.body.as_deref() else {
+            continue;
+        };
+        if !allowed.contains(&m.category) {
+            continue;
+        }
+        let who = if m.direction == perimeter_store::Direction::Inbound {
+            "Patient"
+        } else {
+            "Practice"
+        };
+        let line = format!("{who}: {}", body.trim());
+        used += line.chars().count() + 1;
+        if used > MAX_SUMMARY_CHARS && !lines.is_empty() {
+            break;
+        }
+        lines.push(line);
+    }
+    lines.reverse();
+    lines.join("\n")
 }
 
 /// `POST /api/conversations/{id}/summary`: a summary for the coordinator, built from the
-/// messages the caller may see (withheld bodies are left out and counted). Extractive and
-/// local: no text leaves the process.
+/// messages the caller may see (withheld bodies are left out and counted). With
+/// `assist.summary_model` set, the model writes it through the gateway (policy-checked,
+/// pseudonymised for a vendor without a BAA, audited, re-identified for the caller); the
+/// extractive summary is always given too, and alone when no model is configured or the AI
+/// call fails (`ai_error` says why; nothing is made up).
 pub(crate) async fn summary(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    assist: Option<axum::Extension<Arc<AssistSettings>>>,
+    local: Option<axum::Extension<crate::gateway_api::LocalModelRoute>>,
     auth: AuthState,
     principal: Principal,
     Path(id): Path<String>,
@@ -454,13 +525,51 @@ pub(crate) async fn summary(
         })
         .collect();
     let s = extractive_summary(&inputs, 3);
-    Json(SummaryResponse {
+    let mut out = SummaryResponse {
         method: "extractive",
         sentences: s.sentences,
         messages: s.messages,
         withheld: page.messages.iter().filter(|m| m.withheld).count(),
-    })
-    .into_response()
+        summary: None,
+        vendor: None,
+        model: None,
+        sent_as: None,
+        ai_error: None,
+    };
+    let model = assist.and_then(|a| a.0.summary_model.clone());
+    if let Some(model) = model {
+        let transcript = summary_transcript(&page.messages);
+        if transcript.is_empty() {
+            out.ai_error = Some("nothing_to_summarise");
+        } else {
+            match crate::gateway_api::summarize(
+                &state,
+                local.map(|l| l.0.0),
+                auth.store(),
+                &principal,
+                &model,
+                &transcript,
+            )
+            .await
+            {
+                Ok(ai) => {
+                    out.method = "ai";
+                    out.summary = Some(ai.text);
+                    out.vendor = Some(ai.vendor);
+                    out.model = Some(ai.model);
+                    out.sent_as = Some(ai.sent_as);
+                }
+                Err(code) => {
+                    tracing::warn!(
+                        code,
+                        "the AI summary failed; the extractive summary is given"
+                    );
+                    out.ai_error = Some(code);
+                }
+            }
+        }
+    }
+    Json(out).into_response()
 }
 
 /// `GET /api/conversations/{id}/drafts`.

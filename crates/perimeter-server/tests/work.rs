@@ -7,6 +7,9 @@
 //! OpenAPI document lists exactly the routes the server has.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../perimeter-gateway/tests/support/upstream.rs"]
+mod upstream;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +69,11 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(None).await
+}
+
+/// [`start`] with `assist.summary_model` set to `summary_model`.
+async fn start_with(summary_model: Option<&str>) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at_epoch_2026();
@@ -130,7 +138,10 @@ async fn start() -> Env {
         audit: Default::default(),
         extra_routes: Vec::new(),
     })
-    .unwrap();
+    .unwrap()
+    .with_assist(perimeter_server::work_api::AssistSettings {
+        summary_model: summary_model.map(str::to_owned),
+    });
     let routes = app.routes().to_vec();
     let bound = bind(&ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -831,4 +842,101 @@ async fn openapi_document_lists_exactly_the_routes_the_server_has() {
         assert!(doc["paths"].get(p).is_some(), "{p}");
     }
     assert!(!doc.to_string().contains("Grace"));
+}
+
+/// A summary written by a vendor WITHOUT a BAA, through the gateway: the fake vendor (real
+/// HTTP on loopback, recording every byte) receives the conversation pseudonymised (no name,
+/// no number), the scheduler who asked gets it back re-identified, the call is audited with
+/// them as the initiating human; a vendor that may receive nothing is refused by the policy
+/// and the extractive summary is given with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_summaries_go_through_the_gateway_pseudonymised_without_a_baa() {
+    use perimeter_store::{KeyInput, VendorClass, VendorInput};
+    use upstream::{Behaviour, FakeUpstream, Style};
+    let env = start_with(Some("summary-model")).await;
+    let fake = FakeUpstream::start(Behaviour::Echo(Style::default())).await;
+    let vendor = |class: VendorClass| VendorInput {
+        name: "acme".into(),
+        base_url: fake.base_url(),
+        models: vec!["summary-model".into()],
+        data_class: class,
+        baa: None,
+        zero_retention: true,
+        no_training: true,
+        soc2_report_date: None,
+        soc2_expires: None,
+        sub_processors: Vec::new(),
+        inside_perimeter: false,
+        enabled: true,
+        key: KeyInput::Keep,
+    };
+    let sys = AccessContext::system("test");
+    env.store
+        .add_vendor(&sys, &vendor(VendorClass::Deidentified))
+        .await
+        .unwrap();
+    let text = "This is Grace Hopper, please call me at 202-555-0142 to move my appointment.";
+    let c = env
+        .inbound(text, Intent::Scheduling, Urgency::Routine)
+        .await;
+    let sched = env.session(Role::Scheduler).await;
+    let (st, s) = env
+        .post(
+            &format!("/api/conversations/{c}/summary"),
+            &sched,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{s}");
+    assert_eq!(s["method"], "ai", "{s}");
+    assert_eq!(s["vendor"], "acme");
+    assert_eq!(s["sent_as"], "pseudonymized");
+    let summary = s["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("Grace Hopper") && summary.contains("202-555-0142"),
+        "re-identified for the scheduler: {summary}"
+    );
+    let got = fake.received();
+    assert_eq!(got.len(), 1);
+    let sent = String::from_utf8_lossy(&got[0].body).into_owned();
+    for id in ["Grace", "Hopper", "555-0142", "5550142"] {
+        assert!(!sent.contains(id), "{id} reached the vendor: {sent}");
+    }
+    assert!(sent.contains("appointment"), "{sent}");
+    // Audited: an AI call initiated by the scheduler, naming vendor and model, no text.
+    let records = env.store.audit_records(0, 100_000).await.unwrap();
+    let calls: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.event).into_owned())
+        .filter(|e| e.contains("ai_call"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0].contains("summarize_for_coordinator"),
+        "{}",
+        calls[0]
+    );
+    assert!(calls[0].contains(&env.staff[&Role::Scheduler].to_string()));
+    assert!(!calls[0].contains("Hopper"));
+
+    // A vendor that may receive nothing: refused, recorded, nothing sent.
+    env.store
+        .update_vendor(&sys, "acme", &vendor(VendorClass::None))
+        .await
+        .unwrap();
+    fake.clear();
+    let (st, s) = env
+        .post(
+            &format!("/api/conversations/{c}/summary"),
+            &sched,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{s}");
+    assert_eq!(
+        (s["method"].as_str(), s["ai_error"].as_str()),
+        (Some("extractive"), Some("policy_refused"))
+    );
+    assert!(!s["sentences"].as_array().unwrap().is_empty());
+    assert!(fake.received().is_empty());
 }

@@ -200,6 +200,9 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let channels = perimeter_server::channels::Channels::new(channels, intake_classifier());
     let mut app = build_app(config, &services, clock.clone(), metrics.clone())?
         .with_channels(channels.clone());
+    app = app.with_assist(perimeter_server::work_api::AssistSettings {
+        summary_model: config.assist.summary_model.clone(),
+    });
     if let Some(model) = local_model {
         app = app.with_local_model(Arc::new(perimeter_gateway::LocalProvider::new(
             LOCAL_VENDOR,
