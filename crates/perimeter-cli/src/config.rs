@@ -50,6 +50,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("http.max_body_bytes", Kind::Int),
     ("http.request_timeout_ms", Kind::Int),
     ("http.shutdown_grace_ms", Kind::Int),
+    ("http.trusted_proxies", Kind::Str),
     ("sessions.idle_timeout_minutes", Kind::Int),
     ("sessions.absolute_timeout_hours", Kind::Int),
     ("phi.max_message_bytes", Kind::Int),
@@ -240,6 +241,9 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// How long in-flight requests may finish after SIGTERM/SIGINT, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Reverse proxies whose `X-Forwarded-For` gives the client address (audit records,
+    /// login throttling): IP addresses and CIDR ranges, comma-separated. Empty: none.
+    pub trusted_proxies: String,
 }
 
 impl Default for HttpConfig {
@@ -248,6 +252,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -877,6 +882,12 @@ impl Config {
         }
         if let Some(lm) = &self.local_model {
             self.validate_local_model(lm, &bad)?;
+        }
+        if perimeter_server::TrustedProxies::parse(&self.http.trusted_proxies).is_err() {
+            return Err(bad(
+                "http.trusted_proxies",
+                "expected IP addresses or CIDR ranges separated by commas, such as \"10.0.0.0/8, 192.0.2.7\"",
+            ));
         }
         if let Some(m) = &self.assist.summary_model
             && (m.trim().is_empty() || m.len() > 128 || m.chars().any(char::is_control))

@@ -13,6 +13,7 @@ mod access;
 pub mod audit_api;
 pub mod auth;
 pub mod channels;
+mod client_addr;
 mod error;
 pub mod gateway_api;
 mod health;
@@ -35,6 +36,7 @@ use perimeter_domain::SharedClock;
 
 pub use access::{Access, RouteError, RouteSpec, Routes};
 pub use auth::{AuthSettings, AuthSlot, AuthState, HashLimits, Principal, SessionPolicy};
+pub use client_addr::{TrustedProxies, TrustedProxiesError};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;

@@ -110,6 +110,8 @@ struct Opts {
     probe: bool,
     /// Serve over TLS with this certificate (PEM of the CA for the client).
     tls: Option<(TlsFiles, Vec<u8>)>,
+    /// `http.trusted_proxies`.
+    trusted_proxies: Option<&'static str>,
 }
 
 impl Default for Opts {
@@ -119,6 +121,7 @@ impl Default for Opts {
             ready: true,
             probe: true,
             tls: None,
+            trusted_proxies: None,
         }
     }
 }
@@ -320,6 +323,12 @@ async fn start_with(opts: Opts) -> Env {
         extra_routes,
     })
     .unwrap();
+    let app = match opts.trusted_proxies {
+        Some(list) => {
+            app.with_trusted_proxies(perimeter_server::TrustedProxies::parse(list).unwrap())
+        }
+        None => app,
+    };
     let table = app.routes().to_vec();
     let bound = bind(&ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -2530,4 +2539,70 @@ async fn bad_input_on_authenticated_and_admin_routes_changes_nothing() {
         after.last().unwrap().detail.as_deref(),
         Some("permission_denied")
     );
+}
+
+/// Behind a trusted reverse proxy, the client address (audit records, per-address throttling)
+/// is the rightmost untrusted `X-Forwarded-For` entry, so a client cannot choose its address by
+/// prepending one; without trust the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_addresses_come_from_trusted_proxies_only() {
+    async fn fail_from(env: &Env, forwarded: &str, n: usize) {
+        for i in 0..n {
+            let r = env
+                .client
+                .post(env.url("/api/auth/login"))
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"username": format!("nobody{i}"), "password": "wrong password here"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+            env.clock.advance(Duration::seconds(31));
+        }
+    }
+    let env = start_with(Opts {
+        trusted_proxies: Some("127.0.0.1, 10.0.0.0/8"),
+        ..Opts::default()
+    })
+    .await;
+    fail_from(&env, "6.6.6.6, 203.0.113.5, 10.1.1.1", 20).await;
+    let events = env.audit_events().await;
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.detail.as_deref() == Some("login_failed"))
+            .all(|e| e.client_addr.as_deref() == Some("203.0.113.5")),
+        "{events:?}"
+    );
+    let admin = env.direct_session(env.user("admin").id).await;
+    let list: Value = env.get_json("/api/admin/lockouts", &admin).await;
+    let subjects: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["scope"] == "address")
+        .filter_map(|l| l["subject"].as_str())
+        .collect();
+    assert_eq!(subjects, vec!["203.0.113.5"], "{list}");
+    // Another client behind the same proxy is not locked out.
+    let r = env
+        .client
+        .post(env.url("/api/auth/login"))
+        .header("x-forwarded-for", "203.0.113.6")
+        .json(&json!({"username": env.user("nurse").username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // No trusted proxy: the header is ignored, the peer is the client.
+    let plain = start().await;
+    fail_from(&plain, "203.0.113.5", 1).await;
+    let events = plain.audit_events().await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.detail.as_deref() == Some("login_failed"))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].client_addr.as_deref(), Some("127.0.0.1"));
 }

@@ -200,6 +200,12 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let channels = perimeter_server::channels::Channels::new(channels, intake_classifier());
     let mut app = build_app(config, &services, clock.clone(), metrics.clone())?
         .with_channels(channels.clone());
+    // Validated at load: a bad list stopped the start with the key named.
+    let proxies = perimeter_server::TrustedProxies::parse(&config.http.trusted_proxies)
+        .context("http.trusted_proxies")?;
+    if !proxies.is_empty() {
+        app = app.with_trusted_proxies(proxies);
+    }
     app = app.with_assist(perimeter_server::work_api::AssistSettings {
         summary_model: config.assist.summary_model.clone(),
     });

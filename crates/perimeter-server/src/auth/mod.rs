@@ -403,10 +403,14 @@ impl Principal {
 
 /// Request metadata for audit records: client address, user agent (truncated), request id.
 pub(crate) fn request_meta(req_parts: &axum::http::request::Parts) -> RequestMeta {
-    let client_addr = req_parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    // Behind trusted proxies, the address they forwarded (crate::client_addr); else the peer.
+    let client_addr = match req_parts.extensions.get::<crate::client_addr::ClientAddr>() {
+        Some(c) => Some(c.0.to_string()),
+        None => req_parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+    };
     let user_agent = req_parts
         .headers
         .get(header::USER_AGENT)
