@@ -54,13 +54,35 @@ use crate::auth::{AuthState, Principal};
 use crate::state::AppState;
 
 /// The process's PHI engine (built once: its automata are large and immutable).
+static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+
+/// The process's PHI engine, built with the default configuration unless
+/// [`configure_phi_engine`] ran first.
 fn engine() -> Result<Arc<Engine>, perimeter_phi::PhiError> {
-    static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
     if let Some(e) = ENGINE.get() {
         return Ok(Arc::clone(e));
     }
     let e = Arc::new(Engine::new(EngineConfig::default())?);
     Ok(Arc::clone(ENGINE.get_or_init(|| e)))
+}
+
+/// Builds the process's PHI engine (used by the gateway and `/api/deid`) with
+/// `phi.max_message_bytes`: larger texts are refused before any AI call. Call once at start,
+/// before serving; a second call with another limit is refused.
+pub fn configure_phi_engine(max_message_bytes: usize) -> Result<(), perimeter_phi::PhiError> {
+    let config = EngineConfig {
+        max_message_bytes,
+        ..EngineConfig::default()
+    };
+    let e = Arc::new(Engine::new(config)?);
+    let got = ENGINE.get_or_init(|| e);
+    if got.config().max_message_bytes != max_message_bytes {
+        return Err(perimeter_phi::PhiError::InvalidConfig {
+            field: "max_message_bytes",
+            expected: "to be set once, before the engine is first used",
+        });
+    }
+    Ok(())
 }
 
 struct CachedProvider {

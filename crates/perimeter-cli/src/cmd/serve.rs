@@ -176,6 +176,12 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // before listening, so a bad file stops the start with a clear error; then served on
     // /v1/chat/completions (and listed on /v1/models) under its configured name.
     let local_model = load_local_model(config).await?;
+    // The gateway's PHI engine with `phi.max_message_bytes` (texts beyond it are refused
+    // before any AI call).
+    perimeter_server::gateway_api::configure_phi_engine(
+        usize::try_from(config.phi.max_message_bytes).unwrap_or(usize::MAX),
+    )
+    .context("phi.max_message_bytes")?;
 
     let clock: SharedClock = Arc::new(SystemClock);
     let services = Arc::new(Services {

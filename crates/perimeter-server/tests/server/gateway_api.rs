@@ -8,14 +8,12 @@
 //! call is audited without text, counters reach `/metrics`, and `/api/deid` works.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../perimeter-gateway/tests/support/upstream.rs"]
-mod upstream;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;
 
+use crate::upstream::{Behaviour, FakeUpstream, Style};
 use perimeter_audit::{Actor, AuditEvent};
 use perimeter_auth::{ApiTokenScope, Permission, SecurityEvent, create_api_token};
 use perimeter_crypto::KeyRing;
@@ -35,7 +33,6 @@ use serde_json::{Value, json};
 use time::Duration;
 use time::macros::date;
 use tokio::sync::oneshot;
-use upstream::{Behaviour, FakeUpstream, Style};
 use zeroize::Zeroizing;
 
 const MODEL: &str = "fake-model";

@@ -7,9 +7,6 @@
 //! OpenAPI document lists exactly the routes the server has.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../perimeter-gateway/tests/support/upstream.rs"]
-mod upstream;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -851,8 +848,8 @@ async fn openapi_document_lists_exactly_the_routes_the_server_has() {
 /// and the extractive summary is given with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ai_summaries_go_through_the_gateway_pseudonymised_without_a_baa() {
+    use crate::upstream::{Behaviour, FakeUpstream, Style};
     use perimeter_store::{KeyInput, VendorClass, VendorInput};
-    use upstream::{Behaviour, FakeUpstream, Style};
     let env = start_with(Some("summary-model")).await;
     let fake = FakeUpstream::start(Behaviour::Echo(Style::default())).await;
     let vendor = |class: VendorClass| VendorInput {

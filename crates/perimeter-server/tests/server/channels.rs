@@ -1211,7 +1211,8 @@ async fn work_row(env: &Env, conversation: &str) -> Option<(String, Option<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_c_and_r_answer_the_appointment_reminder() {
     use perimeter_store::{NewTemplate, TemplateKind, Viewer};
-    let env = start().await;
+    let owned = start().await;
+    let env = &owned;
     let sys = AccessContext::system("test");
     let mut staff = Vec::new();
     for (name, role) in [("admin1", Role::Admin), ("sched1", Role::Scheduler)] {
@@ -1246,7 +1247,7 @@ async fn sms_c_and_r_answer_the_appointment_reminder() {
         .await
         .unwrap();
     env.store.approve_template(admin, t.id).await.unwrap();
-    let send = || async {
+    let send = || async move {
         let now = env.store.clock().now();
         env.store
             .schedule_reminder(
@@ -1281,7 +1282,7 @@ async fn sms_c_and_r_answer_the_appointment_reminder() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(status(1).await, vec!["confirmed"]);
     assert_eq!(
-        work_row(&env, &conv).await,
+        work_row(env, &conv).await,
         None,
         "a confirmation is not staff work"
     );
@@ -1297,7 +1298,7 @@ async fn sms_c_and_r_answer_the_appointment_reminder() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(status(2).await, vec!["confirmed", "reschedule_requested"]);
     assert_eq!(
-        work_row(&env, &conv).await,
+        work_row(env, &conv).await,
         Some(("scheduling".to_owned(), Some("scheduling".to_owned())))
     );
 
@@ -1308,7 +1309,7 @@ async fn sms_c_and_r_answer_the_appointment_reminder() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(status(2).await, vec!["confirmed", "reschedule_requested"]);
     assert_eq!(
-        work_row(&env, &conv).await,
+        work_row(env, &conv).await,
         Some(("front_desk".to_owned(), Some("general".to_owned())))
     );
     let metrics = env

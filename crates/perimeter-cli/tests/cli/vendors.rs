@@ -4,17 +4,14 @@
 //! registry changes and token revocation take effect without a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../perimeter-gateway/tests/support/upstream.rs"]
-mod upstream;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::upstream::{Behaviour, FakeUpstream, Style};
 use serde_json::{Value, json};
-use upstream::{Behaviour, FakeUpstream, Style};
 
 const BIN: &str = env!("CARGO_BIN_EXE_perimeter");
 const KEY: &str = "sk-cli-test-vendor-key-4242";
@@ -607,4 +604,44 @@ async fn the_local_model_answers_on_the_gateway() {
     let calls: Vec<&str> = out.lines().filter(|l| l.contains("in-house")).collect();
     assert!(calls.len() >= 2, "{out}");
     assert!(calls.iter().all(|l| l.contains("local")), "{out}");
+}
+
+/// `phi.max_message_bytes` reaches the running server's PHI engine: `/api/deid` refuses a text
+/// over the limit with a clear error, and takes one under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_message_limit_applies_to_the_servers_engine() {
+    let i = Install::new();
+    let token = stdout(&i.ok(&["tokens", "create", "--name", "deid", "--scope", "deid"]))
+        .trim()
+        .to_owned();
+    let server = serve_with(
+        &i,
+        &[(
+            "PERIMETER_PHI_MAX_MESSAGE_BYTES",
+            std::ffi::OsStr::new("1000"),
+        )],
+    );
+    let client = reqwest::Client::new();
+    let deid = |text: String| {
+        let client = client.clone();
+        let url = format!("{}/api/deid", server.base);
+        let token = token.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "text": text }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = deid("Call Marleen Dossetti at 729.473.9833. ".repeat(40)).await;
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "message_too_large", "{v}");
+    let r = deid("Call Marleen Dossetti at 729.473.9833.".into()).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(!v["text"].as_str().unwrap().contains("Dossetti"), "{v}");
 }
