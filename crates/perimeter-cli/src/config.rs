@@ -63,6 +63,15 @@ const KEYS: &[(&str, Kind)] = &[
     ("local_model.threads", Kind::Int),
     ("local_model.max_tokens", Kind::Int),
     ("assist.summary_model", Kind::Str),
+    ("service_levels.front_desk_minutes", Kind::Int),
+    ("service_levels.scheduling_minutes", Kind::Int),
+    ("service_levels.refills_minutes", Kind::Int),
+    ("service_levels.billing_minutes", Kind::Int),
+    ("service_levels.records_minutes", Kind::Int),
+    ("service_levels.nurse_triage_minutes", Kind::Int),
+    ("service_levels.clinician_minutes", Kind::Int),
+    ("service_levels.urgent_minutes", Kind::Int),
+    ("service_levels.emergency_minutes", Kind::Int),
     ("channels.practice", Kind::Str),
     ("channels.emergency_text", Kind::Str),
     ("channels.help_text", Kind::Str),
@@ -276,6 +285,73 @@ impl Default for SessionsConfig {
     }
 }
 
+/// `[service_levels]`: how long a conversation may wait for a first response, in minutes:
+/// routine waits per queue, one urgent and one emergency wait for every queue. Overdue
+/// conversations escalate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceLevelsConfig {
+    /// Routine wait in the front desk queue.
+    pub front_desk_minutes: u32,
+    /// Routine wait in the scheduling queue.
+    pub scheduling_minutes: u32,
+    /// Routine wait in the refills queue.
+    pub refills_minutes: u32,
+    /// Routine wait in the billing queue.
+    pub billing_minutes: u32,
+    /// Routine wait in the records queue.
+    pub records_minutes: u32,
+    /// Routine wait in the nurse triage queue.
+    pub nurse_triage_minutes: u32,
+    /// Routine wait in the clinician queue.
+    pub clinician_minutes: u32,
+    /// Urgent wait (every queue).
+    pub urgent_minutes: u32,
+    /// Emergency wait (every queue).
+    pub emergency_minutes: u32,
+}
+
+impl Default for ServiceLevelsConfig {
+    fn default() -> Self {
+        let d = perimeter_workflows::ServiceLevels::default();
+        Self {
+            front_desk_minutes: d.routine_minutes[0],
+            scheduling_minutes: d.routine_minutes[1],
+            refills_minutes: d.routine_minutes[2],
+            billing_minutes: d.routine_minutes[3],
+            records_minutes: d.routine_minutes[4],
+            nurse_triage_minutes: d.routine_minutes[5],
+            clinician_minutes: d.routine_minutes[6],
+            urgent_minutes: d.urgent_minutes,
+            emergency_minutes: d.emergency_minutes,
+        }
+    }
+}
+
+impl ServiceLevelsConfig {
+    /// The routine waits in `Queue::ALL` order.
+    fn routine(&self) -> [u32; 7] {
+        [
+            self.front_desk_minutes,
+            self.scheduling_minutes,
+            self.refills_minutes,
+            self.billing_minutes,
+            self.records_minutes,
+            self.nurse_triage_minutes,
+            self.clinician_minutes,
+        ]
+    }
+
+    /// The service levels the work queues use.
+    pub fn levels(&self) -> perimeter_workflows::ServiceLevels {
+        perimeter_workflows::ServiceLevels {
+            routine_minutes: self.routine(),
+            urgent_minutes: self.urgent_minutes,
+            emergency_minutes: self.emergency_minutes,
+        }
+    }
+}
+
 /// `[assist]`: AI assistance for staff, through the gateway.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -481,6 +557,9 @@ pub struct Config {
     /// `[assist]`: AI assistance for staff.
     #[serde(default)]
     pub assist: AssistConfig,
+    /// `[service_levels]`: queue waits.
+    #[serde(default)]
+    pub service_levels: ServiceLevelsConfig,
     /// Patient channels.
     #[serde(default)]
     pub channels: ChannelsConfig,
@@ -516,6 +595,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             local_model: None,
             assist: AssistConfig::default(),
+            service_levels: ServiceLevelsConfig::default(),
             channels: ChannelsConfig::default(),
         };
         config.resolve_defaults();
@@ -883,6 +963,44 @@ impl Config {
         if let Some(lm) = &self.local_model {
             self.validate_local_model(lm, &bad)?;
         }
+        // Service levels: 1 minute to 30 days; an emergency never waits longer than urgent
+        // work, and urgent work never longer than routine work in any queue.
+        let sl = &self.service_levels;
+        let mut waits: Vec<(String, u32)> = [
+            "front_desk",
+            "scheduling",
+            "refills",
+            "billing",
+            "records",
+            "nurse_triage",
+            "clinician",
+        ]
+        .iter()
+        .zip(sl.routine())
+        .map(|(q, m)| (format!("service_levels.{q}_minutes"), m))
+        .collect();
+        waits.push(("service_levels.urgent_minutes".into(), sl.urgent_minutes));
+        waits.push((
+            "service_levels.emergency_minutes".into(),
+            sl.emergency_minutes,
+        ));
+        for (key, m) in &waits {
+            if !(1..=43_200).contains(m) {
+                return Err(bad(key, "expected minutes from 1 to 43200 (30 days)"));
+            }
+        }
+        if sl.emergency_minutes > sl.urgent_minutes {
+            return Err(bad(
+                "service_levels.emergency_minutes",
+                "expected no more than service_levels.urgent_minutes (an emergency never waits longer than urgent work)",
+            ));
+        }
+        if sl.routine().iter().any(|m| *m < sl.urgent_minutes) {
+            return Err(bad(
+                "service_levels.urgent_minutes",
+                "expected no more than every queue's routine wait",
+            ));
+        }
         if perimeter_server::TrustedProxies::parse(&self.http.trusted_proxies).is_err() {
             return Err(bad(
                 "http.trusted_proxies",
@@ -1213,9 +1331,8 @@ fn expected_for(key: &str) -> Option<String> {
         "log_format" => "expected \"human\" or \"json\"",
         "log_level" => "expected a string such as \"info\"",
         "tls" => "expected a table with cert_file and key_file",
-        "keys" | "database" | "http" | "sessions" | "phi" | "audit" | "assist" => {
-            "expected a table"
-        }
+        "keys" | "database" | "http" | "sessions" | "phi" | "audit" | "assist"
+        | "service_levels" => "expected a table",
         k if KEYS
             .iter()
             .any(|(name, kind)| *name == k && *kind == Kind::Int) =>
@@ -1232,10 +1349,12 @@ mod tests {
     use super::*;
 
     fn load_file(text: &str) -> Result<Config, ConfigError> {
+        // A directory per call: tests run in parallel.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "perimeter-config-test-{}-{}",
             std::process::id(),
-            text.len()
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("perimeter.toml");
@@ -1249,6 +1368,50 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
         r
+    }
+
+    #[test]
+    fn service_levels_and_trusted_proxies_are_validated() {
+        let c = load_file("[service_levels]\nscheduling_minutes = 120\nemergency_minutes = 2\n")
+            .unwrap();
+        let l = c.service_levels.levels();
+        assert_eq!(
+            l.allowed_wait(
+                perimeter_workflows::Queue::Scheduling,
+                perimeter_workflows::Urgency::Routine
+            ),
+            time::Duration::minutes(120)
+        );
+        assert_eq!(l.emergency_minutes, 2);
+        assert_eq!(
+            load_file("").unwrap().service_levels.levels(),
+            perimeter_workflows::ServiceLevels::default()
+        );
+        let err = |text: &str| load_file(text).unwrap_err().to_string();
+        let e = err("[service_levels]\nbilling_minutes = 0\n");
+        assert!(
+            e.contains("service_levels.billing_minutes") && e.contains("43200"),
+            "{e}"
+        );
+        let e = err("[service_levels]\nemergency_minutes = 90\n");
+        assert!(e.contains("service_levels.emergency_minutes"), "{e}");
+        let e = err("[service_levels]\nurgent_minutes = 500\n");
+        assert!(e.contains("service_levels.urgent_minutes"), "{e}");
+        let e = err("[service_levels]\nnurse_minutes = 5\n");
+        assert!(e.contains("nurse_minutes"), "{e}");
+        let ok = load_file("[http]\ntrusted_proxies = \"10.0.0.0/8, 192.0.2.7\"\n").unwrap();
+        assert_eq!(ok.http.trusted_proxies, "10.0.0.0/8, 192.0.2.7");
+        let e = err("[http]\ntrusted_proxies = \"10.0.0.0/33\"\n");
+        assert!(
+            e.contains("http.trusted_proxies") && e.contains("CIDR"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("10.0.0.0/33"),
+            "the rejected value is not echoed: {e}"
+        );
+        let e = err("[assist]\nsummary_model = \"\"\n");
+        assert!(e.contains("assist.summary_model"), "{e}");
     }
 
     #[test]

@@ -270,6 +270,7 @@ pub(crate) struct TriageBody {
 /// `POST /api/conversations/{id}/triage` `{intent?, urgency, queue}`: a person re-triages; the
 /// due time restarts from now at the queue's service level.
 pub(crate) async fn triage(
+    settings: Option<axum::Extension<Arc<WorkSettings>>>,
     auth: AuthState,
     principal: Principal,
     Path(id): Path<String>,
@@ -304,7 +305,7 @@ pub(crate) async fn triage(
         intent,
         urgency,
         queue,
-        &ServiceLevels::default()
+        &settings.map(|s| s.0.levels.clone()).unwrap_or_default()
     ));
     Json(item).into_response()
 }
@@ -443,17 +444,20 @@ struct SummaryResponse {
     ai_error: Option<&'static str>,
 }
 
-/// AI assistance settings (`[assist]`): which model writes coordinator summaries.
+/// The practice's settings for staff work: service levels (`[service_levels]`) and AI
+/// assistance (`[assist]`).
 #[derive(Debug, Clone, Default)]
-pub struct AssistSettings {
-    /// A model served by a registered vendor or by `[local_model]`; `None`: summaries are
-    /// extractive and local.
+pub struct WorkSettings {
+    /// A model served by a registered vendor or by `[local_model]` that writes coordinator
+    /// summaries; `None`: summaries are extractive and local.
     pub summary_model: Option<String>,
+    /// How long each queue's conversations may wait (re-triage restarts the clock with these).
+    pub levels: ServiceLevels,
 }
 
 impl crate::App {
-    /// Uses `settings` for AI assistance (summaries through the gateway).
-    pub fn with_assist(self, settings: AssistSettings) -> Self {
+    /// Uses `settings` for the work API (service levels, summaries through the gateway).
+    pub fn with_work_settings(self, settings: WorkSettings) -> Self {
         Self {
             router: self.router.layer(axum::Extension(Arc::new(settings))),
             routes: self.routes,
@@ -501,7 +505,7 @@ fn summary_transcript(messages: &[perimeter_store::MessageView]) -> String {
 /// call fails (`ai_error` says why; nothing is made up).
 pub(crate) async fn summary(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-    assist: Option<axum::Extension<Arc<AssistSettings>>>,
+    settings: Option<axum::Extension<Arc<WorkSettings>>>,
     local: Option<axum::Extension<crate::gateway_api::LocalModelRoute>>,
     auth: AuthState,
     principal: Principal,
@@ -536,7 +540,7 @@ pub(crate) async fn summary(
         sent_as: None,
         ai_error: None,
     };
-    let model = assist.and_then(|a| a.0.summary_model.clone());
+    let model = settings.and_then(|a| a.0.summary_model.clone());
     if let Some(model) = model {
         let transcript = summary_transcript(&page.messages);
         if transcript.is_empty() {

@@ -212,8 +212,9 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     if !proxies.is_empty() {
         app = app.with_trusted_proxies(proxies);
     }
-    app = app.with_assist(perimeter_server::work_api::AssistSettings {
+    app = app.with_work_settings(perimeter_server::work_api::WorkSettings {
         summary_model: config.assist.summary_model.clone(),
+        levels: config.service_levels.levels(),
     });
     if let Some(model) = local_model {
         app = app.with_local_model(Arc::new(perimeter_gateway::LocalProvider::new(
@@ -469,6 +470,7 @@ fn channel_settings(
         twilio,
         ..ChannelSettings::default()
     };
+    s.rules.levels = config.service_levels.levels();
     if let Some(t) = &c.emergency_text {
         s.texts.emergency = t.clone();
     }

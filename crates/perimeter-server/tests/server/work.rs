@@ -136,8 +136,9 @@ async fn start_with(summary_model: Option<&str>) -> Env {
         extra_routes: Vec::new(),
     })
     .unwrap()
-    .with_assist(perimeter_server::work_api::AssistSettings {
+    .with_work_settings(perimeter_server::work_api::WorkSettings {
         summary_model: summary_model.map(str::to_owned),
+        ..Default::default()
     });
     let routes = app.routes().to_vec();
     let bound = bind(&ServerSettings {
