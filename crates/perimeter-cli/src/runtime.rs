@@ -168,7 +168,7 @@ pub async fn verify_and_migrate(store: &Store) -> anyhow::Result<MigrationReport
 pub async fn open(config: &Config, mode: OpenMode) -> anyhow::Result<Runtime> {
     let opts = store_options(config)?;
     let loaded = load_keys(config)?;
-    let (keys, origin, created_keys) = match (loaded, mode) {
+    let (mut keys, origin, created_keys) = match (loaded, mode) {
         (Some((keys, origin)), _) => (keys, origin, false),
         (None, OpenMode::MustExist) => return Err(missing_keys(config)),
         (None, OpenMode::CreateIfMissing) => {
@@ -203,7 +203,7 @@ pub async fn open(config: &Config, mode: OpenMode) -> anyhow::Result<Runtime> {
         }
     }
     let clock = clock();
-    let store = Store::connect(&opts, keys.clone(), clock.clone())
+    let mut store = Store::connect(&opts, keys.clone(), clock.clone())
         .await
         .context("cannot open the database")?;
     if created_keys {
@@ -220,6 +220,11 @@ pub async fn open(config: &Config, mode: OpenMode) -> anyhow::Result<Runtime> {
                 ensure_private_dir(parent)?;
             }
             keys.save_file_new(path)?;
+            // Read back what was written: the ring now knows its file, so a running server
+            // can reload it after `perimeter keys rotate` (Store::reload_keys).
+            let saved = KeyRing::load_file(path)?;
+            store = store.with_keys(saved.clone());
+            keys = saved;
         }
     }
     let migration = verify_and_migrate(&store).await?;
