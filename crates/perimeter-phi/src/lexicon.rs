@@ -30,7 +30,7 @@ pub(crate) struct Lexicon {
 }
 
 /// 64-bit FNV-1a, finished with MurmurHash3's avalanche step.
-fn hash(s: &[u8]) -> u64 {
+pub(crate) fn hash(s: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in s {
         h ^= u64::from(b);
@@ -107,7 +107,11 @@ impl Lexicon {
 
     /// The flags of a lower-cased word (0 when unknown).
     pub(crate) fn flags_lower(&self, lower: &str) -> u8 {
-        let h = hash(lower.as_bytes());
+        self.flags_hashed(hash(lower.as_bytes()))
+    }
+
+    /// The flags of the word whose [`hash`] is `h` (one hash serves several tables).
+    pub(crate) fn flags_hashed(&self, h: u64) -> u8 {
         let fp = fingerprint(h);
         let mut i = (h >> 40) as usize & self.mask;
         for _ in 0..=self.mask {

@@ -17,8 +17,6 @@ pub(crate) mod validate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
-
 use crate::Span;
 use crate::engine::PhiError;
 use crate::lexicon::Lexicon;
@@ -96,7 +94,7 @@ pub trait Recognizer: Send + Sync {
 pub(crate) struct Pipeline {
     cues: Cues,
     lex: Arc<Lexicon>,
-    stops: FxHashSet<&'static str>,
+    vocab: features::Vocab,
     recognizers: Vec<Box<dyn Recognizer>>,
 }
 
@@ -117,7 +115,7 @@ impl Pipeline {
         Ok(Pipeline {
             cues,
             lex,
-            stops: features::stop_set(),
+            vocab: features::Vocab::new(),
             recognizers,
         })
     }
@@ -147,7 +145,7 @@ impl Pipeline {
                 }
             }
         }
-        let feats = features::compute(text, &lower, &tokens, &self.lex, &self.stops, &near_cue);
+        let feats = features::compute(text, &lower, &tokens, &self.lex, &self.vocab, &near_cue);
         let doc = Text {
             text,
             tokens,

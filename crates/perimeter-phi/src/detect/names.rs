@@ -4,12 +4,12 @@
 //! other mentions in the same message.
 
 use super::context::Cue;
-use super::features::{Feat, PARTICLES};
+use super::features::{Feat, class};
 use super::{Candidate, Recognizer, Text};
 use crate::{Label, Span};
 
 /// Diseases and signs named after people: `Parkinson's`, `Bell's palsy` are not names.
-const EPONYMS: &[&str] = &[
+pub(crate) const EPONYMS: &[&str] = &[
     "parkinson",
     "alzheimer",
     "crohn",
@@ -81,7 +81,7 @@ const EPONYMS: &[&str] = &[
 ];
 
 /// Words after a capitalised run that make it an organisation or place, not a person.
-const ORG_WORDS: &[&str] = &[
+pub(crate) const ORG_WORDS: &[&str] = &[
     "street",
     "st",
     "avenue",
@@ -186,29 +186,25 @@ const ORG_WORDS: &[&str] = &[
 
 /// A lower-case particle (`de`, `van`) between two capitalised name parts.
 fn is_particle(doc: &Text<'_>, k: usize) -> bool {
-    let Some(t) = doc.tokens.get(k) else {
-        return false;
-    };
-    let w = t.text(doc.text);
     let next_ok = |i: usize| doc.feats.get(i).is_some_and(|n| n.cap && n.word);
-    let next_particle = doc
-        .tokens
-        .get(k + 1)
-        .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)));
-    PARTICLES.contains(&w)
+    is_particle_tok(doc, k)
         && gap(doc, k, k + 1) == " "
-        && (next_ok(k + 1) || (next_particle && next_ok(k + 2) && gap(doc, k + 1, k + 2) == " "))
+        && (next_ok(k + 1)
+            || (is_particle_tok(doc, k + 1) && next_ok(k + 2) && gap(doc, k + 1, k + 2) == " "))
 }
 
+/// A name particle written in lower case (`de`, `van`; `De` is not one).
 fn is_particle_tok(doc: &Text<'_>, k: usize) -> bool {
-    doc.tokens
-        .get(k)
-        .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)))
+    doc.feats.get(k).is_some_and(|f| f.is(class::PARTICLE))
+        && doc
+            .tokens
+            .get(k)
+            .is_some_and(|t| doc.text.get(t.start..t.end) == doc.lower.get(t.start..t.end))
 }
 
 /// Words that, inside a capitalised run, make it a product or an organisation (street words
 /// such as `Lane` or `Church` are also surnames, so they are not here).
-const PRODUCT_OR_ORG: &[&str] = &[
+pub(crate) const PRODUCT_OR_ORG: &[&str] = &[
     "pen",
     "inhaler",
     "tablets",
@@ -263,9 +259,9 @@ const PRODUCT_OR_ORG: &[&str] = &[
     "society",
 ];
 
-fn eponym(s: &str) -> bool {
-    let l = s.trim_end_matches("'s").trim_end_matches("’s");
-    EPONYMS.iter().any(|e| e.eq_ignore_ascii_case(l))
+/// Token `k` is a disease or sign named after a person (`Parkinson's`, `Bell`).
+fn eponym(doc: &Text<'_>, k: usize) -> bool {
+    doc.feats.get(k).is_some_and(|f| f.is(class::EPONYM))
 }
 
 /// The person-name recognizer.
@@ -333,7 +329,7 @@ fn lower_tok<'d>(doc: &'d Text<'_>, i: usize) -> &'d str {
 }
 
 fn is_org_word(doc: &Text<'_>, i: usize) -> bool {
-    ORG_WORDS.contains(&lower_tok(doc, i))
+    doc.feats.get(i).is_some_and(|f| f.is(class::ORG))
 }
 
 /// Whether the gap between two name parts keeps them in one name.
@@ -449,7 +445,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             }
         }
         let ok = if cap_mode {
-            (f.cap_nameish() && !(f.possessive && eponym(doc.tokens[k].text(doc.text))))
+            (f.cap_nameish() && !(f.possessive && eponym(doc, k)))
                 || (k > j && is_particle(doc, k))
                 || (k > j && f.word && f.cap && !f.stop && !f.all_caps && !is_org_word(doc, k))
         } else {
@@ -536,6 +532,11 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         } else {
             gap(doc, j - 1, j)
         };
+        // Quick test: the gap's last byte other than a space is `-`, `~` or the end of `—`.
+        let last = before.bytes().rev().find(|&b| b != b' ');
+        if !matches!(last, Some(b'-' | b'~' | 0x94)) {
+            continue;
+        }
         let t = before.trim_end_matches(' ');
         let dash_alone = {
             let d = t.trim_end_matches(['-', '—', '~']);
@@ -686,7 +687,7 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
     let mut a = a;
     // `Humira Pen`, `Lakeview Clinic`: a product or organisation word ends the run and
     // makes the rest not a person.
-    if (a..b).any(|k| k > a && PRODUCT_OR_ORG.contains(&lower_tok(doc, k))) {
+    if doc.feats[a + 1..b].iter().any(|f| f.is(class::PRODUCT)) {
         return;
     }
     // Leading initials only make sense before a name.
@@ -702,7 +703,7 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
     }
     if let Some(last) = run.last()
         && last.possessive
-        && eponym(doc.tokens[b - 1].text(doc.text))
+        && eponym(doc, b - 1)
     {
         return;
     }
@@ -751,7 +752,7 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
         0.75
     } else if (len >= 2 && unknown >= 2) || first_then_last {
         0.65
-    } else if len == 1 && run.len() == 1 && eponym(toks[0].text(doc.text)) {
+    } else if len == 1 && run.len() == 1 && eponym(doc, a) {
         return;
     } else if len == 1 && run.len() == 1 && unknown == 1 && !run[0].all_caps {
         // A lone unknown capitalised word: a foreign-script name, or a name in a slot
@@ -926,13 +927,23 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     }
 }
 
+/// `w` without trailing `'s` (a suffix test: `trim_end_matches` with a `&str` builds a
+/// substring searcher per call).
+fn strip_possessive(mut w: &str) -> &str {
+    while let Some(x) = w.strip_suffix("'s") {
+        w = x;
+    }
+    w
+}
+
 /// Other mentions of a found name in the same message.
 #[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
 fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if found.is_empty() {
         return;
     }
-    let mut known: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+    // The words of the found names, as hashes (few per message: a short list).
+    let mut known: Vec<(u32, &str)> = Vec::new();
     let mut covered = vec![false; doc.tokens.len()];
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
@@ -941,10 +952,9 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             if f.initial || f.stop {
                 continue;
             }
-            let w = lower_tok(doc, k);
-            let w = w.trim_end_matches("'s");
-            if w.chars().count() >= 3 {
-                known.insert(w);
+            let w = strip_possessive(lower_tok(doc, k));
+            if w.chars().count() >= 3 && !known.iter().any(|&(_, x)| x == w) {
+                known.push((crate::lexicon::hash(w.as_bytes()) as u32, w));
             }
         }
     }
@@ -956,11 +966,16 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         if !f.word || f.stop || (f.common() && !f.cap) {
             continue;
         }
-        let w = lower_tok(doc, k);
-        let w = w.trim_end_matches("'s");
+        let w = strip_possessive(lower_tok(doc, k));
+        let h = crate::lexicon::hash(w.as_bytes()) as u32;
+        if !known.iter().any(|&(kh, _)| kh == h) {
+            continue;
+        }
         // Lower-case words may not have been looked up: a common word (`will`) is not a
         // mention of the name `Will`.
-        if known.contains(&w) && (f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0) {
+        if known.iter().any(|&(_, x)| x == w)
+            && (f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0)
+        {
             found.push((k, k + 1, 0.7));
         }
     }

@@ -80,6 +80,9 @@ pub(crate) fn ssn(s: &str) -> bool {
 
 /// Medicare Beneficiary Identifier: `1EG4-TE5-MK73` (11 characters, dashes optional).
 pub(crate) fn mbi(s: &str) -> bool {
+    if s.bytes().filter(|b| *b != b'-').count() != 11 {
+        return false;
+    }
     let c: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
     if c.len() != 11 {
         return false;
@@ -140,15 +143,18 @@ pub(crate) fn vin(s: &str) -> bool {
 
 /// Luhn check for payment card numbers (digits only, 12 to 19 of them).
 pub(crate) fn luhn(s: &str) -> bool {
-    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(12..=19).contains(&digits.len()) {
+    // Counted first, so most candidates (too short or too long) cost one pass.
+    let n = s.bytes().filter(u8::is_ascii_digit).count();
+    if !(12..=19).contains(&n) {
         return false;
     }
-    let sum: u32 = digits
-        .iter()
+    let sum: u32 = s
+        .bytes()
         .rev()
+        .filter(u8::is_ascii_digit)
         .enumerate()
-        .map(|(i, &d)| {
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
             if i % 2 == 1 {
                 if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
             } else {
@@ -251,6 +257,10 @@ pub(crate) fn is_state(word: &str) -> bool {
 
 /// `500mg`, `10ml`, `5units`: a dose or lab value glued to its unit.
 pub(crate) fn is_measurement(s: &str) -> bool {
+    let unit_len = s.bytes().skip_while(u8::is_ascii_digit).count();
+    if unit_len == 0 || unit_len > 5 {
+        return false;
+    }
     let lower = s.to_ascii_lowercase();
     let unit = lower.trim_start_matches(|c: char| c.is_ascii_digit());
     unit.len() < lower.len()
