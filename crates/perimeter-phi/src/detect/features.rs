@@ -607,6 +607,26 @@ impl Vocab {
     }
 }
 
+/// `Oluwaseun St. Clair`, `Dr. St. Clair`: `St.` inside a name (after a capitalised word,
+/// before another, not after a house number as in `12 Elm St. Salem`) joins like an initial.
+fn saint(text: &str, tokens: &[Token], i: usize) -> bool {
+    let bytes = text.as_bytes();
+    let (Some(t), Some(next)) = (tokens.get(i), tokens.get(i + 1)) else {
+        return false;
+    };
+    if text.get(t.start..t.end) != Some("St")
+        || bytes.get(t.end..next.start) != Some(b". ")
+        || !next.upper
+        || next.kind != Kind::Word
+        || i == 0
+    {
+        return false;
+    }
+    let prev = tokens[i - 1];
+    let after_house_number = i >= 2 && tokens[i - 2].kind == Kind::Number;
+    prev.upper && prev.kind == Kind::Word && !after_house_number && prev.end < t.start
+}
+
 /// Computes the features of every token.
 pub(crate) fn compute(
     text: &str,
@@ -717,11 +737,18 @@ pub(crate) fn compute(
                 })
                 // em dash (U+2014) and bullet (U+2022)
                 || gap.windows(3).any(|w| w == [0xE2, 0x80, 0x94] || w == [0xE2, 0x80, 0xA2])));
+        // `J. Paredes`: the full stop after an initial does not end a sentence.
+        let sent_start = sent_start
+            && !(i > 0
+                && gap == b". "
+                && tokens.get(i - 1).is_some_and(|p| {
+                    p.end - p.start == 1 && p.upper && bytes.get(p.end) == Some(&b'.')
+                }));
         let initial = word
             && t.upper
             && t.end - t.start <= 4
-            && s.chars().count() == 1
-            && bytes.get(t.end) == Some(&b'.');
+            && ((s.chars().count() == 1 && bytes.get(t.end) == Some(&b'.'))
+                || saint(text, tokens, i));
         out.push(Feat {
             flags,
             cap: t.upper,

@@ -292,8 +292,12 @@ impl Recognizer for Names {
             if a + 1 == b
                 && first.all_caps
                 && super::validate::is_state(first.text(doc.text))
-                && a > 0
-                && gap(doc, a - 1, a).starts_with(',')
+                && ((a > 0
+                    && (gap(doc, a - 1, a).starts_with(',') || lower_tok(doc, a - 1) == "state"))
+                    || doc.tokens.get(b).is_some_and(|t| {
+                        let z = t.text(doc.text);
+                        gap(doc, a, b) == " " && super::validate::zip(z)
+                    }))
             {
                 continue;
             }
@@ -349,6 +353,12 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
         let verbish = ["ing", "ed", "ly", "tion", "ment", "ness"]
             .iter()
             .any(|x| s.ends_with(x));
+        // Lower-case words far from the cue may not have been looked up yet.
+        let looked_up = Feat {
+            flags: flags_of(doc, i),
+            ..*f
+        };
+        let f = &looked_up;
         match cue {
             Cue::Title => f.listed_name() || (!f.common() && s.len() >= 2 && !verbish),
             Cue::NameIntro => {
@@ -544,9 +554,14 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         };
         // `... sorry!! -priya`: a lower-case listed first name closing the message.
         let lower_signature = !doc.feats[j].cap
-            && doc.feats[j].listed_name()
-            && !doc.feats[j].common()
-            && j + 1 == doc.tokens.len();
+            && j + 1 == doc.tokens.len()
+            && doc.feats[j].word
+            && !doc.feats[j].stop
+            && {
+                let fl = flags_of(doc, j);
+                fl & (crate::lexicon::FIRST | crate::lexicon::LAST) != 0
+                    && fl & crate::lexicon::WORD == 0
+            };
         if dash_alone
             && (doc.feats[j].cap || lower_signature)
             && !matches!(
@@ -669,8 +684,47 @@ fn ambiguous_name_slot(doc: &Text<'_>, a: usize, b: usize) -> bool {
         None => "",
     };
     let next_lower_word = next.is_some_and(|n| n.word && !n.cap && !n.stop) && next_gap == " ";
-    let closes = next.is_none() || next_gap.starts_with(['?', '.', '!', ',']);
+    // `tell Faith (my aide)`: a parenthesis after the name closes it too.
+    let closes = next.is_none() || next_gap.starts_with(['?', '.', '!', ',']) || next_gap == " (";
     let next_any_lower = next.is_some_and(|n| n.word && !n.cap) && next_gap == " ";
+    // `can Faith pick up my rx`: capitalised in the middle of a lower-case clause, between
+    // two lower-case words, a word that is also a first name is written as a name.
+    // Not after a determiner or preposition (`the Will of God`), not before `of`.
+    let prev_lower_word = a > 0
+        && doc.feats.get(a - 1).is_some_and(|p| p.word && !p.cap)
+        && prev_gap == " "
+        && !matches!(
+            prev,
+            "the"
+                | "a"
+                | "an"
+                | "this"
+                | "that"
+                | "these"
+                | "those"
+                | "my"
+                | "your"
+                | "his"
+                | "her"
+                | "our"
+                | "their"
+                | "its"
+                | "of"
+                | "in"
+                | "on"
+                | "at"
+                | "some"
+                | "any"
+                | "every"
+                | "no"
+        );
+    if prev_lower_word
+        && next_any_lower
+        && lower_tok(doc, b) != "of"
+        && doc.feats.get(a).is_some_and(|f| !f.all_caps)
+    {
+        return true;
+    }
     (prev_gap == ", " && next_lower_word)
         || (matches!(prev, "for" | "with" | "and" | "to") && prev_gap == " " && closes)
         // `She said Dawn would`, `ask for Hope at the desk`, `tell Rose to call`.
@@ -706,6 +760,26 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
         && eponym(doc, b - 1)
     {
         return;
+    }
+    // `Said EOB shows`, `Prescriber DEA: ...`: a word and a short acronym are a phrase or a
+    // form label, not a person.
+    let short_acronym = |k: usize| {
+        feats[k].all_caps && doc.tokens[k].end - doc.tokens[k].start <= 4 && feats[k].word
+    };
+    if b - a == 2 && short_acronym(b - 1) && !feats[a].all_caps {
+        let label_colon = doc
+            .tokens
+            .get(b)
+            .map_or(doc.text.get(doc.tokens[b - 1].end..).unwrap_or(""), |t| {
+                doc.text.get(doc.tokens[b - 1].end..t.start).unwrap_or("")
+            })
+            .starts_with(':');
+        // `Oshkosh LA 28955`: a place and its state code.
+        let place_state =
+            feats[a].place() && super::validate::is_state(doc.tokens[b - 1].text(doc.text));
+        if label_colon || place_state || (feats[a].sent_start && feats[a].common()) {
+            return;
+        }
     }
     // A sentence-initial common word (`Will`, `Grace`) is not evidence of a name.
     let followed_by_comma = doc.tokens.get(b).is_some_and(|t| {
@@ -803,6 +877,16 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
         && ambiguous_name_slot(doc, a, b)
     {
         0.6
+    } else if run.len() == 2
+        && run[0].initial
+        && !run[1].initial
+        && run[1].word
+        && !run[1].all_caps
+        && !run[1].stop
+        && (!run[1].common() || run[1].last())
+    {
+        // `for D. O'Driscoll.`, `(L. Zavala)`: an initial and a surname.
+        0.65
     } else if len == 1 && strong == 1 {
         let f = run.iter().find(|f| !f.initial).copied().unwrap_or_default();
         if f.first() && places == 0 {
@@ -863,7 +947,11 @@ fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 None => doc.text.get(doc.tokens[b - 1].end..).unwrap_or(""),
             };
             // A speaker label in a chat or transcript (`Xiomara: hi`) counts too.
-            let speaker = tail.starts_with(':') && feats[i].sent_start;
+            // Not a form label ending in an acronym (`Prescriber DEA:`, `Patient MRN:`).
+            let label_acronym = b - i >= 2
+                && feats[b - 1].all_caps
+                && doc.tokens[b - 1].end - doc.tokens[b - 1].start <= 4;
+            let speaker = tail.starts_with(':') && feats[i].sent_start && !label_acronym;
             let ends_line = b == n && tail.trim().chars().all(|c| ".!?)".contains(c))
                 || tail.contains('\n')
                 || speaker;
@@ -877,6 +965,98 @@ fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             }
         }
         i = b.max(i + 1);
+    }
+}
+
+/// A verb that follows a person as the subject of a clause (`Maria called`, `Will said`).
+fn is_subject_verb(w: &str) -> bool {
+    matches!(
+        w,
+        "called"
+            | "calls"
+            | "said"
+            | "says"
+            | "asked"
+            | "asks"
+            | "came"
+            | "went"
+            | "needs"
+            | "wants"
+            | "has"
+            | "had"
+            | "was"
+            | "is"
+            | "will"
+            | "can't"
+            | "cannot"
+            | "won't"
+            | "didn't"
+            | "doesn't"
+            | "doesnt"
+            | "fell"
+            | "left"
+            | "stopped"
+            | "started"
+            | "took"
+            | "got"
+            | "missed"
+            | "felt"
+            | "feels"
+            | "reports"
+            | "reported"
+            | "denies"
+            | "states"
+            | "stated"
+    ) || (w.ends_with("ed") && w.len() > 4)
+}
+
+/// The list flags of token `k`, looked up now if the features skipped it (lower-case words
+/// far from a name cue are not looked up in advance).
+fn flags_of(doc: &Text<'_>, k: usize) -> u8 {
+    let f = doc.feats.get(k).map_or(0, |f| f.flags);
+    if f != 0 || !doc.feats.get(k).is_some_and(|f| f.word && !f.stop) {
+        return f;
+    }
+    doc.lex.flags_lower(strip_possessive(lower_tok(doc, k)))
+}
+
+/// `rashida subramaniam here - new # is ...`: a lower-case self-introduction opening a line.
+/// One to three words before `here`, the first a listed first name, none a stop word or a
+/// common word that is not also a name, then a break (`-`, `,`, `.`, `!`, end).
+fn lower_here(doc: &Text<'_>, i: usize, found: &mut Vec<(usize, usize, f32)>) {
+    let closes = match doc.tokens.get(i + 1) {
+        None => true,
+        Some(_) => gap(doc, i, i + 1).contains(['-', ',', '.', '!', '\n', ':']),
+    };
+    if !closes {
+        return;
+    }
+    for a in i.saturating_sub(3)..i {
+        let f = &doc.feats[a];
+        if !(a == 0 || f.sent_start) || f.cap {
+            continue;
+        }
+        let ok = (a..i).all(|k| {
+            let fk = &doc.feats[k];
+            let fl = flags_of(doc, k);
+            fk.word
+                && !fk.cap
+                && !fk.stop
+                && (k == a || joins(gap(doc, k - 1, k), false))
+                && (is_particle_tok(doc, k)
+                    || fl & crate::lexicon::WORD == 0
+                    || fl & (crate::lexicon::FIRST | crate::lexicon::LAST) != 0)
+        });
+        let first = flags_of(doc, a);
+        if ok
+            && i - a >= 2
+            && first & crate::lexicon::FIRST != 0
+            && first & crate::lexicon::WORD == 0
+            && !is_particle_tok(doc, i - 1)
+        {
+            found.push((a, i, 0.7));
+            return;
+        }
     }
 }
 
@@ -898,6 +1078,8 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             }
             if a < i && (a == 0 || feats[a].sent_start || gap(doc, a - 1, a).contains(',')) {
                 found.push((a, i, 0.75));
+            } else if a == i {
+                lower_here(doc, i, found);
             }
         }
         // `Last, First`
@@ -918,6 +1100,13 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                     g.trim() != ""
                         || feats[i + 2].all_caps
                         || matches!(w.as_str(), "mrn" | "dob" | "md" | "do" | "rn" | "np")
+                        // `Subramaniam, Bogdan called re: ...`: a line that opens with the
+                        // name, followed by what the person did.
+                        || (feats[i].sent_start
+                            && g == " "
+                            && feats[i + 2].word
+                            && !feats[i + 2].cap
+                            && is_subject_verb(&w))
                 }
             };
             if next_ok {
@@ -942,8 +1131,9 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if found.is_empty() {
         return;
     }
-    // The words of the found names, as hashes (few per message: a short list).
-    let mut known: Vec<(u32, &str)> = Vec::new();
+    // The words of the found names (few per message: a short list, compared by length
+    // first, is cheaper than a hash set).
+    let mut known: Vec<&str> = Vec::new();
     let mut covered = vec![false; doc.tokens.len()];
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
@@ -953,8 +1143,8 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 continue;
             }
             let w = strip_possessive(lower_tok(doc, k));
-            if w.chars().count() >= 3 && !known.iter().any(|&(_, x)| x == w) {
-                known.push((crate::lexicon::hash(w.as_bytes()) as u32, w));
+            if w.chars().count() >= 3 && !known.contains(&w) {
+                known.push(w);
             }
         }
     }
@@ -967,15 +1157,12 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             continue;
         }
         let w = strip_possessive(lower_tok(doc, k));
-        let h = crate::lexicon::hash(w.as_bytes()) as u32;
-        if !known.iter().any(|&(kh, _)| kh == h) {
+        if !known.contains(&w) {
             continue;
         }
         // Lower-case words may not have been looked up: a common word (`will`) is not a
         // mention of the name `Will`.
-        if known.iter().any(|&(_, x)| x == w)
-            && (f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0)
-        {
+        if f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0 {
             found.push((k, k + 1, 0.7));
         }
     }

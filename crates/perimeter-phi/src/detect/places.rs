@@ -114,6 +114,14 @@ impl Recognizer for Places {
         let mut buf = String::new();
         while i < n {
             let f = doc.feats[i];
+            if !f.cap && f.word && !f.stop {
+                // `i live in opelousas`: a listed town in lower case after `in`, `from`...
+                if let Some(span) = lower_town(doc, i) {
+                    out.push(span);
+                }
+                i += 1;
+                continue;
+            }
             if !f.cap || !f.word || f.stop {
                 i += 1;
                 continue;
@@ -131,7 +139,9 @@ impl Recognizer for Places {
                         .text
                         .get(doc.tokens[k - 1].end..doc.tokens[k].start)
                         .unwrap_or("");
-                    if g != " " || !doc.feats[k].cap {
+                    // `Coeur d'Alene`: lower-case parts only count when the whole
+                    // name is listed.
+                    if g != " " || !doc.feats[k].word {
                         break;
                     }
                     buf.push(' ');
@@ -211,6 +221,30 @@ fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
     None
 }
 
+/// A lower-case word right after a place preposition (`in`, `from`, `near`) that is a listed
+/// town and not a common English word (`in keokuk`, not `in bed`).
+fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
+    let t = doc.tokens.get(i)?;
+    if i == 0 || !doc.feats[i - 1].is(class::PRE) || t.end - t.start < 4 {
+        return None;
+    }
+    let before = doc.text.get(doc.tokens[i - 1].end..t.start)?;
+    if before != " " {
+        return None;
+    }
+    let flags = doc.lex.flags_lower(doc.lower_tok(i));
+    if flags & PLACE == 0 || flags & crate::lexicon::WORD != 0 {
+        return None;
+    }
+    Some(Span {
+        start: t.start,
+        end: t.end,
+        label: Label::Location,
+        confidence: 0.6,
+        recognizer: "places",
+    })
+}
+
 fn lower<'d>(doc: &'d Text<'_>, i: usize) -> &'d str {
     doc.lower_tok(i)
 }
@@ -221,10 +255,8 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
     if feats[b - 1].possessive {
         return None;
     }
-    if doc.tokens.get(b).is_some() {
-        if doc.feats[b].is(class::ORG_AFTER) {
-            return None;
-        }
+    if doc.tokens.get(b).is_some() && doc.feats[b].is(class::ORG_AFTER) {
+        return None;
     }
     let next = doc.tokens.get(b);
     let after = next.map_or("", |t| {

@@ -128,9 +128,8 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
         let mut end = start + clen;
         let mut ascii = clen == 1;
         let mut joined = false;
-        loop {
-            // ASCII letters and digits: the common case.
-            let Some(&nb) = bytes.get(end) else { break };
+        // ASCII letters and digits are the common case.
+        while let Some(&nb) = bytes.get(end) {
             let c = CLASS[usize::from(nb)];
             if c != 0 {
                 let d = usize::from(c & DIGIT != 0);
