@@ -294,9 +294,10 @@ impl Cues {
 
     /// Every cue in `text` that starts and ends on a word boundary, sorted by position.
     /// `text` must be ASCII-lower-cased (the cues are lower case).
-    pub(crate) fn find(&self, text: &str) -> Vec<CueHit> {
+    /// The hits go into `out` (cleared first).
+    pub(crate) fn find(&self, text: &str, out: &mut Vec<CueHit>) {
         let bytes = text.as_bytes();
-        let mut out = Vec::new();
+        out.clear();
         for m in self.ac.find_iter(text) {
             let (s, e) = (m.start(), m.end());
             let first = bytes.get(s).copied().unwrap_or(b' ');
@@ -322,7 +323,6 @@ impl Cues {
                 }
             }
         }
-        out
     }
 }
 

@@ -600,11 +600,6 @@ impl Vocab {
         }
         0
     }
-
-    /// The class bits of an ASCII-lower-cased word (0 when in no list).
-    pub(crate) fn get(&self, w: &str) -> u16 {
-        self.get_hashed(lexicon::hash(w.as_bytes()))
-    }
 }
 
 /// `Oluwaseun St. Clair`, `Dr. St. Clair`: `St.` inside a name (after a capitalised word,
@@ -627,7 +622,7 @@ fn saint(text: &str, tokens: &[Token], i: usize) -> bool {
     prev.upper && prev.kind == Kind::Word && !after_house_number && prev.end < t.start
 }
 
-/// Computes the features of every token.
+/// Computes the features of every token into `out` (cleared first).
 pub(crate) fn compute(
     text: &str,
     lower: &str,
@@ -635,98 +630,17 @@ pub(crate) fn compute(
     lex: &Lexicon,
     vocab: &Vocab,
     near_cue: &[bool],
-) -> Vec<Feat> {
+    out: &mut Vec<Feat>,
+) {
     let bytes = text.as_bytes();
-    let mut buf = String::with_capacity(32);
-    let mut out = Vec::with_capacity(tokens.len());
+    let lower_bytes = lower.as_bytes();
+    let mut buf = String::new();
+    out.clear();
+    out.reserve(tokens.len());
     let mut prev_end = 0usize;
     for (i, t) in tokens.iter().enumerate() {
-        let s = t.text(text);
-        let sb = s.as_bytes();
-        // A possessive has an inner apostrophe, so only joined tokens are tested.
-        let curly = t.joined && sb.ends_with("\u{2019}s".as_bytes());
-        let possessive = curly || (t.joined && sb.ends_with(b"'s"));
-        let base_len = if !possessive {
-            s.len()
-        } else if curly {
-            s.len() - 4
-        } else {
-            s.len() - 2
-        };
-        let word = t.kind == Kind::Word;
-        // The ASCII-lower-cased copy of the text has the same offsets: no copy needed.
-        let lower_full = lower.get(t.start..t.end).unwrap_or("");
-        let lower_base = lower.get(t.start..t.start + base_len).unwrap_or(lower_full);
-        let h_full = if word {
-            lexicon::hash(lower_full.as_bytes())
-        } else {
-            0
-        };
-        let h_base = if possessive {
-            lexicon::hash(lower_base.as_bytes())
-        } else {
-            h_full
-        };
-        let mut class = if word { vocab.get_hashed(h_full) } else { 0 };
-        if possessive && word {
-            let base_class = vocab.get_hashed(h_base);
-            class = (class & !(class::STOP | class::EPONYM))
-                | (base_class & (class::STOP | class::EPONYM));
-        }
-        let ascii_word =
-            word && (t.ascii || (curly && sb.get(..base_len).is_some_and(<[u8]>::is_ascii)));
-        // Lower-case stop words need no lexicon lookup (most tokens of prose).
-        let quick_stop = !t.upper && ascii_word && class & class::STOP != 0;
-        let mut flags = if !word {
-            0
-        } else if ascii_word {
-            if quick_stop && !matches!(lower_base, "april" | "june" | "august" | "may" | "jan") {
-                0
-            } else if !t.upper && !near_cue.get(i).copied().unwrap_or(true) {
-                // Lower-case words far from a name cue are never read as names, so their
-                // list flags are not needed (most tokens of prose): skip the lookup.
-                0
-            } else {
-                lex.flags_hashed(h_base)
-            }
-        } else {
-            lex.flags(s.get(..base_len).unwrap_or(s), &mut buf)
-        };
-        if word && flags == 0 && t.joined && lower_base.contains('-') {
-            let mut part_buf = String::new();
-            let base = s.get(..base_len).unwrap_or(s);
-            let mut all = true;
-            let mut acc = 0u8;
-            for p in base.split('-') {
-                let f = lex.flags(p, &mut part_buf) & (lexicon::FIRST | lexicon::LAST);
-                all &= f != 0;
-                acc |= f;
-            }
-            if all {
-                flags = acc;
-            }
-        }
-        // The lower-cased base of the word, for the checks below.
-        let lb: &str = if ascii_word {
-            lower_base
-        } else if word {
-            // `lex.flags` left the lower-cased base in `buf`.
-            buf.as_str()
-        } else {
-            ""
-        };
-        // `will`/`may` are stop words in lower case only: `Will Hallissey`, `May Chen`.
-        let cased_name =
-            t.upper && matches!(lb, "will" | "may" | "jan" | "june" | "april" | "august");
-        let stop_listed = if ascii_word {
-            class & class::STOP != 0
-        } else {
-            word && vocab.get(lb) & class::STOP != 0
-        };
-        // Contractions have an inner apostrophe (`I` is the one without).
-        let stop =
-            word && !cased_name && (stop_listed || ((t.joined || lb == "i") && is_contraction(lb)));
         let gap = bytes.get(prev_end..t.start).unwrap_or(&[]);
+        prev_end = t.end;
         let sent_start = i == 0
             || (gap != b" "
                 && (gap.iter().any(|b| {
@@ -736,18 +650,108 @@ pub(crate) fn compute(
                     )
                 })
                 // em dash (U+2014) and bullet (U+2022)
-                || gap.windows(3).any(|w| w == [0xE2, 0x80, 0x94] || w == [0xE2, 0x80, 0xA2])));
-        // `J. Paredes`: the full stop after an initial does not end a sentence.
-        let sent_start = sent_start
+                || gap.windows(3).any(|w| w == [0xE2, 0x80, 0x94] || w == [0xE2, 0x80, 0xA2])))
+            // `J. Paredes`: the full stop after an initial does not end a sentence.
             && !(i > 0
                 && gap == b". "
                 && tokens.get(i - 1).is_some_and(|p| {
                     p.end - p.start == 1 && p.upper && bytes.get(p.end) == Some(&b'.')
                 }));
-        let initial = word
-            && t.upper
-            && t.end - t.start <= 4
-            && ((s.chars().count() == 1 && bytes.get(t.end) == Some(&b'.'))
+        if t.kind != Kind::Word {
+            // Numbers and codes: no list flags, never stop words, possessives or initials.
+            out.push(Feat {
+                cap: t.upper,
+                all_caps: t.all_caps,
+                sent_start,
+                ..Feat::default()
+            });
+            continue;
+        }
+        let sb = bytes.get(t.start..t.end).unwrap_or(&[]);
+        // A possessive has an inner apostrophe, so only joined tokens are tested.
+        let curly = t.joined && sb.ends_with("\u{2019}s".as_bytes());
+        let possessive = curly || (t.joined && sb.ends_with(b"'s"));
+        let len = t.end - t.start;
+        let base_len = if !possessive {
+            len
+        } else if curly {
+            len - 4
+        } else {
+            len - 2
+        };
+        // The ASCII-lower-cased copy of the text has the same offsets: no copy needed.
+        let lower_full = lower_bytes.get(t.start..t.end).unwrap_or(&[]);
+        let lower_base = lower_full.get(..base_len).unwrap_or(lower_full);
+        let h_full = lexicon::hash(lower_full);
+        let h_base = if possessive {
+            lexicon::hash(lower_base)
+        } else {
+            h_full
+        };
+        let mut class = vocab.get_hashed(h_full);
+        if possessive {
+            let base_class = vocab.get_hashed(h_base);
+            class = (class & !(class::STOP | class::EPONYM))
+                | (base_class & (class::STOP | class::EPONYM));
+        }
+        let ascii_word = t.ascii || (curly && sb.get(..base_len).is_some_and(<[u8]>::is_ascii));
+        let s = || text.get(t.start..t.end).unwrap_or("");
+        let base = || text.get(t.start..t.start + base_len).unwrap_or("");
+        let mut flags = if ascii_word {
+            // Lower-case stop words need no lexicon lookup (most tokens of prose).
+            let quick_stop = !t.upper && class & class::STOP != 0;
+            if quick_stop && !matches!(lower_base, b"april" | b"june" | b"august" | b"may" | b"jan")
+            {
+                0
+            } else if !t.upper && !near_cue.get(i).copied().unwrap_or(true) {
+                // Lower-case words far from a name cue are never read as names, so their
+                // list flags are not needed (most tokens of prose): skip the lookup.
+                0
+            } else {
+                lex.flags_hashed(h_base)
+            }
+        } else {
+            lex.flags(base(), &mut buf)
+        };
+        if flags == 0 && t.joined && lower_base.contains(&b'-') {
+            let mut part_buf = String::new();
+            let mut all = true;
+            let mut acc = 0u8;
+            for p in base().split('-') {
+                let f = lex.flags(p, &mut part_buf) & (lexicon::FIRST | lexicon::LAST);
+                all &= f != 0;
+                acc |= f;
+            }
+            if all {
+                flags = acc;
+            }
+        }
+        // The lower-cased base of the word, for the checks below (`lex.flags` left it in
+        // `buf` for non-ASCII words).
+        let lb: &[u8] = if ascii_word {
+            lower_base
+        } else {
+            buf.as_bytes()
+        };
+        // `will`/`may` are stop words in lower case only: `Will Hallissey`, `May Chen`.
+        let cased_name = t.upper
+            && matches!(
+                lb,
+                b"will" | b"may" | b"jan" | b"june" | b"april" | b"august"
+            );
+        let stop_listed = if ascii_word {
+            class & class::STOP != 0
+        } else {
+            vocab.get_hashed(lexicon::hash(lb)) & class::STOP != 0
+        };
+        // Contractions have an inner apostrophe (`I` is the one without).
+        let stop = !cased_name
+            && (stop_listed
+                || ((t.joined || lb == b"i")
+                    && is_contraction(std::str::from_utf8(lb).unwrap_or(""))));
+        let initial = t.upper
+            && len <= 4
+            && ((s().chars().count() == 1 && bytes.get(t.end) == Some(&b'.'))
                 || saint(text, tokens, i));
         out.push(Feat {
             flags,
@@ -757,10 +761,8 @@ pub(crate) fn compute(
             possessive,
             sent_start,
             initial,
-            word,
+            word: true,
             class,
         });
-        prev_end = t.end;
     }
-    out
 }

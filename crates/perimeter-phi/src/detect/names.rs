@@ -536,17 +536,22 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
     }
     // A dash before a closing name: `- Dominic`, `— Ana Ruiz` at a line end.
+    let bytes = doc.text.as_bytes();
     for j in 0..doc.tokens.len() {
+        // Quick test on the bytes before the token: the last one other than a space is `-`,
+        // `~` or the end of `—`.
+        let from = if j == 0 { 0 } else { doc.tokens[j - 1].end };
+        let last = bytes
+            .get(from..doc.tokens[j].start)
+            .and_then(|g| g.iter().rev().find(|&&b| b != b' '));
+        if !matches!(last, Some(b'-' | b'~' | 0x94)) {
+            continue;
+        }
         let before = if j == 0 {
             doc.text.get(..doc.tokens[0].start).unwrap_or("")
         } else {
             gap(doc, j - 1, j)
         };
-        // Quick test: the gap's last byte other than a space is `-`, `~` or the end of `—`.
-        let last = before.bytes().rev().find(|&b| b != b' ');
-        if !matches!(last, Some(b'-' | b'~' | 0x94)) {
-            continue;
-        }
         let t = before.trim_end_matches(' ');
         let dash_alone = {
             let d = t.trim_end_matches(['-', '—', '~']);
@@ -1068,7 +1073,11 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         |f: &Feat| f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name());
     for i in 0..n {
         // `<Name> here`
-        if lower_tok(doc, i) == "here" && i > 0 && gap(doc, i - 1, i) == " " {
+        if i > 0
+            && doc.tokens[i].end - doc.tokens[i].start == 4
+            && lower_tok(doc, i) == "here"
+            && gap(doc, i - 1, i) == " "
+        {
             let mut a = i;
             while a > 0 && i - a < 3 && namey(&feats[a - 1]) {
                 a -= 1;
@@ -1084,9 +1093,9 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
         // `Last, First`
         if i + 1 < n
-            && gap(doc, i, i + 1) == ", "
             && namey(&feats[i])
             && namey(&feats[i + 1])
+            && gap(doc, i, i + 1) == ", "
             && ((feats[i].listed_name() && feats[i + 1].listed_name())
                 || (feats[i].listed_name() && !feats[i + 1].common())
                 || (!feats[i].common() && (feats[i + 1].listed_name() || !feats[i + 1].common())))
@@ -1148,12 +1157,20 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             }
         }
     }
+    // Byte lengths of the known words, to skip most tokens without comparing text.
+    let (min_len, max_len) = known.iter().fold((usize::MAX, 0), |(lo, hi), w| {
+        (lo.min(w.len()), hi.max(w.len()))
+    });
     for k in 0..doc.tokens.len() {
         if covered[k] {
             continue;
         }
         let f = &doc.feats[k];
         if !f.word || f.stop || (f.common() && !f.cap) {
+            continue;
+        }
+        let t = &doc.tokens[k];
+        if t.end - t.start < min_len || (t.end - t.start > max_len && !f.possessive) {
             continue;
         }
         let w = strip_possessive(lower_tok(doc, k));

@@ -82,9 +82,18 @@ static CLASS: [u8; 256] = {
 ///
 /// One pass over the bytes: ASCII is classified without decoding (most of the text), other
 /// characters are decoded where they occur.
+#[cfg(test)]
 pub(crate) fn tokenize(text: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    tokenize_into(text, &mut out);
+    out
+}
+
+/// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer.
+pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
+    out.clear();
+    out.reserve(text.len() / 5 + 1);
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(text.len() / 5 + 1);
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -183,7 +192,6 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
         });
         i = end;
     }
-    out
 }
 
 #[cfg(test)]
