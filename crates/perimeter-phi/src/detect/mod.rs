@@ -141,7 +141,7 @@ impl Pipeline {
         lower.clear();
         lower.push_str(text);
         lower.make_ascii_lowercase();
-        self.cues.find(&lower, &mut cues);
+        self.cues.find(&lower, &tokens, &mut cues);
         // Tokens up to five after a name cue need their list flags even in lower case.
         near_cue.clear();
         near_cue.resize(tokens.len(), false);
