@@ -52,19 +52,31 @@ const MONTHS: [&str; 12] = [
 
 /// `October 12, 2004`, `12 Oct`, `Jan 18`, `March 2024`: a real day of a real month.
 pub(crate) fn month_date(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    let Some(month) = MONTHS.iter().position(|m| {
-        lower
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .any(|w| w.starts_with(m))
-    }) else {
+    // The earliest month (in calendar order) that a word starts with; no allocation.
+    let month = s
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter_map(|w| {
+            let p = w.as_bytes().get(..3)?;
+            MONTHS
+                .iter()
+                .position(|m| p.eq_ignore_ascii_case(m.as_bytes()))
+        })
+        .min();
+    let Some(month) = month else {
         return false;
     };
-    let v: Vec<u32> = nums(&lower).collect();
-    match v.as_slice() {
-        [y] if *y >= 1800 => true,
-        [d] => real_date(None, month as u32 + 1, *d),
-        [d, y] => real_date(Some(*y), month as u32 + 1, *d),
+    let mut v = [0u32; 2];
+    let mut n = 0;
+    for x in nums(s) {
+        if let Some(slot) = v.get_mut(n) {
+            *slot = x;
+        }
+        n += 1;
+    }
+    match (n, v) {
+        (1, [y, _]) if y >= 1800 => true,
+        (1, [d, _]) => real_date(None, month as u32 + 1, d),
+        (2, [d, y]) => real_date(Some(y), month as u32 + 1, d),
         _ => false,
     }
 }
