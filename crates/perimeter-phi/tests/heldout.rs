@@ -10,14 +10,15 @@ use perimeter_phi::{Engine, EngineConfig};
 
 const HELDOUT: &str = include_str!("data/heldout.jsonl");
 
-/// Floors on the held-out set: a regression gate set just under what the engine measured when
-/// the set was written (recall 0.951, NAME 0.874, LOCATION 0.930, precision 0.983). They are
-/// BELOW the targets (0.995 overall, 0.98 per label, 0.97 precision): the misses
-/// (lower-case names without a cue, `St.` surnames, names that are words in name slots,
-/// initials, lower-case towns) are open work, and the floors should rise as it is done.
-const MIN_RECALL: f64 = 0.95;
-const MIN_LABEL_RECALL: f64 = 0.87;
-const MIN_PRECISION: f64 = 0.97;
+/// Floors on the held-out set, at the targets (0.995 overall, 0.98 per label, 0.97
+/// character precision). When the set was written the engine measured recall 0.951 (NAME
+/// 0.874, LOCATION 0.930); the miss families it showed (lower-case names without a cue, `St.`
+/// surnames, names that are words in name slots, initials, `Last, First` opening a line,
+/// lower-case towns) were then fixed with general rules, tested on other names and phrasing
+/// in `tests/styles.rs` (`generalised_*`), measuring recall 1.000 and precision 0.993.
+const MIN_RECALL: f64 = 0.995;
+const MIN_LABEL_RECALL: f64 = 0.98;
+const MIN_PRECISION: f64 = 0.98;
 
 #[test]
 fn heldout_set_meets_generalisation_floors() {

@@ -1,8 +1,6 @@
 //! Per-token features shared by the name and place recognizers: list membership (one hash
 //! lookup per token), capitalisation, stop words and sentence position.
 
-use rustc_hash::FxHashSet;
-
 use super::tokens::{Kind, Token};
 use crate::lexicon::{self, Lexicon};
 
@@ -25,6 +23,8 @@ pub(crate) struct Feat {
     pub initial: bool,
     /// Letters only.
     pub word: bool,
+    /// The token's [`class`] bits.
+    pub class: u16,
 }
 
 impl Feat {
@@ -39,6 +39,9 @@ impl Feat {
     }
     pub(crate) fn common(&self) -> bool {
         self.flags & lexicon::WORD != 0
+    }
+    pub(crate) fn is(&self, c: u16) -> bool {
+        self.class & c != 0
     }
     pub(crate) fn place(&self) -> bool {
         self.flags & lexicon::PLACE != 0
@@ -516,101 +519,240 @@ fn is_contraction(lower: &str) -> bool {
         )
 }
 
-/// Builds the stop-word set.
-pub(crate) fn stop_set() -> FxHashSet<&'static str> {
-    STOP_WORDS.iter().copied().collect()
+/// Classes of the small closed word lists the recognizers test tokens against, looked up
+/// once per token (instead of scanning each list wherever a recognizer asks).
+pub(crate) mod class {
+    /// A stop word ([`super::STOP_WORDS`]; of the token without a possessive `'s`).
+    pub const STOP: u16 = 1;
+    /// A word that makes a capitalised run an organisation or place (names).
+    pub const ORG: u16 = 2;
+    /// A product or organisation word inside a capitalised run (names).
+    pub const PRODUCT: u16 = 4;
+    /// A name particle (`de`, `van`), when written in lower case.
+    pub const PARTICLE: u16 = 8;
+    /// A disease or sign named after a person (of the token without `'s`).
+    pub const EPONYM: u16 = 16;
+    /// A street suffix or `box` (places).
+    pub const STREET: u16 = 32;
+    /// A word that makes a place part of an organisation's name (places).
+    pub const ORG_AFTER: u16 = 64;
+    /// A word that puts a place after it (`in`, `from`, `near`).
+    pub const PRE: u16 = 128;
 }
 
-/// Computes the features of every token.
+/// The closed word lists in one small open-addressing table keyed by the lexicon's 64-bit
+/// word hash (a few KB, so it stays in cache; the hash is computed once per token and also
+/// serves the lexicon lookup). A false match needs a 64-bit collision among ~600 words.
+pub(crate) struct Vocab {
+    table: Vec<(u64, u16)>,
+    mask: usize,
+}
+
+impl Vocab {
+    pub(crate) fn new() -> Vocab {
+        let mut v = Vocab {
+            table: vec![(0, 0); 4096],
+            mask: 4095,
+        };
+        for (list, c) in [
+            (STOP_WORDS, class::STOP),
+            (PARTICLES, class::PARTICLE),
+            (super::names::ORG_WORDS, class::ORG),
+            (super::names::PRODUCT_OR_ORG, class::PRODUCT),
+            (super::names::EPONYMS, class::EPONYM),
+            (super::places::STREET_SUFFIXES, class::STREET),
+            (super::places::ORG_AFTER, class::ORG_AFTER),
+            (super::places::PRE_WORDS, class::PRE),
+        ] {
+            for w in list {
+                v.insert(lexicon::hash(w.as_bytes()), c);
+            }
+        }
+        v
+    }
+
+    fn insert(&mut self, h: u64, c: u16) {
+        let key = h | 1;
+        let mut i = (h as usize) & self.mask;
+        for _ in 0..=self.mask {
+            let Some(slot) = self.table.get_mut(i) else {
+                return;
+            };
+            if slot.0 == 0 || slot.0 == key {
+                *slot = (key, slot.1 | c);
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The class bits of the word whose lexicon hash is `h` (0 when in no list).
+    #[inline]
+    pub(crate) fn get_hashed(&self, h: u64) -> u16 {
+        let key = h | 1;
+        let mut i = (h as usize) & self.mask;
+        for _ in 0..=self.mask {
+            match self.table.get(i) {
+                Some(&(k, c)) if k == key => return c,
+                Some(&(0, _)) | None => return 0,
+                Some(_) => i = (i + 1) & self.mask,
+            }
+        }
+        0
+    }
+}
+
+/// `Oluwaseun St. Clair`, `Dr. St. Clair`: `St.` inside a name (after a capitalised word,
+/// before another, not after a house number as in `12 Elm St. Salem`) joins like an initial.
+fn saint(text: &str, tokens: &[Token], i: usize) -> bool {
+    let bytes = text.as_bytes();
+    let (Some(t), Some(next)) = (tokens.get(i), tokens.get(i + 1)) else {
+        return false;
+    };
+    if text.get(t.start..t.end) != Some("St")
+        || bytes.get(t.end..next.start) != Some(b". ")
+        || !next.upper
+        || next.kind != Kind::Word
+        || i == 0
+    {
+        return false;
+    }
+    let prev = tokens[i - 1];
+    let after_house_number = i >= 2 && tokens[i - 2].kind == Kind::Number;
+    prev.upper && prev.kind == Kind::Word && !after_house_number && prev.end < t.start
+}
+
+/// Computes the features of every token into `out` (cleared first).
 pub(crate) fn compute(
     text: &str,
     lower: &str,
     tokens: &[Token],
     lex: &Lexicon,
-    stops: &FxHashSet<&'static str>,
+    vocab: &Vocab,
     near_cue: &[bool],
-) -> Vec<Feat> {
+    out: &mut Vec<Feat>,
+) {
     let bytes = text.as_bytes();
-    let mut buf = String::with_capacity(32);
-    let mut out = Vec::with_capacity(tokens.len());
+    let lower_bytes = lower.as_bytes();
+    let mut buf = String::new();
+    out.clear();
+    out.reserve(tokens.len());
     let mut prev_end = 0usize;
     for (i, t) in tokens.iter().enumerate() {
-        let s = t.text(text);
-        let possessive = s.ends_with("'s") || s.ends_with("’s");
-        let base = if possessive {
-            s.get(..s.len() - if s.ends_with("'s") { 2 } else { 4 })
-                .unwrap_or(s)
+        let gap = bytes.get(prev_end..t.start).unwrap_or(&[]);
+        prev_end = t.end;
+        let sent_start = i == 0
+            || (gap != b" "
+                && (gap.iter().any(|b| {
+                    matches!(
+                        b,
+                        b'.' | b'!' | b'?' | b'\n' | b':' | b'-' | b'|' | b'>' | b'*' | b'\\'
+                    )
+                })
+                // em dash (U+2014) and bullet (U+2022)
+                || gap.windows(3).any(|w| w == [0xE2, 0x80, 0x94] || w == [0xE2, 0x80, 0xA2])))
+            // `J. Paredes`: the full stop after an initial does not end a sentence.
+            && !(i > 0
+                && gap == b". "
+                && tokens.get(i - 1).is_some_and(|p| {
+                    p.end - p.start == 1 && p.upper && bytes.get(p.end) == Some(&b'.')
+                }));
+        if t.kind != Kind::Word {
+            // Numbers and codes: no list flags, never stop words, possessives or initials.
+            out.push(Feat {
+                cap: t.upper,
+                all_caps: t.all_caps,
+                sent_start,
+                ..Feat::default()
+            });
+            continue;
+        }
+        let sb = bytes.get(t.start..t.end).unwrap_or(&[]);
+        // A possessive has an inner apostrophe, so only joined tokens are tested.
+        let curly = t.joined && sb.ends_with("\u{2019}s".as_bytes());
+        let possessive = curly || (t.joined && sb.ends_with(b"'s"));
+        let len = t.end - t.start;
+        let base_len = if !possessive {
+            len
+        } else if curly {
+            len - 4
         } else {
-            s
+            len - 2
         };
-        let word = t.kind == Kind::Word;
-        let ascii_lower = if word && base.is_ascii() {
-            lower.get(t.start..t.start + base.len())
+        // The ASCII-lower-cased copy of the text has the same offsets: no copy needed.
+        let lower_full = lower_bytes.get(t.start..t.end).unwrap_or(&[]);
+        let lower_base = lower_full.get(..base_len).unwrap_or(lower_full);
+        let h_full = lexicon::hash(lower_full);
+        let h_base = if possessive {
+            lexicon::hash(lower_base)
         } else {
-            None
+            h_full
         };
-        // Lower-case stop words need no lexicon lookup (most tokens of prose).
-        let quick_stop = !t.upper && ascii_lower.is_some_and(|w| stops.contains(w));
-        let mut flags = if !word {
-            0
-        } else if let Some(w) = ascii_lower {
-            // The ASCII-lower-cased copy of the text has the same offsets: no copy needed.
-            buf.clear();
-            buf.push_str(w);
-            if quick_stop && !matches!(w, "april" | "june" | "august" | "may" | "jan") {
+        let mut class = vocab.get_hashed(h_full);
+        if possessive {
+            let base_class = vocab.get_hashed(h_base);
+            class = (class & !(class::STOP | class::EPONYM))
+                | (base_class & (class::STOP | class::EPONYM));
+        }
+        let ascii_word = t.ascii || (curly && sb.get(..base_len).is_some_and(<[u8]>::is_ascii));
+        let s = || text.get(t.start..t.end).unwrap_or("");
+        let base = || text.get(t.start..t.start + base_len).unwrap_or("");
+        let mut flags = if ascii_word {
+            // Lower-case stop words need no lexicon lookup (most tokens of prose).
+            let quick_stop = !t.upper && class & class::STOP != 0;
+            if quick_stop && !matches!(lower_base, b"april" | b"june" | b"august" | b"may" | b"jan")
+            {
                 0
             } else if !t.upper && !near_cue.get(i).copied().unwrap_or(true) {
                 // Lower-case words far from a name cue are never read as names, so their
                 // list flags are not needed (most tokens of prose): skip the lookup.
                 0
             } else {
-                lex.flags_lower(w)
+                lex.flags_hashed(h_base)
             }
         } else {
-            lex.flags(base, &mut buf)
+            lex.flags(base(), &mut buf)
         };
-        if word && flags == 0 && base.contains('-') {
+        if flags == 0 && t.joined && lower_base.contains(&b'-') {
             let mut part_buf = String::new();
-            let parts: Vec<u8> = base
-                .split('-')
-                .map(|p| lex.flags(p, &mut part_buf))
-                .collect();
-            if parts
-                .iter()
-                .all(|f| f & (lexicon::FIRST | lexicon::LAST) != 0)
-            {
-                flags = parts
-                    .iter()
-                    .fold(0, |a, f| a | (f & (lexicon::FIRST | lexicon::LAST)));
+            let mut all = true;
+            let mut acc = 0u8;
+            for p in base().split('-') {
+                let f = lex.flags(p, &mut part_buf) & (lexicon::FIRST | lexicon::LAST);
+                all &= f != 0;
+                acc |= f;
             }
-            // Restore `buf` to the whole token for the stop-word check below.
-            lex.flags(base, &mut buf);
+            if all {
+                flags = acc;
+            }
         }
-        // `buf` now holds the lower-cased base when `word`.
+        // The lower-cased base of the word, for the checks below (`lex.flags` left it in
+        // `buf` for non-ASCII words).
+        let lb: &[u8] = if ascii_word {
+            lower_base
+        } else {
+            buf.as_bytes()
+        };
         // `will`/`may` are stop words in lower case only: `Will Hallissey`, `May Chen`.
         let cased_name = t.upper
             && matches!(
-                buf.as_str(),
-                "will" | "may" | "jan" | "june" | "april" | "august"
+                lb,
+                b"will" | b"may" | b"jan" | b"june" | b"april" | b"august"
             );
-        let stop = word
-            && !cased_name
-            && (quick_stop || stops.contains(buf.as_str()) || is_contraction(&buf));
-        let gap = bytes.get(prev_end..t.start).unwrap_or(&[]);
-        let sent_start = i == 0
-            || gap.iter().any(|b| {
-                matches!(
-                    b,
-                    b'.' | b'!' | b'?' | b'\n' | b':' | b'-' | b'|' | b'>' | b'*' | b'\\'
-                )
-            })
-            // em dash (U+2014) and bullet (U+2022)
-            || gap.windows(3).any(|w| w == [0xE2, 0x80, 0x94] || w == [0xE2, 0x80, 0xA2]);
-        let initial = word
-            && t.upper
-            && t.end - t.start <= 4
-            && s.chars().count() == 1
-            && bytes.get(t.end) == Some(&b'.');
+        let stop_listed = if ascii_word {
+            class & class::STOP != 0
+        } else {
+            vocab.get_hashed(lexicon::hash(lb)) & class::STOP != 0
+        };
+        // Contractions have an inner apostrophe (`I` is the one without).
+        let stop = !cased_name
+            && (stop_listed
+                || ((t.joined || lb == b"i")
+                    && is_contraction(std::str::from_utf8(lb).unwrap_or(""))));
+        let initial = t.upper
+            && len <= 4
+            && ((s().chars().count() == 1 && bytes.get(t.end) == Some(&b'.'))
+                || saint(text, tokens, i));
         out.push(Feat {
             flags,
             cap: t.upper,
@@ -619,9 +761,8 @@ pub(crate) fn compute(
             possessive,
             sent_start,
             initial,
-            word,
+            word: true,
+            class,
         });
-        prev_end = t.end;
     }
-    out
 }

@@ -17,8 +17,6 @@ pub(crate) mod validate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
-
 use crate::Span;
 use crate::engine::PhiError;
 use crate::lexicon::Lexicon;
@@ -96,7 +94,7 @@ pub trait Recognizer: Send + Sync {
 pub(crate) struct Pipeline {
     cues: Cues,
     lex: Arc<Lexicon>,
-    stops: FxHashSet<&'static str>,
+    vocab: features::Vocab,
     recognizers: Vec<Box<dyn Recognizer>>,
 }
 
@@ -117,7 +115,7 @@ impl Pipeline {
         Ok(Pipeline {
             cues,
             lex,
-            stops: features::stop_set(),
+            vocab: features::Vocab::new(),
             recognizers,
         })
     }
@@ -128,11 +126,25 @@ impl Pipeline {
     }
 
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
-        let tokens = tokens::tokenize(text);
-        let lower = text.to_ascii_lowercase();
-        let cues = self.cues.find(&lower);
+        // The per-message buffers are kept per thread and reused (a recognizer that calls the
+        // engine again finds the slot empty and gets fresh ones).
+        let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_default();
+        let Scratch {
+            mut tokens,
+            mut lower,
+            mut cues,
+            mut near_cue,
+            mut feats,
+            mut out,
+        } = *sc;
+        tokens::tokenize_into(text, &mut tokens);
+        lower.clear();
+        lower.push_str(text);
+        lower.make_ascii_lowercase();
+        self.cues.find(&lower, &tokens, &mut cues);
         // Tokens up to five after a name cue need their list flags even in lower case.
-        let mut near_cue = vec![false; tokens.len()];
+        near_cue.clear();
+        near_cue.resize(tokens.len(), false);
         for c in &cues {
             if matches!(
                 c.cue,
@@ -147,7 +159,15 @@ impl Pipeline {
                 }
             }
         }
-        let feats = features::compute(text, &lower, &tokens, &self.lex, &self.stops, &near_cue);
+        features::compute(
+            text,
+            &lower,
+            &tokens,
+            &self.lex,
+            &self.vocab,
+            &near_cue,
+            &mut feats,
+        );
         let doc = Text {
             text,
             tokens,
@@ -156,12 +176,40 @@ impl Pipeline {
             lex: &self.lex,
             lower,
         };
-        let mut out = Vec::new();
+        out.clear();
         for r in &self.recognizers {
             r.find(&doc, &mut out);
         }
-        resolve(text, out)
+        let spans = resolve(text, &mut out);
+        *sc = Scratch {
+            tokens: doc.tokens,
+            lower: doc.lower,
+            cues: doc.cues,
+            near_cue,
+            feats: doc.feats,
+            out,
+        };
+        // Very large messages do not keep their buffers (bounded memory per thread).
+        if text.len() <= 64 * 1024 {
+            SCRATCH.with(|s| s.set(Some(sc)));
+        }
+        spans
     }
+}
+
+/// Buffers reused from one message to the next on a thread.
+#[derive(Default)]
+struct Scratch {
+    tokens: Vec<Token>,
+    lower: String,
+    cues: Vec<CueHit>,
+    near_cue: Vec<bool>,
+    feats: Vec<Feat>,
+    out: Vec<Span>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
 }
 
 /// Turns overlapping candidates into sorted, disjoint spans on char boundaries.
@@ -170,7 +218,7 @@ impl Pipeline {
 /// overlaps an already accepted span is merged into it when both have the same label, and
 /// otherwise cut down to its larger uncovered part (dropped if that part has no letters or
 /// digits). O(n log n) in the number of candidates.
-pub(crate) fn resolve(text: &str, mut cands: Vec<Span>) -> Vec<Span> {
+pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
     cands.retain(|s| {
         s.start < s.end
             && s.end <= text.len()
@@ -186,7 +234,7 @@ pub(crate) fn resolve(text: &str, mut cands: Vec<Span>) -> Vec<Span> {
     // Accepted spans are disjoint, keyed by start: the only one that can overlap a
     // candidate is the last one starting before the candidate ends (O(log n) per query).
     let mut accepted: BTreeMap<usize, Span> = BTreeMap::new();
-    'next: for mut c in cands {
+    'next: for mut c in cands.drain(..) {
         let mut guard = accepted.len() + 2;
         while guard > 0 {
             guard -= 1;

@@ -4,12 +4,12 @@
 //! other mentions in the same message.
 
 use super::context::Cue;
-use super::features::{Feat, PARTICLES};
+use super::features::{Feat, class};
 use super::{Candidate, Recognizer, Text};
 use crate::{Label, Span};
 
 /// Diseases and signs named after people: `Parkinson's`, `Bell's palsy` are not names.
-const EPONYMS: &[&str] = &[
+pub(crate) const EPONYMS: &[&str] = &[
     "parkinson",
     "alzheimer",
     "crohn",
@@ -81,7 +81,7 @@ const EPONYMS: &[&str] = &[
 ];
 
 /// Words after a capitalised run that make it an organisation or place, not a person.
-const ORG_WORDS: &[&str] = &[
+pub(crate) const ORG_WORDS: &[&str] = &[
     "street",
     "st",
     "avenue",
@@ -186,29 +186,25 @@ const ORG_WORDS: &[&str] = &[
 
 /// A lower-case particle (`de`, `van`) between two capitalised name parts.
 fn is_particle(doc: &Text<'_>, k: usize) -> bool {
-    let Some(t) = doc.tokens.get(k) else {
-        return false;
-    };
-    let w = t.text(doc.text);
     let next_ok = |i: usize| doc.feats.get(i).is_some_and(|n| n.cap && n.word);
-    let next_particle = doc
-        .tokens
-        .get(k + 1)
-        .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)));
-    PARTICLES.contains(&w)
+    is_particle_tok(doc, k)
         && gap(doc, k, k + 1) == " "
-        && (next_ok(k + 1) || (next_particle && next_ok(k + 2) && gap(doc, k + 1, k + 2) == " "))
+        && (next_ok(k + 1)
+            || (is_particle_tok(doc, k + 1) && next_ok(k + 2) && gap(doc, k + 1, k + 2) == " "))
 }
 
+/// A name particle written in lower case (`de`, `van`; `De` is not one).
 fn is_particle_tok(doc: &Text<'_>, k: usize) -> bool {
-    doc.tokens
-        .get(k)
-        .is_some_and(|t| PARTICLES.contains(&t.text(doc.text)))
+    doc.feats.get(k).is_some_and(|f| f.is(class::PARTICLE))
+        && doc
+            .tokens
+            .get(k)
+            .is_some_and(|t| doc.text.get(t.start..t.end) == doc.lower.get(t.start..t.end))
 }
 
 /// Words that, inside a capitalised run, make it a product or an organisation (street words
 /// such as `Lane` or `Church` are also surnames, so they are not here).
-const PRODUCT_OR_ORG: &[&str] = &[
+pub(crate) const PRODUCT_OR_ORG: &[&str] = &[
     "pen",
     "inhaler",
     "tablets",
@@ -263,9 +259,9 @@ const PRODUCT_OR_ORG: &[&str] = &[
     "society",
 ];
 
-fn eponym(s: &str) -> bool {
-    let l = s.trim_end_matches("'s").trim_end_matches("’s");
-    EPONYMS.iter().any(|e| e.eq_ignore_ascii_case(l))
+/// Token `k` is a disease or sign named after a person (`Parkinson's`, `Bell`).
+fn eponym(doc: &Text<'_>, k: usize) -> bool {
+    doc.feats.get(k).is_some_and(|f| f.is(class::EPONYM))
 }
 
 /// The person-name recognizer.
@@ -296,8 +292,12 @@ impl Recognizer for Names {
             if a + 1 == b
                 && first.all_caps
                 && super::validate::is_state(first.text(doc.text))
-                && a > 0
-                && gap(doc, a - 1, a).starts_with(',')
+                && ((a > 0
+                    && (gap(doc, a - 1, a).starts_with(',') || lower_tok(doc, a - 1) == "state"))
+                    || doc.tokens.get(b).is_some_and(|t| {
+                        let z = t.text(doc.text);
+                        gap(doc, a, b) == " " && super::validate::zip(z)
+                    }))
             {
                 continue;
             }
@@ -333,7 +333,7 @@ fn lower_tok<'d>(doc: &'d Text<'_>, i: usize) -> &'d str {
 }
 
 fn is_org_word(doc: &Text<'_>, i: usize) -> bool {
-    ORG_WORDS.contains(&lower_tok(doc, i))
+    doc.feats.get(i).is_some_and(|f| f.is(class::ORG))
 }
 
 /// Whether the gap between two name parts keeps them in one name.
@@ -353,6 +353,12 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
         let verbish = ["ing", "ed", "ly", "tion", "ment", "ness"]
             .iter()
             .any(|x| s.ends_with(x));
+        // Lower-case words far from the cue may not have been looked up yet.
+        let looked_up = Feat {
+            flags: flags_of(doc, i),
+            ..*f
+        };
+        let f = &looked_up;
         match cue {
             Cue::Title => f.listed_name() || (!f.common() && s.len() >= 2 && !verbish),
             Cue::NameIntro => {
@@ -449,7 +455,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             }
         }
         let ok = if cap_mode {
-            (f.cap_nameish() && !(f.possessive && eponym(doc.tokens[k].text(doc.text))))
+            (f.cap_nameish() && !(f.possessive && eponym(doc, k)))
                 || (k > j && is_particle(doc, k))
                 || (k > j && f.word && f.cap && !f.stop && !f.all_caps && !is_org_word(doc, k))
         } else {
@@ -530,7 +536,17 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
     }
     // A dash before a closing name: `- Dominic`, `— Ana Ruiz` at a line end.
+    let bytes = doc.text.as_bytes();
     for j in 0..doc.tokens.len() {
+        // Quick test on the bytes before the token: the last one other than a space is `-`,
+        // `~` or the end of `—`.
+        let from = if j == 0 { 0 } else { doc.tokens[j - 1].end };
+        let last = bytes
+            .get(from..doc.tokens[j].start)
+            .and_then(|g| g.iter().rev().find(|&&b| b != b' '));
+        if !matches!(last, Some(b'-' | b'~' | 0x94)) {
+            continue;
+        }
         let before = if j == 0 {
             doc.text.get(..doc.tokens[0].start).unwrap_or("")
         } else {
@@ -543,9 +559,14 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         };
         // `... sorry!! -priya`: a lower-case listed first name closing the message.
         let lower_signature = !doc.feats[j].cap
-            && doc.feats[j].listed_name()
-            && !doc.feats[j].common()
-            && j + 1 == doc.tokens.len();
+            && j + 1 == doc.tokens.len()
+            && doc.feats[j].word
+            && !doc.feats[j].stop
+            && {
+                let fl = flags_of(doc, j);
+                fl & (crate::lexicon::FIRST | crate::lexicon::LAST) != 0
+                    && fl & crate::lexicon::WORD == 0
+            };
         if dash_alone
             && (doc.feats[j].cap || lower_signature)
             && !matches!(
@@ -668,8 +689,47 @@ fn ambiguous_name_slot(doc: &Text<'_>, a: usize, b: usize) -> bool {
         None => "",
     };
     let next_lower_word = next.is_some_and(|n| n.word && !n.cap && !n.stop) && next_gap == " ";
-    let closes = next.is_none() || next_gap.starts_with(['?', '.', '!', ',']);
+    // `tell Faith (my aide)`: a parenthesis after the name closes it too.
+    let closes = next.is_none() || next_gap.starts_with(['?', '.', '!', ',']) || next_gap == " (";
     let next_any_lower = next.is_some_and(|n| n.word && !n.cap) && next_gap == " ";
+    // `can Faith pick up my rx`: capitalised in the middle of a lower-case clause, between
+    // two lower-case words, a word that is also a first name is written as a name.
+    // Not after a determiner or preposition (`the Will of God`), not before `of`.
+    let prev_lower_word = a > 0
+        && doc.feats.get(a - 1).is_some_and(|p| p.word && !p.cap)
+        && prev_gap == " "
+        && !matches!(
+            prev,
+            "the"
+                | "a"
+                | "an"
+                | "this"
+                | "that"
+                | "these"
+                | "those"
+                | "my"
+                | "your"
+                | "his"
+                | "her"
+                | "our"
+                | "their"
+                | "its"
+                | "of"
+                | "in"
+                | "on"
+                | "at"
+                | "some"
+                | "any"
+                | "every"
+                | "no"
+        );
+    if prev_lower_word
+        && next_any_lower
+        && lower_tok(doc, b) != "of"
+        && doc.feats.get(a).is_some_and(|f| !f.all_caps)
+    {
+        return true;
+    }
     (prev_gap == ", " && next_lower_word)
         || (matches!(prev, "for" | "with" | "and" | "to") && prev_gap == " " && closes)
         // `She said Dawn would`, `ask for Hope at the desk`, `tell Rose to call`.
@@ -686,7 +746,7 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
     let mut a = a;
     // `Humira Pen`, `Lakeview Clinic`: a product or organisation word ends the run and
     // makes the rest not a person.
-    if (a..b).any(|k| k > a && PRODUCT_OR_ORG.contains(&lower_tok(doc, k))) {
+    if doc.feats[a + 1..b].iter().any(|f| f.is(class::PRODUCT)) {
         return;
     }
     // Leading initials only make sense before a name.
@@ -702,9 +762,29 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
     }
     if let Some(last) = run.last()
         && last.possessive
-        && eponym(doc.tokens[b - 1].text(doc.text))
+        && eponym(doc, b - 1)
     {
         return;
+    }
+    // `Said EOB shows`, `Prescriber DEA: ...`: a word and a short acronym are a phrase or a
+    // form label, not a person.
+    let short_acronym = |k: usize| {
+        feats[k].all_caps && doc.tokens[k].end - doc.tokens[k].start <= 4 && feats[k].word
+    };
+    if b - a == 2 && short_acronym(b - 1) && !feats[a].all_caps {
+        let label_colon = doc
+            .tokens
+            .get(b)
+            .map_or(doc.text.get(doc.tokens[b - 1].end..).unwrap_or(""), |t| {
+                doc.text.get(doc.tokens[b - 1].end..t.start).unwrap_or("")
+            })
+            .starts_with(':');
+        // `Oshkosh LA 28955`: a place and its state code.
+        let place_state =
+            feats[a].place() && super::validate::is_state(doc.tokens[b - 1].text(doc.text));
+        if label_colon || place_state || (feats[a].sent_start && feats[a].common()) {
+            return;
+        }
     }
     // A sentence-initial common word (`Will`, `Grace`) is not evidence of a name.
     let followed_by_comma = doc.tokens.get(b).is_some_and(|t| {
@@ -751,7 +831,7 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
         0.75
     } else if (len >= 2 && unknown >= 2) || first_then_last {
         0.65
-    } else if len == 1 && run.len() == 1 && eponym(toks[0].text(doc.text)) {
+    } else if len == 1 && run.len() == 1 && eponym(doc, a) {
         return;
     } else if len == 1 && run.len() == 1 && unknown == 1 && !run[0].all_caps {
         // A lone unknown capitalised word: a foreign-script name, or a name in a slot
@@ -802,6 +882,16 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
         && ambiguous_name_slot(doc, a, b)
     {
         0.6
+    } else if run.len() == 2
+        && run[0].initial
+        && !run[1].initial
+        && run[1].word
+        && !run[1].all_caps
+        && !run[1].stop
+        && (!run[1].common() || run[1].last())
+    {
+        // `for D. O'Driscoll.`, `(L. Zavala)`: an initial and a surname.
+        0.65
     } else if len == 1 && strong == 1 {
         let f = run.iter().find(|f| !f.initial).copied().unwrap_or_default();
         if f.first() && places == 0 {
@@ -862,7 +952,11 @@ fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 None => doc.text.get(doc.tokens[b - 1].end..).unwrap_or(""),
             };
             // A speaker label in a chat or transcript (`Xiomara: hi`) counts too.
-            let speaker = tail.starts_with(':') && feats[i].sent_start;
+            // Not a form label ending in an acronym (`Prescriber DEA:`, `Patient MRN:`).
+            let label_acronym = b - i >= 2
+                && feats[b - 1].all_caps
+                && doc.tokens[b - 1].end - doc.tokens[b - 1].start <= 4;
+            let speaker = tail.starts_with(':') && feats[i].sent_start && !label_acronym;
             let ends_line = b == n && tail.trim().chars().all(|c| ".!?)".contains(c))
                 || tail.contains('\n')
                 || speaker;
@@ -879,6 +973,98 @@ fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     }
 }
 
+/// A verb that follows a person as the subject of a clause (`Maria called`, `Will said`).
+fn is_subject_verb(w: &str) -> bool {
+    matches!(
+        w,
+        "called"
+            | "calls"
+            | "said"
+            | "says"
+            | "asked"
+            | "asks"
+            | "came"
+            | "went"
+            | "needs"
+            | "wants"
+            | "has"
+            | "had"
+            | "was"
+            | "is"
+            | "will"
+            | "can't"
+            | "cannot"
+            | "won't"
+            | "didn't"
+            | "doesn't"
+            | "doesnt"
+            | "fell"
+            | "left"
+            | "stopped"
+            | "started"
+            | "took"
+            | "got"
+            | "missed"
+            | "felt"
+            | "feels"
+            | "reports"
+            | "reported"
+            | "denies"
+            | "states"
+            | "stated"
+    ) || (w.ends_with("ed") && w.len() > 4)
+}
+
+/// The list flags of token `k`, looked up now if the features skipped it (lower-case words
+/// far from a name cue are not looked up in advance).
+fn flags_of(doc: &Text<'_>, k: usize) -> u8 {
+    let f = doc.feats.get(k).map_or(0, |f| f.flags);
+    if f != 0 || !doc.feats.get(k).is_some_and(|f| f.word && !f.stop) {
+        return f;
+    }
+    doc.lex.flags_lower(strip_possessive(lower_tok(doc, k)))
+}
+
+/// `rashida subramaniam here - new # is ...`: a lower-case self-introduction opening a line.
+/// One to three words before `here`, the first a listed first name, none a stop word or a
+/// common word that is not also a name, then a break (`-`, `,`, `.`, `!`, end).
+fn lower_here(doc: &Text<'_>, i: usize, found: &mut Vec<(usize, usize, f32)>) {
+    let closes = match doc.tokens.get(i + 1) {
+        None => true,
+        Some(_) => gap(doc, i, i + 1).contains(['-', ',', '.', '!', '\n', ':']),
+    };
+    if !closes {
+        return;
+    }
+    for a in i.saturating_sub(3)..i {
+        let f = &doc.feats[a];
+        if !(a == 0 || f.sent_start) || f.cap {
+            continue;
+        }
+        let ok = (a..i).all(|k| {
+            let fk = &doc.feats[k];
+            let fl = flags_of(doc, k);
+            fk.word
+                && !fk.cap
+                && !fk.stop
+                && (k == a || joins(gap(doc, k - 1, k), false))
+                && (is_particle_tok(doc, k)
+                    || fl & crate::lexicon::WORD == 0
+                    || fl & (crate::lexicon::FIRST | crate::lexicon::LAST) != 0)
+        });
+        let first = flags_of(doc, a);
+        if ok
+            && i - a >= 2
+            && first & crate::lexicon::FIRST != 0
+            && first & crate::lexicon::WORD == 0
+            && !is_particle_tok(doc, i - 1)
+        {
+            found.push((a, i, 0.7));
+            return;
+        }
+    }
+}
+
 /// `Brunhild here,` and `O'Donovan, Noman MRN ...` (last name, comma, first name).
 fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
@@ -887,7 +1073,11 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         |f: &Feat| f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name());
     for i in 0..n {
         // `<Name> here`
-        if lower_tok(doc, i) == "here" && i > 0 && gap(doc, i - 1, i) == " " {
+        if i > 0
+            && doc.tokens[i].end - doc.tokens[i].start == 4
+            && lower_tok(doc, i) == "here"
+            && gap(doc, i - 1, i) == " "
+        {
             let mut a = i;
             while a > 0 && i - a < 3 && namey(&feats[a - 1]) {
                 a -= 1;
@@ -897,13 +1087,15 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             }
             if a < i && (a == 0 || feats[a].sent_start || gap(doc, a - 1, a).contains(',')) {
                 found.push((a, i, 0.75));
+            } else if a == i {
+                lower_here(doc, i, found);
             }
         }
         // `Last, First`
         if i + 1 < n
-            && gap(doc, i, i + 1) == ", "
             && namey(&feats[i])
             && namey(&feats[i + 1])
+            && gap(doc, i, i + 1) == ", "
             && ((feats[i].listed_name() && feats[i + 1].listed_name())
                 || (feats[i].listed_name() && !feats[i + 1].common())
                 || (!feats[i].common() && (feats[i + 1].listed_name() || !feats[i + 1].common())))
@@ -917,6 +1109,13 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                     g.trim() != ""
                         || feats[i + 2].all_caps
                         || matches!(w.as_str(), "mrn" | "dob" | "md" | "do" | "rn" | "np")
+                        // `Subramaniam, Bogdan called re: ...`: a line that opens with the
+                        // name, followed by what the person did.
+                        || (feats[i].sent_start
+                            && g == " "
+                            && feats[i + 2].word
+                            && !feats[i + 2].cap
+                            && is_subject_verb(&w))
                 }
             };
             if next_ok {
@@ -926,13 +1125,24 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     }
 }
 
+/// `w` without trailing `'s` (a suffix test: `trim_end_matches` with a `&str` builds a
+/// substring searcher per call).
+fn strip_possessive(mut w: &str) -> &str {
+    while let Some(x) = w.strip_suffix("'s") {
+        w = x;
+    }
+    w
+}
+
 /// Other mentions of a found name in the same message.
 #[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
 fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if found.is_empty() {
         return;
     }
-    let mut known: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+    // The words of the found names (few per message: a short list, compared by length
+    // first, is cheaper than a hash set).
+    let mut known: Vec<&str> = Vec::new();
     let mut covered = vec![false; doc.tokens.len()];
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
@@ -941,13 +1151,16 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             if f.initial || f.stop {
                 continue;
             }
-            let w = lower_tok(doc, k);
-            let w = w.trim_end_matches("'s");
-            if w.chars().count() >= 3 {
-                known.insert(w);
+            let w = strip_possessive(lower_tok(doc, k));
+            if w.chars().count() >= 3 && !known.contains(&w) {
+                known.push(w);
             }
         }
     }
+    // Byte lengths of the known words, to skip most tokens without comparing text.
+    let (min_len, max_len) = known.iter().fold((usize::MAX, 0), |(lo, hi), w| {
+        (lo.min(w.len()), hi.max(w.len()))
+    });
     for k in 0..doc.tokens.len() {
         if covered[k] {
             continue;
@@ -956,11 +1169,17 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         if !f.word || f.stop || (f.common() && !f.cap) {
             continue;
         }
-        let w = lower_tok(doc, k);
-        let w = w.trim_end_matches("'s");
+        let t = &doc.tokens[k];
+        if t.end - t.start < min_len || (t.end - t.start > max_len && !f.possessive) {
+            continue;
+        }
+        let w = strip_possessive(lower_tok(doc, k));
+        if !known.contains(&w) {
+            continue;
+        }
         // Lower-case words may not have been looked up: a common word (`will`) is not a
         // mention of the name `Will`.
-        if known.contains(&w) && (f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0) {
+        if f.cap || doc.lex.flags_lower(w) & crate::lexicon::WORD == 0 {
             found.push((k, k + 1, 0.7));
         }
     }

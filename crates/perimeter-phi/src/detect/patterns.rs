@@ -443,6 +443,11 @@ impl Patterns {
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
         let letters = s.bytes().filter(u8::is_ascii_alphabetic).count();
         let alnum = digits + letters;
+        // Every rule below needs two digits or more (an age over 89, a code with a cue, an
+        // ID) or eleven characters or more (MBI, VIN, card): most short codes stop here.
+        if digits < 2 && s.len() < 11 {
+            return None;
+        }
         // `92-year-old`, `95yo`, `101 y/o`: the number is an age when it is over 89.
         let lead = s.bytes().take_while(u8::is_ascii_digit).count();
         if lead > 0 && lead < s.len() {

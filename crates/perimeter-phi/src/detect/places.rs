@@ -2,13 +2,13 @@
 //! when the context says they are places (`, MA 02139`, after a street address, `live in`,
 //! `the Edison office`), or when a multi-word place name is unambiguous.
 
-use super::features::Feat;
+use super::features::{Feat, class};
 use super::validate;
 use super::{Candidate, Recognizer, Text};
 use crate::lexicon::{PLACE, PLACE_PREFIX};
 use crate::{Label, Span};
 
-const STREET_SUFFIXES: &[&str] = &[
+pub(crate) const STREET_SUFFIXES: &[&str] = &[
     "st",
     "street",
     "ave",
@@ -45,12 +45,12 @@ const STREET_SUFFIXES: &[&str] = &[
     "box",
 ];
 
-const PRE_WORDS: &[&str] = &[
+pub(crate) const PRE_WORDS: &[&str] = &[
     "in", "from", "near", "to", "outside", "around", "visiting", "moved",
 ];
 
 /// Words that make the place part of an organisation's name (`Riverbend Family Medicine`).
-const ORG_AFTER: &[&str] = &[
+pub(crate) const ORG_AFTER: &[&str] = &[
     "family",
     "medicine",
     "medical",
@@ -114,6 +114,14 @@ impl Recognizer for Places {
         let mut buf = String::new();
         while i < n {
             let f = doc.feats[i];
+            if !f.cap && f.word && !f.stop {
+                // `i live in opelousas`: a listed town in lower case after `in`, `from`...
+                if let Some(span) = lower_town(doc, i) {
+                    out.push(span);
+                }
+                i += 1;
+                continue;
+            }
             if !f.cap || !f.word || f.stop {
                 i += 1;
                 continue;
@@ -131,7 +139,9 @@ impl Recognizer for Places {
                         .text
                         .get(doc.tokens[k - 1].end..doc.tokens[k].start)
                         .unwrap_or("");
-                    if g != " " || !doc.feats[k].cap {
+                    // `Coeur d'Alene`: lower-case parts only count when the whole
+                    // name is listed.
+                    if g != " " || !doc.feats[k].word {
                         break;
                     }
                     buf.push(' ');
@@ -197,8 +207,7 @@ fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
                 text.get(doc.tokens[i - 1].end..doc.tokens[i].start)
                     .unwrap_or("")
             };
-            let prev = if i == 0 { "" } else { lower(doc, i - 1) };
-            let after_address = STREET_SUFFIXES.contains(&prev)
+            let after_address = (i > 0 && doc.feats[i - 1].is(class::STREET))
                 || (i >= 2 && matches!(lower(doc, i - 2), "apt" | "unit" | "suite" | "box"));
             if before.contains('\n') || before.contains(',') || after_address || i == 0 {
                 return Some(b);
@@ -212,6 +221,30 @@ fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
     None
 }
 
+/// A lower-case word right after a place preposition (`in`, `from`, `near`) that is a listed
+/// town and not a common English word (`in keokuk`, not `in bed`).
+fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
+    let t = doc.tokens.get(i)?;
+    if i == 0 || !doc.feats[i - 1].is(class::PRE) || t.end - t.start < 4 {
+        return None;
+    }
+    let before = doc.text.get(doc.tokens[i - 1].end..t.start)?;
+    if before != " " {
+        return None;
+    }
+    let flags = doc.lex.flags_lower(doc.lower_tok(i));
+    if flags & PLACE == 0 || flags & crate::lexicon::WORD != 0 {
+        return None;
+    }
+    Some(Span {
+        start: t.start,
+        end: t.end,
+        label: Label::Location,
+        confidence: 0.6,
+        recognizer: "places",
+    })
+}
+
 fn lower<'d>(doc: &'d Text<'_>, i: usize) -> &'d str {
     doc.lower_tok(i)
 }
@@ -222,11 +255,8 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
     if feats[b - 1].possessive {
         return None;
     }
-    if doc.tokens.get(b).is_some() {
-        let w = doc.lower_tok(b);
-        if ORG_AFTER.contains(&w) {
-            return None;
-        }
+    if doc.tokens.get(b).is_some() && doc.feats[b].is(class::ORG_AFTER) {
+        return None;
     }
     let next = doc.tokens.get(b);
     let after = next.map_or("", |t| {
@@ -254,12 +284,11 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
         }
     }
     if a > 0 {
-        let prev = lower(doc, a - 1);
         let before = text
             .get(doc.tokens[a - 1].end..doc.tokens[a].start)
             .unwrap_or("");
         // After a street address: `12 Elm St, Bend`, `Apt 4B, Utica`, `PO Box 12\nMacon`.
-        let prev_is_addr_end = STREET_SUFFIXES.contains(&prev)
+        let prev_is_addr_end = feats[a - 1].is(class::STREET)
             || (a >= 2 && {
                 let pp = lower(doc, a - 2);
                 matches!(pp, "apt" | "unit" | "suite" | "ste" | "box" | "apartment")
@@ -270,7 +299,7 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
         if prev_is_addr_end && (before == " in " || before.trim() == "in") {
             return Some(0.85);
         }
-        if PRE_WORDS.contains(&prev) && before == " " {
+        if feats[a - 1].is(class::PRE) && before == " " {
             let common = feats[a..b].iter().all(|f| f.common());
             return Some(if common { 0.6 } else { 0.8 });
         }

@@ -21,6 +21,10 @@ pub(crate) struct Token {
     pub upper: bool,
     /// Every letter is upper case (and there are at least two letters).
     pub all_caps: bool,
+    /// Every character is ASCII.
+    pub ascii: bool,
+    /// Has an inner `'`, `’` or `-`.
+    pub joined: bool,
 }
 
 impl Token {
@@ -38,49 +42,136 @@ fn is_joiner(c: char) -> bool {
     matches!(c, '\'' | '’' | '-')
 }
 
+/// The char at byte `i` of `text` and its length (ASCII without decoding).
+#[inline]
+fn char_at(text: &str, i: usize) -> Option<(char, usize)> {
+    let b = *text.as_bytes().get(i)?;
+    if b < 0x80 {
+        return Some((char::from(b), 1));
+    }
+    let c = text.get(i..)?.chars().next()?;
+    Some((c, c.len_utf8()))
+}
+
+const ALNUM: u8 = 1;
+const DIGIT: u8 = 2;
+const LOWER: u8 = 4;
+const UPPER: u8 = 8;
+
+/// ASCII byte classes (non-ASCII bytes have none).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            ALNUM | DIGIT
+        } else if c.is_ascii_lowercase() {
+            ALNUM | LOWER
+        } else if c.is_ascii_uppercase() {
+            ALNUM | UPPER
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Splits `text` into tokens. Never panics; offsets are on char boundaries.
+///
+/// One pass over the bytes: ASCII is classified without decoding (most of the text), other
+/// characters are decoded where they occur.
+#[cfg(test)]
 pub(crate) fn tokenize(text: &str) -> Vec<Token> {
-    let mut out = Vec::with_capacity(text.len() / 5 + 1);
-    let mut iter = text.char_indices().peekable();
-    while let Some((start, c)) = iter.next() {
-        if c == '\\' {
+    let mut out = Vec::new();
+    tokenize_into(text, &mut out);
+    out
+}
+
+/// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer.
+pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
+    out.clear();
+    out.reserve(text.len() / 5 + 1);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let cb = CLASS[usize::from(b)];
+        if b < 0x80 && cb == 0 {
             // JSON and log escapes (`\n`, `\t`, `\r`) are white space, not the start of a
             // word: `"Thanks,\nMaria"` has the token `Maria`.
-            if matches!(iter.peek(), Some((_, 'n' | 't' | 'r'))) {
-                iter.next();
+            i += if b == b'\\' && matches!(bytes.get(i + 1), Some(b'n' | b't' | b'r')) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        let start = i;
+        let (mut letters, mut digits, mut other_digit, mut lower, upper, clen);
+        if b < 0x80 {
+            // An ASCII letter or digit (the test above).
+            let d = cb & DIGIT != 0;
+            letters = usize::from(!d);
+            digits = usize::from(d);
+            other_digit = false;
+            lower = usize::from(cb & LOWER != 0);
+            upper = cb & UPPER != 0;
+            clen = 1;
+        } else {
+            let Some((c, n)) = char_at(text, i) else {
+                break;
+            };
+            if !c.is_alphanumeric() {
+                i += n;
+                continue;
             }
-            continue;
+            letters = usize::from(c.is_alphabetic());
+            digits = 0;
+            other_digit = c.is_numeric();
+            lower = usize::from(c.is_lowercase());
+            upper = c.is_uppercase();
+            clen = n;
         }
-        if !c.is_alphanumeric() {
-            continue;
-        }
-        let mut end = start + c.len_utf8();
-        let mut letters = usize::from(c.is_alphabetic());
-        let mut digits = usize::from(c.is_ascii_digit());
-        let mut other_digit = c.is_numeric() && !c.is_ascii_digit();
-        let mut lower = usize::from(c.is_lowercase());
-        loop {
-            match iter.peek().copied() {
-                Some((_, n)) if n.is_alphanumeric() || is_combining(n) => {
-                    letters += usize::from(n.is_alphabetic());
-                    digits += usize::from(n.is_ascii_digit());
-                    other_digit |= n.is_numeric() && !n.is_ascii_digit();
-                    lower += usize::from(n.is_lowercase());
-                    end += n.len_utf8();
-                    iter.next();
-                }
-                Some((j, n)) if is_joiner(n) && letters > 0 && digits == 0 => {
-                    // Keep an apostrophe or hyphen only between two letters.
-                    let after = text.get(j + n.len_utf8()..).and_then(|r| r.chars().next());
-                    match after {
-                        Some(a) if a.is_alphabetic() => {
-                            end = j + n.len_utf8();
-                            iter.next();
-                        }
-                        _ => break,
+        let mut end = start + clen;
+        let mut ascii = clen == 1;
+        let mut joined = false;
+        // ASCII letters and digits are the common case.
+        while let Some(&nb) = bytes.get(end) {
+            let c = CLASS[usize::from(nb)];
+            if c != 0 {
+                let d = usize::from(c & DIGIT != 0);
+                digits += d;
+                letters += 1 - d;
+                lower += usize::from(c & LOWER != 0);
+                end += 1;
+                continue;
+            }
+            if nb < 0x80 && nb != b'\'' && nb != b'-' {
+                break;
+            }
+            let Some((n, nlen)) = char_at(text, end) else {
+                break;
+            };
+            if n.is_alphanumeric() || is_combining(n) {
+                letters += usize::from(n.is_alphabetic());
+                other_digit |= n.is_numeric();
+                lower += usize::from(n.is_lowercase());
+                ascii = false;
+                end += nlen;
+            } else if is_joiner(n) && letters > 0 && digits == 0 {
+                // Keep an apostrophe or hyphen only between two letters.
+                match char_at(text, end + nlen) {
+                    Some((a, _)) if a.is_alphabetic() => {
+                        ascii &= nlen == 1;
+                        joined = true;
+                        end += nlen;
                     }
+                    _ => break,
                 }
-                _ => break,
+            } else {
+                break;
             }
         }
         let kind = if digits == 0 && !other_digit {
@@ -94,11 +185,13 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
             start,
             end,
             kind,
-            upper: c.is_uppercase(),
+            upper,
             all_caps: letters >= 2 && lower == 0,
+            ascii,
+            joined,
         });
+        i = end;
     }
-    out
 }
 
 #[cfg(test)]

@@ -52,19 +52,31 @@ const MONTHS: [&str; 12] = [
 
 /// `October 12, 2004`, `12 Oct`, `Jan 18`, `March 2024`: a real day of a real month.
 pub(crate) fn month_date(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    let Some(month) = MONTHS.iter().position(|m| {
-        lower
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .any(|w| w.starts_with(m))
-    }) else {
+    // The earliest month (in calendar order) that a word starts with; no allocation.
+    let month = s
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter_map(|w| {
+            let p = w.as_bytes().get(..3)?;
+            MONTHS
+                .iter()
+                .position(|m| p.eq_ignore_ascii_case(m.as_bytes()))
+        })
+        .min();
+    let Some(month) = month else {
         return false;
     };
-    let v: Vec<u32> = nums(&lower).collect();
-    match v.as_slice() {
-        [y] if *y >= 1800 => true,
-        [d] => real_date(None, month as u32 + 1, *d),
-        [d, y] => real_date(Some(*y), month as u32 + 1, *d),
+    let mut v = [0u32; 2];
+    let mut n = 0;
+    for x in nums(s) {
+        if let Some(slot) = v.get_mut(n) {
+            *slot = x;
+        }
+        n += 1;
+    }
+    match (n, v) {
+        (1, [y, _]) if y >= 1800 => true,
+        (1, [d, _]) => real_date(None, month as u32 + 1, d),
+        (2, [d, y]) => real_date(Some(y), month as u32 + 1, d),
         _ => false,
     }
 }
@@ -80,6 +92,9 @@ pub(crate) fn ssn(s: &str) -> bool {
 
 /// Medicare Beneficiary Identifier: `1EG4-TE5-MK73` (11 characters, dashes optional).
 pub(crate) fn mbi(s: &str) -> bool {
+    if s.bytes().filter(|b| *b != b'-').count() != 11 {
+        return false;
+    }
     let c: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
     if c.len() != 11 {
         return false;
@@ -140,15 +155,18 @@ pub(crate) fn vin(s: &str) -> bool {
 
 /// Luhn check for payment card numbers (digits only, 12 to 19 of them).
 pub(crate) fn luhn(s: &str) -> bool {
-    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(12..=19).contains(&digits.len()) {
+    // Counted first, so most candidates (too short or too long) cost one pass.
+    let n = s.bytes().filter(u8::is_ascii_digit).count();
+    if !(12..=19).contains(&n) {
         return false;
     }
-    let sum: u32 = digits
-        .iter()
+    let sum: u32 = s
+        .bytes()
         .rev()
+        .filter(u8::is_ascii_digit)
         .enumerate()
-        .map(|(i, &d)| {
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
             if i % 2 == 1 {
                 if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
             } else {
@@ -251,6 +269,10 @@ pub(crate) fn is_state(word: &str) -> bool {
 
 /// `500mg`, `10ml`, `5units`: a dose or lab value glued to its unit.
 pub(crate) fn is_measurement(s: &str) -> bool {
+    let unit_len = s.bytes().skip_while(u8::is_ascii_digit).count();
+    if unit_len == 0 || unit_len > 5 {
+        return false;
+    }
     let lower = s.to_ascii_lowercase();
     let unit = lower.trim_start_matches(|c: char| c.is_ascii_digit());
     unit.len() < lower.len()
