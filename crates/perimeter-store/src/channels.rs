@@ -790,6 +790,60 @@ pub(crate) async fn queue_patient_sms(
     Ok(Some(refused))
 }
 
+/// Queues, inside `w`, a notice (a web chat's one-time code) to a patient's phone on file,
+/// audited as the outbox row's creation. `Ok(None)`: no phone on file; `Ok(Some((id, true)))`:
+/// the number opted out and nothing will be sent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn queue_notice_sms(
+    w: &mut WriteTx,
+    store: &Store,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    patient: PatientId,
+    dek: &Dek,
+    body: &str,
+    now: i64,
+) -> Result<Option<(Uuid, bool)>, StoreError> {
+    let Some(to) = crate::patients::read_patient(w, store, patient)
+        .await?
+        .data
+        .phone
+    else {
+        return Ok(None);
+    };
+    let digest = phone_digest(store, &to)?;
+    let (oid, refused) = insert_outbox(
+        w,
+        &QueuedSms {
+            practice,
+            recipient: Recipient::Patient(patient),
+            dek,
+            to: &to,
+            digest,
+            body,
+            purpose: "notice",
+            conversation: None,
+            approved_by: None,
+        },
+        now,
+    )
+    .await?;
+    w.audit(&ctx.event(
+        now,
+        Action::Create,
+        channel_object("outbound_sms", oid),
+        Some(patient),
+        vec![DataCategory::Contact],
+        Some(if refused {
+            "refused_opted_out"
+        } else {
+            "web_chat_code"
+        }),
+    ))
+    .await?;
+    Ok(Some((oid, refused)))
+}
+
 /// Inserts an outbox row; an opted-out number gets status `refused` and is never sent. Returns
 /// `(id, refused)`. No audit: the caller audits.
 async fn insert_outbox(
@@ -917,7 +971,18 @@ async fn outcome_of(
     })
 }
 
-fn validate_inbound(store: &Store, m: &NewInbound) -> Result<[u8; 32], StoreError> {
+/// Who wrote an inbound message.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// Found through the phone blind index (SMS, voice).
+    Phone,
+    /// A web chat session verified as this patient.
+    ChatPatient(PatientId),
+    /// An unverified web chat session, as its own contact.
+    ChatContact(Uuid),
+}
+
+fn validate_provider_id(m: &NewInbound) -> Result<(), StoreError> {
     if m.provider_id.is_empty()
         || m.provider_id.len() > 64
         || !m
@@ -936,6 +1001,48 @@ fn validate_inbound(store: &Store, m: &NewInbound) -> Result<[u8; 32], StoreErro
             expected: "at most 20000 characters",
         });
     }
+    Ok(())
+}
+
+/// A web chat session's own contact: a data key of its own and no number (the sealed "phone"
+/// is empty; the digest is the session's, never a phone's blind index).
+async fn chat_contact(
+    w: &mut WriteTx,
+    store: &Store,
+    practice: PracticeId,
+    session: Uuid,
+    digest: &[u8; 32],
+    now: i64,
+) -> Result<Uuid, StoreError> {
+    let cid = Uuid::now_v7();
+    let dek = Dek::generate()?;
+    let wrapped = store.keys().wrap_dek(&dek, &contact_wrap_context(cid))?;
+    let phone_ct = seal(&dek, "channel_contact", cid, "phone", "")?;
+    sqlx::query(
+        "INSERT INTO channel_contact (id, practice_id, phone_digest, kek_version, dek_id, wrapped_dek, phone_ct, verified_patient_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)",
+    )
+    .bind(cid.to_string())
+    .bind(practice.to_string())
+    .bind(digest.to_vec())
+    .bind(i64::from(wrapped.kek_version))
+    .bind(wrapped.dek_id.to_vec())
+    .bind(wrapped.bytes)
+    .bind(phone_ct)
+    .bind(now)
+    .execute(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    sqlx::query("UPDATE web_chat_session SET contact_id = $2 WHERE id = $1")
+        .bind(session.to_string())
+        .bind(cid.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+    Ok(cid)
+}
+
+fn validate_inbound(store: &Store, m: &NewInbound) -> Result<[u8; 32], StoreError> {
+    validate_provider_id(m)?;
     phone_digest(store, &m.from)
 }
 
@@ -958,7 +1065,9 @@ impl Store {
         let digest = validate_inbound(self, m)?;
         let now = self.now();
         let mut w = self.begin_write().await?;
-        let out = self.record_one(&mut w, ctx, m, digest, now).await?;
+        let out = self
+            .record_one(&mut w, ctx, m, digest, now, Writer::Phone)
+            .await?;
         w.commit().await?;
         Ok(out)
     }
@@ -984,7 +1093,10 @@ impl Store {
         for ((ctx, m), digest) in items.iter().zip(digests) {
             match digest {
                 Err(e) => out.push(Err(e)),
-                Ok(d) => match self.record_one(&mut w, ctx, m, d, now).await {
+                Ok(d) => match self
+                    .record_one(&mut w, ctx, m, d, now, Writer::Phone)
+                    .await
+                {
                     Ok(o) => out.push(Ok(o)),
                     Err(e) => return fail_all(items.len(), e),
                 },
@@ -996,6 +1108,56 @@ impl Store {
         out
     }
 
+    /// Records a message written in a web chat session in one transaction, like an SMS
+    /// (receipt, routing, emergency alert, audit), except for who wrote it: a verified session
+    /// writes as its patient (into the patient's web-chat conversation), an unverified one as
+    /// its own contact (sealed under the contact's key; staff pick the patient). The emergency
+    /// text is never sent by SMS here: for a verified session it is stored as an outbound
+    /// message of the conversation (the chat shows it); the caller shows it at once either way.
+    pub async fn record_web_chat(
+        &self,
+        ctx: &AccessContext,
+        session: &crate::ChatSession,
+        m: &NewInbound,
+    ) -> Result<InboundOutcome, StoreError> {
+        validate_provider_id(m)?;
+        if m.practice != session.practice || m.channel != Channel::WebChat {
+            return Err(StoreError::Invalid {
+                field: "message",
+                expected: "a web chat message of the session's practice",
+            });
+        }
+        let now = self.now();
+        let digest = crate::web_chat::chat_sender_digest(session.id);
+        let mut w = self.begin_write().await?;
+        // The session as it is now (it may have been verified since the caller read it).
+        let row = sqlx::query(
+            "SELECT patient_id, contact_id, ended_at FROM web_chat_session WHERE id = $1",
+        )
+        .bind(session.id.to_string())
+        .fetch_optional(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        let gone = || StoreError::NotFound {
+            kind: "web chat session",
+            id: session.id.to_string(),
+        };
+        let row = row.ok_or_else(gone)?;
+        if col::<Option<i64>>(&row, "ended_at")?.is_some() {
+            return Err(gone());
+        }
+        let writer = match opt_id::<PatientId>(&row, "patient_id")? {
+            Some(p) => Writer::ChatPatient(p),
+            None => Writer::ChatContact(match opt_id::<Uuid>(&row, "contact_id")? {
+                Some(c) => c,
+                None => chat_contact(&mut w, self, m.practice, session.id, &digest, now).await?,
+            }),
+        };
+        let out = self.record_one(&mut w, ctx, m, digest, now, writer).await?;
+        w.commit().await?;
+        Ok(out)
+    }
+
     async fn record_one(
         &self,
         w: &mut WriteTx,
@@ -1003,6 +1165,7 @@ impl Store {
         m: &NewInbound,
         digest: [u8; 32],
         now: i64,
+        writer: Writer,
     ) -> Result<InboundOutcome, StoreError> {
         let existing: Option<String> = sqlx::query_scalar(
             "SELECT id FROM channel_inbound WHERE channel = $1 AND provider_id = $2",
@@ -1017,6 +1180,11 @@ impl Store {
         }
         let receipt = Uuid::now_v7();
         // Who is writing.
+        let chat = !matches!(writer, Writer::Phone);
+        let (patients, reps): (Vec<String>, i64) = match writer {
+            Writer::ChatPatient(p) => (vec![p.to_string()], 0),
+            Writer::ChatContact(_) => (Vec::new(), 0),
+            Writer::Phone => {
         let patients: Vec<String> = sqlx::query_scalar(
             "SELECT p.id FROM patient_index i JOIN patient p ON p.id = i.patient_id WHERE i.kind = 'phone' AND i.digest = $1 AND p.practice_id = $2 AND p.shredded_at IS NULL ORDER BY p.id LIMIT 10",
         )
@@ -1033,6 +1201,9 @@ impl Store {
         .fetch_one(w.conn())
         .await
         .map_err(|e| w.err(e))?;
+        (patients, reps)
+            }
+        };
         let match_kind = match (patients.len(), reps) {
             (1, 0) => MatchKind::Patient,
             (n, _) if n > 1 => MatchKind::SharedNumber,
@@ -1087,7 +1258,14 @@ impl Store {
             conversation = Some(cid);
             message = Some(mid);
         } else {
-            let (cid, dek, _) = contact_for(w, self, m.practice, &digest, &m.from, now).await?;
+            let (cid, dek) = match writer {
+                Writer::ChatContact(c) => (c, contact_key(w, self, c).await?),
+                _ => {
+                    let (c, dek, _) =
+                        contact_for(w, self, m.practice, &digest, &m.from, now).await?;
+                    (c, dek)
+                }
+            };
             body_ct = Some(seal(&dek, "channel_inbound", receipt, "body", &m.body)?);
             key = dek;
             contact = Some(cid);
@@ -1095,7 +1273,35 @@ impl Store {
         let needs_patient = match_kind != MatchKind::Patient && m.keyword.is_none();
         // The emergency fast path: the approved message to the sender, the on-call alert.
         let mut reply_outbox = None;
-        if m.routing.emergency
+        if chat
+            && m.routing.emergency
+            && let (Some(text), Some(pid), Some(cid)) = (&m.emergency_reply, patient, conversation)
+        {
+            // The chat shows the emergency text at once; it is kept in the conversation so
+            // staff see what the patient was told.
+            let mid = insert_message(
+                w,
+                &key,
+                cid,
+                pid,
+                Direction::Outbound,
+                None,
+                DataCategory::AdministrativeMessage,
+                text,
+                now,
+            )
+            .await?;
+            w.audit(&ctx.event(
+                now,
+                Action::Disclose,
+                object("message", mid),
+                Some(pid),
+                vec![DataCategory::AdministrativeMessage],
+                Some("web_chat_emergency_reply"),
+            ))
+            .await?;
+        } else if !chat
+            && m.routing.emergency
             && let Some(text) = &m.emergency_reply
         {
             let recipient = match (patient, contact) {

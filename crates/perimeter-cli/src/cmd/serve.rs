@@ -407,6 +407,28 @@ fn channel_settings(
         twilio,
         ..ChannelSettings::default()
     };
+    if let Some(origins) = &c.chat_embed_origins {
+        for o in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if !perimeter_server::channels::web_chat::valid_embed_origin(o) {
+                anyhow::bail!(
+                    "channels.chat_embed_origins: {o:?} is not an origin such as https://www.example-practice.org"
+                );
+            }
+            s.chat.embed_origins.push(o.to_owned());
+        }
+    }
+    if let Some(m) = c.chat_idle_timeout_minutes {
+        if !(1..=240).contains(&m) {
+            anyhow::bail!("channels.chat_idle_timeout_minutes: expected 1 to 240");
+        }
+        s.chat.policy.idle_millis = i64::from(m) * 60_000;
+    }
+    if let Some(h) = c.chat_absolute_timeout_hours {
+        if !(1..=24).contains(&h) {
+            anyhow::bail!("channels.chat_absolute_timeout_hours: expected 1 to 24");
+        }
+        s.chat.policy.absolute_millis = i64::from(h) * 3_600_000;
+    }
     if let Some(t) = &c.emergency_text {
         s.texts.emergency = t.clone();
     }
