@@ -1093,10 +1093,7 @@ impl Store {
         for ((ctx, m), digest) in items.iter().zip(digests) {
             match digest {
                 Err(e) => out.push(Err(e)),
-                Ok(d) => match self
-                    .record_one(&mut w, ctx, m, d, now, Writer::Phone)
-                    .await
-                {
+                Ok(d) => match self.record_one(&mut w, ctx, m, d, now, Writer::Phone).await {
                     Ok(o) => out.push(Ok(o)),
                     Err(e) => return fail_all(items.len(), e),
                 },
@@ -1185,7 +1182,7 @@ impl Store {
             Writer::ChatPatient(p) => (vec![p.to_string()], 0),
             Writer::ChatContact(_) => (Vec::new(), 0),
             Writer::Phone => {
-        let patients: Vec<String> = sqlx::query_scalar(
+                let patients: Vec<String> = sqlx::query_scalar(
             "SELECT p.id FROM patient_index i JOIN patient p ON p.id = i.patient_id WHERE i.kind = 'phone' AND i.digest = $1 AND p.practice_id = $2 AND p.shredded_at IS NULL ORDER BY p.id LIMIT 10",
         )
         .bind(digest.to_vec())
@@ -1193,7 +1190,7 @@ impl Store {
         .fetch_all(w.conn())
         .await
         .map_err(|e| w.err(e))?;
-        let reps: i64 = sqlx::query_scalar(
+                let reps: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM channel_representative WHERE practice_id = $1 AND phone_digest = $2 AND revoked_at IS NULL",
         )
         .bind(m.practice.to_string())
@@ -1201,7 +1198,7 @@ impl Store {
         .fetch_one(w.conn())
         .await
         .map_err(|e| w.err(e))?;
-        (patients, reps)
+                (patients, reps)
             }
         };
         let match_kind = match (patients.len(), reps) {

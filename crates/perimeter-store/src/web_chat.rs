@@ -166,8 +166,11 @@ pub fn new_chat_token() -> Result<(String, [u8; 32]), StoreError> {
 /// The stored hash of a chat token; `None` when the text cannot be a token (refused before any
 /// lookup).
 pub fn parse_chat_token(text: &str) -> Option<[u8; 32]> {
-    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-        .then(|| chat_token_hash(text))
+    (text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| chat_token_hash(text))
 }
 
 fn chat_token_hash(token: &str) -> [u8; 32] {
@@ -185,7 +188,11 @@ pub(crate) fn chat_sender_digest(session: Uuid) -> [u8; 32] {
 }
 
 fn code_hash(session: Uuid, code: &str) -> [u8; 32] {
-    sha(&[b"perimeter-chat-code/1", session.as_bytes(), code.as_bytes()])
+    sha(&[
+        b"perimeter-chat-code/1",
+        session.as_bytes(),
+        code.as_bytes(),
+    ])
 }
 
 fn sha(parts: &[&[u8]]) -> [u8; 32] {
@@ -284,11 +291,12 @@ async fn address_throttled(
     subject: &[u8; 32],
     now: i64,
 ) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT window_start, failures FROM web_chat_throttle WHERE subject = $1")
-        .bind(subject.to_vec())
-        .fetch_optional(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
+    let row =
+        sqlx::query("SELECT window_start, failures FROM web_chat_throttle WHERE subject = $1")
+            .bind(subject.to_vec())
+            .fetch_optional(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
     let Some(row) = row else {
         return Ok(false);
     };
@@ -325,13 +333,11 @@ async fn count_session_failure(
     session: Uuid,
     now: i64,
 ) -> Result<bool, StoreError> {
-    sqlx::query(
-        "UPDATE web_chat_session SET failed_attempts = failed_attempts + 1 WHERE id = $1",
-    )
-    .bind(session.to_string())
-    .execute(w.conn())
-    .await
-    .map_err(|e| w.err(e))?;
+    sqlx::query("UPDATE web_chat_session SET failed_attempts = failed_attempts + 1 WHERE id = $1")
+        .bind(session.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
     let failures: i64 =
         sqlx::query_scalar("SELECT failed_attempts FROM web_chat_session WHERE id = $1")
             .bind(session.to_string())
@@ -758,8 +764,8 @@ impl Store {
             let attempts: i64 = col(&row, "attempts")?;
             let used: Option<i64> = col(&row, "used_at")?;
             let valid_shape = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
-            let equal = valid_shape
-                && bool::from(stored.as_slice().ct_eq(&code_hash(session.id, code)));
+            let equal =
+                valid_shape && bool::from(stored.as_slice().ct_eq(&code_hash(session.id, code)));
             failure = if used.is_some() {
                 "verify_code used"
             } else if now >= expires {

@@ -323,14 +323,15 @@ impl App {
 
 /// Adds the security headers to every response.
 async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
-    let chat_csp = (req.uri().path() == "/chat" || req.uri().path().starts_with("/chat/")).then(|| {
-        let origins = req
-            .extensions()
-            .get::<crate::channels::Channels>()
-            .map(|c| c.settings().chat.embed_origins.clone())
-            .unwrap_or_default();
-        crate::channels::web_chat::chat_csp(&origins)
-    });
+    let chat_csp =
+        (req.uri().path() == "/chat" || req.uri().path().starts_with("/chat/")).then(|| {
+            let origins = req
+                .extensions()
+                .get::<crate::channels::Channels>()
+                .map(|c| c.settings().chat.embed_origins.clone())
+                .unwrap_or_default();
+            crate::channels::web_chat::chat_csp(&origins)
+        });
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, name: HeaderName, value: &'static str| {

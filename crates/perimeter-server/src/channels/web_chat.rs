@@ -27,9 +27,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use perimeter_domain::DataCategory;
 use perimeter_store::{
-    AccessContext, Channel, ChatCodeRequest, ChatLookup, ChatPolicy, ChatSession,
-    ChatVerification, InboundOutcome, NewInbound, StoreError, chat_address_subject, chat_context,
-    new_chat_token, parse_chat_token,
+    AccessContext, Channel, ChatCodeRequest, ChatLookup, ChatPolicy, ChatSession, ChatVerification,
+    InboundOutcome, NewInbound, StoreError, chat_address_subject, chat_context, new_chat_token,
+    parse_chat_token,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -330,9 +330,7 @@ async fn end(auth: AuthState, chat: ChatPrincipal) -> Response {
 
 fn verification_answer(v: ChatVerification) -> Response {
     match v {
-        ChatVerification::Verified(_) => {
-            Json(json!({ "verified": true })).into_response()
-        }
+        ChatVerification::Verified(_) => Json(json!({ "verified": true })).into_response(),
         ChatVerification::Failed => api_error(
             StatusCode::UNAUTHORIZED,
             "verification_failed",
@@ -397,7 +395,10 @@ async fn verify(
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let Ok(birth) = time::Date::parse(v.birth_date.trim(), &format) else {
-        return bad("invalid_birth_date", "birth_date: expected a date as YYYY-MM-DD");
+        return bad(
+            "invalid_birth_date",
+            "birth_date: expected a date as YYYY-MM-DD",
+        );
     };
     let policy = channels.settings().chat.policy;
     match auth
@@ -520,7 +521,10 @@ async fn verify_code(
         Err(r) => return r,
     };
     if v.code.len() > 32 {
-        return bad("invalid_code", "code: expected the 6 digits of the text message");
+        return bad(
+            "invalid_code",
+            "code: expected the 6 digits of the text message",
+        );
     }
     let policy = channels.settings().chat.policy;
     match auth
@@ -634,7 +638,10 @@ async fn post(
     if v.text.trim().is_empty() || chars > MAX_CHAT_CHARS {
         return bad("invalid_text", "text: expected 1 to 2000 characters");
     }
-    if v.text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if v.text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return bad("invalid_text", "text: control characters are not accepted");
     }
     match intake(&channels, &state, &auth, &chat, &v.client_id, v.text).await {
@@ -672,8 +679,7 @@ struct ReadQuery {
 fn valid_cursor(c: &Option<String>) -> bool {
     c.as_ref().is_none_or(|c| {
         c.len() <= 80
-            && c
-                .bytes()
+            && c.bytes()
                 .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_')
     })
 }
@@ -682,7 +688,10 @@ fn valid_cursor(c: &Option<String>) -> bool {
 /// unverified session gets an empty list).
 async fn read(auth: AuthState, chat: ChatPrincipal, Query(q): Query<ReadQuery>) -> Response {
     if !valid_cursor(&q.after) {
-        return bad("invalid_after", "after: expected a cursor from an earlier read");
+        return bad(
+            "invalid_after",
+            "after: expected a cursor from an earlier read",
+        );
     }
     match auth
         .store()
@@ -729,7 +738,10 @@ async fn stream(
         .map(str::to_owned)
         .or(q.after);
     if !valid_cursor(&after) {
-        return bad("invalid_after", "after: expected a cursor from an earlier read");
+        return bad(
+            "invalid_after",
+            "after: expected a cursor from an earlier read",
+        );
     }
     let (tx, rx) = mpsc::channel(64);
     let wake = channels.chat_wake();
@@ -760,14 +772,22 @@ async fn produce(
             Ok(ChatLookup::Live(s)) => s,
             Ok(_) => {
                 let _ = tx
-                    .send(Event::default().event("end").data(r#"{"reason":"session_ended"}"#))
+                    .send(
+                        Event::default()
+                            .event("end")
+                            .data(r#"{"reason":"session_ended"}"#),
+                    )
                     .await;
                 return;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "a chat stream could not read its session");
                 let _ = tx
-                    .send(Event::default().event("end").data(r#"{"reason":"unavailable"}"#))
+                    .send(
+                        Event::default()
+                            .event("end")
+                            .data(r#"{"reason":"unavailable"}"#),
+                    )
                     .await;
                 return;
             }
@@ -800,7 +820,11 @@ async fn produce(
                 Err(e) => {
                     tracing::warn!(error = %e, "a chat stream could not read its messages");
                     let _ = tx
-                        .send(Event::default().event("end").data(r#"{"reason":"unavailable"}"#))
+                        .send(
+                            Event::default()
+                                .event("end")
+                                .data(r#"{"reason":"unavailable"}"#),
+                        )
                         .await;
                     return;
                 }

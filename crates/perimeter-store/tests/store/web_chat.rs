@@ -5,9 +5,8 @@
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{DataCategory, PatientId, PracticeId};
 use perimeter_store::{
-    AccessContext, Channel, ChatCodeRequest, ChatLookup, ChatPolicy, ChatSession,
-    ChatVerification, NewInbound, RouteStatus, Routing, Store, chat_address_subject,
-    chat_context, new_chat_token,
+    AccessContext, Channel, ChatCodeRequest, ChatLookup, ChatPolicy, ChatSession, ChatVerification,
+    NewInbound, RouteStatus, Routing, Store, chat_address_subject, chat_context, new_chat_token,
 };
 
 use crate::common::TestDb;
@@ -36,7 +35,10 @@ async fn setup(db: &TestDb) -> (Store, PracticeId, PatientId) {
 async fn session(store: &Store, practice: PracticeId) -> ([u8; 32], ChatSession) {
     let ctx = chat_context(None);
     let (_, hash) = new_chat_token().unwrap();
-    store.start_chat_session(&ctx, practice, &hash).await.unwrap();
+    store
+        .start_chat_session(&ctx, practice, &hash)
+        .await
+        .unwrap();
     match store
         .chat_session(&ctx, &ChatPolicy::default(), &hash)
         .await
@@ -83,15 +85,35 @@ async fn chat_verification_and_messages(db: TestDb) {
         .await
         .unwrap();
     assert!(out.patient.is_none() && out.contact.is_some() && out.needs_patient);
-    assert!(store.chat_messages(&ctx, &s, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .chat_messages(&ctx, &s, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Wrong, then right.
     let wrong = store
-        .verify_chat_identity(&ctx, &policy, &s, &addr, "Ada Lovelace", time::macros::date!(1815 - 12 - 11))
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &s,
+            &addr,
+            "Ada Lovelace",
+            time::macros::date!(1815 - 12 - 11),
+        )
         .await
         .unwrap();
     assert_eq!(wrong, ChatVerification::Failed);
     let right = store
-        .verify_chat_identity(&ctx, &policy, &s, &addr, "ada LOVELACE", time::macros::date!(1815 - 12 - 10))
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &s,
+            &addr,
+            "ada LOVELACE",
+            time::macros::date!(1815 - 12 - 10),
+        )
         .await
         .unwrap();
     assert_eq!(right, ChatVerification::Verified(patient));
@@ -107,11 +129,13 @@ async fn chat_verification_and_messages(db: TestDb) {
     let msgs = store.chat_messages(&ctx, &s, None).await.unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].body, "after");
-    assert!(store
-        .chat_messages(&ctx, &s, Some(&msgs[0].cursor))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .chat_messages(&ctx, &s, Some(&msgs[0].cursor))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A code for the one patient with the number; verified in a second session.
     let (_, s2) = session(&store, practice).await;
     let sent = std::sync::Mutex::new(String::new());
@@ -132,12 +156,18 @@ async fn chat_verification_and_messages(db: TestDb) {
     assert_eq!(r, ChatCodeRequest::NotSent);
     // The unknown number's request sent nothing and replaced nothing: the code works, once.
     assert_eq!(
-        store.verify_chat_code(&ctx, &policy, &s2, &addr, &code).await.unwrap(),
+        store
+            .verify_chat_code(&ctx, &policy, &s2, &addr, &code)
+            .await
+            .unwrap(),
         ChatVerification::Verified(patient)
     );
     let (_, s3) = session(&store, practice).await;
     assert_eq!(
-        store.verify_chat_code(&ctx, &policy, &s3, &addr, &code).await.unwrap(),
+        store
+            .verify_chat_code(&ctx, &policy, &s3, &addr, &code)
+            .await
+            .unwrap(),
         ChatVerification::Failed
     );
 }
@@ -152,10 +182,12 @@ async fn chat_sessions_expire(db: TestDb) {
         store.chat_session(&ctx, &policy, &hash).await.unwrap(),
         ChatLookup::Ended
     );
-    assert!(store
-        .record_web_chat(&ctx, &s, &message(practice, "s2_a", "late"))
-        .await
-        .is_err());
+    assert!(
+        store
+            .record_web_chat(&ctx, &s, &message(practice, "s2_a", "late"))
+            .await
+            .is_err()
+    );
     let (_, unknown) = new_chat_token().unwrap();
     assert_eq!(
         store.chat_session(&ctx, &policy, &unknown).await.unwrap(),
