@@ -15,8 +15,9 @@
 //!   number; it is stored hashed, expires, is single use and allows a few attempts.
 //! * Failures are counted per session and per client address (a hash of it) in a window; a
 //!   throttled attempt checks nothing.
-//! * Every attempt and every read is audited (actor `system:web_chat`, the session's id as the
-//!   object), in the transaction that does it.
+//! * Every attempt and every read is audited in the transaction that does it, with the
+//!   session's id as the object: actor `system:web_chat` (failed and refused attempts:
+//!   `anonymous`; a failed name check names the record when the name is exactly one patient's).
 
 use std::fmt;
 

@@ -612,6 +612,31 @@ mod tests {
     };
     use time::macros::date;
 
+    /// `[channels]` chat keys: origins and timeouts reach the chat settings; a value that is
+    /// not an origin, or a timeout out of range, is refused with the key's name.
+    #[test]
+    fn chat_keys_are_applied_and_checked() {
+        let mut config = crate::config::Config::default();
+        config.channels.chat_embed_origins =
+            Some("https://www.example-practice.org, http://localhost:8000".into());
+        config.channels.chat_idle_timeout_minutes = Some(30);
+        config.channels.chat_absolute_timeout_hours = Some(2);
+        let s = super::channel_settings(&config).unwrap();
+        assert_eq!(
+            s.chat.embed_origins,
+            vec!["https://www.example-practice.org", "http://localhost:8000"]
+        );
+        assert_eq!(s.chat.policy.idle_millis, 30 * 60_000);
+        assert_eq!(s.chat.policy.absolute_millis, 2 * 3_600_000);
+        config.channels.chat_embed_origins = Some("https://x.org; script-src *".into());
+        let e = super::channel_settings(&config).unwrap_err().to_string();
+        assert!(e.contains("channels.chat_embed_origins"), "{e}");
+        config.channels.chat_embed_origins = None;
+        config.channels.chat_idle_timeout_minutes = Some(0);
+        let e = super::channel_settings(&config).unwrap_err().to_string();
+        assert!(e.contains("channels.chat_idle_timeout_minutes"), "{e}");
+    }
+
     /// The monitor, on a manual clock: nothing before the expiry, one record and one alert
     /// per practice the day after, nothing more on later passes.
     #[tokio::test]

@@ -837,3 +837,48 @@ async fn produce(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embed_origins_are_origins_and_nothing_else() {
+        for good in [
+            "https://www.example-practice.org",
+            "http://localhost:8000",
+            "https://a-b.c",
+        ] {
+            assert!(valid_embed_origin(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://",
+            "www.example.org",
+            "https://x.org/path",
+            "https://x.org; script-src *",
+            "https://x.org 'unsafe-inline'",
+            "javascript:alert(1)",
+            "*",
+        ] {
+            assert!(!valid_embed_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_chat_csp_allows_only_this_server_and_the_listed_frames() {
+        let csp = chat_csp(&["https://www.example.org".into(), "https://x.org; a".into()]);
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self';"),
+            "{csp}"
+        );
+        assert!(
+            csp.ends_with("frame-ancestors 'self' https://www.example.org"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("unsafe") && !csp.contains("x.org; a"),
+            "{csp}"
+        );
+    }
+}
