@@ -971,6 +971,104 @@ async fn outcome_of(
     })
 }
 
+/// Moves an unverified web chat session's messages (sealed under its contact's key) into the
+/// patient's web-chat conversation once the session is verified as that patient, inside `w`
+/// and audited: the person who wrote them has now proved who they are. Returns how many.
+pub(crate) async fn adopt_chat_messages(
+    w: &mut WriteTx,
+    store: &Store,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    session: Uuid,
+    patient: PatientId,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let contact: Option<String> =
+        sqlx::query_scalar("SELECT contact_id FROM web_chat_session WHERE id = $1")
+            .bind(session.to_string())
+            .fetch_one(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+    let Some(contact) = contact else {
+        return Ok(0);
+    };
+    let contact: Uuid = id(&contact, "contact")?;
+    let rows = sqlx::query(
+        "SELECT id, body_ct FROM channel_inbound WHERE contact_id = $1 AND practice_id = $2 AND needs_patient = 1 AND body_ct IS NOT NULL ORDER BY received_at, id",
+    )
+    .bind(contact.to_string())
+    .bind(practice.to_string())
+    .fetch_all(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let cdek = contact_key(w, store, contact).await?;
+    let pdek = patient_key(w.conn(), store, patient).await?;
+    let cid = open_conversation(w, ctx, practice, patient, Channel::WebChat, now).await?;
+    for row in &rows {
+        let receipt = uuid_col(row, "id")?;
+        let body = zeroize::Zeroizing::new(open(
+            &cdek,
+            "channel_inbound",
+            receipt,
+            "body",
+            &col::<Vec<u8>>(row, "body_ct")?,
+        )?);
+        let mid = insert_message(
+            w,
+            &pdek,
+            cid,
+            patient,
+            Direction::Inbound,
+            None,
+            DataCategory::ClinicalMessage,
+            &body,
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE channel_inbound SET patient_id = $2, conversation_id = $3, message_id = $4, body_ct = NULL, needs_patient = 0 WHERE id = $1",
+        )
+        .bind(receipt.to_string())
+        .bind(patient.to_string())
+        .bind(cid.to_string())
+        .bind(mid.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        w.audit(&ctx.event(
+            now,
+            Action::Update,
+            channel_object("channel_inbound", receipt),
+            Some(patient),
+            vec![DataCategory::ClinicalMessage],
+            Some("web_chat_verified"),
+        ))
+        .await?;
+        w.audit(&ctx.event(
+            now,
+            Action::Create,
+            object("message", mid),
+            Some(patient),
+            vec![DataCategory::ClinicalMessage],
+            Some(Channel::WebChat.as_str()),
+        ))
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE channel_contact SET verified_patient_id = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(contact.to_string())
+    .bind(patient.to_string())
+    .bind(now)
+    .execute(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    Ok(rows.len())
+}
+
 /// Who wrote an inbound message.
 #[derive(Clone, Copy)]
 enum Writer {

@@ -6,7 +6,8 @@
 //!   measured with the injected clock ([`ChatPolicy`]), and when verification failed too often.
 //! * Until the patient proves who they are the session is bound to nobody: what they write is
 //!   taken in as from an unverified contact (sealed under the contact's own data key, see
-//!   `channels.rs`) and nothing from any record is shown.
+//!   `channels.rs`) and nothing from any record is shown. Verification moves those messages
+//!   into the patient's web-chat conversation (audited).
 //! * Verification by name and birth date ([`Store::verify_chat_identity`]): the name is looked
 //!   up through the name blind index, each candidate's birth date is decrypted and compared;
 //!   exactly one match binds the session. Every failure looks the same to the caller.
@@ -573,6 +574,16 @@ impl Store {
         }
         if let [pid] = matched.as_slice() {
             bind(&mut w, session.id, *pid, "name_birth_date", now).await?;
+            crate::channels::adopt_chat_messages(
+                &mut w,
+                self,
+                ctx,
+                session.practice,
+                session.id,
+                *pid,
+                now,
+            )
+            .await?;
             w.audit(&attempt_event(
                 ctx,
                 now,
@@ -786,6 +797,16 @@ impl Store {
                     .await
                     .map_err(|e| w.err(e))?;
                 bind(&mut w, session.id, pid, "sms_code", now).await?;
+                crate::channels::adopt_chat_messages(
+                    &mut w,
+                    self,
+                    ctx,
+                    session.practice,
+                    session.id,
+                    pid,
+                    now,
+                )
+                .await?;
                 w.audit(&attempt_event(
                     ctx,
                     now,

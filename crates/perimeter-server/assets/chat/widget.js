@@ -256,7 +256,11 @@
         var was = state.verified;
         state.verified = !!value.verified;
         setStatus();
-        if (state.verified && !was) { show('system', 'Thank you, you are verified.'); }
+        if (state.verified && !was) {
+          // What was written before is now in the patient's conversation: the stream shows it.
+          Array.prototype.forEach.call(log.querySelectorAll('li[data-pc-local]'), function (li) { li.remove(); });
+          show('system', 'Thank you, you are verified.');
+        }
       } else if (event === 'message') {
         state.cursor = value.cursor;
         var li = show(value.direction === 'inbound' ? 'inbound' : 'outbound', value.body);
@@ -285,7 +289,9 @@
         text.value = '';
         if (!res.body.verified) {
           // Unverified: the practice has it; the chat shows it here only.
-          show('inbound', body).setAttribute('data-pc-from', 'you');
+          var mine = show('inbound', body);
+          mine.setAttribute('data-pc-from', 'you');
+          mine.setAttribute('data-pc-local', '1');
         }
         if (res.body.emergency && res.body.emergency_message) {
           show('emergency', res.body.emergency_message, true);

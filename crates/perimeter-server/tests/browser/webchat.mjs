@@ -48,6 +48,11 @@ try {
   if (await page.locator('[data-pc="verify"]').isVisible()) {
     throw new Error('the verification form is still shown after verification');
   }
+  // What was written before verification is now shown from the patient's conversation, once.
+  await page.locator('[data-pc="log"] li[data-pc-kind="inbound"]:not([data-pc-local])', { hasText: 'anyone there' }).waitFor({ timeout: 10000 });
+  if ((await page.locator('[data-pc="log"] li', { hasText: 'anyone there' }).count()) !== 1) {
+    throw new Error('the message written before verification is shown twice');
+  }
 
   // A scheduling message; the test answers it as a scheduler; the reply arrives on the stream.
   await page.fill('[data-pc="compose"] textarea', 'Can I reschedule my appointment to Thursday?');

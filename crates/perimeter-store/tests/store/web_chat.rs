@@ -126,12 +126,20 @@ async fn chat_verification_and_messages(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(out.patient, Some(patient));
+    // The message written before verification moved into the patient's conversation.
     let msgs = store.chat_messages(&ctx, &s, None).await.unwrap();
-    assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].body, "after");
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[0].body, "before");
+    assert_eq!(msgs[1].body, "after");
+    let pending = store.list_inbound(practice, false, 10).await.unwrap();
+    assert!(
+        pending
+            .iter()
+            .all(|i| !i.needs_patient && i.patient_id == Some(patient))
+    );
     assert!(
         store
-            .chat_messages(&ctx, &s, Some(&msgs[0].cursor))
+            .chat_messages(&ctx, &s, Some(&msgs[1].cursor))
             .await
             .unwrap()
             .is_empty()
