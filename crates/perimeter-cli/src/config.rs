@@ -75,6 +75,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("channels.practice", Kind::Str),
     ("channels.emergency_text", Kind::Str),
     ("channels.help_text", Kind::Str),
+    ("channels.chat_embed_origins", Kind::Str),
+    ("channels.chat_idle_timeout_minutes", Kind::Int),
+    ("channels.chat_absolute_timeout_hours", Kind::Int),
     ("channels.twilio.account_sid", Kind::Str),
     ("channels.twilio.auth_token", Kind::Str),
     ("channels.twilio.public_base_url", Kind::Str),
@@ -504,6 +507,16 @@ pub struct ChannelsConfig {
     /// fails. Emergencies always go to nurse triage.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routing: BTreeMap<String, String>,
+    /// Web chat: the sites (comma-separated `https://host` origins) whose pages may embed
+    /// the chat widget; default none (only the `/chat` page itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_embed_origins: Option<String>,
+    /// Web chat: minutes without activity after which a chat session ends (default 15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_idle_timeout_minutes: Option<u32>,
+    /// Web chat: hours after which a chat session ends however active (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_absolute_timeout_hours: Option<u32>,
 }
 
 /// The effective configuration.

@@ -27,6 +27,11 @@ pub enum Access {
     /// A session whose password was accepted but whose second factor is still due (MFA
     /// verification, enrolment, recovery codes). Grants nothing else.
     MfaPending,
+    /// A patient in a live web chat session (the `x-perimeter-chat` token of
+    /// `POST /api/chat/sessions`, checked by `crate::channels::web_chat`): verified or not, the
+    /// handler decides what the session may see. Staff sessions and API tokens grant nothing
+    /// here.
+    PatientChat,
     /// A signed-in user (or an API token) holding this permission in the matrix of
     /// `perimeter_auth::authz` (checked by `crate::auth::guard`).
     Permission(perimeter_auth::Permission),
@@ -37,6 +42,7 @@ impl fmt::Display for Access {
         match self {
             Access::Public => f.write_str("public"),
             Access::MfaPending => f.write_str("mfa_pending"),
+            Access::PatientChat => f.write_str("patient_chat"),
             Access::Permission(p) => write!(f, "permission:{p}"),
         }
     }

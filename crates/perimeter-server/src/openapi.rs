@@ -84,6 +84,11 @@ fn operation(route: &RouteSpec) -> Value {
             json!([{ "session": [] }]),
             json!({ "x-perimeter-access": "mfa_pending" }),
         ),
+        Access::PatientChat => (
+            "Patient web chat (a chat session token in x-perimeter-chat; staff credentials do not apply)".to_owned(),
+            json!([{ "chat_session": [] }]),
+            json!({ "x-perimeter-access": "patient_chat" }),
+        ),
         Access::Permission(p) => (
             p.summary().to_owned(),
             json!([{ "session": [] }, { "bearer": [] }]),
@@ -165,7 +170,8 @@ pub fn document(routes: &[RouteSpec]) -> Value {
         "components": {
             "securitySchemes": {
                 "session": { "type": "apiKey", "in": "cookie", "name": "perimeter_session" },
-                "bearer": { "type": "http", "scheme": "bearer" }
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "chat_session": { "type": "apiKey", "in": "header", "name": "x-perimeter-chat" }
             },
             "schemas": {
                 "Error": {

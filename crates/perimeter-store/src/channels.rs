@@ -791,6 +791,60 @@ pub(crate) async fn queue_patient_sms(
     Ok(Some(refused))
 }
 
+/// Queues, inside `w`, a notice (a web chat's one-time code) to a patient's phone on file,
+/// audited as the outbox row's creation. `Ok(None)`: no phone on file; `Ok(Some((id, true)))`:
+/// the number opted out and nothing will be sent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn queue_notice_sms(
+    w: &mut WriteTx,
+    store: &Store,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    patient: PatientId,
+    dek: &Dek,
+    body: &str,
+    now: i64,
+) -> Result<Option<(Uuid, bool)>, StoreError> {
+    let Some(to) = crate::patients::read_patient(w, store, patient)
+        .await?
+        .data
+        .phone
+    else {
+        return Ok(None);
+    };
+    let digest = phone_digest(store, &to)?;
+    let (oid, refused) = insert_outbox(
+        w,
+        &QueuedSms {
+            practice,
+            recipient: Recipient::Patient(patient),
+            dek,
+            to: &to,
+            digest,
+            body,
+            purpose: "notice",
+            conversation: None,
+            approved_by: None,
+        },
+        now,
+    )
+    .await?;
+    w.audit(&ctx.event(
+        now,
+        Action::Create,
+        channel_object("outbound_sms", oid),
+        Some(patient),
+        vec![DataCategory::Contact],
+        Some(if refused {
+            "refused_opted_out"
+        } else {
+            "web_chat_code"
+        }),
+    ))
+    .await?;
+    Ok(Some((oid, refused)))
+}
+
 /// Inserts an outbox row; an opted-out number gets status `refused` and is never sent. Returns
 /// `(id, refused)`. No audit: the caller audits.
 async fn insert_outbox(
@@ -918,7 +972,116 @@ async fn outcome_of(
     })
 }
 
-fn validate_inbound(store: &Store, m: &NewInbound) -> Result<[u8; 32], StoreError> {
+/// Moves an unverified web chat session's messages (sealed under its contact's key) into the
+/// patient's web-chat conversation once the session is verified as that patient, inside `w`
+/// and audited: the person who wrote them has now proved who they are. Returns how many.
+pub(crate) async fn adopt_chat_messages(
+    w: &mut WriteTx,
+    store: &Store,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    session: Uuid,
+    patient: PatientId,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let contact: Option<String> =
+        sqlx::query_scalar("SELECT contact_id FROM web_chat_session WHERE id = $1")
+            .bind(session.to_string())
+            .fetch_one(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+    let Some(contact) = contact else {
+        return Ok(0);
+    };
+    let contact: Uuid = id(&contact, "contact")?;
+    let rows = sqlx::query(
+        "SELECT id, body_ct FROM channel_inbound WHERE contact_id = $1 AND practice_id = $2 AND needs_patient = 1 AND body_ct IS NOT NULL ORDER BY received_at, id",
+    )
+    .bind(contact.to_string())
+    .bind(practice.to_string())
+    .fetch_all(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let cdek = contact_key(w, store, contact).await?;
+    let pdek = patient_key(w.conn(), store, patient).await?;
+    let cid = open_conversation(w, ctx, practice, patient, Channel::WebChat, now).await?;
+    for row in &rows {
+        let receipt = uuid_col(row, "id")?;
+        let body = zeroize::Zeroizing::new(open(
+            &cdek,
+            "channel_inbound",
+            receipt,
+            "body",
+            &col::<Vec<u8>>(row, "body_ct")?,
+        )?);
+        let mid = insert_message(
+            w,
+            &pdek,
+            cid,
+            patient,
+            Direction::Inbound,
+            None,
+            DataCategory::ClinicalMessage,
+            &body,
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE channel_inbound SET patient_id = $2, conversation_id = $3, message_id = $4, body_ct = NULL, needs_patient = 0 WHERE id = $1",
+        )
+        .bind(receipt.to_string())
+        .bind(patient.to_string())
+        .bind(cid.to_string())
+        .bind(mid.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        w.audit(&ctx.event(
+            now,
+            Action::Update,
+            channel_object("channel_inbound", receipt),
+            Some(patient),
+            vec![DataCategory::ClinicalMessage],
+            Some("web_chat_verified"),
+        ))
+        .await?;
+        w.audit(&ctx.event(
+            now,
+            Action::Create,
+            object("message", mid),
+            Some(patient),
+            vec![DataCategory::ClinicalMessage],
+            Some(Channel::WebChat.as_str()),
+        ))
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE channel_contact SET verified_patient_id = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(contact.to_string())
+    .bind(patient.to_string())
+    .bind(now)
+    .execute(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    Ok(rows.len())
+}
+
+/// Who wrote an inbound message.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// Found through the phone blind index (SMS, voice).
+    Phone,
+    /// A web chat session verified as this patient.
+    ChatPatient(PatientId),
+    /// An unverified web chat session, as its own contact.
+    ChatContact(Uuid),
+}
+
+fn validate_provider_id(m: &NewInbound) -> Result<(), StoreError> {
     if m.provider_id.is_empty()
         || m.provider_id.len() > 64
         || !m
@@ -937,6 +1100,48 @@ fn validate_inbound(store: &Store, m: &NewInbound) -> Result<[u8; 32], StoreErro
             expected: "at most 20000 characters",
         });
     }
+    Ok(())
+}
+
+/// A web chat session's own contact: a data key of its own and no number (the sealed "phone"
+/// is empty; the digest is the session's, never a phone's blind index).
+async fn chat_contact(
+    w: &mut WriteTx,
+    store: &Store,
+    practice: PracticeId,
+    session: Uuid,
+    digest: &[u8; 32],
+    now: i64,
+) -> Result<Uuid, StoreError> {
+    let cid = Uuid::now_v7();
+    let dek = Dek::generate()?;
+    let wrapped = store.keys().wrap_dek(&dek, &contact_wrap_context(cid))?;
+    let phone_ct = seal(&dek, "channel_contact", cid, "phone", "")?;
+    sqlx::query(
+        "INSERT INTO channel_contact (id, practice_id, phone_digest, kek_version, dek_id, wrapped_dek, phone_ct, verified_patient_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)",
+    )
+    .bind(cid.to_string())
+    .bind(practice.to_string())
+    .bind(digest.to_vec())
+    .bind(i64::from(wrapped.kek_version))
+    .bind(wrapped.dek_id.to_vec())
+    .bind(wrapped.bytes)
+    .bind(phone_ct)
+    .bind(now)
+    .execute(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    sqlx::query("UPDATE web_chat_session SET contact_id = $2 WHERE id = $1")
+        .bind(session.to_string())
+        .bind(cid.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+    Ok(cid)
+}
+
+fn validate_inbound(store: &Store, m: &NewInbound) -> Result<[u8; 32], StoreError> {
+    validate_provider_id(m)?;
     phone_digest(store, &m.from)
 }
 
@@ -959,7 +1164,9 @@ impl Store {
         let digest = validate_inbound(self, m)?;
         let now = self.now();
         let mut w = self.begin_write().await?;
-        let out = self.record_one(&mut w, ctx, m, digest, now).await?;
+        let out = self
+            .record_one(&mut w, ctx, m, digest, now, Writer::Phone)
+            .await?;
         w.commit().await?;
         Ok(out)
     }
@@ -985,7 +1192,7 @@ impl Store {
         for ((ctx, m), digest) in items.iter().zip(digests) {
             match digest {
                 Err(e) => out.push(Err(e)),
-                Ok(d) => match self.record_one(&mut w, ctx, m, d, now).await {
+                Ok(d) => match self.record_one(&mut w, ctx, m, d, now, Writer::Phone).await {
                     Ok(o) => out.push(Ok(o)),
                     Err(e) => return fail_all(items.len(), e),
                 },
@@ -997,6 +1204,56 @@ impl Store {
         out
     }
 
+    /// Records a message written in a web chat session in one transaction, like an SMS
+    /// (receipt, routing, emergency alert, audit), except for who wrote it: a verified session
+    /// writes as its patient (into the patient's web-chat conversation), an unverified one as
+    /// its own contact (sealed under the contact's key; staff pick the patient). The emergency
+    /// text is never sent by SMS here: for a verified session it is stored as an outbound
+    /// message of the conversation (the chat shows it); the caller shows it at once either way.
+    pub async fn record_web_chat(
+        &self,
+        ctx: &AccessContext,
+        session: &crate::ChatSession,
+        m: &NewInbound,
+    ) -> Result<InboundOutcome, StoreError> {
+        validate_provider_id(m)?;
+        if m.practice != session.practice || m.channel != Channel::WebChat {
+            return Err(StoreError::Invalid {
+                field: "message",
+                expected: "a web chat message of the session's practice",
+            });
+        }
+        let now = self.now();
+        let digest = crate::web_chat::chat_sender_digest(session.id);
+        let mut w = self.begin_write().await?;
+        // The session as it is now (it may have been verified since the caller read it).
+        let row = sqlx::query(
+            "SELECT patient_id, contact_id, ended_at FROM web_chat_session WHERE id = $1",
+        )
+        .bind(session.id.to_string())
+        .fetch_optional(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        let gone = || StoreError::NotFound {
+            kind: "web chat session",
+            id: session.id.to_string(),
+        };
+        let row = row.ok_or_else(gone)?;
+        if col::<Option<i64>>(&row, "ended_at")?.is_some() {
+            return Err(gone());
+        }
+        let writer = match opt_id::<PatientId>(&row, "patient_id")? {
+            Some(p) => Writer::ChatPatient(p),
+            None => Writer::ChatContact(match opt_id::<Uuid>(&row, "contact_id")? {
+                Some(c) => c,
+                None => chat_contact(&mut w, self, m.practice, session.id, &digest, now).await?,
+            }),
+        };
+        let out = self.record_one(&mut w, ctx, m, digest, now, writer).await?;
+        w.commit().await?;
+        Ok(out)
+    }
+
     async fn record_one(
         &self,
         w: &mut WriteTx,
@@ -1004,6 +1261,7 @@ impl Store {
         m: &NewInbound,
         digest: [u8; 32],
         now: i64,
+        writer: Writer,
     ) -> Result<InboundOutcome, StoreError> {
         let existing: Option<String> = sqlx::query_scalar(
             "SELECT id FROM channel_inbound WHERE channel = $1 AND provider_id = $2",
@@ -1018,7 +1276,12 @@ impl Store {
         }
         let receipt = Uuid::now_v7();
         // Who is writing.
-        let patients: Vec<String> = sqlx::query_scalar(
+        let chat = !matches!(writer, Writer::Phone);
+        let (patients, reps): (Vec<String>, i64) = match writer {
+            Writer::ChatPatient(p) => (vec![p.to_string()], 0),
+            Writer::ChatContact(_) => (Vec::new(), 0),
+            Writer::Phone => {
+                let patients: Vec<String> = sqlx::query_scalar(
             "SELECT p.id FROM patient_index i JOIN patient p ON p.id = i.patient_id WHERE i.kind = 'phone' AND i.digest = $1 AND p.practice_id = $2 AND p.shredded_at IS NULL ORDER BY p.id LIMIT 10",
         )
         .bind(digest.to_vec())
@@ -1026,7 +1289,7 @@ impl Store {
         .fetch_all(w.conn())
         .await
         .map_err(|e| w.err(e))?;
-        let reps: i64 = sqlx::query_scalar(
+                let reps: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM channel_representative WHERE practice_id = $1 AND phone_digest = $2 AND revoked_at IS NULL",
         )
         .bind(m.practice.to_string())
@@ -1034,6 +1297,9 @@ impl Store {
         .fetch_one(w.conn())
         .await
         .map_err(|e| w.err(e))?;
+                (patients, reps)
+            }
+        };
         let match_kind = match (patients.len(), reps) {
             (1, 0) => MatchKind::Patient,
             (n, _) if n > 1 => MatchKind::SharedNumber,
@@ -1088,7 +1354,14 @@ impl Store {
             conversation = Some(cid);
             message = Some(mid);
         } else {
-            let (cid, dek, _) = contact_for(w, self, m.practice, &digest, &m.from, now).await?;
+            let (cid, dek) = match writer {
+                Writer::ChatContact(c) => (c, contact_key(w, self, c).await?),
+                _ => {
+                    let (c, dek, _) =
+                        contact_for(w, self, m.practice, &digest, &m.from, now).await?;
+                    (c, dek)
+                }
+            };
             body_ct = Some(seal(&dek, "channel_inbound", receipt, "body", &m.body)?);
             key = dek;
             contact = Some(cid);
@@ -1096,7 +1369,35 @@ impl Store {
         let needs_patient = match_kind != MatchKind::Patient && m.keyword.is_none();
         // The emergency fast path: the approved message to the sender, the on-call alert.
         let mut reply_outbox = None;
-        if m.routing.emergency
+        if chat
+            && m.routing.emergency
+            && let (Some(text), Some(pid), Some(cid)) = (&m.emergency_reply, patient, conversation)
+        {
+            // The chat shows the emergency text at once; it is kept in the conversation so
+            // staff see what the patient was told.
+            let mid = insert_message(
+                w,
+                &key,
+                cid,
+                pid,
+                Direction::Outbound,
+                None,
+                DataCategory::AdministrativeMessage,
+                text,
+                now,
+            )
+            .await?;
+            w.audit(&ctx.event(
+                now,
+                Action::Disclose,
+                object("message", mid),
+                Some(pid),
+                vec![DataCategory::AdministrativeMessage],
+                Some("web_chat_emergency_reply"),
+            ))
+            .await?;
+        } else if !chat
+            && m.routing.emergency
             && let Some(text) = &m.emergency_reply
         {
             let recipient = match (patient, contact) {

@@ -43,6 +43,7 @@ mod staff;
 mod throttle;
 mod vendors;
 mod views;
+mod web_chat;
 mod work;
 
 pub use audit::{AuditHead, AuditReader, StoredCheckpoint};
@@ -78,6 +79,10 @@ pub use vendors::{
 pub use views::{
     CareTeamMember, Contact, ConversationView, Demographics, Identifiers, MessagePage, MessageView,
     PatientLookup, PatientView, Viewer,
+};
+pub use web_chat::{
+    CHAT_PAGE_LIMIT, ChatCodeRequest, ChatLookup, ChatMessage, ChatPolicy, ChatSession,
+    ChatVerification, chat_address_subject, chat_context, new_chat_token, parse_chat_token,
 };
 pub use work::{
     DraftOutcome, DraftRequest, DraftView, Escalated, MAX_NOTE_CHARS, MAX_REPLY_CHARS, NewTemplate,

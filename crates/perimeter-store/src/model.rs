@@ -252,6 +252,8 @@ text_enum!(
         Portal => "portal",
         /// Telephone (transcribed).
         Voice => "voice",
+        /// The web chat widget.
+        WebChat => "web_chat",
     }
 );
 

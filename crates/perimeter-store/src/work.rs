@@ -652,6 +652,21 @@ async fn queue_outbound(
     .execute(w.conn())
     .await
     .map_err(|e| w.err(e))?;
+    // A web-chat conversation's replies are delivered to the chat (the patient's stream reads
+    // the conversation); nothing goes to the SMS outbox.
+    let channel: String = sqlx::query_scalar("SELECT channel FROM conversation WHERE id = $1")
+        .bind(conversation.to_string())
+        .fetch_one(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+    if channel == crate::model::Channel::WebChat.as_str() {
+        sqlx::query("UPDATE outbound_reply SET status = 'web_chat' WHERE message_id = $1")
+            .bind(mid.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        return Ok(mid);
+    }
     // Hand it to the SMS sender (channels' outbox); a number that opted out is never sent to.
     let purpose = if source.0 == "reminder" {
         "reminder"

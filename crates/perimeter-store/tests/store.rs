@@ -22,5 +22,7 @@ mod records;
 mod vendors;
 #[path = "store/views.rs"]
 mod views;
+#[path = "store/web_chat.rs"]
+mod web_chat;
 #[path = "store/work.rs"]
 mod work;

@@ -471,6 +471,28 @@ fn channel_settings(
         ..ChannelSettings::default()
     };
     s.rules.levels = config.service_levels.levels();
+    if let Some(origins) = &c.chat_embed_origins {
+        for o in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if !perimeter_server::channels::web_chat::valid_embed_origin(o) {
+                anyhow::bail!(
+                    "channels.chat_embed_origins: {o:?} is not an origin such as https://www.example-practice.org"
+                );
+            }
+            s.chat.embed_origins.push(o.to_owned());
+        }
+    }
+    if let Some(m) = c.chat_idle_timeout_minutes {
+        if !(1..=240).contains(&m) {
+            anyhow::bail!("channels.chat_idle_timeout_minutes: expected 1 to 240");
+        }
+        s.chat.policy.idle_millis = i64::from(m) * 60_000;
+    }
+    if let Some(h) = c.chat_absolute_timeout_hours {
+        if !(1..=24).contains(&h) {
+            anyhow::bail!("channels.chat_absolute_timeout_hours: expected 1 to 24");
+        }
+        s.chat.policy.absolute_millis = i64::from(h) * 3_600_000;
+    }
     if let Some(t) = &c.emergency_text {
         s.texts.emergency = t.clone();
     }
@@ -653,6 +675,31 @@ mod tests {
         VendorInput,
     };
     use time::macros::date;
+
+    /// `[channels]` chat keys: origins and timeouts reach the chat settings; a value that is
+    /// not an origin, or a timeout out of range, is refused with the key's name.
+    #[test]
+    fn chat_keys_are_applied_and_checked() {
+        let mut config = crate::config::Config::default();
+        config.channels.chat_embed_origins =
+            Some("https://www.example-practice.org, http://localhost:8000".into());
+        config.channels.chat_idle_timeout_minutes = Some(30);
+        config.channels.chat_absolute_timeout_hours = Some(2);
+        let s = super::channel_settings(&config).unwrap();
+        assert_eq!(
+            s.chat.embed_origins,
+            vec!["https://www.example-practice.org", "http://localhost:8000"]
+        );
+        assert_eq!(s.chat.policy.idle_millis, 30 * 60_000);
+        assert_eq!(s.chat.policy.absolute_millis, 2 * 3_600_000);
+        config.channels.chat_embed_origins = Some("https://x.org; script-src *".into());
+        let e = super::channel_settings(&config).unwrap_err().to_string();
+        assert!(e.contains("channels.chat_embed_origins"), "{e}");
+        config.channels.chat_embed_origins = None;
+        config.channels.chat_idle_timeout_minutes = Some(0);
+        let e = super::channel_settings(&config).unwrap_err().to_string();
+        assert!(e.contains("channels.chat_idle_timeout_minutes"), "{e}");
+    }
 
     /// The monitor, on a manual clock: nothing before the expiry, one record and one alert
     /// per practice the day after, nothing more on later passes.

@@ -254,7 +254,7 @@ fn auth_unavailable() -> ApiError {
     )
 }
 
-fn auth_from_extensions(ext: &axum::http::Extensions) -> Result<AuthState, ApiError> {
+pub(crate) fn auth_from_extensions(ext: &axum::http::Extensions) -> Result<AuthState, ApiError> {
     if let Some(state) = ext.get::<AuthState>() {
         return Ok(state.clone());
     }
@@ -323,19 +323,36 @@ impl App {
 
 /// Adds the security headers to every response.
 async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
+    let chat_csp =
+        (req.uri().path() == "/chat" || req.uri().path().starts_with("/chat/")).then(|| {
+            let origins = req
+                .extensions()
+                .get::<crate::channels::Channels>()
+                .map(|c| c.settings().chat.embed_origins.clone())
+                .unwrap_or_default();
+            crate::channels::web_chat::chat_csp(&origins)
+        });
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'",
-    );
+    if let Some(csp) = chat_csp {
+        // The chat's page and widget: its own scripts and styles only, framed only by the
+        // configured practice sites (so no X-Frame-Options, which cannot list them).
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    } else {
+        set(
+            h,
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        );
+        set(h, header::X_FRAME_OPTIONS, "DENY");
+    }
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");
     if tls {
         set(
@@ -509,6 +526,9 @@ pub(crate) fn guard(
 ) -> MethodRouter<AppState> {
     match access {
         Access::Public => route,
+        Access::PatientChat => route.route_layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| crate::channels::web_chat::enforce(passive, req, next),
+        )),
         other => route.route_layer(axum::middleware::from_fn(
             move |req: Request, next: Next| enforce(other, passive, req, next),
         )),

@@ -18,6 +18,7 @@
 
 pub mod sender;
 pub mod twilio;
+pub mod web_chat;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
@@ -67,6 +68,8 @@ pub struct ChannelSettings {
     pub rules: RoutingRules,
     /// Who is alerted to an emergency (the on-call nurse and clinician roles).
     pub alert_roles: Vec<Role>,
+    /// The web chat (`[chat]`).
+    pub chat: web_chat::ChatSettings,
 }
 
 impl Default for ChannelSettings {
@@ -77,6 +80,7 @@ impl Default for ChannelSettings {
             texts: ChannelTexts::default(),
             rules: RoutingRules::default(),
             alert_roles: vec![Role::Nurse, Role::Clinician],
+            chat: web_chat::ChatSettings::default(),
         }
     }
 }
@@ -100,6 +104,8 @@ struct ChannelsInner {
     settings: ChannelSettings,
     classifier: Arc<dyn IntakeClassifier>,
     wake: Arc<Notify>,
+    /// Woken when a chat session changes here (a message, a verification).
+    chat_wake: Arc<Notify>,
     practice: OnceLock<PracticeId>,
     committer: OnceLock<mpsc::Sender<IntakeJob>>,
 }
@@ -154,6 +160,7 @@ impl Channels {
                 settings,
                 classifier,
                 wake: Arc::new(Notify::new()),
+                chat_wake: Arc::new(Notify::new()),
             }),
         }
     }
@@ -166,6 +173,11 @@ impl Channels {
     /// Woken whenever a message is queued for the sender.
     pub fn wake(&self) -> Arc<Notify> {
         self.inner.wake.clone()
+    }
+
+    /// Woken when a chat session of this process changes (open streams look again).
+    pub fn chat_wake(&self) -> Arc<Notify> {
+        self.inner.chat_wake.clone()
     }
 
     async fn practice(&self, store: &Store) -> Result<PracticeId, ApiError> {
@@ -257,7 +269,7 @@ fn not_configured() -> ApiError {
 pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
     use Method as M;
     use Permission as P;
-    routes
+    web_chat::routes(routes)?
         .add(M::POST, "/webhooks/twilio/sms", Access::Public, sms_webhook)?
         .add(
             M::POST,

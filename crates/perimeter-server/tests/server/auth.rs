@@ -1261,6 +1261,16 @@ async fn production_route_table_with_every_role_matches_the_matrix() {
                         );
                     }
                 }
+                (Access::PatientChat, _) => {
+                    // Staff sessions and API tokens are not a patient's chat session.
+                    assert_eq!(
+                        status,
+                        StatusCode::UNAUTHORIZED,
+                        "{role} must not reach {} {}",
+                        route.method,
+                        route.path
+                    );
+                }
                 (Access::MfaPending, Role::Service) => {
                     // A token never stands in for a session.
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", route.path);

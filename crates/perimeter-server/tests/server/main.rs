@@ -10,4 +10,5 @@ mod auth;
 mod channels;
 mod gateway_api;
 mod http;
+mod webchat;
 mod work;

