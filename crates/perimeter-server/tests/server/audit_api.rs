@@ -3,6 +3,8 @@
 //! and that every one of these requests is itself audited with the signed-in user as actor.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::Up;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +23,7 @@ use perimeter_domain::{
 use perimeter_server::audit_api::AuditApiSettings;
 use perimeter_server::auth::{AuthSettings, AuthState};
 use perimeter_server::{
-    Access, AppParts, AuthSlot, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck,
-    ReadyReport, RouteSpec, ServerSettings, bind, build_app,
+    Access, AppParts, AuthSlot, HttpLimits, Metrics, RouteSpec, ServerSettings, bind, build_app,
 };
 use perimeter_store::{AccessContext, DatabaseUrl, NewStaff, PatientData, Store, StoreOptions};
 use reqwest::StatusCode;
@@ -31,21 +32,6 @@ use sqlx::Connection;
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-struct Up;
-
-impl Readiness for Up {
-    fn check(&self) -> BoxFuture<'_, ReadyReport> {
-        Box::pin(async {
-            ReadyReport {
-                checks: vec![ReadyCheck::pass("database")],
-            }
-        })
-    }
-    fn pool_stats(&self) -> Option<PoolStats> {
-        None
-    }
-}
 
 struct Env {
     base: String,

@@ -7,6 +7,8 @@
 //! production table with every role, real TLS, start-up before the database, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::Up;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +27,8 @@ use perimeter_domain::{
 };
 use perimeter_server::auth::{AuthSettings, AuthSlot, AuthState, HashLimits};
 use perimeter_server::{
-    Access, AppParts, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck,
-    ReadyReport, RouteError, RouteModule, RouteSpec, Routes, ServerSettings, TlsFiles, bind,
-    build_app,
+    Access, AppParts, HttpLimits, Metrics, RouteError, RouteModule, RouteSpec, Routes,
+    ServerSettings, TlsFiles, bind, build_app,
 };
 use perimeter_store::{
     AccessContext, Channel, DatabaseUrl, Direction, NewMessage, NewStaff, PatientData, Store,
@@ -39,21 +40,6 @@ use time::Duration;
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-struct Up;
-
-impl Readiness for Up {
-    fn check(&self) -> BoxFuture<'_, ReadyReport> {
-        Box::pin(async {
-            ReadyReport {
-                checks: vec![ReadyCheck::pass("database")],
-            }
-        })
-    }
-    fn pool_stats(&self) -> Option<PoolStats> {
-        None
-    }
-}
 
 struct User {
     id: StaffId,

@@ -10,6 +10,8 @@
 //! fails closed to a human queue).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::Up;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,10 +28,7 @@ use perimeter_domain::{
 use perimeter_server::auth::{AuthSettings, AuthSlot, AuthState};
 use perimeter_server::channels::twilio::{Form, signature};
 use perimeter_server::channels::{ChannelSettings, Channels, Sender, TwilioClient, TwilioConfig};
-use perimeter_server::{
-    AppParts, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck, ReadyReport,
-    ServerSettings, bind, build_app,
-};
+use perimeter_server::{AppParts, HttpLimits, Metrics, ServerSettings, bind, build_app};
 use perimeter_store::{
     AccessContext, DatabaseUrl, MatchKind, NewStaff, OutboxStatus, PatientData, RouteStatus, Store,
     StoreOptions,
@@ -45,21 +44,6 @@ const TOKEN: &str = "test-auth-token-0123456789";
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const PUBLIC: &str = "https://perimeter.example-practice.test";
 const PATIENT_PHONE: &str = "+12025550142";
-
-struct Up;
-
-impl Readiness for Up {
-    fn check(&self) -> BoxFuture<'_, ReadyReport> {
-        Box::pin(async {
-            ReadyReport {
-                checks: vec![ReadyCheck::pass("database")],
-            }
-        })
-    }
-    fn pool_stats(&self) -> Option<PoolStats> {
-        None
-    }
-}
 
 /// A keyword test double (NOT the product's classifier). `#fail` fails, `#panic` panics.
 struct TestClassifier;

@@ -8,6 +8,8 @@
 //! call is audited without text, counters reach `/metrics`, and `/api/deid` works.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::Up;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -20,10 +22,7 @@ use perimeter_crypto::KeyRing;
 use perimeter_domain::{Clock, ManualClock, PracticeId, PurposeOfUse, Role, SharedClock, StaffId};
 use perimeter_phi::{Engine, EngineConfig};
 use perimeter_server::auth::{AuthSettings, AuthSlot, AuthState};
-use perimeter_server::{
-    AppParts, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck, ReadyReport,
-    ServerSettings, bind, build_app,
-};
+use perimeter_server::{AppParts, HttpLimits, Metrics, ServerSettings, bind, build_app};
 use perimeter_store::{
     AccessContext, BaaTerms, DatabaseUrl, KeyInput, NewStaff, Store, StoreOptions, VendorClass,
     VendorInput,
@@ -37,21 +36,6 @@ use zeroize::Zeroizing;
 
 const MODEL: &str = "fake-model";
 const VENDOR_KEY: &str = "sk-vendor-secret-for-tests";
-
-struct Up;
-
-impl Readiness for Up {
-    fn check(&self) -> BoxFuture<'_, ReadyReport> {
-        Box::pin(async {
-            ReadyReport {
-                checks: vec![ReadyCheck::pass("database")],
-            }
-        })
-    }
-    fn pool_stats(&self) -> Option<PoolStats> {
-        None
-    }
-}
 
 struct Env {
     base: String,

@@ -5,6 +5,27 @@
 #[path = "../../../perimeter-gateway/tests/support/upstream.rs"]
 mod upstream;
 
+/// What every module's server shares.
+mod support {
+    use perimeter_server::{BoxFuture, PoolStats, Readiness, ReadyCheck, ReadyReport};
+
+    /// A readiness source that always reports the database up.
+    pub struct Up;
+
+    impl Readiness for Up {
+        fn check(&self) -> BoxFuture<'_, ReadyReport> {
+            Box::pin(async {
+                ReadyReport {
+                    checks: vec![ReadyCheck::pass("database")],
+                }
+            })
+        }
+        fn pool_stats(&self) -> Option<PoolStats> {
+            None
+        }
+    }
+}
+
 mod audit_api;
 mod auth;
 mod channels;

@@ -9,6 +9,8 @@
 //! The classifier here is a TEST DOUBLE (keyword rules written for these tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::Up;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,10 +25,7 @@ use perimeter_server::auth::{AuthSettings, AuthSlot, AuthState};
 use perimeter_server::channels::twilio::Form;
 use perimeter_server::channels::web_chat::ChatSettings;
 use perimeter_server::channels::{ChannelSettings, Channels, Sender, TwilioClient, TwilioConfig};
-use perimeter_server::{
-    AppParts, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck, ReadyReport,
-    ServerSettings, bind, build_app,
-};
+use perimeter_server::{AppParts, HttpLimits, Metrics, ServerSettings, bind, build_app};
 use perimeter_store::{
     AccessContext, ChatPolicy, DatabaseUrl, NewStaff, PatientData, Store, StoreOptions,
 };
@@ -39,21 +38,6 @@ use tokio::sync::oneshot;
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const PATIENT_PHONE: &str = "+12025550142";
-
-struct Up;
-
-impl Readiness for Up {
-    fn check(&self) -> BoxFuture<'_, ReadyReport> {
-        Box::pin(async {
-            ReadyReport {
-                checks: vec![ReadyCheck::pass("database")],
-            }
-        })
-    }
-    fn pool_stats(&self) -> Option<PoolStats> {
-        None
-    }
-}
 
 /// A keyword test double (NOT the product's classifier).
 struct TestClassifier;

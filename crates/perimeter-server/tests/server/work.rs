@@ -7,6 +7,8 @@
 //! OpenAPI document lists exactly the routes the server has.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::Up;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,10 +21,7 @@ use perimeter_domain::{
     Clock, ConversationId, DataCategory, ManualClock, PatientId, Role, SharedClock, StaffId,
 };
 use perimeter_server::auth::{AuthSettings, AuthSlot, AuthState};
-use perimeter_server::{
-    AppParts, BoxFuture, HttpLimits, Metrics, PoolStats, Readiness, ReadyCheck, ReadyReport,
-    RouteSpec, ServerSettings, bind, build_app,
-};
+use perimeter_server::{AppParts, HttpLimits, Metrics, RouteSpec, ServerSettings, bind, build_app};
 use perimeter_store::{
     AccessContext, Channel, DatabaseUrl, Direction, NewMessage, NewStaff, PatientData, Store,
     StoreOptions, Triage,
@@ -32,21 +31,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::Duration;
 use tokio::sync::oneshot;
-
-struct Up;
-
-impl Readiness for Up {
-    fn check(&self) -> BoxFuture<'_, ReadyReport> {
-        Box::pin(async {
-            ReadyReport {
-                checks: vec![ReadyCheck::pass("database")],
-            }
-        })
-    }
-    fn pool_stats(&self) -> Option<PoolStats> {
-        None
-    }
-}
 
 struct Session {
     cookie: String,
