@@ -47,6 +47,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("database.max_connections", Kind::Int),
     ("database.busy_timeout_ms", Kind::Int),
     ("database.acquire_timeout_ms", Kind::Int),
+    ("database.sqlite_max_size_mb", Kind::Int),
     ("http.max_body_bytes", Kind::Int),
     ("http.request_timeout_ms", Kind::Int),
     ("http.shutdown_grace_ms", Kind::Int),
@@ -231,6 +232,9 @@ pub struct DatabaseConfig {
     pub busy_timeout_ms: u64,
     /// How long a request waits for a free pool connection, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// SQLite: the largest the database file may grow, in MiB (0: no limit but the disk's).
+    /// A write beyond it is refused with a clear error and writes nothing.
+    pub sqlite_max_size_mb: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -239,6 +243,7 @@ impl Default for DatabaseConfig {
             max_connections: 10,
             busy_timeout_ms: 5_000,
             acquire_timeout_ms: 5_000,
+            sqlite_max_size_mb: 0,
         }
     }
 }

@@ -73,6 +73,10 @@ pub fn store_options(config: &Config) -> anyhow::Result<StoreOptions> {
     opts.max_connections = config.database.max_connections;
     opts.busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     opts.acquire_timeout = Duration::from_millis(config.database.acquire_timeout_ms);
+    opts.sqlite_max_bytes = match config.database.sqlite_max_size_mb {
+        0 => None,
+        mb => Some(mb.saturating_mul(1024 * 1024)),
+    };
     Ok(opts)
 }
 

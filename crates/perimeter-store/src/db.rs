@@ -140,6 +140,8 @@ impl Store {
             DatabaseUrl::Postgres(_) => opts.url.expose(),
         };
         let busy_ms = opts.busy_timeout.as_millis();
+        // SQLite's default page size (4096 bytes) is what Perimeter's databases use.
+        let max_pages = opts.sqlite_max_bytes.map(|b| (b / 4096).max(1));
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
@@ -148,6 +150,10 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute(sqlite_pragmas(busy_ms).as_str()).await?;
+                        if let Some(pages) = max_pages {
+                            conn.execute(format!("PRAGMA max_page_count = {pages};").as_str())
+                                .await?;
+                        }
                     }
                     Ok(())
                 })

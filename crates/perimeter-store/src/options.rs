@@ -141,6 +141,10 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// How long to wait for a pooled connection (and for PostgreSQL to answer a connect).
     pub acquire_timeout: Duration,
+    /// SQLite only: the largest the database file may grow, in bytes (`PRAGMA
+    /// max_page_count`); a write beyond it fails with [`crate::StoreError::Full`] and writes
+    /// nothing, reads go on. `None`: limited by the disk only.
+    pub sqlite_max_bytes: Option<u64>,
 }
 
 impl StoreOptions {
@@ -155,6 +159,7 @@ impl StoreOptions {
             max_connections,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
+            sqlite_max_bytes: None,
         }
     }
 }

@@ -114,6 +114,76 @@ async fn the_pool_recovers_after_connections_are_lost(db: TestDb) {
     assert_eq!(head.size, records.len() as u64);
 }
 
+/// A full database (here SQLite's size cap; on a real machine the disk): the write that does
+/// not fit fails with a clear error and leaves nothing half-written (its audit record neither),
+/// reads go on, and writes work again once there is room.
+#[tokio::test]
+async fn a_full_sqlite_database_refuses_the_write_cleanly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    let keys = KeyRing::generate().unwrap();
+    let clock: perimeter_domain::SharedClock = std::sync::Arc::new(SystemClock);
+    let open = |cap: Option<u64>| {
+        let mut opts = StoreOptions::new(DatabaseUrl::Sqlite(path.clone()));
+        opts.sqlite_max_bytes = cap;
+        let keys = keys.clone();
+        let clock = clock.clone();
+        async move { Store::connect(&opts, keys, clock).await.unwrap() }
+    };
+    let store = open(None).await;
+    store.migrate().await.unwrap();
+    store.verify_keys().await.unwrap();
+    let sys = AccessContext::system("test");
+    let practice = store.create_practice(&sys, "Clinic").await.unwrap();
+    store.close().await;
+    let size = std::fs::metadata(&path).unwrap().len()
+        + std::fs::metadata(path.with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    // Room for a few more pages only.
+    let capped = open(Some(size + 64 * 1024)).await;
+    let data = perimeter_store::PatientData {
+        given_name: "Fill".into(),
+        family_name: "Up".into(),
+        notes: Some("x".repeat(8 * 1024)),
+        ..Default::default()
+    };
+    let mut stored: i64 = 0;
+    let err = loop {
+        match capped.create_patient(&sys, practice, &data).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 1000, "the cap was never reached");
+    };
+    assert!(matches!(err, StoreError::Full), "{err}");
+    assert!(err.to_string().contains("full") && err.to_string().contains("nothing was written"));
+    // Nothing half-written: every patient that exists was acknowledged, and the trail is whole.
+    let head = capped.audit_head().await.unwrap().unwrap();
+    assert_eq!(
+        head.size,
+        capped.audit_records(0, 100_000).await.unwrap().len() as u64
+    );
+    let mut raw = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=ro", path.display()))
+        .await
+        .unwrap();
+    let patients: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    let keyed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient_key")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!((patients, keyed), (stored, stored));
+    raw.close().await.unwrap();
+    capped.ping().await.unwrap();
+    capped.close().await;
+    // With room again, writes go on.
+    let roomy = open(None).await;
+    roomy.create_patient(&sys, practice, &data).await.unwrap();
+}
+
 crate::both_backends!(
     a_newer_schema_is_refused,
     the_pool_recovers_after_connections_are_lost,
