@@ -82,7 +82,8 @@ pub use views::{
 };
 pub use web_chat::{
     CHAT_PAGE_LIMIT, ChatCodeRequest, ChatLookup, ChatMessage, ChatPolicy, ChatSession,
-    ChatVerification, chat_address_subject, chat_context, new_chat_token, parse_chat_token,
+    ChatVerification, chat_address_subject, chat_context, chat_start_subject, new_chat_token,
+    parse_chat_token,
 };
 pub use work::{
     DraftOutcome, DraftRequest, DraftView, Escalated, MAX_NOTE_CHARS, MAX_REPLY_CHARS, NewTemplate,

@@ -60,6 +60,9 @@ pub struct ChatPolicy {
     pub address_failures: u32,
     /// The address window.
     pub address_window_millis: i64,
+    /// Sessions one client address may start within `address_window_millis` (the public
+    /// start route creates rows; this bounds what one client can make it create).
+    pub address_sessions: u32,
 }
 
 impl Default for ChatPolicy {
@@ -73,6 +76,7 @@ impl Default for ChatPolicy {
             session_failures: 5,
             address_failures: 20,
             address_window_millis: 15 * 60_000,
+            address_sessions: 30,
         }
     }
 }
@@ -184,6 +188,11 @@ pub fn chat_address_subject(address: &str) -> [u8; 32] {
     sha(&[b"perimeter-chat-address/1", address.as_bytes()])
 }
 
+/// The hash under which a client address's session starts are counted.
+pub fn chat_start_subject(address: &str) -> [u8; 32] {
+    sha(&[b"perimeter-chat-start/1", address.as_bytes()])
+}
+
 /// The sender digest of a chat session's messages (in place of a phone number's blind index).
 pub(crate) fn chat_sender_digest(session: Uuid) -> [u8; 32] {
     sha(&[b"perimeter-chat-contact/1", session.as_bytes()])
@@ -293,6 +302,17 @@ async fn address_throttled(
     subject: &[u8; 32],
     now: i64,
 ) -> Result<bool, StoreError> {
+    over_limit(w, policy, subject, policy.address_failures, now).await
+}
+
+/// Whether `subject` has reached `limit` counts in the current window.
+async fn over_limit(
+    w: &mut WriteTx,
+    policy: &ChatPolicy,
+    subject: &[u8; 32],
+    limit: u32,
+    now: i64,
+) -> Result<bool, StoreError> {
     let row =
         sqlx::query("SELECT window_start, failures FROM web_chat_throttle WHERE subject = $1")
             .bind(subject.to_vec())
@@ -304,8 +324,7 @@ async fn address_throttled(
     };
     let start: i64 = col(&row, "window_start")?;
     let failures: i64 = col(&row, "failures")?;
-    Ok(now.saturating_sub(start) < policy.address_window_millis
-        && failures >= i64::from(policy.address_failures))
+    Ok(now.saturating_sub(start) < policy.address_window_millis && failures >= i64::from(limit))
 }
 
 async fn count_address_failure(
@@ -409,16 +428,38 @@ fn birth_matches(dek: &Dek, patient: PatientId, ct: &[u8], wanted: &str) -> bool
 }
 
 impl Store {
-    /// Starts a chat session for `practice` whose token hashes to `token_hash` (audited).
+    /// Starts a chat session for `practice` whose token hashes to `token_hash` (audited), unless
+    /// the client address (`start_subject`, from [`chat_start_subject`]) already started
+    /// `policy.address_sessions` in the window: then `None`, and the refusal is audited.
     pub async fn start_chat_session(
         &self,
         ctx: &AccessContext,
         practice: PracticeId,
         token_hash: &[u8; 32],
-    ) -> Result<Uuid, StoreError> {
+        policy: &ChatPolicy,
+        start_subject: &[u8; 32],
+    ) -> Result<Option<Uuid>, StoreError> {
         let now = self.now();
         let sid = Uuid::now_v7();
         let mut w = self.begin_write().await?;
+        if over_limit(&mut w, policy, start_subject, policy.address_sessions, now).await? {
+            let mut ev = ctx.event(
+                now,
+                Action::Create,
+                ObjectRef {
+                    kind: "web_chat_session".into(),
+                    id: None,
+                },
+                None,
+                Vec::new(),
+                Some("web_chat_start throttled"),
+            );
+            ev.outcome = Outcome::Denied;
+            w.audit(&ev).await?;
+            w.commit().await?;
+            return Ok(None);
+        }
+        count_address_failure(&mut w, policy, start_subject, now).await?;
         sqlx::query(
             "INSERT INTO web_chat_session (id, practice_id, token_hash, patient_id, contact_id, verified_at, verified_by, failed_attempts, created_at, last_seen_at, ended_at, end_reason) VALUES ($1, $2, $3, NULL, NULL, NULL, NULL, 0, $4, $4, NULL, NULL)",
         )
@@ -439,7 +480,7 @@ impl Store {
         ))
         .await?;
         w.commit().await?;
-        Ok(sid)
+        Ok(Some(sid))
     }
 
     /// The session of a token hash. A session past its idle or absolute limit is ended here

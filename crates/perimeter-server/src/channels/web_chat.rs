@@ -28,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use perimeter_domain::DataCategory;
 use perimeter_store::{
     AccessContext, Channel, ChatCodeRequest, ChatLookup, ChatPolicy, ChatSession, ChatVerification,
-    InboundOutcome, NewInbound, StoreError, chat_address_subject, chat_context, new_chat_token,
-    parse_chat_token,
+    InboundOutcome, NewInbound, StoreError, chat_address_subject, chat_context, chat_start_subject,
+    new_chat_token, parse_chat_token,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -287,10 +287,20 @@ async fn start(MaybeChannels(channels): MaybeChannels, auth: AuthState, req: Req
         Ok(t) => t,
         Err(e) => return store_error(e).into_response(),
     };
+    let start_subject = chat_start_subject(meta.client_addr.as_deref().unwrap_or("unknown"));
     let ctx = chat_context(meta.user_agent);
     let policy = channels.settings().chat.policy;
-    match store.start_chat_session(&ctx, practice, &hash).await {
-        Ok(_) => (
+    match store
+        .start_chat_session(&ctx, practice, &hash, &policy, &start_subject)
+        .await
+    {
+        Ok(None) => api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            "too many chat sessions were started from this address; try again in a few minutes",
+        )
+        .into_response(),
+        Ok(Some(_)) => (
             StatusCode::CREATED,
             Json(json!({
                 "token": token,

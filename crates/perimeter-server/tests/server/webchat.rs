@@ -1067,3 +1067,43 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// The public start route is bounded per client address: past the limit within the window a
+/// start is refused with 429 (audited, no session row), and the window's end lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_start_sessions_without_limit() {
+    let env = start_with(ChatPolicy {
+        address_sessions: 3,
+        ..ChatPolicy::default()
+    })
+    .await;
+    for _ in 0..3 {
+        env.new_chat().await;
+    }
+    let r = env
+        .client
+        .post(env.url("/api/chat/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "too_many_sessions");
+    let trail: Vec<String> = env
+        .store
+        .audit_records(0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.event).into_owned())
+        .collect();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.contains("web_chat_start throttled"))
+            .count(),
+        1
+    );
+    env.clock.advance(time::Duration::minutes(16));
+    env.new_chat().await;
+}

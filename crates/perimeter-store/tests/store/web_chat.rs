@@ -36,8 +36,15 @@ async fn session(store: &Store, practice: PracticeId) -> ([u8; 32], ChatSession)
     let ctx = chat_context(None);
     let (_, hash) = new_chat_token().unwrap();
     store
-        .start_chat_session(&ctx, practice, &hash)
+        .start_chat_session(
+            &ctx,
+            practice,
+            &hash,
+            &ChatPolicy::default(),
+            &perimeter_store::chat_start_subject("192.0.2.1"),
+        )
         .await
+        .unwrap()
         .unwrap();
     match store
         .chat_session(&ctx, &ChatPolicy::default(), &hash)
