@@ -64,6 +64,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("local_model.threads", Kind::Int),
     ("local_model.max_tokens", Kind::Int),
     ("assist.summary_model", Kind::Str),
+    ("assist.draft_model", Kind::Str),
     ("service_levels.front_desk_minutes", Kind::Int),
     ("service_levels.scheduling_minutes", Kind::Int),
     ("service_levels.refills_minutes", Kind::Int),
@@ -368,6 +369,10 @@ pub struct AssistConfig {
     /// `[local_model]`); unset: summaries are extractive and local.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_model: Option<String>,
+    /// The model that drafts administrative replies for a person to approve; unset: drafts
+    /// come from approved templates only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_model: Option<String>,
 }
 
 /// `[phi]`: limits on patient messages.
@@ -1025,13 +1030,18 @@ impl Config {
                 "expected IP addresses or CIDR ranges separated by commas, such as \"10.0.0.0/8, 192.0.2.7\"",
             ));
         }
-        if let Some(m) = &self.assist.summary_model
-            && (m.trim().is_empty() || m.len() > 128 || m.chars().any(char::is_control))
-        {
-            return Err(bad(
-                "assist.summary_model",
-                "expected a model name (1 to 128 characters) served by a registered vendor or [local_model]",
-            ));
+        for (key, model) in [
+            ("assist.summary_model", &self.assist.summary_model),
+            ("assist.draft_model", &self.assist.draft_model),
+        ] {
+            if let Some(m) = model
+                && (m.trim().is_empty() || m.len() > 128 || m.chars().any(char::is_control))
+            {
+                return Err(bad(
+                    key,
+                    "expected a model name (1 to 128 characters) served by a registered vendor or [local_model]",
+                ));
+            }
         }
         self.validate_channels(&bad)?;
         if u64::from(self.sessions.idle_timeout_minutes)
@@ -1339,7 +1349,9 @@ fn expected_for(key: &str) -> Option<String> {
         | "keys.file"
         | "audit.checkpoint_dir"
         | "local_model.path" => "expected a path (a string)",
-        "local_model.name" | "assist.summary_model" => "expected a model name (a string)",
+        "local_model.name" | "assist.summary_model" | "assist.draft_model" => {
+            "expected a model name (a string)"
+        }
         "local_model" => {
             "expected a table with path (the GGUF file) and optionally name, context, threads, max_tokens"
         }

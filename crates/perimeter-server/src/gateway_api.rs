@@ -418,10 +418,10 @@ impl Target {
     }
 }
 
-/// A coordinator's summary written by a model through the gateway.
+/// Text a model wrote for staff through the gateway (a summary, a draft reply).
 #[derive(Debug)]
-pub(crate) struct AiSummary {
-    /// The summary, re-identified for the staff member who asked.
+pub(crate) struct AiText {
+    /// The text, re-identified for the staff member who asked.
     pub text: String,
     /// The vendor (`local` for the model inside the perimeter) and model.
     pub vendor: String,
@@ -430,21 +430,29 @@ pub(crate) struct AiSummary {
     pub sent_as: &'static str,
 }
 
-const SUMMARY_INSTRUCTIONS: &str = "You write short summaries of patient messages for a medical practice's coordinator. In at most three sentences, say what the patient asks for and what is still open. Do not diagnose, advise, or judge urgency. Keep every name, date and placeholder exactly as written.";
+/// What a staff-side AI task sends: the purpose, the model, the instructions and the
+/// conversation (minimum necessary already applied by the caller).
+pub(crate) struct AssistTask<'a> {
+    pub purpose: AiPurpose,
+    pub model: &'a str,
+    pub instructions: &'static str,
+    pub transcript: &'a str,
+    pub max_tokens: u32,
+}
 
-/// Summarises `transcript` (the messages the caller may see, minimum necessary already
-/// applied) with `model`, for purpose `summarize_for_coordinator`, on behalf of `principal`.
-/// The policy decides from the vendor's terms and the caller's roles (PHI as is under a valid
-/// BAA or inside the perimeter, pseudonymised otherwise, or refused); the call is audited
-/// before the summary is released. Any failure is an error code, never a made-up summary.
-pub(crate) async fn summarize(
+/// Runs `task` with its model on behalf of `principal`. The policy decides from the vendor's
+/// terms, the purpose and the caller's roles (PHI as is under a valid BAA or inside the
+/// perimeter, pseudonymised otherwise, or refused); the gateway's output guardrails apply (a
+/// patient-facing purpose's answer must pass the clinical-advice check); the call is audited
+/// before the text is released. Any failure is an error code, never made-up text.
+pub(crate) async fn assist(
     state: &AppState,
     local: Option<Arc<LocalProvider>>,
     store: &Store,
     principal: &Principal,
-    model: &str,
-    transcript: &str,
-) -> Result<AiSummary, &'static str> {
+    task: &AssistTask<'_>,
+) -> Result<AiText, &'static str> {
+    let model = task.model;
     let api = state.gateway_api().ok_or("gateway_unavailable")?;
     let target = match resolve_target(local, store, model).await {
         Ok(Some(t)) => t,
@@ -457,7 +465,7 @@ pub(crate) async fn summarize(
     let terms = target.terms();
     let clock = api.clock.clone();
     let call = Uuid::now_v7();
-    let purpose = AiPurpose::SummarizeForCoordinator;
+    let purpose = task.purpose;
     let refuse = |code: &'static str| {
         let rec = CallRecord::refused(&terms.name, model, purpose, false, code);
         let api = Arc::clone(&api);
@@ -485,10 +493,10 @@ pub(crate) async fn summarize(
     };
     let body = serde_json::json!({
         "model": model,
-        "max_tokens": 200,
+        "max_tokens": task.max_tokens,
         "messages": [
-            {"role": "system", "content": SUMMARY_INSTRUCTIONS},
-            {"role": "user", "content": transcript},
+            {"role": "system", "content": task.instructions},
+            {"role": "user", "content": task.transcript},
         ],
     });
     let request = serde_json::to_vec(&body)
@@ -518,9 +526,9 @@ pub(crate) async fn summarize(
                 .as_str()
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or("empty_summary")?
+                .ok_or("empty_answer")?
                 .to_owned();
-            Ok(AiSummary {
+            Ok(AiText {
                 text,
                 vendor: terms.name.clone(),
                 model: model.to_owned(),

@@ -451,6 +451,9 @@ pub struct WorkSettings {
     /// A model served by a registered vendor or by `[local_model]` that writes coordinator
     /// summaries; `None`: summaries are extractive and local.
     pub summary_model: Option<String>,
+    /// The model that drafts administrative replies for a person to approve; `None`: drafts
+    /// come from approved templates only (`source: "ai"` answers 503 `ai_not_configured`).
+    pub draft_model: Option<String>,
     /// How long each queue's conversations may wait (re-triage restarts the clock with these).
     pub levels: ServiceLevels,
 }
@@ -465,13 +468,19 @@ impl crate::App {
     }
 }
 
-/// The messages a summary may use: only categories the purpose allows (minimum necessary),
-/// only bodies the caller may see, the most recent last, at most `MAX_SUMMARY_CHARS`.
-fn summary_transcript(messages: &[perimeter_store::MessageView]) -> String {
+const SUMMARY_INSTRUCTIONS: &str = "You write short summaries of patient messages for a medical practice's coordinator. In at most three sentences, say what the patient asks for and what is still open. Do not diagnose, advise, or judge urgency. Keep every name, date and placeholder exactly as written.";
+
+const DRAFT_INSTRUCTIONS: &str = "You draft a short, polite reply from a medical practice's front office to the patient's last message, about scheduling, billing, records or refill status only. Never give medical advice, diagnoses, dosing or urgency judgements; if the patient asks for any, say a member of the care team will reply. Keep every name, date and placeholder exactly as written. Write only the reply text.";
+
+/// The messages an AI task for `purpose` may use: only the categories the purpose allows
+/// (minimum necessary), only bodies the caller may see, the most recent last, at most
+/// `MAX_SUMMARY_CHARS`.
+fn assist_transcript(
+    purpose: perimeter_gateway::AiPurpose,
+    messages: &[perimeter_store::MessageView],
+) -> String {
     const MAX_SUMMARY_CHARS: usize = 8_000;
-    let allowed = perimeter_gateway::AiPurpose::SummarizeForCoordinator
-        .rule()
-        .categories;
+    let allowed = purpose.rule().categories;
     let mut lines: Vec<String> = Vec::new();
     let mut used = 0;
     for m in messages.iter().rev() {
@@ -542,17 +551,26 @@ pub(crate) async fn summary(
     };
     let model = settings.and_then(|a| a.0.summary_model.clone());
     if let Some(model) = model {
-        let transcript = summary_transcript(&page.messages);
+        let transcript = assist_transcript(
+            perimeter_gateway::AiPurpose::SummarizeForCoordinator,
+            &page.messages,
+        );
         if transcript.is_empty() {
             out.ai_error = Some("nothing_to_summarise");
         } else {
-            match crate::gateway_api::summarize(
+            let task = crate::gateway_api::AssistTask {
+                purpose: perimeter_gateway::AiPurpose::SummarizeForCoordinator,
+                model: &model,
+                instructions: SUMMARY_INSTRUCTIONS,
+                transcript: &transcript,
+                max_tokens: 200,
+            };
+            match crate::gateway_api::assist(
                 &state,
                 local.map(|l| l.0.0),
                 auth.store(),
                 &principal,
-                &model,
-                &transcript,
+                &task,
             )
             .await
             {
@@ -599,6 +617,9 @@ pub(crate) struct DraftBody {
 /// recorded in the audit trail). A template an administrator let go out for the intent is
 /// sent at once (status `sent`).
 pub(crate) async fn create_draft(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    settings: Option<axum::Extension<Arc<WorkSettings>>>,
+    local: Option<axum::Extension<crate::gateway_api::LocalModelRoute>>,
     auth: AuthState,
     principal: Principal,
     Path(id): Path<String>,
@@ -618,12 +639,62 @@ pub(crate) async fn create_draft(
             if let Some(r) = store!(auth.store().draft_refusal(&viewer, id)) {
                 return refused(r);
             }
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ai_not_configured",
-                "no AI vendor is configured for drafting; draft from an approved template instead",
+            let Some(model) = settings.and_then(|s| s.0.draft_model.clone()) else {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ai_not_configured",
+                    "no AI vendor is configured for drafting; draft from an approved template instead",
+                )
+                .into_response();
+            };
+            let purpose = perimeter_gateway::AiPurpose::DraftAdministrativeReply;
+            let page = store!(auth.store().view_messages(
+                &viewer,
+                id,
+                None,
+                perimeter_store::MESSAGE_PAGE_LIMIT
+            ));
+            let transcript = assist_transcript(purpose, &page.messages);
+            if transcript.is_empty() {
+                return unprocessable(
+                    "nothing_to_answer",
+                    "the conversation has no administrative message to answer",
+                );
+            }
+            let task = crate::gateway_api::AssistTask {
+                purpose,
+                model: &model,
+                instructions: DRAFT_INSTRUCTIONS,
+                transcript: &transcript,
+                max_tokens: 300,
+            };
+            match crate::gateway_api::assist(
+                &state,
+                local.map(|l| l.0.0),
+                auth.store(),
+                &principal,
+                &task,
             )
-            .into_response();
+            .await
+            {
+                Ok(ai) => DraftRequest::Ai(ai.text),
+                // The clinical-advice check stopped the answer: a person writes this one.
+                Err("guardrail_blocked") => {
+                    return unprocessable(
+                        "draft_blocked_by_guardrail",
+                        "the AI draft did not pass the clinical-advice check; write the reply or use a template",
+                    );
+                }
+                Err(code) => {
+                    tracing::warn!(code, "an AI draft failed");
+                    return ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "ai_draft_failed",
+                        "the AI draft could not be made; draft from an approved template or write the reply",
+                    )
+                    .into_response();
+                }
+            }
         }
         _ => {
             return unprocessable(

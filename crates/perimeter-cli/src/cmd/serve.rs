@@ -214,6 +214,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     }
     app = app.with_work_settings(perimeter_server::work_api::WorkSettings {
         summary_model: config.assist.summary_model.clone(),
+        draft_model: config.assist.draft_model.clone(),
         levels: config.service_levels.levels(),
     });
     if let Some(model) = local_model {

@@ -53,7 +53,7 @@ async fn start() -> Env {
     start_with(None).await
 }
 
-/// [`start`] with `assist.summary_model` set to `summary_model`.
+/// [`start`] with `assist.summary_model` and `assist.draft_model` set to `summary_model`.
 async fn start_with(summary_model: Option<&str>) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
@@ -122,6 +122,7 @@ async fn start_with(summary_model: Option<&str>) -> Env {
     .unwrap()
     .with_work_settings(perimeter_server::work_api::WorkSettings {
         summary_model: summary_model.map(str::to_owned),
+        draft_model: summary_model.map(str::to_owned),
         ..Default::default()
     });
     let routes = app.routes().to_vec();
@@ -924,4 +925,105 @@ async fn ai_summaries_go_through_the_gateway_pseudonymised_without_a_baa() {
     );
     assert!(!s["sentences"].as_array().unwrap().is_empty());
     assert!(fake.received().is_empty());
+}
+
+/// AI drafts through the gateway: refused for a clinical conversation before any AI call; for
+/// a scheduling message the vendor without a BAA gets it pseudonymised and the draft (restored)
+/// waits for approval; an answer that gives clinical advice is blocked by the guardrail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_drafts_are_administrative_pseudonymised_checked_and_wait_for_approval() {
+    use crate::upstream::{Behaviour, FakeUpstream, Style};
+    use perimeter_store::{KeyInput, VendorClass, VendorInput};
+    let env = start_with(Some("summary-model")).await;
+    let echo = FakeUpstream::start(Behaviour::Echo(Style::default())).await;
+    let advice = FakeUpstream::start(Behaviour::Say(
+        "You should take 800 mg of ibuprofen three times a day for the swelling.".into(),
+        Style::default(),
+    ))
+    .await;
+    let vendor = |url: String| VendorInput {
+        name: "acme".into(),
+        base_url: url,
+        models: vec!["summary-model".into()],
+        data_class: VendorClass::Deidentified,
+        baa: None,
+        zero_retention: true,
+        no_training: true,
+        soc2_report_date: None,
+        soc2_expires: None,
+        sub_processors: Vec::new(),
+        inside_perimeter: false,
+        enabled: true,
+        key: KeyInput::Keep,
+    };
+    let sys = AccessContext::system("test");
+    env.store
+        .add_vendor(&sys, &vendor(echo.base_url()))
+        .await
+        .unwrap();
+    let sched = env.session(Role::Scheduler).await;
+    let nurse = env.session(Role::Nurse).await;
+
+    let clinical = env
+        .inbound(
+            "My ankle is swollen and hurts.",
+            Intent::Clinical,
+            Urgency::Routine,
+        )
+        .await;
+    let (st, e) = env
+        .post(
+            &format!("/api/conversations/{clinical}/drafts"),
+            &nurse,
+            json!({"source": "ai"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["code"], "draft_refused_not_administrative");
+    assert!(
+        echo.received().is_empty(),
+        "nothing is sent for a clinical conversation"
+    );
+
+    let text = "This is Grace Hopper, can I move my appointment to Friday? Call 202-555-0142.";
+    let c = env
+        .inbound(text, Intent::Scheduling, Urgency::Routine)
+        .await;
+    let (st, d) = env
+        .post(
+            &format!("/api/conversations/{c}/drafts"),
+            &sched,
+            json!({"source": "ai"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    assert_eq!(d["status"], "pending", "{d}");
+    let body = d["body"].as_str().unwrap();
+    assert!(
+        body.contains("Grace Hopper"),
+        "re-identified for staff: {body}"
+    );
+    let sent = String::from_utf8_lossy(&echo.received()[0].body).into_owned();
+    for id in ["Grace", "Hopper", "555-0142"] {
+        assert!(!sent.contains(id), "{id} reached the vendor: {sent}");
+    }
+
+    // A model that answers with clinical advice: blocked, no draft.
+    env.store
+        .update_vendor(&sys, "acme", &vendor(advice.base_url()))
+        .await
+        .unwrap();
+    let (st, e) = env
+        .post(
+            &format!("/api/conversations/{c}/drafts"),
+            &sched,
+            json!({"source": "ai"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["code"], "draft_blocked_by_guardrail");
+    let (_, list) = env
+        .get(&format!("/api/conversations/{c}/drafts"), &sched)
+        .await;
+    assert_eq!(list["drafts"].as_array().unwrap().len(), 1, "{list}");
 }
