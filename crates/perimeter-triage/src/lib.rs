@@ -179,6 +179,22 @@ impl Classifier {
     }
 }
 
+/// The built-in classifier behind intake's seam: an emergency sign or an emergency intent is
+/// an emergency.
+impl perimeter_workflows::IntakeClassifier for Classifier {
+    fn classify(
+        &self,
+        text: &str,
+    ) -> Result<perimeter_workflows::IntakeClass, perimeter_workflows::ClassifyError> {
+        let c = Classifier::classify(self, text);
+        Ok(perimeter_workflows::IntakeClass {
+            intent: c.intent,
+            urgency: c.urgency,
+            emergency: c.emergency.is_some() || c.intent == Intent::Emergency,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

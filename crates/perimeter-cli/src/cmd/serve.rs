@@ -419,28 +419,11 @@ fn build_app(
 /// fallback human queue (recorded as `classifier_not_configured`) and the failure is logged.
 pub fn intake_classifier() -> Arc<dyn perimeter_workflows::IntakeClassifier> {
     match perimeter_triage::Classifier::builtin() {
-        Ok(classifier) => Arc::new(BuiltinTriage(classifier)),
+        Ok(classifier) => Arc::new(classifier),
         Err(e) => {
             tracing::error!(error = %e, "the built-in triage model could not be loaded; every message goes to the fallback queue");
             Arc::new(perimeter_workflows::NoClassifier)
         }
-    }
-}
-
-/// The built-in classifier behind intake's seam.
-struct BuiltinTriage(perimeter_triage::Classifier);
-
-impl perimeter_workflows::IntakeClassifier for BuiltinTriage {
-    fn classify(
-        &self,
-        text: &str,
-    ) -> Result<perimeter_workflows::IntakeClass, perimeter_workflows::ClassifyError> {
-        let c = self.0.classify(text);
-        Ok(perimeter_workflows::IntakeClass {
-            intent: c.intent,
-            urgency: c.urgency,
-            emergency: c.emergency.is_some() || c.intent == perimeter_workflows::Intent::Emergency,
-        })
     }
 }
 

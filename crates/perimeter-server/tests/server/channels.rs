@@ -161,6 +161,14 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(Arc::new(TestClassifier), None).await
+}
+
+/// [`start`] with another classifier and, optionally, the work API's settings.
+async fn start_with(
+    classifier: Arc<dyn IntakeClassifier>,
+    work: Option<perimeter_server::work_api::WorkSettings>,
+) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at_epoch_2026();
@@ -203,7 +211,7 @@ async fn start() -> Env {
             twilio: Some(twilio.clone()),
             ..ChannelSettings::default()
         },
-        Arc::new(TestClassifier),
+        classifier,
     );
     let metrics = Metrics::new();
     let sender = Sender::new(
@@ -232,6 +240,10 @@ async fn start() -> Env {
     })
     .unwrap()
     .with_channels(channels);
+    let app = match work {
+        Some(w) => app.with_work_settings(w),
+        None => app,
+    };
     let bound = bind(&ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         tls: None,
@@ -313,6 +325,11 @@ impl Env {
     }
 
     async fn session(&self, role: Role) -> (String, String) {
+        self.staff_session(role).await.1
+    }
+
+    /// A new member of staff with `role` and a signed-in session: (id, (cookie, csrf)).
+    async fn staff_session(&self, role: Role) -> (perimeter_domain::StaffId, (String, String)) {
         let sys = AccessContext::system("test");
         let id = self
             .store
@@ -333,8 +350,11 @@ impl Env {
             .unwrap();
         self.store.insert_session(&s.record).await.unwrap();
         (
-            format!("perimeter_session={}", s.token.as_str()),
-            s.record.csrf.as_str().to_owned(),
+            id,
+            (
+                format!("perimeter_session={}", s.token.as_str()),
+                s.record.csrf.as_str().to_owned(),
+            ),
         )
     }
 
@@ -1313,4 +1333,241 @@ async fn sms_c_and_r_answer_the_appointment_reminder() {
         metrics.contains("event=\"reminder_reschedule\"} 1"),
         "{metrics}"
     );
+}
+
+/// The whole loop over real HTTP with the real database and the product's classifier: SMS in
+/// (signed), matched, classified and routed; summarised by a vendor without a BAA that records
+/// every byte (no identifier reaches it); a nurse sees the clinical conversation and a draft is
+/// refused for it; a scheduler has a draft made for the scheduling message and approves it; the
+/// reply goes out through the fake carrier; the audit trail shows every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_to_reply_end_to_end_with_every_step_audited() {
+    use crate::upstream::{Behaviour, FakeUpstream, Style};
+    use perimeter_store::{KeyInput, VendorClass, VendorInput};
+    let classifier = perimeter_triage::Classifier::builtin().unwrap();
+    let env = start_with(
+        Arc::new(classifier),
+        Some(perimeter_server::work_api::WorkSettings {
+            summary_model: Some("coordinator-model".into()),
+            draft_model: Some("coordinator-model".into()),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let vendor = FakeUpstream::start(Behaviour::Echo(Style::default())).await;
+    env.store
+        .add_vendor(
+            &AccessContext::system("test"),
+            &VendorInput {
+                name: "acme".into(),
+                base_url: vendor.base_url(),
+                models: vec!["coordinator-model".into()],
+                data_class: VendorClass::Deidentified,
+                baa: None,
+                zero_retention: true,
+                no_training: true,
+                soc2_report_date: None,
+                soc2_expires: None,
+                sub_processors: Vec::new(),
+                inside_perimeter: false,
+                enabled: true,
+                key: KeyInput::Keep,
+            },
+        )
+        .await
+        .unwrap();
+    let call =
+        |method: reqwest::Method, path: String, s: &(String, String), body: Option<Value>| {
+            let mut req = env
+                .client
+                .request(method, format!("{}{path}", env.base))
+                .header("cookie", &s.0)
+                .header("x-csrf-token", &s.1);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            async move {
+                let r = req.send().await.unwrap();
+                let st = r.status();
+                (st, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+
+    // Two SMS from the patient on file.
+    let clinical_text = "Hi, this is Grace Hopper. My ankle has been swollen for three days and it hurts to walk. Should I come in?";
+    let scheduling_text =
+        "Hi, this is Grace Hopper. Can I reschedule my appointment on Thursday to next week?";
+    let (st, _) = env
+        .sms(
+            "SM00000000000000000000000000e2e001",
+            PATIENT_PHONE,
+            clinical_text,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let items = env
+        .store
+        .list_inbound(env.practice, true, 10)
+        .await
+        .unwrap();
+    let clinical = items[0].conversation_id.unwrap();
+    assert_eq!(items[0].match_kind, MatchKind::Patient);
+    assert_eq!(
+        items[0].queue.as_deref(),
+        Some("nurse_triage"),
+        "{:?}",
+        items[0].intent
+    );
+    // The clinical conversation is closed before the next message opens a new one.
+    let (nurse_id, nurse) = env.staff_session(Role::Nurse).await;
+    env.store
+        .assign_care(&AccessContext::system("test"), env.patient, nurse_id)
+        .await
+        .unwrap();
+    let (st, q) = call(
+        reqwest::Method::GET,
+        "/api/queues/nurse_triage".into(),
+        &nurse,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{q}");
+    assert!(
+        q["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["conversation_id"] == clinical.to_string()),
+        "the nurse sees it: {q}"
+    );
+    let (st, sum) = call(
+        reqwest::Method::POST,
+        format!("/api/conversations/{clinical}/summary"),
+        &nurse,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{sum}");
+    assert_eq!(sum["method"], "ai", "{sum}");
+    assert_eq!(sum["sent_as"], "pseudonymized");
+    assert!(
+        sum["summary"].as_str().unwrap().contains("Grace Hopper"),
+        "{sum}"
+    );
+    let (st, e) = call(
+        reqwest::Method::POST,
+        format!("/api/conversations/{clinical}/drafts"),
+        &nurse,
+        Some(json!({"source": "ai"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["error"]["code"]
+            .as_str()
+            .unwrap()
+            .starts_with("draft_refused"),
+        "{e}"
+    );
+    let (st, _) = call(
+        reqwest::Method::POST,
+        format!("/api/conversations/{clinical}/status"),
+        &nurse,
+        Some(json!({"status": "closed"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (st, _) = env
+        .sms(
+            "SM00000000000000000000000000e2e002",
+            PATIENT_PHONE,
+            scheduling_text,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let items = env
+        .store
+        .list_inbound(env.practice, true, 10)
+        .await
+        .unwrap();
+    let item = items
+        .iter()
+        .find(|i| i.queue.as_deref() == Some("scheduling"))
+        .expect("routed to scheduling");
+    assert_eq!(item.intent.as_deref(), Some("scheduling"));
+    let sched_conv = item.conversation_id.unwrap();
+    let sched = env.session(Role::Scheduler).await;
+    let (st, d) = call(
+        reqwest::Method::POST,
+        format!("/api/conversations/{sched_conv}/drafts"),
+        &sched,
+        Some(json!({"source": "ai"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let draft = d["id"].as_str().unwrap().to_owned();
+    let (st, a) = call(
+        reqwest::Method::POST,
+        format!("/api/drafts/{draft}/approve"),
+        &sched,
+        Some(json!({"body": "Hi Grace, we can offer Tuesday at 10. Reply YES to book."})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(env.sender.run_once().await.unwrap(), 1);
+    let sent = env.received();
+    let last = sent.last().unwrap();
+    assert!(
+        last.form
+            .iter()
+            .any(|(k, v)| k == "Body"
+                && v == "Hi Grace, we can offer Tuesday at 10. Reply YES to book."),
+        "{:?}",
+        last.form
+    );
+    assert!(
+        last.form.iter().any(|(k, v)| k == "To"
+            && v.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .ends_with("2025550142")),
+        "to the phone on file: {:?}",
+        last.form
+    );
+
+    // The vendor never saw who it was about.
+    for r in vendor.received() {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        for id in ["Grace", "Hopper", "2025550142", "555-0142"] {
+            assert!(!body.contains(id), "{id} reached the vendor: {body}");
+        }
+    }
+    assert_eq!(vendor.received().len(), 2, "one summary, one draft");
+
+    // Every step is in the trail, without text.
+    let trail: Vec<String> = env
+        .store
+        .audit_records(0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.event).into_owned())
+        .collect();
+    let has = |needle: &str| trail.iter().filter(|e| e.contains(needle)).count();
+    assert!(has("channel_inbound") >= 2, "inbound receipts");
+    assert_eq!(has("summarize_for_coordinator"), 1, "the summary's AI call");
+    assert_eq!(has("draft_administrative_reply"), 1, "the draft's AI call");
+    assert!(has("work_queue") >= 1, "the nurse's queue read");
+    assert!(
+        has("approved_by") >= 1,
+        "the outbound message with its approver"
+    );
+    assert!(has("draft_refused") >= 1, "the refused clinical draft");
+    for e in &trail {
+        assert!(
+            !e.contains("ankle") && !e.contains("Hopper"),
+            "text in the trail: {e}"
+        );
+    }
 }
