@@ -24,6 +24,7 @@ pub mod patients_api;
 mod readiness;
 mod serve;
 mod state;
+pub mod vendors_api;
 pub mod work_api;
 pub mod work_tasks;
 
@@ -66,6 +67,7 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(gateway_api::routes),
         Box::new(openapi::routes),
         Box::new(channels::routes),
+        Box::new(vendors_api::routes),
     ]
 }
 

@@ -2602,3 +2602,68 @@ async fn client_addresses_come_from_trusted_proxies_only() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].client_addr.as_deref(), Some("127.0.0.1"));
 }
+
+/// The vendor registry over HTTP: administrators add, change and remove vendors (audited by
+/// the store); privacy officers may look but not change; the API key is sealed and never
+/// returned; bad terms get a 422 that says what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_manage_the_vendor_registry_over_http() {
+    let env = start().await;
+    let admin = env.direct_session(env.user("admin").id).await;
+    let po = env.direct_session(env.user("privacy").id).await;
+    let key = "sk-http-vendor-key-777";
+    let terms = json!({
+        "name": "acme",
+        "base_url": "https://api.acme.example/v1",
+        "models": ["acme-large"],
+        "data_class": "phi",
+        "baa": {"signed": "2025-01-01", "expires": "2099-01-01", "document_ref": "BAA-7"},
+        "zero_retention": true,
+        "no_training": true,
+        "api_key": key,
+    });
+    let r = env.post("/api/vendors", Some(&po), terms.clone()).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = env.post("/api/vendors", Some(&admin), terms.clone()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["api_key"], "sealed");
+    assert_eq!(v["effective_class_today"], "phi");
+    let list = env.get_json("/api/vendors", &po).await;
+    assert_eq!(list["vendors"][0]["name"], "acme");
+    assert!(!list.to_string().contains(key));
+    let r = env.post("/api/vendors", Some(&admin), terms.clone()).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let mut bad = terms.clone();
+    bad["data_class"] = json!("secret");
+    let r = env.post("/api/vendors", Some(&admin), bad).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let mut changed = terms.clone();
+    changed["data_class"] = json!("deidentified");
+    changed.as_object_mut().unwrap().remove("api_key");
+    let r = env
+        .client
+        .put(env.url("/api/vendors/acme"))
+        .header("cookie", &admin.cookie)
+        .header("x-csrf-token", &admin.csrf)
+        .json(&changed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["data_class"].as_str(), v["api_key"].as_str()),
+        (Some("deidentified"), Some("sealed"))
+    );
+    assert_eq!(v["revision"], 2);
+    let r = env.delete("/api/vendors/acme", &admin).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = env.get("/api/vendors/acme", Some(&po)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let details = env.details().await;
+    for d in ["vendor_added", "vendor_updated", "vendor_removed"] {
+        assert!(details.iter().any(|x| x.contains(d)), "{d}: {details:?}");
+    }
+    assert!(details.iter().all(|x| !x.contains(key)));
+}
