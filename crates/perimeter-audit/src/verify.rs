@@ -1155,7 +1155,7 @@ mod tests {
             let got = one_by_one_and_paged(&set, &bad).and_then(|_| {
                 let mut v = TrailVerifier::new(&set).unwrap();
                 v.push_stored_page(&bad, 2)?;
-                v.finish(None).map(|_| Vec::new())
+                v.finish(None).map(|_| Vec::<Node>::new())
             });
             assert_eq!(got.unwrap_err(), want);
         }
