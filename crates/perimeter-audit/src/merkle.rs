@@ -63,6 +63,13 @@ impl Frontier {
     /// Appends a leaf hash; returns the interior nodes (level ≥ 1) this append completed.
     pub fn push(&mut self, leaf_hash: Hash32) -> Vec<Node> {
         let mut completed = Vec::new();
+        self.push_into(leaf_hash, &mut completed);
+        completed
+    }
+
+    /// Appends a leaf hash, adding the interior nodes (level ≥ 1) this append completed to
+    /// `completed` (no allocation of its own: for verifying millions of records).
+    pub fn push_into(&mut self, leaf_hash: Hash32, completed: &mut Vec<Node>) {
         let mut hash = leaf_hash;
         let mut level = 0u32;
         let index = self.size;
@@ -80,7 +87,6 @@ impl Frontier {
         }
         self.peaks.push(hash);
         self.size = self.size.saturating_add(1);
-        completed
     }
 
     /// The tree head `MTH` of all leaves pushed so far.

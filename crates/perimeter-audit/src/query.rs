@@ -76,18 +76,63 @@ impl IndexColumns {
         }
     }
 
-    /// The first column that differs from what `event` implies, by its column name.
+    /// The first column that differs from what `event` implies ([`IndexColumns::of`]), by its
+    /// column name. Allocates nothing (the verifier calls it for every record).
     pub fn first_mismatch(&self, event: &AuditEvent) -> Option<&'static str> {
-        let want = Self::of(event);
-        if self.patient_id != want.patient_id {
+        let k = event.index_keys();
+        if !same_id(self.patient_id.as_deref(), k.patient.as_ref()) {
             Some("patient_id")
-        } else if self.actor_id != want.actor_id {
+        } else if !same_id(self.actor_id.as_deref(), k.user.as_ref()) {
             Some("actor_id")
-        } else if self.action != want.action {
+        } else if self.action != k.action.as_str() {
             Some("action")
         } else {
             None
         }
+    }
+}
+
+/// Whether a stored id column is the `Display` text of `id` (both absent counts as equal).
+fn same_id<T: std::fmt::Display>(stored: Option<&str>, id: Option<&T>) -> bool {
+    use std::fmt::Write as _;
+    match (stored, id) {
+        (None, None) => true,
+        (Some(text), Some(id)) => {
+            let mut buf = IdText::default();
+            write!(buf, "{id}").is_ok() && buf.as_str() == Some(text)
+        }
+        _ => false,
+    }
+}
+
+/// A stack buffer for an id's text (a hyphenated UUID is 36 bytes).
+struct IdText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for IdText {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl IdText {
+    fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.bytes.get(..self.len)?).ok()
+    }
+}
+
+impl std::fmt::Write for IdText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
+        let dst = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -285,5 +330,43 @@ mod tests {
             ..cols
         };
         assert_eq!(read.first_mismatch(&e), Some("action"));
+    }
+
+    #[test]
+    fn id_columns_must_be_the_exact_canonical_text() {
+        let (u, p) = (StaffId::new(), PatientId::new());
+        let e = ev(u, Some(p), Action::Read, 7);
+        let cols = IndexColumns::of(&e);
+        // The same UUID in another spelling would not match the store's queries.
+        for text in [
+            p.to_string().to_uppercase(),
+            p.to_string().replace('-', ""),
+            format!("{{{p}}}"),
+            format!(" {p}"),
+            format!("{p}{}", "0".repeat(100)),
+            String::new(),
+        ] {
+            let bad = IndexColumns {
+                patient_id: Some(text.clone()),
+                ..cols.clone()
+            };
+            assert_eq!(bad.first_mismatch(&e), Some("patient_id"), "{text:?}");
+        }
+        // A column set where the event has no such id, and the reverse.
+        let system = AuditEvent {
+            actor: Actor::System {
+                component: "x".into(),
+            },
+            patient: None,
+            ..e.clone()
+        };
+        assert_eq!(cols.first_mismatch(&system), Some("patient_id"));
+        let none = IndexColumns::of(&system);
+        assert_eq!(none.first_mismatch(&system), None);
+        let with_actor = IndexColumns {
+            actor_id: Some(u.to_string()),
+            ..none
+        };
+        assert_eq!(with_actor.first_mismatch(&system), Some("actor_id"));
     }
 }

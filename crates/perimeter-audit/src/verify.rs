@@ -467,20 +467,48 @@ impl TrailVerifier {
     /// Checks the next stored record, including that its query columns match its event;
     /// returns the interior nodes it completes.
     pub fn push_stored(&mut self, stored: &StoredRecord) -> Result<Vec<Node>, VerifyError> {
-        let rec = &stored.record;
-        self.check_record(rec)?;
-        let event = AuditEvent::from_canonical_bytes(&rec.event)
-            .map_err(|_| VerifyError::BadEvent { seq: rec.seq })?;
-        if let Some(column) = stored.index.first_mismatch(&event) {
-            return Err(VerifyError::IndexColumn {
-                seq: rec.seq,
-                column,
-            });
-        }
-        self.accept(rec)
+        let mut completed = Vec::new();
+        self.push_checked(stored, local_check(stored), &mut completed)?;
+        Ok(completed)
     }
 
-    fn check_record(&self, rec: &AuditRecord) -> Result<(), VerifyError> {
+    /// Checks the next page of stored records, as [`TrailVerifier::push_stored`] does one by
+    /// one, with the checks that depend on a record alone (its leaf hash, its event, its query
+    /// columns) spread over up to `threads` threads; returns the interior nodes the page
+    /// completes, in order. The first problem reported is the one `push_stored` would report.
+    pub fn push_stored_page(
+        &mut self,
+        page: &[StoredRecord],
+        threads: usize,
+    ) -> Result<Vec<Node>, VerifyError> {
+        let locals = local_checks(page, threads);
+        let mut completed = Vec::with_capacity(page.len().saturating_add(8));
+        for (stored, local) in page.iter().zip(locals) {
+            self.push_checked(stored, local, &mut completed)?;
+        }
+        Ok(completed)
+    }
+
+    fn push_checked(
+        &mut self,
+        stored: &StoredRecord,
+        local: Local,
+        completed: &mut Vec<Node>,
+    ) -> Result<(), VerifyError> {
+        let rec = &stored.record;
+        self.check_order(rec)?;
+        let seq = rec.seq;
+        match local {
+            Local::Ok => {}
+            Local::LeafHash => return Err(VerifyError::LeafHash { seq }),
+            Local::BadEvent => return Err(VerifyError::BadEvent { seq }),
+            Local::IndexColumn(column) => return Err(VerifyError::IndexColumn { seq, column }),
+        }
+        self.accept_into(rec, completed)
+    }
+
+    /// Sequence continuity and the hash chain: what depends on the previous record.
+    fn check_order(&self, rec: &AuditRecord) -> Result<(), VerifyError> {
         if rec.seq != self.next_seq {
             return Err(VerifyError::SeqGap {
                 expected: self.next_seq,
@@ -496,6 +524,11 @@ impl TrailVerifier {
             }
             return Err(VerifyError::BrokenChain { seq: rec.seq });
         }
+        Ok(())
+    }
+
+    fn check_record(&self, rec: &AuditRecord) -> Result<(), VerifyError> {
+        self.check_order(rec)?;
         if rec.check().is_err() {
             return Err(VerifyError::LeafHash { seq: rec.seq });
         }
@@ -503,12 +536,21 @@ impl TrailVerifier {
     }
 
     fn accept(&mut self, rec: &AuditRecord) -> Result<Vec<Node>, VerifyError> {
-        let nodes = self.frontier.push(rec.leaf_hash);
+        let mut completed = Vec::new();
+        self.accept_into(rec, &mut completed)?;
+        Ok(completed)
+    }
+
+    fn accept_into(
+        &mut self,
+        rec: &AuditRecord,
+        completed: &mut Vec<Node>,
+    ) -> Result<(), VerifyError> {
+        self.frontier.push_into(rec.leaf_hash, completed);
         self.prev_prev = rec.prev_hash;
         self.prev = rec.leaf_hash;
         self.next_seq += 1;
-        self.match_checkpoints()?;
-        Ok(nodes)
+        self.match_checkpoints()
     }
 
     /// Ends the stream: every checkpoint must have been reached, and the stored head (if given)
@@ -544,6 +586,66 @@ impl TrailVerifier {
             root: self.frontier.root(),
         })
     }
+}
+
+/// The outcome of the checks of a stored record that depend on the record alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    Ok,
+    LeafHash,
+    BadEvent,
+    IndexColumn(&'static str),
+}
+
+/// A record's own checks, in the order [`TrailVerifier::push_stored`] reports them: the leaf
+/// hash, then the event, then its query columns.
+fn local_check(stored: &StoredRecord) -> Local {
+    let rec = &stored.record;
+    if rec.check().is_err() {
+        return Local::LeafHash;
+    }
+    let Ok(event) = AuditEvent::from_canonical_bytes(&rec.event) else {
+        return Local::BadEvent;
+    };
+    match stored.index.first_mismatch(&event) {
+        Some(column) => Local::IndexColumn(column),
+        None => Local::Ok,
+    }
+}
+
+/// Pages smaller than this are checked on the calling thread.
+const PARALLEL_MIN: usize = 512;
+
+/// [`local_check`] of every record of a page, on up to `threads` threads (the calling one
+/// included); a thread that cannot be started leaves its share to the calling thread.
+fn local_checks(page: &[StoredRecord], threads: usize) -> Vec<Local> {
+    let threads = threads.clamp(1, 64);
+    if threads == 1 || page.len() < PARALLEL_MIN {
+        return page.iter().map(local_check).collect();
+    }
+    let chunk = page.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = page.chunks(chunk);
+        let first = chunks.next().unwrap_or(&[]);
+        let others: Vec<_> = chunks
+            .map(|c| {
+                let handle = std::thread::Builder::new()
+                    .name("audit-verify".into())
+                    .spawn_scoped(scope, move || c.iter().map(local_check).collect::<Vec<_>>())
+                    .ok();
+                (c, handle)
+            })
+            .collect();
+        let mut out: Vec<Local> = Vec::with_capacity(page.len());
+        out.extend(first.iter().map(local_check));
+        for (c, handle) in others {
+            match handle.map(|h| h.join()) {
+                Some(Ok(v)) => out.extend(v),
+                _ => out.extend(c.iter().map(local_check)),
+            }
+        }
+        out
+    })
 }
 
 /// Compares a recomputed interior node with the stored one.
@@ -936,6 +1038,147 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("record 3"));
+    }
+
+    fn stored_of(records: &[AuditRecord]) -> Vec<StoredRecord> {
+        records
+            .iter()
+            .map(|r| StoredRecord {
+                record: r.clone(),
+                index: IndexColumns::of(&AuditEvent::from_canonical_bytes(&r.event).unwrap()),
+            })
+            .collect()
+    }
+
+    /// Feeds `stored` one by one and page by page (in parallel); both must agree on the first
+    /// problem (or on success and the completed nodes).
+    fn one_by_one_and_paged(
+        set: &CheckpointSet,
+        stored: &[StoredRecord],
+    ) -> Result<Vec<Node>, VerifyError> {
+        let mut single = TrailVerifier::new(set).unwrap();
+        let mut nodes = Vec::new();
+        let one = stored
+            .iter()
+            .try_for_each(|s| single.push_stored(s).map(|n| nodes.extend(n)))
+            .map(|_| nodes);
+        for (page, threads) in [(stored.len(), 4), (700, 3), (1000, 1), (513, 2)] {
+            let mut paged = TrailVerifier::new(set).unwrap();
+            let mut nodes = Vec::new();
+            let got = stored
+                .chunks(page)
+                .try_for_each(|c| paged.push_stored_page(c, threads).map(|n| nodes.extend(n)))
+                .map(|_| nodes);
+            assert_eq!(got, one, "page {page}, {threads} threads");
+            if got.is_ok() {
+                assert_eq!(paged.records(), single.records());
+            }
+        }
+        one
+    }
+
+    #[test]
+    fn parallel_pages_report_what_one_by_one_reports() {
+        let t = build(2_100);
+        let cps = sign_at(&t.records, &[1_000, 2_100]);
+        let (_, ck) = key();
+        let set = CheckpointSet::collect(&ck, ORIGIN, &cps, &[]).unwrap();
+        let stored = stored_of(&t.records);
+        let nodes = one_by_one_and_paged(&set, &stored).unwrap();
+        assert_eq!(nodes.len(), 2_100 - 2_100usize.count_ones() as usize);
+
+        type Tamper = fn(&mut Vec<StoredRecord>);
+        let cases: [(Tamper, VerifyError); 7] = [
+            (
+                |s| s[1_500].record.at_millis += 1,
+                VerifyError::LeafHash { seq: 1_500 },
+            ),
+            (
+                |s| s[40].index.action = "login".into(),
+                VerifyError::IndexColumn {
+                    seq: 40,
+                    column: "action",
+                },
+            ),
+            (
+                |s| {
+                    // Not an event, but correctly hashed and chained up to here.
+                    let r = &mut s[900].record;
+                    r.event = b"{}".to_vec();
+                    r.leaf_hash =
+                        crate::record::leaf_hash(r.seq, &r.prev_hash, r.at_millis, &r.event);
+                },
+                VerifyError::BadEvent { seq: 900 },
+            ),
+            (
+                |s| {
+                    s.remove(1_200);
+                },
+                VerifyError::SeqGap {
+                    expected: 1_200,
+                    found: 1_201,
+                },
+            ),
+            (
+                // Two problems in different threads' shares of a page: the earlier one.
+                |s| {
+                    s[1_999].record.event[3] ^= 1;
+                    s[600].index.patient_id = None;
+                },
+                VerifyError::IndexColumn {
+                    seq: 600,
+                    column: "patient_id",
+                },
+            ),
+            (
+                // A seq problem before a content problem of the same record.
+                |s| {
+                    s[300].record.seq = 7;
+                    s[300].record.event[0] ^= 1;
+                },
+                VerifyError::SeqGap {
+                    expected: 300,
+                    found: 7,
+                },
+            ),
+            (
+                |s| s.truncate(1_999),
+                VerifyError::Truncated {
+                    records: 1_999,
+                    size: 2_100,
+                },
+            ),
+        ];
+        for (tamper, want) in cases {
+            let mut bad = stored.clone();
+            tamper(&mut bad);
+            let got = one_by_one_and_paged(&set, &bad).and_then(|_| {
+                let mut v = TrailVerifier::new(&set).unwrap();
+                v.push_stored_page(&bad, 2)?;
+                v.finish(None).map(|_| Vec::<Node>::new())
+            });
+            assert_eq!(got.unwrap_err(), want);
+        }
+        // A record whose event bytes are not an event, re-hashed and re-chained throughout.
+        let mut forged: Vec<AuditRecord> = Vec::new();
+        for (i, r) in t.records.iter().enumerate() {
+            let prev = forged.last().map(|r| (r.seq, r.leaf_hash));
+            let bytes = if i == 1_100 {
+                b"not json".to_vec()
+            } else {
+                r.event.clone()
+            };
+            forged.push(AuditRecord::next(prev, r.at_millis, bytes));
+        }
+        let mut stored = stored_of(&forged[..1_100]);
+        stored.extend(forged[1_100..].iter().map(|r| StoredRecord {
+            record: r.clone(),
+            index: IndexColumns::default(),
+        }));
+        assert_eq!(
+            one_by_one_and_paged(&set, &stored).unwrap_err(),
+            VerifyError::BadEvent { seq: 1_100 }
+        );
     }
 
     #[test]

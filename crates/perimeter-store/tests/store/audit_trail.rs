@@ -536,3 +536,44 @@ async fn the_bulk_builder_makes_a_trail_the_store_continues() {
     assert_eq!(mine.len(), 1_000);
     store.close().await;
 }
+
+/// Checkpoints are off the commit path: a background task copies committed pages into the
+/// database file, so the main file alone (without its -wal) soon holds every acknowledged
+/// record, far below the log size at which a committing connection would checkpoint itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_checkpoints_run_in_the_background() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let keys = KeyRing::generate().unwrap();
+    let store = db.open(&keys).await;
+    let path = db.path.clone().unwrap();
+    let events: Vec<AuditEvent> = (0..200).map(|i| login(StaffId::new(), i)).collect();
+    for chunk in events.chunks(20) {
+        store.append_audit(chunk).await.unwrap();
+    }
+    // A copy of the main file alone; a copy taken mid-checkpoint may be torn: try again.
+    let copy = path.with_file_name("main-only.db");
+    let mut found = 0i64;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        std::fs::copy(&path, &copy).unwrap();
+        let url = format!("sqlite://{}?mode=rw", copy.display());
+        if let Ok(mut c) = sqlx::SqliteConnection::connect(&url).await {
+            found = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or(-1);
+            c.close().await.unwrap();
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+        }
+        if found == 200 {
+            break;
+        }
+    }
+    assert_eq!(found, 200, "the records reached the main database file");
+    store.close().await;
+}
