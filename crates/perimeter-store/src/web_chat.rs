@@ -613,6 +613,23 @@ impl Store {
             let dek = Dek::generate()?;
             let _ = birth_matches(&dek, PatientId::new(), &[0u8; 40], &wanted);
         }
+        // Every other candidate's birth date was decrypted to compare: each is named in its own
+        // audit record, so a patient's accounting shows the comparison too.
+        let named = match (matched.as_slice(), candidates.as_slice()) {
+            ([pid], _) | ([], [pid]) => Some(*pid),
+            _ => None,
+        };
+        for c in candidates.iter().filter(|c| Some(**c) != named) {
+            w.audit(&attempt_event(
+                ctx,
+                now,
+                session.id,
+                Some(*c),
+                Outcome::Failure,
+                "verify_name_birth_date compared",
+            ))
+            .await?;
+        }
         if let [pid] = matched.as_slice() {
             bind(&mut w, session.id, *pid, "name_birth_date", now).await?;
             crate::channels::adopt_chat_messages(

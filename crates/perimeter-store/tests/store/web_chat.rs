@@ -210,4 +210,78 @@ async fn chat_sessions_expire(db: TestDb) {
     );
 }
 
-crate::both_backends!(chat_verification_and_messages, chat_sessions_expire);
+/// Two patients share a name: a check decrypts both birth dates, so each is named in an audit
+/// record of the attempt (the patient's accounting shows it), whichever way it ends.
+async fn every_compared_candidate_is_in_the_trail(db: TestDb) {
+    let (store, practice, ada) = setup(&db).await;
+    let sys = AccessContext::system("test");
+    let twin = store
+        .create_patient(
+            &sys,
+            practice,
+            &perimeter_store::PatientData {
+                given_name: "Ada".into(),
+                family_name: "Lovelace".into(),
+                birth_date: Some(time::macros::date!(1990 - 01 - 01)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ctx = chat_context(None);
+    let policy = ChatPolicy::default();
+    let addr = chat_address_subject("192.0.2.9");
+    let (_, s) = session(&store, practice).await;
+    let trail = |store: Store| async move {
+        store
+            .audit_records(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| perimeter_audit::AuditEvent::from_canonical_bytes(&r.event).unwrap())
+            .filter(|e| e.detail.as_deref() == Some("verify_name_birth_date compared"))
+            .filter_map(|e| e.patient)
+            .collect::<Vec<_>>()
+    };
+    let wrong = store
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &s,
+            &addr,
+            "Ada Lovelace",
+            time::macros::date!(2000 - 02 - 02),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong, ChatVerification::Failed);
+    let mut compared = trail(store.clone()).await;
+    compared.sort();
+    let mut both = vec![ada, twin];
+    both.sort();
+    assert_eq!(compared, both, "both candidates of a failed check");
+    let right = store
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &s,
+            &addr,
+            "Ada Lovelace",
+            time::macros::date!(1990 - 01 - 01),
+        )
+        .await
+        .unwrap();
+    assert_eq!(right, ChatVerification::Verified(twin));
+    let compared = trail(store.clone()).await;
+    assert_eq!(compared.len(), 3);
+    assert_eq!(
+        compared[2], ada,
+        "the other candidate of the successful check"
+    );
+}
+
+crate::both_backends!(
+    chat_verification_and_messages,
+    chat_sessions_expire,
+    every_compared_candidate_is_in_the_trail
+);
