@@ -230,6 +230,31 @@ pub struct InboundOutcome {
     pub needs_patient: bool,
     /// How it was routed.
     pub route_status: RouteStatus,
+    /// The conversation entered (or moved in) the staff work queues in the same transaction.
+    /// `false` for keywords, senders who are not one patient, duplicates, and a bare `C` / `R`
+    /// (which may answer an appointment reminder: the caller decides, see
+    /// [`Store::record_reminder_reply`], then [`Store::set_triage`]).
+    pub work_queued: bool,
+}
+
+impl Routing {
+    /// The work-queue triage this routing gives (`None` for a queue name routing never
+    /// produces).
+    pub fn triage(&self) -> Option<crate::Triage> {
+        Some(crate::Triage {
+            intent: self.intent.and_then(|i| i.parse().ok()),
+            urgency: self
+                .urgency
+                .and_then(|u| u.parse().ok())
+                .unwrap_or(if self.emergency {
+                    perimeter_workflows::Urgency::Emergency
+                } else {
+                    perimeter_workflows::Urgency::Urgent
+                }),
+            queue: perimeter_workflows::parse_queue(self.queue)?,
+            due_at_millis: self.due_at_millis,
+        })
+    }
 }
 
 /// An inbound item as staff see it in the intake list: metadata only (the body is read through
@@ -969,6 +994,7 @@ async fn outcome_of(
         opted_out: opted_out(w, practice, digest).await?,
         needs_patient: e.needs_patient,
         route_status: e.route_status,
+        work_queued: false,
     })
 }
 
@@ -1436,6 +1462,26 @@ impl Store {
             .await?;
             reply_outbox = Some(oid);
         }
+        // The conversation enters the staff work queues in this transaction (atomic with the
+        // message, and no second commit per webhook).
+        let mut work_queued = false;
+        if let (None, Some(pid), Some(cid), Some(t)) =
+            (m.keyword, patient, conversation, m.routing.triage())
+            && perimeter_workflows::parse_reminder_reply(&m.body)
+                == perimeter_workflows::ReminderReply::Other
+        {
+            crate::work::upsert_work(w, cid, m.practice, pid, &t, true, now).await?;
+            w.audit(&ctx.event(
+                now,
+                Action::Update,
+                object("conversation_work", cid),
+                Some(pid),
+                Vec::new(),
+                Some("triage"),
+            ))
+            .await?;
+            work_queued = true;
+        }
         if m.routing.emergency {
             let payload = serde_json::json!({
                 "receipt": receipt.to_string(),
@@ -1523,6 +1569,7 @@ impl Store {
             opted_out: out_now,
             needs_patient,
             route_status: m.routing.status,
+            work_queued,
         })
     }
 

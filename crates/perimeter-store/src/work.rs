@@ -530,7 +530,7 @@ async fn mirror_status(
 /// Inserts or updates the work row. `reopen`: the status becomes open and the escalation
 /// mark is cleared (a new patient message or classification); otherwise status is kept.
 #[allow(clippy::too_many_arguments)]
-async fn upsert_work(
+pub(crate) async fn upsert_work(
     w: &mut WriteTx,
     conversation: ConversationId,
     practice: PracticeId,

@@ -37,7 +37,7 @@ use perimeter_store::{
 };
 use perimeter_workflows::{
     CarrierKeyword, ChannelTexts, ClassifyError, IntakeClass, IntakeClassifier, RoutingRules,
-    carrier_keyword, parse_queue, queue_name, urgency_name,
+    carrier_keyword, queue_name, urgency_name,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -554,22 +554,50 @@ fn route(channels: &Channels, state: &AppState, body: &str) -> (Routing, DataCat
     )
 }
 
-/// The work-queue triage for a routed message (`None` when the queue name is unknown, which
-/// routing never produces).
-fn work_triage(routing: &Routing) -> Option<perimeter_store::Triage> {
-    Some(perimeter_store::Triage {
-        intent: routing.intent.and_then(|i| i.parse().ok()),
-        urgency: routing
-            .urgency
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(if routing.emergency {
-                perimeter_workflows::Urgency::Emergency
-            } else {
-                perimeter_workflows::Urgency::Urgent
-            }),
-        queue: parse_queue(routing.queue)?,
-        due_at_millis: routing.due_at_millis,
-    })
+/// After a message is stored, for one the store did not queue for staff itself (a bare `C` /
+/// `R`): a reply to an appointment reminder is recorded (`C` confirms it and makes no staff
+/// work; `R` asks to reschedule and the store puts the conversation in the scheduling queue);
+/// with no reminder awaiting a reply, the conversation is queued here. The message is durable
+/// and routed on its receipt already: if this step fails, staff still find it in the intake
+/// list, and the failure is counted and logged (no content).
+pub(crate) async fn after_record(
+    channels: &Channels,
+    state: &AppState,
+    store: &Store,
+    ctx: &AccessContext,
+    out: &InboundOutcome,
+    reminder_reply: Option<&str>,
+    triage: Option<perimeter_store::Triage>,
+) {
+    let (false, false, Some(conversation)) = (out.duplicate, out.work_queued, out.conversation)
+    else {
+        return;
+    };
+    if let Some(text) = reminder_reply {
+        match store
+            .record_reminder_reply(ctx, conversation, text, &channels.settings().rules.levels)
+            .await
+        {
+            Ok(Some((_, reply))) => {
+                state.metrics().channel_event(match reply {
+                    perimeter_workflows::ReminderReply::Confirm => "reminder_confirmed",
+                    _ => "reminder_reschedule",
+                });
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                state.metrics().channel_event("reminder_reply_failed");
+                tracing::warn!(error = %e, "a reminder reply could not be recorded; the message goes to the work queue");
+            }
+        }
+    }
+    if let Some(triage) = triage
+        && let Err(e) = store.set_triage(ctx, conversation, &triage).await
+    {
+        state.metrics().channel_event("work_queue_failed");
+        tracing::warn!(error = %e, "an inbound conversation could not be put in its work queue");
+    }
 }
 
 /// Runs the intake pipeline for one message and stores it (one transaction).
@@ -608,11 +636,10 @@ async fn intake(
         None => route(channels, state, &body),
     };
     let emergency = routing.emergency;
-    let triage = work_triage(&routing);
-    // A short `C` / `R` may answer an appointment reminder sent in this conversation; kept to
-    // be checked once the message is stored.
+    let triage = routing.triage();
+    // The store queues the conversation for staff in the message's transaction, except a bare
+    // `C` / `R`, which may answer an appointment reminder: kept to be checked once stored.
     let reminder_reply = (keyword.is_none()
-        && !emergency
         && perimeter_workflows::parse_reminder_reply(&body)
             != perimeter_workflows::ReminderReply::Other)
         .then(|| body.clone());
@@ -638,41 +665,16 @@ async fn intake(
     } else {
         "inbound_stored"
     });
-    // A reply to an appointment reminder: `C` confirms it (no staff work is created for the
-    // confirmation), `R` asks to reschedule (the store puts the conversation in the
-    // scheduling queue). Anything else, or no reminder awaiting a reply, goes on as usual.
-    let mut handled = false;
-    if let (false, Some(conversation), Some(text)) =
-        (out.duplicate, out.conversation, reminder_reply.as_deref())
-    {
-        match store
-            .record_reminder_reply(ctx, conversation, text, &channels.settings().rules.levels)
-            .await
-        {
-            Ok(Some((_, reply))) => {
-                handled = true;
-                state.metrics().channel_event(match reply {
-                    perimeter_workflows::ReminderReply::Confirm => "reminder_confirmed",
-                    _ => "reminder_reschedule",
-                });
-            }
-            Ok(None) => {}
-            Err(e) => {
-                state.metrics().channel_event("reminder_reply_failed");
-                tracing::warn!(error = %e, "a reminder reply could not be recorded; the message goes to the work queue");
-            }
-        }
-    }
-    // The conversation enters the staff work queues (conversation_work). The message is
-    // already durable and routed on its receipt; if this step fails, staff still find it in
-    // the intake list, and the failure is counted and logged (no content).
-    if let (false, false, Some(conversation), Some(triage)) =
-        (out.duplicate, handled, out.conversation, triage)
-        && let Err(e) = store.set_triage(ctx, conversation, &triage).await
-    {
-        state.metrics().channel_event("work_queue_failed");
-        tracing::warn!(error = %e, "an inbound conversation could not be put in its work queue");
-    }
+    after_record(
+        channels,
+        state,
+        store,
+        ctx,
+        &out,
+        reminder_reply.as_deref(),
+        triage,
+    )
+    .await;
     if out.reply_outbox.is_some() && !out.duplicate {
         channels.inner.wake.notify_one();
     }

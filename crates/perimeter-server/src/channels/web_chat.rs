@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 
-use super::{Channels, MaybeChannels, not_configured, route, work_triage};
+use super::{Channels, MaybeChannels, after_record, not_configured, route};
 use crate::access::{Access, RouteError, Routes};
 use crate::auth::{AuthState, api_error, store_error};
 use crate::error::ApiError;
@@ -577,7 +577,10 @@ async fn intake(
 ) -> Result<InboundOutcome, StoreError> {
     let (routing, category) = route(channels, state, &text);
     let emergency = routing.emergency;
-    let triage = work_triage(&routing);
+    let triage = routing.triage();
+    let reminder_reply = (perimeter_workflows::parse_reminder_reply(&text)
+        != perimeter_workflows::ReminderReply::Other)
+        .then(|| text.clone());
     let m = NewInbound {
         practice: chat.session.practice,
         channel: Channel::WebChat,
@@ -606,12 +609,16 @@ async fn intake(
     } else {
         "inbound_stored"
     });
-    if let (false, Some(conversation), Some(triage)) = (out.duplicate, out.conversation, triage)
-        && let Err(e) = store.set_triage(&ctx, conversation, &triage).await
-    {
-        state.metrics().channel_event("work_queue_failed");
-        tracing::warn!(error = %e, "a web chat conversation could not be put in its work queue");
-    }
+    after_record(
+        channels,
+        state,
+        store,
+        &ctx,
+        &out,
+        reminder_reply.as_deref(),
+        triage,
+    )
+    .await;
     Ok(out)
 }
 
