@@ -583,6 +583,42 @@ fn channel_object(kind: &str, id: Uuid) -> ObjectRef {
     object(kind, id)
 }
 
+/// Files a contact's inbound message (its body opened) in the patient's conversation, sealed
+/// under the patient's key (clinical until triaged), and marks the receipt resolved to them.
+async fn attach_inbound(
+    w: &mut WriteTx,
+    receipt: Uuid,
+    pdek: &Dek,
+    cid: ConversationId,
+    patient: PatientId,
+    body: &str,
+    now: i64,
+) -> Result<MessageId, StoreError> {
+    let mid = insert_message(
+        w,
+        pdek,
+        cid,
+        patient,
+        Direction::Inbound,
+        None,
+        DataCategory::ClinicalMessage,
+        body,
+        now,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE channel_inbound SET patient_id = $2, conversation_id = $3, message_id = $4, body_ct = NULL, needs_patient = 0 WHERE id = $1",
+    )
+    .bind(receipt.to_string())
+    .bind(patient.to_string())
+    .bind(cid.to_string())
+    .bind(mid.to_string())
+    .execute(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    Ok(mid)
+}
+
 /// Loads and unwraps a contact's data key.
 async fn contact_key(w: &mut WriteTx, store: &Store, contact: Uuid) -> Result<Dek, StoreError> {
     let row =
@@ -1043,28 +1079,7 @@ pub(crate) async fn adopt_chat_messages(
             "body",
             &col::<Vec<u8>>(row, "body_ct")?,
         )?);
-        let mid = insert_message(
-            w,
-            &pdek,
-            cid,
-            patient,
-            Direction::Inbound,
-            None,
-            DataCategory::ClinicalMessage,
-            &body,
-            now,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE channel_inbound SET patient_id = $2, conversation_id = $3, message_id = $4, body_ct = NULL, needs_patient = 0 WHERE id = $1",
-        )
-        .bind(receipt.to_string())
-        .bind(patient.to_string())
-        .bind(cid.to_string())
-        .bind(mid.to_string())
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
+        let mid = attach_inbound(w, receipt, &pdek, cid, patient, &body, now).await?;
         w.audit(&ctx.event(
             now,
             Action::Update,
@@ -1674,28 +1689,7 @@ impl Store {
             zeroize::Zeroizing::new(open(&cdek, "channel_inbound", receipt, "body", &body_ct)?);
         let pdek = patient_key(w.conn(), self, patient).await?;
         let cid = open_conversation(&mut w, ctx, practice, patient, channel, now).await?;
-        let mid = insert_message(
-            &mut w,
-            &pdek,
-            cid,
-            patient,
-            Direction::Inbound,
-            None,
-            DataCategory::ClinicalMessage,
-            &body,
-            now,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE channel_inbound SET patient_id = $2, conversation_id = $3, message_id = $4, body_ct = NULL, needs_patient = 0 WHERE id = $1",
-        )
-        .bind(receipt.to_string())
-        .bind(patient.to_string())
-        .bind(cid.to_string())
-        .bind(mid.to_string())
-        .execute(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
+        let mid = attach_inbound(&mut w, receipt, &pdek, cid, patient, &body, now).await?;
         sqlx::query(
             "UPDATE channel_contact SET verified_patient_id = $2, updated_at = $3 WHERE id = $1",
         )
