@@ -147,6 +147,19 @@ impl GatewayApi {
         }
     }
 
+    /// Counts a call refused before the gateway engine saw it and writes its record; `false`
+    /// when the record could not be written.
+    async fn record_refusal(
+        &self,
+        store: &Store,
+        rec: &CallRecord,
+        principal: &Principal,
+        call: Uuid,
+    ) -> bool {
+        self.refused_early.fetch_add(1, Ordering::Relaxed);
+        write_record(store, &self.clock, rec, principal, call).await
+    }
+
     /// The HTTP client for `vendor` with `key`, reused while the vendor's revision and key stay.
     fn provider(
         &self,
@@ -469,10 +482,8 @@ pub(crate) async fn assist(
     let refuse = |code: &'static str| {
         let rec = CallRecord::refused(&terms.name, model, purpose, false, code);
         let api = Arc::clone(&api);
-        let clock = clock.clone();
         async move {
-            api.refused_early.fetch_add(1, Ordering::Relaxed);
-            write_record(store, &clock, &rec, principal, call).await;
+            api.record_refusal(store, &rec, principal, call).await;
             code
         }
     };
@@ -575,10 +586,8 @@ async fn chat_completions(
         let rec = CallRecord::refused(&vendor_name, &request.model, purpose, stream, code);
         let api = Arc::clone(&api);
         let principal = principal.clone();
-        let clock = clock.clone();
         async move {
-            api.refused_early.fetch_add(1, Ordering::Relaxed);
-            if !write_record(store, &clock, &rec, &principal, call).await {
+            if !api.record_refusal(store, &rec, &principal, call).await {
                 return gateway_error(&GatewayError::AuditNotWritten);
             }
             gateway_error(&error)

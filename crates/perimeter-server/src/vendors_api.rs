@@ -61,13 +61,7 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
 }
 
 fn context(principal: &Principal) -> AccessContext {
-    AccessContext {
-        actor: principal.actor(),
-        purpose: Some(PurposeOfUse::Operations),
-        request_id: principal.meta.request_id,
-        client_addr: principal.meta.client_addr.clone(),
-        user_agent: principal.meta.user_agent.clone(),
-    }
+    principal.access_context(PurposeOfUse::Operations)
 }
 
 fn date(d: Option<Date>) -> Value {

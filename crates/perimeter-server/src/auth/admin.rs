@@ -27,13 +27,7 @@ pub(crate) fn bad(code: &'static str, message: &'static str) -> Response {
 }
 
 fn context(principal: &Principal) -> AccessContext {
-    AccessContext {
-        actor: principal.actor(),
-        purpose: Some(PurposeOfUse::Operations),
-        request_id: principal.meta.request_id,
-        client_addr: principal.meta.client_addr.clone(),
-        user_agent: principal.meta.user_agent.clone(),
-    }
+    principal.access_context(PurposeOfUse::Operations)
 }
 
 /// The staff user named in the path, if it is in the caller's practice.

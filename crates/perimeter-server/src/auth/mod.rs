@@ -406,6 +406,18 @@ impl Principal {
         }
     }
 
+    /// The store's access context for a write by this principal for `purpose` (actor, request
+    /// id, client address and user agent for the audit record).
+    pub fn access_context(&self, purpose: PurposeOfUse) -> perimeter_store::AccessContext {
+        perimeter_store::AccessContext {
+            actor: self.actor(),
+            purpose: Some(purpose),
+            request_id: self.meta.request_id,
+            client_addr: self.meta.client_addr.clone(),
+            user_agent: self.meta.user_agent.clone(),
+        }
+    }
+
     /// The principal as a reader of patient data (the store decides what they may see).
     pub fn viewer(&self) -> Viewer {
         Viewer {

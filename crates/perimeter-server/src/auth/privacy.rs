@@ -17,13 +17,7 @@ use super::{AuthState, Principal, store_error};
 use crate::error::ApiError;
 
 fn context(principal: &Principal, purpose: PurposeOfUse) -> AccessContext {
-    AccessContext {
-        actor: principal.actor(),
-        purpose: Some(purpose),
-        request_id: principal.meta.request_id,
-        client_addr: principal.meta.client_addr.clone(),
-        user_agent: principal.meta.user_agent.clone(),
-    }
+    principal.access_context(purpose)
 }
 
 #[derive(Deserialize)]

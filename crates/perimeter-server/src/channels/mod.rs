@@ -358,13 +358,7 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
 }
 
 fn context(principal: &Principal, purpose: PurposeOfUse) -> AccessContext {
-    AccessContext {
-        actor: principal.actor(),
-        purpose: Some(purpose),
-        request_id: principal.meta.request_id,
-        client_addr: principal.meta.client_addr.clone(),
-        user_agent: principal.meta.user_agent.clone(),
-    }
+    principal.access_context(purpose)
 }
 
 fn webhook_context(headers: &HeaderMap) -> AccessContext {
