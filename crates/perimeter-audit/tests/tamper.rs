@@ -19,7 +19,9 @@ use perimeter_audit::verify::{CheckpointOrigin, VerifyError};
 use perimeter_audit::{Action, Actor, AuditEvent, AuditRecord, ObjectRef, Outcome};
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{ManualClock, PatientId, PurposeOfUse, Role, StaffId};
-use perimeter_store::{AccessContext, Backend, DatabaseUrl, PatientData, Store, StoreOptions};
+use perimeter_store::{
+    AccessContext, AuditReader, Backend, DatabaseUrl, PatientData, Store, StoreOptions,
+};
 use sqlx::{AnyConnection, Connection};
 
 const ORIGIN: &str = "perimeter.test/audit";
@@ -221,6 +223,20 @@ impl Fixture {
         verify_store(&self.store, &self.key, outside, options()).await
     }
 
+    /// The same verification through a read-only [`AuditReader`] of the database alone (what
+    /// `perimeter audit verify` uses; for SQLite it reads the file directly, not through sqlx).
+    async fn verify_read_only(&self) -> Result<perimeter_audit::trail::Report, VerifyError> {
+        let log = read_log(&self.db.checkpoint_dir()).unwrap();
+        let outside = OutsideCheckpoints {
+            log: Some(&log),
+            copies: "",
+        };
+        let reader = AuditReader::connect_url(&self.db.url).await.unwrap();
+        let out = verify_store(&reader, &self.key, outside, options()).await;
+        reader.close().await;
+        out
+    }
+
     async fn done(self) {
         self.store.close().await;
         self.db.drop_db().await;
@@ -236,6 +252,8 @@ async fn scenario(backend: Backend, sql: &str, check: impl FnOnce(VerifyError)) 
     f.db.drop_guards().await;
     f.db.exec(sql).await;
     let err = f.verify().await.unwrap_err();
+    // Both readers find the same first problem.
+    assert_eq!(f.verify_read_only().await.unwrap_err(), err);
     check(err);
     f.done().await;
 }
@@ -246,6 +264,21 @@ async fn untouched_trail_verifies_and_proves(backend: Backend) {
     };
     let r = f.verify().await.unwrap();
     assert_eq!(r.summary.records, 100);
+    let ro = f.verify_read_only().await.unwrap();
+    assert_eq!(
+        (
+            ro.summary.records,
+            ro.summary.root,
+            ro.nodes_checked,
+            ro.consistency_checked
+        ),
+        (
+            r.summary.records,
+            r.summary.root,
+            r.nodes_checked,
+            r.consistency_checked
+        )
+    );
     assert_eq!(r.summary.checkpoints, 2);
     assert_eq!(r.consistency_checked, 1);
     assert!(r.nodes_checked >= 90);

@@ -36,6 +36,7 @@ mod emergency;
 mod error;
 mod keys;
 mod model;
+mod native;
 mod options;
 mod patients;
 mod rows;
