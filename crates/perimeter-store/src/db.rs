@@ -522,6 +522,8 @@ pub(crate) async fn begin_write(core: &Arc<Core>) -> Result<WriteTx, StoreError>
         tx,
         head,
         dirty: false,
+        pending: Vec::new(),
+        pending_nodes: Vec::new(),
         core: core.clone(),
     })
 }
@@ -597,8 +599,13 @@ impl HeadState {
 /// A write transaction holding the audit-head lock. Dropping it rolls back.
 pub(crate) struct WriteTx {
     pub(crate) tx: Tx,
+    /// The head including the records not yet written.
     head: HeadState,
     dirty: bool,
+    /// Audit records appended but not yet written (sequence numbers already assigned).
+    pending: Vec<(AuditRecord, IndexColumns)>,
+    /// The interior nodes the pending records complete.
+    pending_nodes: Vec<Node>,
     core: Arc<Core>,
 }
 
@@ -622,29 +629,51 @@ impl WriteTx {
             .ok_or_else(|| StoreError::Corrupt("audit append returned no sequence".into()))
     }
 
-    /// Appends audit records in this transaction (multi-row INSERTs for the records and the
-    /// interior nodes they complete); returns their sequence numbers.
+    /// Appends audit records in this transaction; returns their sequence numbers. The records
+    /// and the interior nodes they complete are computed at once (the sequence numbers are
+    /// final) and written with multi-row INSERTs at the latest before the commit (see
+    /// [`WriteTx::flush_audit`]), so a transaction that records several accesses writes its
+    /// audit rows in one or two statements instead of two per access.
     pub(crate) async fn audit_batch(
         &mut self,
         events: &[AuditEvent],
     ) -> Result<Vec<u64>, StoreError> {
-        let mut records: Vec<(AuditRecord, IndexColumns)> = Vec::with_capacity(events.len());
-        let mut nodes: Vec<Node> = Vec::new();
-        let (mut size, mut last, mut frontier) =
-            (self.head.size, self.head.last, self.head.frontier.clone());
+        let mut seqs = Vec::with_capacity(events.len());
         for event in events {
             let at = self.core.clock.now_millis();
-            let prev = last.map(|h| (size.saturating_sub(1), h));
+            let prev = self
+                .head
+                .last
+                .map(|h| (self.head.size.saturating_sub(1), h));
             let record = AuditRecord::next(prev, at, event.canonical_bytes());
-            if record.seq != size {
+            if record.seq != self.head.size {
                 return Err(StoreError::Corrupt("audit sequence out of step".into()));
             }
-            nodes.extend(frontier.push(record.leaf_hash));
-            size = record.seq.saturating_add(1);
-            last = Some(record.leaf_hash);
-            records.push((record, IndexColumns::of(event)));
+            self.head
+                .frontier
+                .push_into(record.leaf_hash, &mut self.pending_nodes);
+            self.head.size = record.seq.saturating_add(1);
+            self.head.last = Some(record.leaf_hash);
+            self.dirty = true;
+            seqs.push(record.seq);
+            self.pending.push((record, IndexColumns::of(event)));
         }
-        for chunk in records.chunks(ROWS_PER_INSERT) {
+        if self.pending.len() >= ROWS_PER_INSERT {
+            self.flush_audit().await?;
+        }
+        Ok(seqs)
+    }
+
+    /// Writes the audit records appended so far (and their interior nodes) to the database.
+    /// [`WriteTx::commit`] does it; a transaction that reads the audit tables after appending
+    /// to them calls it first. Rows go in chunks of power-of-two sizes, so that only a few
+    /// distinct statements are ever prepared.
+    pub(crate) async fn flush_audit(&mut self) -> Result<(), StoreError> {
+        let records = std::mem::take(&mut self.pending);
+        let mut rest = records.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+            rest = tail;
             let mut sql = String::from(
                 "INSERT INTO audit_log (seq, prev_hash, at_millis, event, leaf_hash, patient_id, actor_id, action) VALUES ",
             );
@@ -665,7 +694,11 @@ impl WriteTx {
                 .await
                 .map_err(|e| self.core.err(e))?;
         }
-        for chunk in nodes.chunks(ROWS_PER_INSERT) {
+        let nodes = std::mem::take(&mut self.pending_nodes);
+        let mut rest = nodes.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+            rest = tail;
             let mut sql = String::from("INSERT INTO audit_node (level, idx, hash) VALUES ");
             push_placeholders(&mut sql, chunk.len(), 3);
             let mut q = sqlx::query(&sql);
@@ -679,15 +712,12 @@ impl WriteTx {
                 .await
                 .map_err(|e| self.core.err(e))?;
         }
-        self.head.size = size;
-        self.head.last = last;
-        self.head.frontier = frontier;
-        self.dirty |= !records.is_empty();
-        Ok(records.iter().map(|(r, _)| r.seq).collect())
+        Ok(())
     }
 
     /// Writes the audit head (if records were appended) and commits.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush_audit().await?;
         if self.dirty {
             sqlx::query(
                 "UPDATE audit_head SET size = $1, last_leaf_hash = $2, frontier = $3 WHERE id = 1",
@@ -702,6 +732,13 @@ impl WriteTx {
         let core = self.core;
         self.tx.commit().await.map_err(|e| core.err(e))
     }
+}
+
+/// The rows of the next multi-row INSERT: the largest power of two up to
+/// [`ROWS_PER_INSERT`] that `remaining` holds.
+fn chunk_len(remaining: usize) -> usize {
+    let cap = remaining.clamp(1, ROWS_PER_INSERT);
+    1 << cap.ilog2()
 }
 
 /// Appends `($1, ..., $k), ($k+1, ...)` for `rows` rows of `per_row` parameters.
@@ -723,4 +760,24 @@ pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
         field: "sequence number",
         expected: "a value below 2^63",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_rows_go_in_power_of_two_chunks_that_cover_them_exactly() {
+        for n in 1..=2 * ROWS_PER_INSERT + 3 {
+            let mut rest = n;
+            let mut sizes = std::collections::BTreeSet::new();
+            while rest > 0 {
+                let c = chunk_len(rest);
+                assert!(c.is_power_of_two() && c <= rest && c <= ROWS_PER_INSERT);
+                sizes.insert(c);
+                rest -= c;
+            }
+            assert!(sizes.len() <= ROWS_PER_INSERT.ilog2() as usize + 1);
+        }
+    }
 }

@@ -690,6 +690,8 @@ impl Store {
         {
             kek_versions.push(v);
         }
+        // Audit rows of this transaction are written before they are counted.
+        w.flush_audit().await?;
         let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE patient_id = $1")
             .bind(pid.clone())
             .fetch_one(w.conn())
