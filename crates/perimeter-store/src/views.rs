@@ -137,6 +137,36 @@ pub(crate) async fn reader(
     })
 }
 
+/// For store functions that take an [`AccessContext`] (Perimeter itself, the CLI, and a few
+/// staff routes): checks in `w` that the context's actor may use `permission`. Perimeter itself
+/// (system, AI job) may. A user may only if the database says so: the account exists, is not
+/// disabled, belongs to `practice` (when the action is within one) and its stored roles hold
+/// the permission; the roles the caller put in the context are not trusted. Service clients
+/// and anonymous callers may not.
+pub(crate) async fn require_actor(
+    w: &mut WriteTx,
+    ctx: &AccessContext,
+    permission: Permission,
+    practice: Option<PracticeId>,
+) -> Result<(), StoreError> {
+    let user = match &ctx.actor {
+        Actor::System { .. } | Actor::Ai { .. } => return Ok(()),
+        Actor::User { user, .. } => *user,
+        Actor::Service { .. } | Actor::Anonymous => {
+            return Err(StoreError::Forbidden {
+                permission: permission.as_str(),
+            });
+        }
+    };
+    let r = reader(w, &Viewer::new(user), permission).await?;
+    if practice.is_some_and(|p| p != r.practice) {
+        return Err(StoreError::Forbidden {
+            permission: permission.as_str(),
+        });
+    }
+    Ok(())
+}
+
 /// Fails with `NotFound` unless `patient` belongs to the reader's practice.
 pub(crate) async fn same_practice(
     w: &mut WriteTx,
