@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use perimeter_audit::Action;
+use perimeter_auth::Permission;
 use perimeter_crypto::{KeyRing, KeySource, WrappedDek};
 use perimeter_domain::{DataCategory, PatientId, StaffId};
 use uuid::Uuid;
@@ -600,7 +601,8 @@ impl Store {
     /// Crypto-shreds a patient: destroys their data key (and blind-index entries, including
     /// the member-id and account-number indexes of their coverages and billing account), so
     /// every copy of their encrypted data (record, conversations, coverages, account) becomes
-    /// unreadable. Rows stay, as ciphertext; audit
+    /// unreadable. Declares `erase_patient`: a user context must be an active privacy officer
+    /// of the patient's practice by the database's record; Perimeter itself (the CLI) may. Rows stay, as ciphertext; audit
     /// records stay (they hold ids only).
     pub async fn shred_patient(
         &self,
@@ -609,6 +611,8 @@ impl Store {
     ) -> Result<ShredReport, StoreError> {
         let pid = patient.to_string();
         let mut w = self.begin_write().await?;
+        let practice = crate::emergency::patient_practice(w.conn(), self, patient).await?;
+        crate::views::require_actor(&mut w, ctx, Permission::ErasePatient, Some(practice)).await?;
         let row = sqlx::query(
             "SELECT shredded_at, CAST( \
              (CASE WHEN given_name_ct IS NULL THEN 0 ELSE 1 END + CASE WHEN family_name_ct IS NULL THEN 0 ELSE 1 END \

@@ -562,7 +562,7 @@ async fn full_reads_refuse_staff_facing_actors(db: TestDb) {
 }
 
 /// Store writes that take an `AccessContext` from the caller (staff administration, the AI
-/// vendor registry) do not trust the roles in it: a user context must be an active holder of
+/// vendor registry, crypto-shredding) do not trust the roles in it: a user context must be an active holder of
 /// the permission by the database's record, in the right practice.
 async fn context_writes_check_the_actor_in_the_database(db: TestDb) {
     let w = world(&db).await;
@@ -638,6 +638,43 @@ async fn context_writes_check_the_actor_in_the_database(db: TestDb) {
     )
     .await
     .unwrap();
+    // Crypto-shredding: only a privacy officer of the patient's practice, by the database.
+    let forged_po = AccessContext::user(
+        w.id(Role::Clinician),
+        vec![Role::PrivacyOfficer],
+        PurposeOfUse::Operations,
+    );
+    assert!(matches!(
+        s.shred_patient(&forged_po, w.patient).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert!(matches!(
+        s.shred_patient(&service, w.patient).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    s.view_patient(&w.viewer(Role::Clinician), w.patient)
+        .await
+        .unwrap();
+    let po = AccessContext::user(
+        w.id(Role::PrivacyOfficer),
+        vec![Role::PrivacyOfficer],
+        PurposeOfUse::Operations,
+    );
+    let sys = AccessContext::system("test");
+    let theirs = s
+        .create_patient(&sys, w.other_practice, &patient_data())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.shred_patient(&po, theirs).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert!(
+        !s.shred_patient(&po, w.patient)
+            .await
+            .unwrap()
+            .already_shredded
+    );
     // A disabled administrator may not.
     let a = w.id(Role::Admin);
     s.set_staff_disabled(
