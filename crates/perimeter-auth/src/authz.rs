@@ -89,8 +89,12 @@ permissions! {
     ManageAppointments => "manage_appointments" : "Book, move, cancel appointments",
     /// See insurance and health-plan data.
     ViewInsurance => "view_insurance" : "See insurance and health-plan data",
+    /// Record, change and end a patient's insurance coverages.
+    ManageInsurance => "manage_insurance" : "Record, change and end insurance coverages",
     /// See accounts, balances and payments.
     ViewBilling => "view_billing" : "See accounts, balances, payments",
+    /// Set and change a patient's billing account (account number, balance, statement date).
+    ManageBilling => "manage_billing" : "Set and change billing accounts and balances",
     /// Intake: register a patient, link an unverified contact to a patient record.
     RegisterPatient => "register_patient" : "Register a patient, link a contact to a record (intake)",
     /// Emergency access to a record outside one's care relationships.
@@ -182,7 +186,9 @@ pub const MATRIX: &[(Permission, &[Role])] = &[
     (Permission::ViewAppointments, &[CL, NU, SC, FD]),
     (Permission::ManageAppointments, &[SC, FD]),
     (Permission::ViewInsurance, &[BI, FD]),
+    (Permission::ManageInsurance, &[BI, FD]),
     (Permission::ViewBilling, &[BI]),
+    (Permission::ManageBilling, &[BI]),
     (Permission::RegisterPatient, &[SC, FD]),
     (Permission::BreakGlass, &[CL, NU]),
     (Permission::ExportPatientRecord, &[PO]),
@@ -302,8 +308,8 @@ pub const fn permission_categories(perm: Permission) -> &'static [DataCategory] 
         Permission::ViewContactData | Permission::EditContactData => &[D::Contact],
         Permission::ViewIdentifiers => &[D::Identifiers],
         Permission::ViewAppointments | Permission::ManageAppointments => &[D::Appointment],
-        Permission::ViewInsurance => &[D::Insurance],
-        Permission::ViewBilling => &[D::Billing],
+        Permission::ViewInsurance | Permission::ManageInsurance => &[D::Insurance],
+        Permission::ViewBilling | Permission::ManageBilling => &[D::Billing],
         _ => &[],
     }
 }
@@ -466,10 +472,12 @@ pub fn render_permissions_markdown() -> String {
          | `demographics` | patient name, birth date |\n\
          | `contact` | phone, e-mail, postal address |\n\
          | `identifiers` | medical record number |\n\
+         | `appointment` | appointment reminders' appointment times |\n\
+         | `insurance` | insurance coverages: payer, plan, member id, group number, subscriber relationship, effective dates, which is primary |\n\
+         | `billing` | the billing account: account number, balance, last statement date |\n\
          | `internal_note` | the patient record's staff notes; staff notes on a conversation about administrative matters |\n\
          | `administrative_message` | conversation subjects; message bodies about administrative matters |\n\
-         | `clinical_message` | message bodies (and staff notes) about symptoms, results, medications |\n\
-         | `appointment`, `insurance`, `billing` | no stored fields yet |\n",
+         | `clinical_message` | message bodies (and staff notes) about symptoms, results, medications |\n",
     );
     out
 }
@@ -545,6 +553,26 @@ mod tests {
             assert!(billing.contains(&c));
         }
         assert!(!billing.contains(&DataCategory::ClinicalMessage));
+        // Coverages: billing and front desk record them; the account is billing's alone.
+        assert_eq!(
+            roles_with(Permission::ManageInsurance),
+            &[Role::Billing, Role::FrontDesk]
+        );
+        assert_eq!(roles_with(Permission::ManageBilling), &[Role::Billing]);
+        assert!(!visible_categories(&[Role::FrontDesk]).contains(&DataCategory::Billing));
+        for role in [Role::Scheduler, Role::Nurse, Role::Clinician] {
+            let cats = visible_categories(&[role]);
+            assert!(!cats.contains(&DataCategory::Insurance), "{role}");
+            assert!(!cats.contains(&DataCategory::Billing), "{role}");
+            for perm in [
+                Permission::ViewInsurance,
+                Permission::ManageInsurance,
+                Permission::ViewBilling,
+                Permission::ManageBilling,
+            ] {
+                assert!(!allowed(&[role], perm), "{role} {perm}");
+            }
+        }
         // Only clinicians and nurses may break the glass.
         assert_eq!(
             roles_with(Permission::BreakGlass),

@@ -20,15 +20,21 @@ pub enum IndexKind {
     Mrn,
     /// Full name (given then family names).
     Name,
+    /// Insurance member id.
+    MemberId,
+    /// Billing account number.
+    AccountNumber,
 }
 
 impl IndexKind {
     /// Every kind.
-    pub const ALL: [IndexKind; 4] = [
+    pub const ALL: [IndexKind; 6] = [
         IndexKind::Phone,
         IndexKind::Email,
         IndexKind::Mrn,
         IndexKind::Name,
+        IndexKind::MemberId,
+        IndexKind::AccountNumber,
     ];
 
     /// The stable name stored beside the index value.
@@ -38,6 +44,8 @@ impl IndexKind {
             IndexKind::Email => "email",
             IndexKind::Mrn => "mrn",
             IndexKind::Name => "name",
+            IndexKind::MemberId => "member_id",
+            IndexKind::AccountNumber => "account_number",
         }
     }
 
@@ -49,6 +57,7 @@ impl IndexKind {
             IndexKind::Email => normalize::email(raw),
             IndexKind::Mrn => normalize::mrn(raw),
             IndexKind::Name => normalize::name(raw),
+            IndexKind::MemberId | IndexKind::AccountNumber => normalize::account_id(raw),
         }
     }
 }
@@ -128,6 +137,14 @@ mod tests {
             a.index(IndexKind::Name, "X1")
         );
         assert_ne!(a.index(IndexKind::Mrn, "X1"), b.index(IndexKind::Mrn, "X1"));
+        assert_ne!(
+            a.index(IndexKind::MemberId, "X1"),
+            a.index(IndexKind::AccountNumber, "X1")
+        );
+        assert_eq!(
+            a.index_raw(IndexKind::MemberId, "w123-456"),
+            a.index_raw(IndexKind::MemberId, "W123 456")
+        );
         assert_ne!(a.check_value(), b.check_value());
         assert_eq!(a.index_raw(IndexKind::Email, "nope"), None);
         assert_eq!(format!("{a:?}"), "BlindIndexer([redacted])");

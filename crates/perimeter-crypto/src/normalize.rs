@@ -66,6 +66,27 @@ pub fn mrn(input: &str) -> Option<String> {
     if out.is_empty() { None } else { Some(out) }
 }
 
+/// Insurance member id, group number or billing account number: ASCII letters and digits,
+/// upper-cased, with spaces and hyphens dropped (`" abc-123 456 "` → `"ABC123456"`); at most 40
+/// characters remain. Anything else (other punctuation, non-ASCII letters) is not such a number.
+pub fn account_id(input: &str) -> Option<String> {
+    let mut out = String::with_capacity(input.len());
+    for c in input.chars() {
+        if c.is_whitespace() || c == '-' {
+            continue;
+        }
+        if !c.is_ascii_alphanumeric() {
+            return None;
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    if out.is_empty() || out.len() > 40 {
+        None
+    } else {
+        Some(out)
+    }
+}
+
 /// Personal name: case- and diacritic-folded, punctuation dropped, words separated by single
 /// spaces (`"  José  O'Brien-Smith "` → `"jose obrien smith"`).
 pub fn name(input: &str) -> Option<String> {
@@ -141,6 +162,17 @@ mod tests {
     }
 
     #[test]
+    fn account_ids() {
+        assert_eq!(account_id(" abc-123 456 ").as_deref(), Some("ABC123456"));
+        assert_eq!(account_id("W1234 5678-01").as_deref(), Some("W1234567801"));
+        assert_eq!(account_id(" - "), None);
+        assert_eq!(account_id("AB/12"), None);
+        assert_eq!(account_id("ＡＢ12"), None);
+        assert_eq!(account_id(&"9".repeat(41)), None);
+        assert_eq!(account_id(&"9".repeat(40)).map(|s| s.len()), Some(40));
+    }
+
+    #[test]
     fn names() {
         assert_eq!(
             name("  José  O'Brien-Smith ").as_deref(),
@@ -158,6 +190,9 @@ mod tests {
         fn normalisers_never_panic_and_are_idempotent(s in "\\PC{0,40}") {
             if let Some(p) = phone(&s, "1") {
                 proptest::prop_assert_eq!(phone(&p, "1"), Some(p.clone()));
+            }
+            if let Some(a) = account_id(&s) {
+                proptest::prop_assert_eq!(account_id(&a), Some(a.clone()));
             }
             if let Some(e) = email(&s) {
                 proptest::prop_assert_eq!(email(&e), Some(e.clone()));

@@ -12,6 +12,7 @@
 mod access;
 pub mod audit_api;
 pub mod auth;
+pub mod billing_api;
 pub mod channels;
 mod client_addr;
 mod error;
@@ -62,6 +63,7 @@ fn product_routes() -> Vec<RouteModule> {
     vec![
         Box::new(auth::routes),
         Box::new(patients_api::routes),
+        Box::new(billing_api::routes),
         Box::new(audit_api::routes),
         Box::new(work_api::routes),
         Box::new(gateway_api::routes),

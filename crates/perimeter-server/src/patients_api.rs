@@ -5,7 +5,7 @@
 //! caller's roles, care relation and emergency grants themselves and return views whose
 //! withheld fields are absent. The JSON is the view as the store built it.
 //!
-//! Search values (phone, e-mail, MRN, name) travel in the query string of
+//! Search values (phone, e-mail, MRN, name, member id, account number) travel in the query string of
 //! `GET /api/patients?...`: the server never logs query strings (the request log and metrics
 //! carry the route template only), responses are `Cache-Control: no-store` and
 //! `Referrer-Policy: no-referrer`.
@@ -93,6 +93,8 @@ pub(crate) struct SearchQuery {
     email: Option<String>,
     mrn: Option<String>,
     name: Option<String>,
+    member_id: Option<String>,
+    account_number: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -100,9 +102,10 @@ struct SearchResults {
     patients: Vec<perimeter_store::PatientView>,
 }
 
-/// `GET /api/patients?phone=...` (or `email=`, `mrn=`, `name=`; exactly one): patients of the
-/// caller's practice found through the blind indexes, each as the caller may see it, every
-/// result audited.
+/// `GET /api/patients?phone=...` (or `email=`, `mrn=`, `name=`, `member_id=`,
+/// `account_number=`; exactly one): patients of the caller's practice found through the blind
+/// indexes, each as the caller may see it, every result audited. By member id the store also
+/// requires `view_insurance`, by account number `view_billing` (403 otherwise).
 pub(crate) async fn search(
     auth: AuthState,
     principal: Principal,
@@ -113,19 +116,23 @@ pub(crate) async fn search(
         q.email.map(PatientLookup::Email),
         q.mrn.map(PatientLookup::Mrn),
         q.name.map(PatientLookup::Name),
+        q.member_id.map(PatientLookup::MemberId),
+        q.account_number.map(PatientLookup::AccountNumber),
     ];
     let mut given = given.into_iter().flatten();
     let (Some(lookup), None) = (given.next(), given.next()) else {
         return bad(
             "invalid_search",
-            "query: expected exactly one of phone, email, mrn or name",
+            "query: expected exactly one of phone, email, mrn, name, member_id or account_number",
         );
     };
     let value = match &lookup {
         PatientLookup::Phone(v)
         | PatientLookup::Email(v)
         | PatientLookup::Mrn(v)
-        | PatientLookup::Name(v) => v,
+        | PatientLookup::Name(v)
+        | PatientLookup::MemberId(v)
+        | PatientLookup::AccountNumber(v) => v,
     };
     if value.trim().is_empty()
         || value.chars().count() > MAX_SEARCH_CHARS

@@ -1,5 +1,6 @@
 //! Demo data for `perimeter serve --demo`: one practice, a user for every role and a few dozen
-//! obviously fake patients with conversations. Seeding twice does nothing the second time.
+//! obviously fake patients with conversations, a primary insurance coverage and a billing
+//! account each. Seeding twice does nothing the second time.
 //!
 //! Every human demo user has the same password and no authenticator yet: the first log-in
 //! enrols TOTP (otpauth URI and QR code), as for any new account. The service client has no
@@ -14,6 +15,9 @@ use rand_core::{OsRng, RngCore};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use crate::billing::{
+    AccountIdentifier, AccountInput, Cents, CoverageInput, InsuranceName, SubscriberRelationship,
+};
 use crate::model::{AccessContext, Channel, Direction, NewMessage, NewStaff, PatientData};
 use crate::{Store, StoreError};
 
@@ -102,6 +106,48 @@ pub struct DemoPatient {
     pub data: PatientData,
     /// Their conversations.
     pub conversations: Vec<DemoConversation>,
+    /// Their primary insurance coverage.
+    pub coverage: CoverageInput,
+    /// Their billing account.
+    pub account: AccountInput,
+}
+
+const PAYERS: [(&str, &str); 3] = [
+    ("Demo Mutual Health", "Demo Gold PPO"),
+    ("Example Care Plan", "Example Silver HMO"),
+    ("Sampleton Insurance", "Sampleton Basic"),
+];
+
+/// The demo coverage and account of demo patient `i` (obviously fake numbers).
+fn demo_billing(i: usize) -> Result<(CoverageInput, AccountInput), StoreError> {
+    let (payer, plan) = PAYERS[i % PAYERS.len()];
+    let n = i64::try_from(i).unwrap_or(0);
+    let coverage = CoverageInput {
+        payer: InsuranceName::parse("payer", payer)?,
+        plan: Some(InsuranceName::parse("plan", plan)?),
+        member_id: AccountIdentifier::parse("member_id", &format!("DMX{:07}", 4_200_000 + n))?,
+        group_number: Some(AccountIdentifier::parse(
+            "group_number",
+            &format!("GRP-{}", 700 + n % 4),
+        )?),
+        relationship: if i % 5 == 4 {
+            SubscriberRelationship::Child
+        } else {
+            SubscriberRelationship::Subscriber
+        },
+        effective_from: time::Date::from_calendar_date(2026, time::Month::January, 1).ok(),
+        effective_to: None,
+        primary: true,
+    };
+    let account = AccountInput {
+        account_number: AccountIdentifier::parse(
+            "account_number",
+            &format!("DEMO-ACCT-{:05}", 30_000 + n),
+        )?,
+        balance: Cents::new("balance_cents", (n * 2_375) % 48_000)?,
+        last_statement: time::Date::from_calendar_date(2026, time::Month::February, 1).ok(),
+    };
+    Ok((coverage, account))
 }
 
 const GIVEN: [&str; 6] = ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley"];
@@ -183,12 +229,17 @@ pub fn demo_patients(n: usize) -> Vec<DemoPatient> {
                     ],
                 ));
             }
-            DemoPatient {
+            let (coverage, account) = demo_billing(i)?;
+            Ok(DemoPatient {
                 data,
                 conversations,
-            }
+                coverage,
+                account,
+            })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()
+        // The demo values are fixed and valid (a test seeds them); never reached.
+        .unwrap_or_default()
 }
 
 fn demo_users() -> Vec<(&'static str, &'static str, Role)> {
@@ -300,6 +351,8 @@ impl Store {
         };
         for (i, p) in demo_patients(opts.patients).into_iter().enumerate() {
             let pid = self.create_patient(&ctx, practice, &p.data).await?;
+            self.record_billing_data(&ctx, pid, Some(&p.coverage), Some(&p.account))
+                .await?;
             report.patients += 1;
             if i % 4 == 0 {
                 for carer in &carers {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use perimeter_audit::Action;
+use perimeter_auth::Permission;
 use perimeter_crypto::{KeyRing, KeySource, WrappedDek};
 use perimeter_domain::{DataCategory, PatientId, StaffId};
 use uuid::Uuid;
@@ -87,6 +88,8 @@ pub struct ShredReport {
     pub conversations_unreadable: u64,
     /// Messages whose bodies are now unreadable ciphertext.
     pub messages_unreadable: u64,
+    /// Insurance coverages and billing accounts now unreadable ciphertext.
+    pub billing_records_unreadable: u64,
     /// Blind-index entries deleted.
     pub index_entries_deleted: u64,
     /// Audit records about the patient, kept (they hold ids only, no PHI).
@@ -595,8 +598,11 @@ impl Store {
         w.commit().await
     }
 
-    /// Crypto-shreds a patient: destroys their data key (and blind-index entries), so every
-    /// copy of their encrypted data becomes unreadable. Rows stay, as ciphertext; audit
+    /// Crypto-shreds a patient: destroys their data key (and blind-index entries, including
+    /// the member-id and account-number indexes of their coverages and billing account), so
+    /// every copy of their encrypted data (record, conversations, coverages, account) becomes
+    /// unreadable. Declares `erase_patient`: a user context must be an active privacy officer
+    /// of the patient's practice by the database's record; Perimeter itself (the CLI) may. Rows stay, as ciphertext; audit
     /// records stay (they hold ids only).
     pub async fn shred_patient(
         &self,
@@ -605,6 +611,8 @@ impl Store {
     ) -> Result<ShredReport, StoreError> {
         let pid = patient.to_string();
         let mut w = self.begin_write().await?;
+        let practice = crate::emergency::patient_practice(w.conn(), self, patient).await?;
+        crate::views::require_actor(&mut w, ctx, Permission::ErasePatient, Some(practice)).await?;
         let row = sqlx::query(
             "SELECT shredded_at, CAST( \
              (CASE WHEN given_name_ct IS NULL THEN 0 ELSE 1 END + CASE WHEN family_name_ct IS NULL THEN 0 ELSE 1 END \
@@ -635,6 +643,13 @@ impl Store {
                 .fetch_one(w.conn())
                 .await
                 .map_err(|e| w.err(e))?;
+        let billing_records: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM insurance_coverage WHERE patient_id = $1) + (SELECT COUNT(*) FROM billing_account WHERE patient_id = $1)",
+        )
+        .bind(pid.clone())
+        .fetch_one(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
         let kek_row = sqlx::query("SELECT kek_version FROM patient_key WHERE patient_id = $1")
             .bind(pid.clone())
             .fetch_optional(w.conn())
@@ -657,6 +672,18 @@ impl Store {
                 .await
                 .map_err(|e| w.err(e))?
                 .rows_affected();
+            // The member-id and account-number blind indexes live beside their rows.
+            for sql in [
+                "UPDATE insurance_coverage SET member_id_bidx = NULL WHERE patient_id = $1 AND member_id_bidx IS NOT NULL",
+                "UPDATE billing_account SET account_number_bidx = NULL WHERE patient_id = $1 AND account_number_bidx IS NOT NULL",
+            ] {
+                index_deleted += sqlx::query(sql)
+                    .bind(pid.clone())
+                    .execute(w.conn())
+                    .await
+                    .map_err(|e| w.err(e))?
+                    .rows_affected();
+            }
             let now = self.now();
             sqlx::query("UPDATE patient SET shredded_at = $2, updated_at = $2 WHERE id = $1")
                 .bind(pid.clone())
@@ -710,6 +737,7 @@ impl Store {
             patient_fields_unreadable: u64::try_from(fields).unwrap_or(0),
             conversations_unreadable: u64::try_from(conversations).unwrap_or(0),
             messages_unreadable: u64::try_from(messages).unwrap_or(0),
+            billing_records_unreadable: u64::try_from(billing_records).unwrap_or(0),
             index_entries_deleted: index_deleted,
             audit_records_kept: u64::try_from(audit).unwrap_or(0),
             kek_versions_in_backups: kek_versions,

@@ -27,6 +27,7 @@
 
 mod audit;
 mod auth;
+mod billing;
 mod bulk;
 mod channels;
 mod conversations;
@@ -49,6 +50,11 @@ mod work;
 
 pub use audit::{AuditHead, AuditReader, StoredCheckpoint};
 pub use auth::MfaRecord;
+pub use billing::{
+    AccountIdentifier, AccountInput, BillingAccountView, Cents, CoverageInput, CoverageView,
+    InsuranceName, MAX_BALANCE_CENTS, MAX_COVERAGES, MAX_INSURANCE_NAME_CHARS,
+    SUBSCRIBER_RELATIONSHIPS, SubscriberRelationship,
+};
 pub use bulk::build_sqlite_trail;
 pub use channels::{
     ClaimedSms, ContactEntry, INBOUND_PAGE_LIMIT, InboundEntry, InboundOutcome, Keyword,

@@ -446,6 +446,8 @@ impl Store {
             IndexKind::Email => "lookup_email",
             IndexKind::Mrn => "lookup_mrn",
             IndexKind::Name => "lookup_name",
+            IndexKind::MemberId => "lookup_member_id",
+            IndexKind::AccountNumber => "lookup_account_number",
         };
         ctx.require_internal()?;
         let Some(digest) = self.keys().indexer().index_raw(kind, raw) else {

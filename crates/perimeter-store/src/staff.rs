@@ -1,7 +1,7 @@
 //! Practices and staff accounts (not PHI, stored in clear; password hashes are argon2id).
 
 use perimeter_audit::{Action, AuditEvent};
-use perimeter_auth::TokenHash;
+use perimeter_auth::{Permission, TokenHash};
 use perimeter_domain::{PracticeId, Role, StaffId};
 use sqlx::any::AnyRow;
 
@@ -98,6 +98,8 @@ impl Store {
 
     /// Creates a staff account (audited as `user_created`). Usernames are unique across the
     /// installation: a name in use in any practice is refused with [`StoreError::Duplicate`].
+    /// Declares `manage_users`: a user context must be an active administrator of `practice`
+    /// by the database's record (the roles in `ctx` are not trusted); Perimeter itself may.
     pub async fn create_staff(
         &self,
         ctx: &AccessContext,
@@ -114,6 +116,7 @@ impl Store {
         let sid = StaffId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
+        crate::views::require_actor(&mut w, ctx, Permission::ManageUsers, Some(practice)).await?;
         sqlx::query(
             "INSERT INTO staff_user (id, practice_id, username, display_name, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )

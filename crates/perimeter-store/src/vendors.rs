@@ -14,6 +14,7 @@
 //!   vendor runs inside the perimeter), a duplicate name or model.
 
 use perimeter_audit::{Action, AuditEvent};
+use perimeter_auth::Permission;
 use perimeter_crypto::{Aad, Dek, WrappedDek, decrypt_text, encrypt_text};
 use perimeter_domain::Role;
 use sqlx::any::AnyRow;
@@ -483,7 +484,9 @@ impl Store {
     }
 
     /// Adds a vendor after [`validate_vendor`] (today from the store's clock), appending
-    /// `vendor_added` in the same transaction. A name or model already registered is refused
+    /// `vendor_added` in the same transaction. Like every registry change, declares
+    /// `manage_vendors`: a user context must be an active administrator by the database's
+    /// record (the roles in `ctx` are not trusted); Perimeter itself (the CLI) may. A name or model already registered is refused
     /// with [`StoreError::Duplicate`] naming which.
     pub async fn add_vendor(
         &self,
@@ -516,6 +519,7 @@ impl Store {
         }
         let now = self.now();
         let mut w = self.begin_write().await?;
+        crate::views::require_actor(&mut w, ctx, Permission::ManageVendors, None).await?;
         let current = match existing {
             Some(name) => {
                 let row = sqlx::query("SELECT id, revision FROM ai_vendor WHERE name = $1")
@@ -678,6 +682,7 @@ impl Store {
     pub async fn remove_vendor(&self, ctx: &AccessContext, name: &str) -> Result<bool, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
+        crate::views::require_actor(&mut w, ctx, Permission::ManageVendors, None).await?;
         let found: Option<String> = sqlx::query_scalar("SELECT id FROM ai_vendor WHERE name = $1")
             .bind(name)
             .fetch_optional(w.conn())

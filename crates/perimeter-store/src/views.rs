@@ -12,7 +12,7 @@
 //! | Function | Declares | Returns |
 //! |---|---|---|
 //! | [`Store::view_patient`] | `view_demographics` | one [`PatientView`] |
-//! | [`Store::search_patients`] | `search_patients` | the [`PatientView`]s a blind-index lookup finds |
+//! | [`Store::search_patients`] | `search_patients` (and `view_insurance` / `view_billing` by member id / account number) | the [`PatientView`]s a blind-index lookup finds |
 //! | [`Store::view_conversations`] | `read_conversation` | a patient's [`ConversationView`]s |
 //! | [`Store::view_messages`] | `read_conversation` | a [`MessagePage`]: bodies only of visible categories |
 //! | [`Store::care_team`], [`Store::add_to_care_team`], [`Store::remove_from_care_team`] | `triage_conversation` | the care team |
@@ -21,7 +21,8 @@
 //! whose roles lack the declared permission, gets [`StoreError::Forbidden`].
 //!
 //! Categories of fields: `demographics` = name and birth date; `contact` = phone, e-mail and
-//! address; `identifiers` = MRN; `internal_note` = the record's notes; a conversation's
+//! address; `identifiers` = MRN; `insurance` = the coverages and `billing` = the billing
+//! account (`billing.rs`); `internal_note` = the record's notes; a conversation's
 //! subject is `administrative_message`; a message body has its own category
 //! (`crate::MESSAGE_CATEGORIES`). Clinical bodies are shown only to clinicians and nurses on the
 //! patient's care team, or holding an active emergency grant for the patient (then the read is
@@ -44,6 +45,9 @@ use perimeter_domain::{
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
+use crate::billing::{
+    BillingAccountView, CoverageView, find_by_number, load_account, load_coverages,
+};
 use crate::conversations::{CONVERSATION_COLUMNS, MESSAGE_PAGE_LIMIT};
 use crate::db::WriteTx;
 use crate::emergency::{active_grant, patient_practice};
@@ -131,6 +135,36 @@ pub(crate) async fn reader(
         practice: id(&col::<String>(&row, "practice_id")?, "practice")?,
         roles,
     })
+}
+
+/// For store functions that take an [`AccessContext`] (Perimeter itself, the CLI, and a few
+/// staff routes): checks in `w` that the context's actor may use `permission`. Perimeter itself
+/// (system, AI job) may. A user may only if the database says so: the account exists, is not
+/// disabled, belongs to `practice` (when the action is within one) and its stored roles hold
+/// the permission; the roles the caller put in the context are not trusted. Service clients
+/// and anonymous callers may not.
+pub(crate) async fn require_actor(
+    w: &mut WriteTx,
+    ctx: &AccessContext,
+    permission: Permission,
+    practice: Option<PracticeId>,
+) -> Result<(), StoreError> {
+    let user = match &ctx.actor {
+        Actor::System { .. } | Actor::Ai { .. } => return Ok(()),
+        Actor::User { user, .. } => *user,
+        Actor::Service { .. } | Actor::Anonymous => {
+            return Err(StoreError::Forbidden {
+                permission: permission.as_str(),
+            });
+        }
+    };
+    let r = reader(w, &Viewer::new(user), permission).await?;
+    if practice.is_some_and(|p| p != r.practice) {
+        return Err(StoreError::Forbidden {
+            permission: permission.as_str(),
+        });
+    }
+    Ok(())
 }
 
 /// Fails with `NotFound` unless `patient` belongs to the reader's practice.
@@ -247,6 +281,12 @@ pub struct PatientView {
     /// The record's staff notes (`internal_note`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// Insurance coverages, oldest first, ended ones included (`insurance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverages: Option<Vec<CoverageView>>,
+    /// The billing account (`billing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<BillingAccountView>,
     /// The categories disclosed by this view.
     pub disclosed: BTreeSet<DataCategory>,
     /// The purpose recorded for the read.
@@ -328,6 +368,8 @@ fn build_patient_view(
         contact,
         identifiers,
         notes,
+        coverages: None,
+        account: None,
         disclosed,
         purpose: PurposeOfUse::Operations,
         break_glass_available: access.break_glass_available,
@@ -353,6 +395,19 @@ async fn read_view(
     .await
     .map_err(|e| w.err(e))?;
     let mut view = build_patient_view(&row, &dek, &access)?;
+    if access.categories.contains(&DataCategory::Insurance) {
+        let coverages = load_coverages(w, patient, &dek).await?;
+        if !coverages.is_empty() {
+            view.disclosed.insert(DataCategory::Insurance);
+            view.coverages = Some(coverages);
+        }
+    }
+    if access.categories.contains(&DataCategory::Billing) {
+        view.account = load_account(w, patient, &dek).await?;
+        if view.account.is_some() {
+            view.disclosed.insert(DataCategory::Billing);
+        }
+    }
     let (purpose, detail) = purpose_of(&access, &reader.roles, &view.disclosed, detail);
     view.purpose = purpose;
     w.audit(&reader.ctx(viewer, purpose).event(
@@ -378,6 +433,10 @@ pub enum PatientLookup {
     Mrn(String),
     /// By full name, given then family or family then given.
     Name(String),
+    /// By insurance member id (also needs `view_insurance`).
+    MemberId(String),
+    /// By billing account number (also needs `view_billing`).
+    AccountNumber(String),
 }
 
 impl fmt::Debug for PatientLookup {
@@ -387,6 +446,8 @@ impl fmt::Debug for PatientLookup {
             PatientLookup::Email(_) => "Email",
             PatientLookup::Mrn(_) => "Mrn",
             PatientLookup::Name(_) => "Name",
+            PatientLookup::MemberId(_) => "MemberId",
+            PatientLookup::AccountNumber(_) => "AccountNumber",
         };
         write!(f, "PatientLookup::{kind}([PHI redacted])")
     }
@@ -411,6 +472,28 @@ impl PatientLookup {
             PatientLookup::Name(v) => {
                 (IndexKind::Name, v, "lookup_name", "a given and family name")
             }
+            PatientLookup::MemberId(v) => (
+                IndexKind::MemberId,
+                v,
+                "lookup_member_id",
+                "1 to 40 letters and digits (spaces and hyphens allowed between them)",
+            ),
+            PatientLookup::AccountNumber(v) => (
+                IndexKind::AccountNumber,
+                v,
+                "lookup_account_number",
+                "1 to 40 letters and digits (spaces and hyphens allowed between them)",
+            ),
+        }
+    }
+
+    /// The permission a lookup needs beyond `search_patients`: looking a patient up by a
+    /// number of a category reveals that category.
+    const fn extra_permission(&self) -> Option<Permission> {
+        match self {
+            PatientLookup::MemberId(_) => Some(Permission::ViewInsurance),
+            PatientLookup::AccountNumber(_) => Some(Permission::ViewBilling),
+            _ => None,
         }
     }
 }
@@ -577,19 +660,43 @@ impl Store {
         };
         let mut w = self.begin_write().await?;
         let reader = reader(&mut w, viewer, Permission::SearchPatients).await?;
-        let rows = sqlx::query(
-            "SELECT p.id FROM patient_index i JOIN patient p ON p.id = i.patient_id WHERE i.kind = $1 AND i.digest = $2 AND p.practice_id = $3 AND p.shredded_at IS NULL ORDER BY p.id LIMIT $4",
-        )
-        .bind(kind.as_str())
-        .bind(digest.to_vec())
-        .bind(reader.practice.to_string())
-        .bind(i64::from(LOOKUP_LIMIT))
-        .fetch_all(w.conn())
-        .await
-        .map_err(|e| w.err(e))?;
-        let ids = rows
+        if let Some(extra) = lookup.extra_permission()
+            && !allowed(&reader.roles, extra)
+        {
+            return Err(StoreError::Forbidden {
+                permission: extra.as_str(),
+            });
+        }
+        let found: Vec<String> = match kind {
+            IndexKind::MemberId | IndexKind::AccountNumber => {
+                find_by_number(
+                    &mut w,
+                    kind,
+                    &digest,
+                    &reader.practice.to_string(),
+                    LOOKUP_LIMIT,
+                )
+                .await?
+            }
+            _ => {
+                let rows = sqlx::query(
+                    "SELECT p.id FROM patient_index i JOIN patient p ON p.id = i.patient_id WHERE i.kind = $1 AND i.digest = $2 AND p.practice_id = $3 AND p.shredded_at IS NULL ORDER BY p.id LIMIT $4",
+                )
+                .bind(kind.as_str())
+                .bind(digest.to_vec())
+                .bind(reader.practice.to_string())
+                .bind(i64::from(LOOKUP_LIMIT))
+                .fetch_all(w.conn())
+                .await
+                .map_err(|e| w.err(e))?;
+                rows.iter()
+                    .map(|r| col::<String>(r, "id"))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let ids = found
             .iter()
-            .map(|r| id::<PatientId>(&col::<String>(r, "id")?, "patient"))
+            .map(|s| id::<PatientId>(s, "patient"))
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for pid in ids {

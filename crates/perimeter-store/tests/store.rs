@@ -10,6 +10,8 @@ mod common;
 mod audit_trail;
 #[path = "store/auth.rs"]
 mod auth;
+#[path = "store/billing.rs"]
+mod billing;
 #[path = "store/channels.rs"]
 mod channels;
 #[path = "store/failures.rs"]

@@ -91,6 +91,10 @@ async fn shred(args: ShredArgs, config: &Config) -> anyhow::Result<()> {
         r.messages_unreadable
     );
     println!(
+        "  coverages and billing accounts unreadable:    {}",
+        r.billing_records_unreadable
+    );
+    println!(
         "  blind-index entries deleted:                  {}",
         r.index_entries_deleted
     );

@@ -874,6 +874,40 @@ async fn no_demo_phi_reaches_logs_metrics_or_error_messages() {
             bodies.push(r.text().await.unwrap());
         }
     }
+    // Demo billing data: billing finds the first patient by member id and reads the account;
+    // a bad member id gets an error that does not echo it; none of it reaches the logs.
+    let billing = first_login(&http, &base, "billing", &password).await;
+    let member = patients[0].coverage.member_id.as_str().to_owned();
+    let r = http
+        .get(format!("{base}/api/patients?member_id={member}"))
+        .header("cookie", &billing.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let found: serde_json::Value = r.json().await.unwrap();
+    let pid = found["patients"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(found["patients"][0]["coverages"][0]["member_id"], member);
+    let r = http
+        .get(format!("{base}/api/patients/{pid}/account"))
+        .header("cookie", &billing.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let account: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        account["account"]["account_number"],
+        patients[0].account.account_number.as_str()
+    );
+    let r = http
+        .get(format!("{base}/api/patients?member_id={member}%2F!"))
+        .header("cookie", &billing.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    bodies.push(r.text().await.unwrap());
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -903,6 +937,9 @@ async fn no_demo_phi_reaches_logs_metrics_or_error_messages() {
         needles.extend(d.email.clone());
         needles.extend(d.mrn.clone());
         needles.extend(d.address.clone());
+        needles.push(p.coverage.member_id.as_str().to_owned());
+        needles.push(p.coverage.payer.as_str().to_owned());
+        needles.push(p.account.account_number.as_str().to_owned());
         for (_, _, messages) in &p.conversations {
             needles.extend(messages.iter().map(|(_, body)| body.clone()));
         }

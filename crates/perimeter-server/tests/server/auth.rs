@@ -1162,6 +1162,9 @@ async fn production_route_table_with_every_role_matches_the_matrix() {
         "/api/drafts/{id}/approve",
         "/api/templates",
         "/api/patients/{id}/reminders",
+        "/api/patients/{id}/coverages",
+        "/api/patients/{id}/coverages/{coverage_id}/end",
+        "/api/patients/{id}/account",
         "/api/openapi.json",
     ] {
         assert!(

@@ -28,6 +28,7 @@ mod support {
 
 mod audit_api;
 mod auth;
+mod billing;
 mod channels;
 mod gateway_api;
 mod http;

@@ -338,6 +338,20 @@ async fn demo_seed_is_idempotent_and_leaves_no_plaintext(db: TestDb) {
                 .is_some_and(|h| h.starts_with("$argon2id$"))
         }
     }));
+    // The demo billing user sees a coverage and an account; the demo scheduler neither.
+    let pid = store
+        .list_patient_ids(first.practice, None, 1)
+        .await
+        .unwrap()[0];
+    for (role, sees) in [(Role::Billing, true), (Role::Scheduler, false)] {
+        let who = staff.iter().find(|s| s.roles == [role]).unwrap().id;
+        let v = store
+            .view_patient(&perimeter_store::Viewer::new(who), pid)
+            .await
+            .unwrap();
+        assert_eq!(v.coverages.is_some(), sees, "{role}");
+        assert_eq!(v.account.is_some(), sees, "{role}");
+    }
 
     let mut needles: Vec<String> = Vec::new();
     for p in demo_patients(12) {
@@ -348,6 +362,9 @@ async fn demo_seed_is_idempotent_and_leaves_no_plaintext(db: TestDb) {
         needles.push(phone.chars().filter(char::is_ascii_digit).collect());
         needles.push(p.data.email.clone().unwrap());
         needles.push(p.data.address.clone().unwrap());
+        needles.push(p.coverage.member_id.as_str().to_owned());
+        needles.push(p.coverage.payer.as_str().to_owned());
+        needles.push(p.account.account_number.as_str().to_owned());
         for (_, subject, msgs) in p.conversations {
             needles.push(subject);
             needles.extend(msgs.into_iter().map(|(_, body)| body));
@@ -378,6 +395,8 @@ async fn demo_seed_is_idempotent_and_leaves_no_plaintext(db: TestDb) {
                 "patient_index",
                 "conversation",
                 "message",
+                "insurance_coverage",
+                "billing_account",
                 "key_ring",
                 "audit_log",
             ] {

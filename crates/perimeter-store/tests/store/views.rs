@@ -561,6 +561,140 @@ async fn full_reads_refuse_staff_facing_actors(db: TestDb) {
     );
 }
 
+/// Store writes that take an `AccessContext` from the caller (staff administration, the AI
+/// vendor registry, crypto-shredding) do not trust the roles in it: a user context must be an active holder of
+/// the permission by the database's record, in the right practice.
+async fn context_writes_check_the_actor_in_the_database(db: TestDb) {
+    let w = world(&db).await;
+    let s = &w.store;
+    let new = |name: &str| NewStaff {
+        username: name.into(),
+        display_name: "New".into(),
+        roles: vec![Role::Admin],
+        password_hash: None,
+    };
+    let before = s.audit_head().await.unwrap().unwrap().size;
+    // A scheduler who claims to be an administrator.
+    let forged = AccessContext::user(
+        w.id(Role::Scheduler),
+        vec![Role::Admin],
+        PurposeOfUse::Operations,
+    );
+    let service = AccessContext {
+        actor: Actor::Service {
+            client: w.id(Role::Service),
+        },
+        ..AccessContext::system("x")
+    };
+    let admin = AccessContext::user(
+        w.id(Role::Admin),
+        vec![Role::Admin],
+        PurposeOfUse::Operations,
+    );
+    for ctx in [&forged, &service] {
+        assert!(matches!(
+            s.create_staff(ctx, w.practice, &new("forged-admin")).await,
+            Err(StoreError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            s.add_vendor(ctx, &crate::vendors::input("forged", "forged-model"))
+                .await,
+            Err(StoreError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            s.remove_vendor(ctx, "anything").await,
+            Err(StoreError::Forbidden { .. })
+        ));
+    }
+    // An administrator may not create accounts in another practice.
+    assert!(matches!(
+        s.create_staff(&admin, w.other_practice, &new("elsewhere-admin"))
+            .await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert_eq!(
+        s.audit_head().await.unwrap().unwrap().size,
+        before,
+        "nothing written"
+    );
+    assert!(
+        s.find_staff_by_username(w.practice, "forged-admin")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The real administrator may; Perimeter itself may.
+    s.create_staff(&admin, w.practice, &new("second-admin"))
+        .await
+        .unwrap();
+    s.add_vendor(&admin, &crate::vendors::input("acme", "acme-large"))
+        .await
+        .unwrap();
+    assert!(s.remove_vendor(&admin, "acme").await.unwrap());
+    s.create_staff(
+        &AccessContext::system("cli"),
+        w.other_practice,
+        &new("cli-admin"),
+    )
+    .await
+    .unwrap();
+    // Crypto-shredding: only a privacy officer of the patient's practice, by the database.
+    let forged_po = AccessContext::user(
+        w.id(Role::Clinician),
+        vec![Role::PrivacyOfficer],
+        PurposeOfUse::Operations,
+    );
+    assert!(matches!(
+        s.shred_patient(&forged_po, w.patient).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert!(matches!(
+        s.shred_patient(&service, w.patient).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    s.view_patient(&w.viewer(Role::Clinician), w.patient)
+        .await
+        .unwrap();
+    let po = AccessContext::user(
+        w.id(Role::PrivacyOfficer),
+        vec![Role::PrivacyOfficer],
+        PurposeOfUse::Operations,
+    );
+    let sys = AccessContext::system("test");
+    let theirs = s
+        .create_patient(&sys, w.other_practice, &patient_data())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.shred_patient(&po, theirs).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert!(
+        !s.shred_patient(&po, w.patient)
+            .await
+            .unwrap()
+            .already_shredded
+    );
+    // A disabled administrator may not.
+    let a = w.id(Role::Admin);
+    s.set_staff_disabled(
+        a,
+        true,
+        &SecurityEvent::UserDisabled { user: a }.to_audit(
+            Actor::Anonymous,
+            0,
+            &RequestMeta::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.create_staff(&admin, w.practice, &new("third-admin"))
+            .await,
+        Err(StoreError::Forbidden { .. })
+    ));
+}
+
 async fn usernames_are_unique_across_the_installation(db: TestDb) {
     let w = world(&db).await;
     let sys = AccessContext::system("test");
@@ -691,6 +825,7 @@ crate::both_backends!(
     search_goes_through_blind_indexes_and_audits_each_result,
     clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers,
     full_reads_refuse_staff_facing_actors,
+    context_writes_check_the_actor_in_the_database,
     usernames_are_unique_across_the_installation,
     migration_0005_upgrades_existing_data,
 );
