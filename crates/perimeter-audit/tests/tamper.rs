@@ -290,6 +290,11 @@ async fn untouched_trail_verifies_and_proves(backend: Backend) {
         let json = serde_json::to_string(&bundle).unwrap();
         let back: perimeter_audit::bundle::InclusionBundle = serde_json::from_str(&json).unwrap();
         back.check(Some(&f.key)).unwrap();
+        // The read-only reader (direct SQLite reads for a SQLite file) proves the same.
+        let reader = AuditReader::connect_url(&f.db.url).await.unwrap();
+        let again = prove(&reader, &f.key, seq, None).await.unwrap();
+        reader.close().await;
+        assert_eq!(serde_json::to_string(&again).unwrap(), json);
     }
     f.done().await;
 }

@@ -423,6 +423,13 @@ impl AuditReader {
 
     /// One Merkle node (level 0: a record's leaf hash).
     pub async fn node(&self, level: u32, index: u64) -> Result<Option<Hash32>, StoreError> {
+        if let Some(native) = &self.native {
+            return Ok(native
+                .nodes_by_id(vec![(level, to_i64(index)?)])
+                .await?
+                .first()
+                .map(|n| n.2));
+        }
         let row = if level == 0 {
             sqlx::query("SELECT leaf_hash AS hash FROM audit_log WHERE seq = $1")
                 .bind(to_i64(index)?)
@@ -475,6 +482,18 @@ impl AuditReader {
 
     /// The given nodes that exist, in two statements (leaves, interior nodes).
     pub async fn nodes_by_id(&self, ids: &[NodeId]) -> Result<Vec<(NodeId, Hash32)>, StoreError> {
+        if let Some(native) = &self.native {
+            let wanted = ids
+                .iter()
+                .map(|i| Ok((i.level, to_i64(i.index)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            return Ok(native
+                .nodes_by_id(wanted)
+                .await?
+                .into_iter()
+                .map(|(level, index, h)| (NodeId { level, index }, h))
+                .collect());
+        }
         let mut out = Vec::with_capacity(ids.len());
         let leaves: Vec<u64> = ids
             .iter()

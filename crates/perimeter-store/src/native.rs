@@ -184,6 +184,40 @@ impl NativeTrail {
         })
         .await
     }
+
+    /// The given nodes that exist (level 0: the records' leaf hashes), one indexed point read
+    /// each on one connection (an inclusion proof needs O(log n) of them).
+    pub(crate) async fn nodes_by_id(
+        self: &Arc<Self>,
+        ids: Vec<(u32, i64)>,
+    ) -> Result<Vec<(u32, u64, Hash32)>, StoreError> {
+        self.blocking(move |me| {
+            me.with(|conn| {
+                let mut leaf = conn
+                    .prepare_cached("SELECT leaf_hash FROM audit_log WHERE seq = ?1")
+                    .map_err(|e| me.err(e))?;
+                let mut inner = conn
+                    .prepare_cached("SELECT hash FROM audit_node WHERE level = ?1 AND idx = ?2")
+                    .map_err(|e| me.err(e))?;
+                let mut out = Vec::with_capacity(ids.len());
+                for (level, index) in ids {
+                    let mut rows = if level == 0 {
+                        leaf.query([index])
+                    } else {
+                        inner.query((i64::from(level), index))
+                    }
+                    .map_err(|e| me.err(e))?;
+                    if let Some(row) = rows.next().map_err(|e| me.err(e))? {
+                        let idx =
+                            u64::try_from(index).map_err(|_| corrupt("idx", "is negative"))?;
+                        out.push((level, idx, hash_at(row, 0, "hash")?));
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
 }
 
 fn corrupt(name: &str, what: &str) -> StoreError {
@@ -260,5 +294,80 @@ pub(crate) fn from_rusqlite(e: rusqlite::Error, target: &str) -> StoreError {
             code: String::new(),
             message: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trail_with(rows: &str) -> (tempfile::TempDir, Arc<NativeTrail>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, prev_hash BLOB, at_millis BIGINT, \
+             event BLOB, leaf_hash BLOB, patient_id TEXT, actor_id TEXT, action TEXT); \
+             CREATE TABLE audit_node (level BIGINT, idx BIGINT, hash BLOB); {rows}"
+        ))
+        .unwrap();
+        drop(conn);
+        let native = NativeTrail::new(&path, "t.db".into(), Duration::from_secs(1));
+        (dir, native)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn well_formed_rows_are_read_and_malformed_ones_name_the_column() {
+        let (_dir, t) = trail_with(
+            "INSERT INTO audit_log VALUES (0, zeroblob(32), 5, x'7b7d', zeroblob(32), NULL, 'a', 'read'); \
+             INSERT INTO audit_log VALUES (1, zeroblob(32), 6, 'text event', zeroblob(31), 'p', 'a', 'read'); \
+             INSERT INTO audit_node VALUES (1, 0, zeroblob(32));",
+        );
+        let rt = runtime();
+        let first = rt.block_on(t.records(0, 1)).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].record.seq, 0);
+        assert_eq!(first[0].record.event, b"{}");
+        assert_eq!(first[0].index.patient_id, None);
+        assert_eq!(first[0].index.action, "read");
+        let err = rt.block_on(t.records(0, 10)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stored data is malformed: column leaf_hash is not 32 bytes"
+        );
+        let nodes = rt.block_on(t.nodes(1, 0, 5)).unwrap();
+        assert_eq!(nodes, vec![(0, [0u8; 32])]);
+        let found = rt
+            .block_on(t.nodes_by_id(vec![(1, 0), (1, 1), (0, 0)]))
+            .unwrap();
+        assert_eq!(found, vec![(1, 0, [0u8; 32]), (0, 0, [0u8; 32])]);
+    }
+
+    #[test]
+    fn a_negative_seq_is_corruption_and_a_missing_file_is_unavailable() {
+        let (dir, t) = trail_with(
+            "INSERT INTO audit_log VALUES (-1, zeroblob(32), 5, x'00', zeroblob(32), NULL, 'a', 'read');",
+        );
+        let rt = runtime();
+        let err = rt.block_on(t.records(-5, 10)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stored data is malformed: column seq is negative"
+        );
+        let gone = NativeTrail::new(
+            &dir.path().join("missing.db"),
+            "missing.db".into(),
+            Duration::from_secs(1),
+        );
+        assert!(matches!(
+            rt.block_on(gone.records(0, 1)).unwrap_err(),
+            StoreError::Unavailable { .. }
+        ));
     }
 }
