@@ -88,7 +88,7 @@ pub use views::{
     PatientLookup, PatientView, Viewer,
 };
 pub use web_chat::{
-    CHAT_PAGE_LIMIT, ChatCodeRequest, ChatLookup, ChatMessage, ChatPolicy, ChatSession,
+    CHAT_PAGE_LIMIT, ChatCodeRequest, ChatLookup, ChatMessage, ChatPolicy, ChatPurge, ChatSession,
     ChatVerification, chat_address_subject, chat_context, chat_start_subject, new_chat_token,
     parse_chat_token,
 };

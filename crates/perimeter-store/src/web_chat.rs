@@ -983,6 +983,100 @@ impl Store {
     }
 }
 
+/// What one web chat housekeeping pass did ([`Store::purge_chat_state`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatPurge {
+    /// Live sessions past their idle or absolute limit, ended (and audited) now.
+    pub sessions_ended: u64,
+    /// Sessions that ended longer ago than the keep period, deleted.
+    pub sessions_deleted: u64,
+    /// One-time codes expired, used, or of an ended session, deleted.
+    pub codes_deleted: u64,
+    /// Throttle windows (per client address) that have closed, deleted.
+    pub throttles_deleted: u64,
+}
+
+impl ChatPurge {
+    /// Whether the pass changed anything.
+    pub fn is_empty(&self) -> bool {
+        *self == ChatPurge::default()
+    }
+}
+
+impl Store {
+    /// Web chat housekeeping, for a background task: ends the live sessions past their idle or
+    /// absolute limit (each audited as an end at lookup is, at most `limit` per pass), deletes
+    /// the one-time codes that can no longer be used (expired, used, or of an ended session),
+    /// the throttle windows that have closed (a closed window counts nothing), and the
+    /// sessions that ended more than `keep_ended_millis` ago. Only token and code hashes go:
+    /// the messages live in the conversation and intake tables and stay, and the audit records
+    /// of every session stay (they name the session by id). One transaction.
+    pub async fn purge_chat_state(
+        &self,
+        ctx: &AccessContext,
+        policy: &ChatPolicy,
+        keep_ended_millis: i64,
+        limit: u32,
+    ) -> Result<ChatPurge, StoreError> {
+        if keep_ended_millis < 0 {
+            return Err(StoreError::Invalid {
+                field: "keep_ended_millis",
+                expected: "a duration of zero or more",
+            });
+        }
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        let overdue = sqlx::query(
+            "SELECT id, patient_id, created_at, last_seen_at FROM web_chat_session WHERE ended_at IS NULL AND (created_at <= $1 OR last_seen_at <= $2) ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(now.saturating_sub(policy.absolute_millis))
+        .bind(now.saturating_sub(policy.idle_millis))
+        .bind(i64::from(limit))
+        .fetch_all(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        let mut out = ChatPurge::default();
+        for row in &overdue {
+            let session: Uuid = id(&col::<String>(row, "id")?, "chat session")?;
+            let patient = col::<Option<String>>(row, "patient_id")?
+                .map(|p| id::<PatientId>(&p, "patient"))
+                .transpose()?;
+            let created: i64 = col(row, "created_at")?;
+            let reason = if now.saturating_sub(created) >= policy.absolute_millis {
+                "absolute"
+            } else {
+                "idle"
+            };
+            end_in(&mut w, ctx, session, patient, reason, now).await?;
+            out.sessions_ended += 1;
+        }
+        let codes = sqlx::query(
+            "DELETE FROM web_chat_code WHERE expires_at <= $1 OR used_at IS NOT NULL OR session_id IN (SELECT id FROM web_chat_session WHERE ended_at IS NOT NULL)",
+        )
+        .bind(now)
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        out.codes_deleted = codes.rows_affected();
+        let throttles = sqlx::query("DELETE FROM web_chat_throttle WHERE window_start <= $1")
+            .bind(now.saturating_sub(policy.address_window_millis))
+            .execute(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        out.throttles_deleted = throttles.rows_affected();
+        let sessions = sqlx::query(
+            "DELETE FROM web_chat_session WHERE ended_at IS NOT NULL AND ended_at <= $1 AND id NOT IN (SELECT session_id FROM web_chat_code)",
+        )
+        .bind(now.saturating_sub(keep_ended_millis))
+        .execute(w.conn())
+        .await
+        .map_err(|e| w.err(e))?;
+        out.sessions_deleted = sessions.rows_affected();
+        w.commit().await?;
+        Ok(out)
+    }
+}
+
 fn parse_cursor(c: &str) -> Result<(i64, String), StoreError> {
     let bad = || StoreError::Invalid {
         field: "after",

@@ -243,13 +243,17 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
             Some((rt.store.clone(), rt.keys.clone()))
         }
     });
-    // The escalation sweep and the reminder sender (perimeter-server's work_tasks).
+    // The escalation sweep, the reminder sender and web chat housekeeping (perimeter-server's
+    // work_tasks).
     let work = perimeter_server::work_tasks::WorkTasks::spawn(
         {
             let services = services.clone();
             move || services.runtime.get().map(|rt| rt.store.clone())
         },
-        Default::default(),
+        perimeter_server::work_tasks::WorkTaskSettings {
+            rules: Default::default(),
+            chat: channels.settings().chat.policy,
+        },
         Duration::from_secs(15),
     );
     // The BAA monitor: records each expired BAA's downgrade once, with an alert for the

@@ -651,7 +651,10 @@ async fn auto_send_notes_summary_sweep_and_reminders() {
             let store = env.store.clone();
             move || Some(store.clone())
         },
-        rules,
+        perimeter_server::work_tasks::WorkTaskSettings {
+            rules,
+            ..Default::default()
+        },
         StdDuration::from_millis(20),
     );
     env.clock.advance(Duration::minutes(241));
@@ -1026,4 +1029,41 @@ async fn ai_drafts_are_administrative_pseudonymised_checked_and_wait_for_approva
         .get(&format!("/api/conversations/{c}/drafts"), &sched)
         .await;
     assert_eq!(list["drafts"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// A background pass also does the web chat's housekeeping: a session idle past its limit is
+/// ended by the pass (not only when its patient comes back), audited as Perimeter's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_pass_ends_idle_chat_sessions() {
+    use perimeter_server::work_tasks::{WorkTaskSettings, run_once};
+    let env = start().await;
+    let practice = env.store.list_practices().await.unwrap()[0].id;
+    let (_, hash) = perimeter_store::new_chat_token().unwrap();
+    let settings = WorkTaskSettings::default();
+    env.store
+        .start_chat_session(
+            &perimeter_store::chat_context(None),
+            practice,
+            &hash,
+            &settings.chat,
+            &perimeter_store::chat_start_subject("192.0.2.7"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let quiet = run_once(&env.store, &settings).await.unwrap();
+    assert_eq!(quiet.chat.sessions_ended, 0);
+    env.clock.advance(Duration::minutes(16));
+    let pass = run_once(&env.store, &settings).await.unwrap();
+    assert_eq!(pass.chat.sessions_ended, 1);
+    let size = env.store.audit_head().await.unwrap().unwrap().size;
+    let last = env.store.audit_records(size - 1, 1).await.unwrap();
+    let event = AuditEvent::from_canonical_bytes(&last[0].event).unwrap();
+    assert_eq!(
+        event.actor,
+        perimeter_audit::Actor::System {
+            component: "chat_housekeeping".into()
+        }
+    );
+    assert_eq!(event.detail.as_deref(), Some("idle"));
 }

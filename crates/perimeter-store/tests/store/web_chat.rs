@@ -280,8 +280,131 @@ async fn every_compared_candidate_is_in_the_trail(db: TestDb) {
     );
 }
 
+async fn count(db: &TestDb, table: &str) -> i64 {
+    let mut c = db.raw().await;
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+}
+
+/// Housekeeping ends sessions past their limits (audited), deletes the codes that can no
+/// longer be used and the closed throttle windows, and deletes ended sessions only after the
+/// keep period; a live session, its code and an open window are untouched, and messages stay.
+async fn housekeeping_purges_only_what_is_dead(db: TestDb) {
+    let (store, practice, _) = setup(&db).await;
+    let ctx = chat_context(None);
+    let sys = AccessContext::system("chat_housekeeping");
+    let policy = ChatPolicy::default();
+    let addr = chat_address_subject("192.0.2.9");
+    let (_, idle) = session(&store, practice).await;
+    store
+        .record_web_chat(&ctx, &idle, &message(practice, "hk_1", "kept"))
+        .await
+        .unwrap();
+    let text = |code: &str| format!("code {code}");
+    let r = store
+        .request_chat_code(&ctx, &policy, &idle, &addr, "202-555-0111", &text)
+        .await
+        .unwrap();
+    assert!(matches!(r, ChatCodeRequest::Sent(_)));
+    // A failed verification opens a throttle window for the address.
+    store
+        .verify_chat_identity(
+            &ctx,
+            &policy,
+            &idle,
+            &addr,
+            "Ada Lovelace",
+            time::macros::date!(1815 - 12 - 11),
+        )
+        .await
+        .unwrap();
+    // Nothing is dead yet.
+    let first = store
+        .purge_chat_state(&sys, &policy, 86_400_000, 100)
+        .await
+        .unwrap();
+    assert!(first.is_empty(), "{first:?}");
+    let throttles = count(&db, "web_chat_throttle").await;
+    assert!(throttles >= 1);
+    // Sixteen minutes on: the first session is idle; a new one is live and has a code.
+    db.clock.advance(time::Duration::minutes(16));
+    let (live_hash, live) = session(&store, practice).await;
+    let r = store
+        .request_chat_code(
+            &ctx,
+            &policy,
+            &live,
+            &chat_address_subject("192.0.2.10"),
+            "202-555-0111",
+            &text,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, ChatCodeRequest::Sent(_)));
+    let before = store.audit_head().await.unwrap().map_or(0, |h| h.size);
+    let second = store
+        .purge_chat_state(&sys, &policy, 86_400_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(second.sessions_ended, 1);
+    assert_eq!(
+        second.codes_deleted, 0,
+        "the idle session's code went with its end"
+    );
+    assert!(
+        second.throttles_deleted >= 1,
+        "the failure window has closed"
+    );
+    assert!(
+        count(&db, "web_chat_throttle").await >= 1,
+        "the start window reopened by the new session stays"
+    );
+    assert_eq!(second.sessions_deleted, 0, "kept for a day after ending");
+    let after = store.audit_head().await.unwrap().map_or(0, |h| h.size);
+    assert_eq!(after, before + 1, "the end is audited");
+    let ended = store.audit_records(before, 1).await.unwrap();
+    let event = perimeter_audit::AuditEvent::from_canonical_bytes(&ended[0].event).unwrap();
+    assert_eq!(event.action, perimeter_audit::Action::Logout);
+    assert_eq!(event.detail.as_deref(), Some("idle"));
+    assert_eq!(
+        count(&db, "web_chat_code").await,
+        1,
+        "the live session's code"
+    );
+    // Eleven minutes on the live session's code has expired; the session is still live.
+    db.clock.advance(time::Duration::minutes(11));
+    let third = store
+        .purge_chat_state(&sys, &policy, 86_400_000, 100)
+        .await
+        .unwrap();
+    assert_eq!((third.sessions_ended, third.codes_deleted), (0, 1));
+    assert!(matches!(
+        store.chat_session(&ctx, &policy, &live_hash).await.unwrap(),
+        ChatLookup::Live(_)
+    ));
+    // A day later the first session, ended a day ago, goes; the one ended now is kept; the
+    // message the first one wrote stays.
+    db.clock.advance(time::Duration::hours(25));
+    let fourth = store
+        .purge_chat_state(&sys, &policy, 86_400_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(fourth.sessions_ended, 1, "the second session, now idle");
+    assert_eq!(fourth.sessions_deleted, 1, "only the one ended a day ago");
+    assert_eq!(count(&db, "web_chat_session").await, 1);
+    assert_eq!(count(&db, "web_chat_code").await, 0);
+    assert!(count(&db, "channel_inbound").await >= 1);
+    assert!(matches!(
+        store.purge_chat_state(&sys, &policy, -1, 100).await,
+        Err(perimeter_store::StoreError::Invalid { .. })
+    ));
+}
+
 crate::both_backends!(
     chat_verification_and_messages,
     chat_sessions_expire,
+    housekeeping_purges_only_what_is_dead,
     every_compared_candidate_is_in_the_trail
 );
