@@ -191,7 +191,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
-            .test_before_acquire(true)
+            // A PostgreSQL connection can die with its server (a restart, a network cut): ping
+            // it before use. A SQLite connection is a file handle in this process; a ping is
+            // one more round trip to its worker thread for every transaction and read.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -666,8 +669,7 @@ impl WriteTx {
 
     /// Writes the audit records appended so far (and their interior nodes) to the database.
     /// [`WriteTx::commit`] does it; a transaction that reads the audit tables after appending
-    /// to them calls it first. Rows go in chunks of power-of-two sizes, so that only a few
-    /// distinct statements are ever prepared.
+    /// to them calls it first. Rows go in chunks of a few distinct sizes ([`chunk_len`]).
     pub(crate) async fn flush_audit(&mut self) -> Result<(), StoreError> {
         let records = std::mem::take(&mut self.pending);
         let mut rest = records.as_slice();
@@ -734,10 +736,17 @@ impl WriteTx {
     }
 }
 
-/// The rows of the next multi-row INSERT: the largest power of two up to
-/// [`ROWS_PER_INSERT`] that `remaining` holds.
+/// Up to this many rows go in one INSERT of exactly that many rows.
+const EXACT_ROWS: usize = 16;
+
+/// The rows of the next multi-row INSERT: all of them up to [`EXACT_ROWS`] (one statement for
+/// the usual small batch), else the largest power of two up to [`ROWS_PER_INSERT`] that
+/// `remaining` holds, so that only a few distinct statements are ever prepared.
 fn chunk_len(remaining: usize) -> usize {
-    let cap = remaining.clamp(1, ROWS_PER_INSERT);
+    if remaining <= EXACT_ROWS {
+        return remaining.max(1);
+    }
+    let cap = remaining.min(ROWS_PER_INSERT);
     1 << cap.ilog2()
 }
 
@@ -767,17 +776,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn audit_rows_go_in_power_of_two_chunks_that_cover_them_exactly() {
+    fn audit_rows_go_in_few_distinct_chunk_sizes_that_cover_them_exactly() {
         for n in 1..=2 * ROWS_PER_INSERT + 3 {
             let mut rest = n;
             let mut sizes = std::collections::BTreeSet::new();
+            if n <= EXACT_ROWS {
+                assert_eq!(chunk_len(n), n, "a small batch is one statement");
+            }
             while rest > 0 {
                 let c = chunk_len(rest);
-                assert!(c.is_power_of_two() && c <= rest && c <= ROWS_PER_INSERT);
+                assert!(c <= rest && c <= ROWS_PER_INSERT);
+                assert!(c <= EXACT_ROWS || c.is_power_of_two());
                 sizes.insert(c);
                 rest -= c;
             }
-            assert!(sizes.len() <= ROWS_PER_INSERT.ilog2() as usize + 1);
+            assert!(sizes.len() <= ROWS_PER_INSERT.ilog2() as usize + 2);
         }
     }
 }
