@@ -1,4 +1,4 @@
-//! Fuzz target: `cargo +nightly fuzz run triage_classify` (from the repository root).
+//! Fuzz target: `scripts/fuzz` (or `cargo fuzz run triage_classify` from the repository root).
 //! Any text must classify without a panic, with a confidence in 0..=1, and an emergency intent
 //! exactly when the urgency is emergency.
 #![no_main]
