@@ -17,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let c = classifier().classify(&text);
     assert!((0.0..=1.0).contains(&c.confidence));
-    assert_eq!(c.intent == Intent::Emergency, c.urgency == Urgency::Emergency);
+    assert_eq!(
+        c.intent == Intent::Emergency,
+        c.urgency == Urgency::Emergency
+    );
 });

@@ -29,6 +29,7 @@ mod support {
 mod audit_api;
 mod auth;
 mod channels;
+mod fuzz_inputs;
 mod gateway_api;
 mod http;
 mod webchat;
