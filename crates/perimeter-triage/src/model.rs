@@ -219,9 +219,11 @@ impl Model {
         for _ in 0..k {
             let len = usize::from(r.u8("class name")?);
             let name = r.take(len, "class name")?;
-            let intent = std::str::from_utf8(name)
-                .ok()
-                .and_then(|n| n.parse::<Intent>().ok())
+            // Exactly the name `to_bytes` writes: `Intent::from_str` trims, so a padded name
+            // loaded and the model no longer serialised to the bytes it was read from.
+            let intent = Intent::ALL
+                .into_iter()
+                .find(|i| i.as_str().as_bytes() == name)
                 .ok_or(ModelError::Invalid {
                     field: "class name",
                     expected: "an intent name",
@@ -388,6 +390,27 @@ mod tests {
         assert_eq!(Model::from_bytes(&v).unwrap_err(), ModelError::Trailing(1));
         // Messages never carry the bytes.
         assert!(!ModelError::Checksum.to_string().contains("PTRIAGE"));
+    }
+
+    /// Found by `fuzz/fuzz_targets/triage_model.rs` (regression input
+    /// `fuzz/regressions/triage_model/padded-class-name`): a class name with white space
+    /// around it (`"\x0bscheduling"`) loaded, and the model then serialised to other bytes.
+    #[test]
+    fn class_names_must_be_exact() {
+        let bytes = tiny().to_bytes();
+        // The first class name, "scheduling", starts at byte 15 after its length byte.
+        assert_eq!(&bytes[14..25], b"\x0ascheduling");
+        let mut body = bytes[..14].to_vec();
+        body.extend_from_slice(b"\x0b\x0bscheduling");
+        body.extend_from_slice(&bytes[25..bytes.len() - 32]);
+        body.extend_from_slice(&Sha256::digest(&body));
+        assert!(matches!(
+            Model::from_bytes(&body),
+            Err(ModelError::Invalid {
+                field: "class name",
+                ..
+            })
+        ));
     }
 
     #[test]
