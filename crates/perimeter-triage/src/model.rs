@@ -413,6 +413,26 @@ mod tests {
         ));
     }
 
+    /// Replays `fuzz/regressions/triage_model/` as the fuzz target does (as is, and with its
+    /// checksum appended), so a bug the fuzzer found fails `cargo test` again.
+    #[test]
+    fn fuzz_regression_inputs_round_trip() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/regressions/triage_model");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let mut sealed = data.clone();
+            sealed.extend_from_slice(&Sha256::digest(&data));
+            for bytes in [data, sealed] {
+                if let Ok(model) = Model::from_bytes(&bytes) {
+                    assert_eq!(model.to_bytes(), bytes);
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen > 0, "no regression inputs in {dir}");
+    }
+
     #[test]
     fn probabilities_sum_to_one() {
         let m = tiny();
