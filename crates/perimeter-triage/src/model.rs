@@ -417,7 +417,10 @@ mod tests {
     /// checksum appended), so a bug the fuzzer found fails `cargo test` again.
     #[test]
     fn fuzz_regression_inputs_round_trip() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/regressions/triage_model");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/regressions/triage_model"
+        );
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
