@@ -1,4 +1,4 @@
-//! Fuzz target: `cargo +nightly fuzz run phi_detect` (from the repository root).
+//! Fuzz target: `scripts/fuzz` (or `cargo fuzz run phi_detect` from the repository root).
 //! Any input must give sorted, disjoint spans on char boundaries, and never panic.
 #![no_main]
 

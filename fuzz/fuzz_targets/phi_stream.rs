@@ -1,4 +1,4 @@
-//! Fuzz target: `cargo +nightly fuzz run phi_stream` (from the repository root).
+//! Fuzz target: `scripts/fuzz` (or `cargo fuzz run phi_stream` from the repository root).
 //! The streaming re-identifier, fed any text cut at any points, must never panic and must emit
 //! exactly what `Vault::reidentify` gives for the whole text (so it never emits half a token or
 //! an original split across chunks).
@@ -33,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut answer = String::from_utf8_lossy(rest).into_owned();
     if cut & 1 == 1 {
-        answer.insert_str(answer.len() / 2, &tokens.text);
+        let mut mid = answer.len() / 2;
+        while !answer.is_char_boundary(mid) {
+            mid -= 1;
+        }
+        answer.insert_str(mid, &tokens.text);
     }
     let expected = vault.reidentify(&answer);
     let step = usize::from(cut >> 1).max(1);

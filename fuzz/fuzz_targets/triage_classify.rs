@@ -1,4 +1,4 @@
-//! Fuzz target: `cargo +nightly fuzz run triage_classify` (from the repository root).
+//! Fuzz target: `scripts/fuzz` (or `cargo fuzz run triage_classify` from the repository root).
 //! Any text must classify without a panic, with a confidence in 0..=1, and an emergency intent
 //! exactly when the urgency is emergency.
 #![no_main]
@@ -17,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let c = classifier().classify(&text);
     assert!((0.0..=1.0).contains(&c.confidence));
-    assert_eq!(c.intent == Intent::Emergency, c.urgency == Urgency::Emergency);
+    assert_eq!(
+        c.intent == Intent::Emergency,
+        c.urgency == Urgency::Emergency
+    );
 });

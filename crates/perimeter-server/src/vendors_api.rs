@@ -128,10 +128,12 @@ struct BaaBody {
     document_ref: Option<String>,
 }
 
-/// A vendor's terms as the API takes them.
+/// A vendor's terms as `POST /api/vendors` and `PUT /api/vendors/{name}` take them (JSON,
+/// unknown fields refused); [`VendorBody::into_input`] checks the dates, class and key fields
+/// and the store checks the rest (`perimeter_store::validate_vendor`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VendorBody {
+pub struct VendorBody {
     name: String,
     base_url: String,
     models: Vec<String>,
@@ -172,7 +174,8 @@ fn opt_date(s: Option<&str>, bad: &'static str) -> Result<Option<Date>, &'static
 }
 
 impl VendorBody {
-    fn into_input(self) -> Result<VendorInput, (&'static str, &'static str)> {
+    /// The store's input, or the API error code and message (which never quote the body).
+    pub fn into_input(self) -> Result<VendorInput, (&'static str, &'static str)> {
         let data_class = VendorClass::parse(&self.data_class).ok_or((
             "invalid_data_class",
             "data_class: expected phi, deidentified or none",

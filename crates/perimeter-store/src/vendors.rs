@@ -250,10 +250,24 @@ fn date_text(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-/// Parses `YYYY-MM-DD`.
+/// Parses `YYYY-MM-DD`: four digits of year, no sign. That is the form the registry stores
+/// (and compares as text); a signed year (`-0001-01-01`, which `time` takes) was stored as
+/// `-001-01-01`, which no read could parse, so the whole registry failed to load.
 pub fn parse_date(s: &str) -> Option<Date> {
+    let s = s.trim();
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !shape {
+        return None;
+    }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(s.trim(), &format).ok()
+    Date::parse(s, &format).ok()
 }
 
 fn stored_date(s: Option<String>) -> Result<Option<Date>, StoreError> {
@@ -931,7 +945,40 @@ mod tests {
         }
     }
 
+    /// Found by `fuzz/fuzz_targets/vendor_body.rs` (regression input
+    /// `fuzz/regressions/vendor_body/signed-year`): `time` takes a signed year, which the
+    /// registry wrote as `-001-01-01` and then could not read back.
+    #[test]
+    fn signed_years_are_refused() {
+        for bad in [
+            "-0001-01-01",
+            "+2026-01-01",
+            "-2026-01-01",
+            "+02026-01-01",
+            "02026-01-01",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        assert_eq!(parse_date(" 0000-01-01 "), Some(date!(0000 - 01 - 01)));
+    }
+
     proptest! {
+        /// Every date `parse_date` accepts is one the registry can store and read back.
+        #[test]
+        fn accepted_dates_read_back_from_their_stored_form(
+            sign in "[ +-]?",
+            year in 0u32..10_000,
+            month in 1u8..13,
+            day in 1u8..29,
+            noise in "\\PC{0,12}",
+        ) {
+            for s in [format!("{sign}{year:04}-{month:02}-{day:02}"), noise] {
+                if let Some(d) = parse_date(&s) {
+                    prop_assert_eq!(parse_date(&date_text(d)), Some(d), "{}", s);
+                }
+            }
+        }
+
         /// The validator never panics, and an accepted vendor has a name, URL and model of
         /// the documented shapes; a refusal never quotes the value (a URL may carry a key).
         #[test]

@@ -219,9 +219,11 @@ impl Model {
         for _ in 0..k {
             let len = usize::from(r.u8("class name")?);
             let name = r.take(len, "class name")?;
-            let intent = std::str::from_utf8(name)
-                .ok()
-                .and_then(|n| n.parse::<Intent>().ok())
+            // Exactly the name `to_bytes` writes: `Intent::from_str` trims, so a padded name
+            // loaded and the model no longer serialised to the bytes it was read from.
+            let intent = Intent::ALL
+                .into_iter()
+                .find(|i| i.as_str().as_bytes() == name)
                 .ok_or(ModelError::Invalid {
                     field: "class name",
                     expected: "an intent name",
@@ -388,6 +390,50 @@ mod tests {
         assert_eq!(Model::from_bytes(&v).unwrap_err(), ModelError::Trailing(1));
         // Messages never carry the bytes.
         assert!(!ModelError::Checksum.to_string().contains("PTRIAGE"));
+    }
+
+    /// Found by `fuzz/fuzz_targets/triage_model.rs` (regression input
+    /// `fuzz/regressions/triage_model/padded-class-name`): a class name with white space
+    /// around it (`"\x0bscheduling"`) loaded, and the model then serialised to other bytes.
+    #[test]
+    fn class_names_must_be_exact() {
+        let bytes = tiny().to_bytes();
+        // The first class name, "scheduling", starts at byte 15 after its length byte.
+        assert_eq!(&bytes[14..25], b"\x0ascheduling");
+        let mut body = bytes[..14].to_vec();
+        body.extend_from_slice(b"\x0b\x0bscheduling");
+        body.extend_from_slice(&bytes[25..bytes.len() - 32]);
+        body.extend_from_slice(&Sha256::digest(&body));
+        assert!(matches!(
+            Model::from_bytes(&body),
+            Err(ModelError::Invalid {
+                field: "class name",
+                ..
+            })
+        ));
+    }
+
+    /// Replays `fuzz/regressions/triage_model/` as the fuzz target does (as is, and with its
+    /// checksum appended), so a bug the fuzzer found fails `cargo test` again.
+    #[test]
+    fn fuzz_regression_inputs_round_trip() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/regressions/triage_model"
+        );
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let mut sealed = data.clone();
+            sealed.extend_from_slice(&Sha256::digest(&data));
+            for bytes in [data, sealed] {
+                if let Ok(model) = Model::from_bytes(&bytes) {
+                    assert_eq!(model.to_bytes(), bytes);
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen > 0, "no regression inputs in {dir}");
     }
 
     #[test]

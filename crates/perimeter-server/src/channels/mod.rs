@@ -842,6 +842,86 @@ const AUDIO_FIELDS: [&str; 8] = [
     "wav",
 ];
 
+/// A voicemail or voice-agent transcript as `POST /api/intake/voicemail` takes it, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voicemail {
+    /// The caller's number: 7 to 15 digits with `+ - ( ) .` and spaces.
+    pub caller: String,
+    /// The transcript: 1 to [`MAX_TRANSCRIPT_CHARS`] characters, not blank.
+    pub transcript: String,
+    /// When the call started.
+    pub started_at: time::OffsetDateTime,
+    /// When it ended (not before it started).
+    pub ended_at: time::OffsetDateTime,
+    /// The telephony provider's call id: 1 to 64 of `A-Z a-z 0-9 - _`.
+    pub call_id: String,
+}
+
+/// Reads and checks a `POST /api/intake/voicemail` body (the route checks the content type
+/// and the server the body limit first): `{caller, transcript, started_at, ended_at (RFC
+/// 3339), call_id}` and nothing else; a field naming audio or a recording is refused as such.
+/// Errors never quote the body.
+pub fn parse_voicemail_body(body: &[u8]) -> Result<Voicemail, ApiError> {
+    let invalid = |code, message| api_error(StatusCode::BAD_REQUEST, code, message);
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Err(invalid("invalid_json", "the body is not valid JSON"));
+    };
+    if let Some(obj) = value.as_object()
+        && obj
+            .keys()
+            .any(|k| AUDIO_FIELDS.contains(&k.to_ascii_lowercase().as_str()))
+    {
+        return Err(api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "audio_not_accepted",
+            "raw audio and recording references are never accepted; send the transcript only",
+        ));
+    }
+    let Ok(v) = serde_json::from_value::<VoicemailBody>(value) else {
+        return Err(invalid(
+            "invalid_voicemail",
+            "expected {caller, transcript, started_at, ended_at (RFC 3339), call_id} and nothing else",
+        ));
+    };
+    if v.transcript.trim().is_empty() || v.transcript.chars().count() > MAX_TRANSCRIPT_CHARS {
+        return Err(invalid(
+            "invalid_transcript",
+            "transcript: expected 1 to 20000 characters",
+        ));
+    }
+    if v.ended_at < v.started_at {
+        return Err(invalid(
+            "invalid_times",
+            "ended_at: expected a time not before started_at",
+        ));
+    }
+    if v.call_id.is_empty()
+        || v.call_id.len() > 64
+        || !v
+            .call_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            "invalid_call_id",
+            "call_id: expected 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    if perimeter_crypto_phone_ok(&v.caller).is_none() {
+        return Err(invalid(
+            "invalid_caller",
+            "caller: expected a phone number of 7 to 15 digits",
+        ));
+    }
+    Ok(Voicemail {
+        caller: v.caller,
+        transcript: v.transcript,
+        started_at: v.started_at,
+        ended_at: v.ended_at,
+        call_id: v.call_id,
+    })
+}
+
 /// `POST /api/intake/voicemail`: a voicemail or voice-agent transcript (JSON; raw audio is
 /// never accepted).
 async fn voicemail(
@@ -868,57 +948,10 @@ async fn voicemail(
         )
         .into_response();
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return bad("invalid_json", "the body is not valid JSON");
+    let v = match parse_voicemail_body(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
-    if let Some(obj) = value.as_object()
-        && obj
-            .keys()
-            .any(|k| AUDIO_FIELDS.contains(&k.to_ascii_lowercase().as_str()))
-    {
-        return api_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "audio_not_accepted",
-            "raw audio and recording references are never accepted; send the transcript only",
-        )
-        .into_response();
-    }
-    let Ok(v) = serde_json::from_value::<VoicemailBody>(value) else {
-        return bad(
-            "invalid_voicemail",
-            "expected {caller, transcript, started_at, ended_at (RFC 3339), call_id} and nothing else",
-        );
-    };
-    if v.transcript.trim().is_empty() || v.transcript.chars().count() > MAX_TRANSCRIPT_CHARS {
-        return bad(
-            "invalid_transcript",
-            "transcript: expected 1 to 20000 characters",
-        );
-    }
-    if v.ended_at < v.started_at {
-        return bad(
-            "invalid_times",
-            "ended_at: expected a time not before started_at",
-        );
-    }
-    if v.call_id.is_empty()
-        || v.call_id.len() > 64
-        || !v
-            .call_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return bad(
-            "invalid_call_id",
-            "call_id: expected 1 to 64 letters, digits, '-' or '_'",
-        );
-    }
-    if perimeter_crypto_phone_ok(&v.caller).is_none() {
-        return bad(
-            "invalid_caller",
-            "caller: expected a phone number of 7 to 15 digits",
-        );
-    }
     let ctx = context(&principal, PurposeOfUse::Operations);
     match intake(
         &channels,

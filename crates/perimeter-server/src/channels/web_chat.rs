@@ -241,34 +241,171 @@ fn bad(code: &'static str, message: &'static str) -> Response {
     api_error(StatusCode::BAD_REQUEST, code, message).into_response()
 }
 
-/// Parses a small JSON body: at most [`MAX_CHAT_BODY`] bytes, `application/json`.
-fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-    expected: &'static str,
-) -> Result<T, Response> {
+/// Refuses a request whose body is not declared `application/json`.
+fn json_type(headers: &HeaderMap) -> Result<(), Response> {
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(api_error(
+    if json_type {
+        Ok(())
+    } else {
+        Err(api_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected a request body of type application/json",
         )
-        .into_response());
+        .into_response())
     }
+}
+
+fn invalid(code: &'static str, message: &'static str) -> ApiError {
+    api_error(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// Parses a small JSON body: at most [`MAX_CHAT_BODY`] bytes.
+fn json_of<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &'static str,
+) -> Result<T, ApiError> {
     if body.len() > MAX_CHAT_BODY {
         return Err(api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "the request body exceeds 16 KiB",
-        )
-        .into_response());
+        ));
     }
-    serde_json::from_slice(body).map_err(|_| bad("invalid_body", expected))
+    serde_json::from_slice(body).map_err(|_| invalid("invalid_body", expected))
+}
+
+/// The checked body of `POST /api/chat/verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    /// The full name, trimmed: 1 to 200 visible characters.
+    pub name: String,
+    /// The birth date.
+    pub birth_date: time::Date,
+}
+
+/// Reads and checks a `POST /api/chat/verify` body `{name, birth_date}` (birth date as
+/// `YYYY-MM-DD`; at most [`MAX_CHAT_BODY`] bytes; the route checks the content type first).
+/// Errors never quote the body.
+pub fn parse_verify_body(body: &[u8]) -> Result<VerifyRequest, ApiError> {
+    let v: VerifyBody = json_of(
+        body,
+        "expected {name, birth_date} (birth_date as YYYY-MM-DD)",
+    )?;
+    let name_ok = {
+        let n = v.name.trim().chars().count();
+        (1..=200).contains(&n) && !v.name.chars().any(crate::auth::admin::is_invisible)
+    };
+    if !name_ok {
+        return Err(invalid(
+            "invalid_name",
+            "name: expected 1 to 200 visible characters",
+        ));
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let Ok(birth_date) = time::Date::parse(v.birth_date.trim(), &format) else {
+        return Err(invalid(
+            "invalid_birth_date",
+            "birth_date: expected a date as YYYY-MM-DD",
+        ));
+    };
+    Ok(VerifyRequest {
+        name: v.name.trim().to_owned(),
+        birth_date,
+    })
+}
+
+/// The checked body of `POST /api/chat/code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRequest {
+    /// The phone number, trimmed: 7 to 15 digits with `+ - ( ) .` and spaces.
+    pub phone: String,
+}
+
+/// Reads and checks a `POST /api/chat/code` body `{phone}`.
+pub fn parse_code_request_body(body: &[u8]) -> Result<CodeRequest, ApiError> {
+    let v: CodeRequestBody = json_of(body, "expected {phone}")?;
+    if super::perimeter_crypto_phone_ok(&v.phone).is_none() {
+        return Err(invalid(
+            "invalid_phone",
+            "phone: expected a phone number of 7 to 15 digits",
+        ));
+    }
+    Ok(CodeRequest {
+        phone: v.phone.trim().to_owned(),
+    })
+}
+
+/// The checked body of `POST /api/chat/code/verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeAttempt {
+    /// The code as typed, trimmed (at most 32 bytes; the store compares it).
+    pub code: String,
+}
+
+/// Reads and checks a `POST /api/chat/code/verify` body `{code}`.
+pub fn parse_code_body(body: &[u8]) -> Result<CodeAttempt, ApiError> {
+    let v: CodeBody = json_of(body, "expected {code}")?;
+    if v.code.len() > 32 {
+        return Err(invalid(
+            "invalid_code",
+            "code: expected the 6 digits of the text message",
+        ));
+    }
+    Ok(CodeAttempt {
+        code: v.code.trim().to_owned(),
+    })
+}
+
+/// The checked body of `POST /api/chat/messages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// The widget's id for this message: 1 to 31 of `A-Z a-z 0-9 - _`.
+    pub client_id: String,
+    /// The text as written: 1 to [`MAX_CHAT_CHARS`] characters, not blank, no control
+    /// characters but new lines and tabs.
+    pub text: String,
+}
+
+/// Reads and checks a `POST /api/chat/messages` body `{client_id, text}`.
+pub fn parse_message_body(body: &[u8]) -> Result<ChatMessage, ApiError> {
+    let v: PostBody = json_of(body, "expected {client_id, text}")?;
+    if v.client_id.is_empty()
+        || v.client_id.len() > 31
+        || !v
+            .client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            "invalid_client_id",
+            "client_id: expected 1 to 31 letters, digits, '-' or '_'",
+        ));
+    }
+    let chars = v.text.chars().count();
+    if v.text.trim().is_empty() || chars > MAX_CHAT_CHARS {
+        return Err(invalid(
+            "invalid_text",
+            "text: expected 1 to 2000 characters",
+        ));
+    }
+    if v.text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(invalid(
+            "invalid_text",
+            "text: control characters are not accepted",
+        ));
+    }
+    Ok(ChatMessage {
+        client_id: v.client_id,
+        text: v.text,
+    })
 }
 
 /// `POST /api/chat/sessions`: a new, unverified chat session.
@@ -388,27 +525,12 @@ async fn verify(
     if chat.session.patient.is_some() {
         return already_verified();
     }
-    let v: VerifyBody = match json_body(
-        &headers,
-        &body,
-        "expected {name, birth_date} (birth_date as YYYY-MM-DD)",
-    ) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let name_ok = {
-        let n = v.name.trim().chars().count();
-        (1..=200).contains(&n) && !v.name.chars().any(crate::auth::admin::is_invisible)
-    };
-    if !name_ok {
-        return bad("invalid_name", "name: expected 1 to 200 visible characters");
+    if let Err(r) = json_type(&headers) {
+        return r;
     }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let Ok(birth) = time::Date::parse(v.birth_date.trim(), &format) else {
-        return bad(
-            "invalid_birth_date",
-            "birth_date: expected a date as YYYY-MM-DD",
-        );
+    let v = match parse_verify_body(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
     let policy = channels.settings().chat.policy;
     match auth
@@ -418,8 +540,8 @@ async fn verify(
             &policy,
             &chat.session,
             &chat.address,
-            v.name.trim(),
-            birth,
+            &v.name,
+            v.birth_date,
         )
         .await
     {
@@ -454,16 +576,13 @@ async fn request_code(
     if chat.session.patient.is_some() {
         return already_verified();
     }
-    let v: CodeRequestBody = match json_body(&headers, &body, "expected {phone}") {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if super::perimeter_crypto_phone_ok(&v.phone).is_none() {
-        return bad(
-            "invalid_phone",
-            "phone: expected a phone number of 7 to 15 digits",
-        );
+    if let Err(r) = json_type(&headers) {
+        return r;
     }
+    let v = match parse_code_request_body(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
     let policy = channels.settings().chat.policy;
     let minutes = (policy.code_ttl_millis / 60_000).max(1);
     let text = move |code: &str| {
@@ -478,7 +597,7 @@ async fn request_code(
             &policy,
             &chat.session,
             &chat.address,
-            v.phone.trim(),
+            &v.phone,
             &text,
         )
         .await
@@ -526,26 +645,17 @@ async fn verify_code(
     if chat.session.patient.is_some() {
         return already_verified();
     }
-    let v: CodeBody = match json_body(&headers, &body, "expected {code}") {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if v.code.len() > 32 {
-        return bad(
-            "invalid_code",
-            "code: expected the 6 digits of the text message",
-        );
+    if let Err(r) = json_type(&headers) {
+        return r;
     }
+    let v = match parse_code_body(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
     let policy = channels.settings().chat.policy;
     match auth
         .store()
-        .verify_chat_code(
-            &chat.ctx(),
-            &policy,
-            &chat.session,
-            &chat.address,
-            v.code.trim(),
-        )
+        .verify_chat_code(&chat.ctx(), &policy, &chat.session, &chat.address, &v.code)
         .await
     {
         Ok(v) => {
@@ -635,32 +745,13 @@ async fn post(
     let Some(channels) = channels else {
         return not_configured().into_response();
     };
-    let v: PostBody = match json_body(&headers, &body, "expected {client_id, text}") {
+    if let Err(r) = json_type(&headers) {
+        return r;
+    }
+    let v = match parse_message_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
-    if v.client_id.is_empty()
-        || v.client_id.len() > 31
-        || !v
-            .client_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return bad(
-            "invalid_client_id",
-            "client_id: expected 1 to 31 letters, digits, '-' or '_'",
-        );
-    }
-    let chars = v.text.chars().count();
-    if v.text.trim().is_empty() || chars > MAX_CHAT_CHARS {
-        return bad("invalid_text", "text: expected 1 to 2000 characters");
-    }
-    if v.text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return bad("invalid_text", "text: control characters are not accepted");
-    }
     match intake(&channels, &state, &auth, &chat, &v.client_id, v.text).await {
         Ok(out) => {
             channels.chat_wake().notify_waiters();

@@ -30,6 +30,7 @@ mod audit_api;
 mod auth;
 mod billing;
 mod channels;
+mod fuzz_inputs;
 mod gateway_api;
 mod http;
 mod webchat;
