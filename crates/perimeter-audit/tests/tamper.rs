@@ -237,6 +237,25 @@ impl Fixture {
         out
     }
 
+    /// The same verification through the store's [`Store::verification_reader`] (what the
+    /// server's verify route uses).
+    async fn verify_with_verification_reader(
+        &self,
+    ) -> Result<perimeter_audit::trail::Report, VerifyError> {
+        let log = read_log(&self.db.checkpoint_dir()).unwrap();
+        let outside = OutsideCheckpoints {
+            log: Some(&log),
+            copies: "",
+        };
+        verify_store(
+            &self.store.verification_reader(),
+            &self.key,
+            outside,
+            options(),
+        )
+        .await
+    }
+
     async fn done(self) {
         self.store.close().await;
         self.db.drop_db().await;
@@ -252,8 +271,9 @@ async fn scenario(backend: Backend, sql: &str, check: impl FnOnce(VerifyError)) 
     f.db.drop_guards().await;
     f.db.exec(sql).await;
     let err = f.verify().await.unwrap_err();
-    // Both readers find the same first problem.
+    // Every reader finds the same first problem.
     assert_eq!(f.verify_read_only().await.unwrap_err(), err);
+    assert_eq!(f.verify_with_verification_reader().await.unwrap_err(), err);
     check(err);
     f.done().await;
 }

@@ -503,7 +503,7 @@ async fn verify(parts: Parts) -> Result<Response, ApiError> {
         log: log.as_deref(),
         copies: "",
     };
-    let reader = auth.store().audit_reader();
+    let reader = auth.store().verification_reader();
     let body = match verify_store(&reader, &key, outside, options).await {
         Ok(r) => json!({
             "status": "pass",

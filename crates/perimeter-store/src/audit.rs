@@ -132,6 +132,18 @@ impl Store {
         }
     }
 
+    /// A read-only view of the audit tables for reading the whole trail (verification) and
+    /// proofs: on SQLite it reads records and nodes from the file directly, on read-only
+    /// connections of its own (as [`AuditReader::connect`] does), which is several times faster
+    /// than through the pool; everything else goes through the pool, as
+    /// [`Store::audit_reader`]'s does.
+    pub fn verification_reader(&self) -> AuditReader {
+        AuditReader {
+            native: self.inner.native.clone(),
+            core: self.core().clone(),
+        }
+    }
+
     /// Records from `from_seq` on, at most `limit`, in order.
     pub async fn audit_records(
         &self,
@@ -370,8 +382,8 @@ impl AuditReader {
         self.core.backend
     }
 
-    /// Closes the pool (a reader from [`Store::audit_reader`] shares the store's pool: do not
-    /// close that one).
+    /// Closes the pool (a reader from [`Store::audit_reader`] or [`Store::verification_reader`]
+    /// shares the store's pool: do not close that one).
     pub async fn close(&self) {
         if let Some(native) = &self.native {
             native.close();

@@ -85,6 +85,9 @@ pub(crate) struct Inner {
     /// Standalone audit events (log-ins, denials, exports) are batched through this into one
     /// transaction (one fsync) per batch. `None` outside a Tokio runtime.
     pub(crate) group: Option<GroupCommitter<BatchError>>,
+    /// Direct read-only reads of a SQLite file's audit tables, for whole-trail verification
+    /// ([`Store::verification_reader`]); `None` on PostgreSQL.
+    pub(crate) native: Option<Arc<crate::native::NativeTrail>>,
 }
 
 /// The storage handle. Cheap to clone; holds the connection pool, the key ring, the clock and
@@ -217,11 +220,20 @@ impl Store {
             clock,
         });
         spawn_wal_checkpointer(&core);
+        let native = match &opts.url {
+            DatabaseUrl::Sqlite(path) => Some(crate::native::NativeTrail::new(
+                path,
+                core.target.clone(),
+                opts.busy_timeout,
+            )),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 group: spawn_group_committer(&core),
                 core,
                 keys: std::sync::RwLock::new(keys),
+                native,
             }),
         };
         if backend == Backend::Sqlite {
@@ -274,12 +286,16 @@ impl Store {
                 core: self.inner.core.clone(),
                 keys: std::sync::RwLock::new(keys),
                 group: self.inner.group.clone(),
+                native: self.inner.native.clone(),
             }),
         }
     }
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
+        if let Some(native) = &self.inner.native {
+            native.close();
+        }
         self.inner.core.pool.close().await;
     }
 
