@@ -162,27 +162,37 @@ impl NativeTrail {
     ) -> Result<Vec<(u64, Hash32)>, StoreError> {
         self.blocking(move |me| {
             me.with(|conn| {
-                let mut stmt = if level == 0 {
-                    conn.prepare_cached(
-                        "SELECT seq, leaf_hash FROM audit_log WHERE seq >= ?2 AND seq < ?3 AND ?1 = 0 ORDER BY seq",
-                    )
+                if level == 0 {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT seq, leaf_hash FROM audit_log WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+                        )
+                        .map_err(|e| me.err(e))?;
+                    let rows = stmt.query((from, to)).map_err(|e| me.err(e))?;
+                    me.node_rows(rows)
                 } else {
-                    conn.prepare_cached(
-                        "SELECT idx, hash FROM audit_node WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx",
-                    )
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT idx, hash FROM audit_node WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx",
+                        )
+                        .map_err(|e| me.err(e))?;
+                    let rows = stmt
+                        .query((i64::from(level), from, to))
+                        .map_err(|e| me.err(e))?;
+                    me.node_rows(rows)
                 }
-                .map_err(|e| me.err(e))?;
-                let mut rows = stmt
-                    .query((i64::from(level), from, to))
-                    .map_err(|e| me.err(e))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().map_err(|e| me.err(e))? {
-                    out.push((u64_at(row, 0, "idx")?, hash_at(row, 1, "hash")?));
-                }
-                Ok(out)
             })
         })
         .await
+    }
+
+    /// Decodes `(index, hash)` rows.
+    fn node_rows(&self, mut rows: rusqlite::Rows<'_>) -> Result<Vec<(u64, Hash32)>, StoreError> {
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            out.push((u64_at(row, 0, "idx")?, hash_at(row, 1, "hash")?));
+        }
+        Ok(out)
     }
 
     /// The given nodes that exist (level 0: the records' leaf hashes), one indexed point read
