@@ -2451,12 +2451,10 @@ async fn verifier_is_actor(
 ) -> Result<(), StoreError> {
     let who = acting(w, &ctx.actor, Permission::EditContactData).await?;
     who.in_practice(practice, Permission::EditContactData)?;
-    if let (Some(user), Some(by)) = (who.user(), by) {
-        if user != by {
-            return Err(StoreError::Forbidden {
-                permission: Permission::EditContactData.as_str(),
-            });
-        }
+    match (who.user(), by) {
+        (Some(user), Some(by)) if user != by => Err(StoreError::Forbidden {
+            permission: Permission::EditContactData.as_str(),
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }

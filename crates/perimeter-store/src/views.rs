@@ -150,12 +150,8 @@ pub(crate) async fn require_actor(
     practice: Option<PracticeId>,
 ) -> Result<(), StoreError> {
     let acting = acting(w, &ctx.actor, permission).await?;
-    if let (Acting::User(r), Some(p)) = (&acting, practice) {
-        if r.practice != p {
-            return Err(StoreError::Forbidden {
-                permission: permission.as_str(),
-            });
-        }
+    if let Some(p) = practice {
+        acting.in_practice(p, permission)?;
     }
     Ok(())
 }
