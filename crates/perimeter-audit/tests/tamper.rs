@@ -20,7 +20,7 @@ use perimeter_audit::{Action, Actor, AuditEvent, AuditRecord, ObjectRef, Outcome
 use perimeter_crypto::KeyRing;
 use perimeter_domain::{ManualClock, PatientId, PurposeOfUse, Role, StaffId};
 use perimeter_store::{
-    AccessContext, AuditReader, Backend, DatabaseUrl, PatientData, Store, StoreOptions,
+    AccessContext, AuditReader, Backend, DatabaseUrl, NewStaff, PatientData, Store, StoreOptions,
 };
 use sqlx::{AnyConnection, Connection};
 
@@ -514,12 +514,23 @@ async fn crypto_shredding_leaves_the_trail_verifiable(backend: Backend) {
         return;
     };
     let sys = AccessContext::system("test");
-    let clinician = AccessContext::user(
-        StaffId::new(),
-        vec![Role::Clinician],
-        PurposeOfUse::Treatment,
-    );
     let practice = f.store.create_practice(&sys, "Clinic").await.unwrap();
+    // A real front-desk account registers the patient (the store checks register_patient).
+    let desk = f
+        .store
+        .create_staff(
+            &sys,
+            practice,
+            &NewStaff {
+                username: "front-desk".into(),
+                display_name: "Front desk".into(),
+                roles: vec![Role::FrontDesk],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let clinician = AccessContext::user(desk, vec![Role::FrontDesk], PurposeOfUse::Operations);
     let data = PatientData {
         given_name: "Zebulon".into(),
         family_name: "Quixote".into(),

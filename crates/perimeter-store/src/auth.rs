@@ -7,6 +7,11 @@
 //! database so several server processes share them. Security events are audit records built by
 //! the caller (`perimeter_auth::SecurityEvent::to_audit`) and, where a change goes with them,
 //! appended in the same transaction.
+//!
+//! The changes one person makes to another's account ([`Store::set_staff_roles`],
+//! [`Store::reset_mfa`], [`Store::end_staff_sessions`], [`Store::insert_api_token`],
+//! [`Store::revoke_api_token`]) declare a permission and check the event's actor in the
+//! database in their transaction; see the table in `staff.rs`.
 
 use perimeter_audit::AuditEvent;
 use perimeter_auth::{
@@ -22,6 +27,8 @@ use zeroize::Zeroizing;
 
 use crate::model::StaffUser;
 use crate::rows::{col, id};
+use crate::staff::{act_on_staff, not_oneself};
+use crate::views::acting;
 use crate::{Store, StoreError};
 
 /// Milliseconds since the Unix epoch (how every timestamp is stored).
@@ -339,9 +346,11 @@ impl Store {
     }
 
     /// Removes the user's MFA, recovery codes and sessions (they enrol again at next log-in)
-    /// and appends `event` (`mfa_reset`), in one transaction.
+    /// and appends `event` (`mfa_reset`), in one transaction. Declares `reset_mfa` for the
+    /// event's actor (checked in the database; the account must be of the user's practice).
     pub async fn reset_mfa(&self, staff: StaffId, event: &AuditEvent) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
+        act_on_staff(&mut w, &event.actor, Permission::ResetMfa, staff).await?;
         for sql in [
             "DELETE FROM staff_mfa WHERE staff_id = $1",
             "DELETE FROM staff_recovery_code WHERE staff_id = $1",
@@ -463,13 +472,24 @@ impl Store {
     }
 
     /// Ends every session of `staff` (logout everywhere, an administrator's action, a role
-    /// change), appending `event`. Returns how many ended.
+    /// change), appending `event`. Returns how many ended. Declares `own_account` when the
+    /// event's actor is `staff` (sign out everywhere), else `end_user_sessions` (checked in the
+    /// database; the account must be of the user's practice); Perimeter itself (the guard
+    /// ending a disabled account's sessions) may.
     pub async fn end_staff_sessions(
         &self,
         staff: StaffId,
         event: &AuditEvent,
     ) -> Result<u64, StoreError> {
+        let own =
+            matches!(&event.actor, perimeter_audit::Actor::User { user, .. } if *user == staff);
+        let permission = if own {
+            Permission::OwnAccount
+        } else {
+            Permission::EndUserSessions
+        };
         let mut w = self.begin_write().await?;
+        act_on_staff(&mut w, &event.actor, permission, staff).await?;
         let gone = sqlx::query("DELETE FROM auth_session WHERE staff_id = $1")
             .bind(staff.to_string())
             .execute(w.conn())
@@ -493,7 +513,9 @@ impl Store {
     // ---- roles ----------------------------------------------------------------------------
 
     /// Sets a staff user's roles, ends their sessions (they log in again with the new
-    /// privileges) and appends `event` (`role_changed`), in one transaction.
+    /// privileges) and appends `event` (`role_changed`), in one transaction. Declares
+    /// `manage_roles` for the event's actor (checked in the database; the account must be of
+    /// the user's practice, and not the user's own).
     pub async fn set_staff_roles(
         &self,
         staff: StaffId,
@@ -501,6 +523,8 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
+        let who = act_on_staff(&mut w, &event.actor, Permission::ManageRoles, staff).await?;
+        not_oneself(&who, staff, Permission::ManageRoles)?;
         let done = sqlx::query("UPDATE staff_user SET roles = $2 WHERE id = $1")
             .bind(staff.to_string())
             .bind(join(roles.iter().map(|r| r.as_str())))
@@ -524,13 +548,16 @@ impl Store {
 
     // ---- API tokens -----------------------------------------------------------------------
 
-    /// Stores a new API token record and appends `event` (`api_token_created`).
+    /// Stores a new API token record and appends `event` (`api_token_created`). Declares
+    /// `manage_api_tokens` for the event's actor (checked in the database; the token's client
+    /// must be an account of the user's practice).
     pub async fn insert_api_token(
         &self,
         t: &ApiTokenRecord,
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
+        act_on_staff(&mut w, &event.actor, Permission::ManageApiTokens, t.client).await?;
         sqlx::query(&format!(
             "INSERT INTO api_token ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -581,7 +608,8 @@ impl Store {
     }
 
     /// Revokes a token of one of `practice`'s service clients at `at` and appends `event`.
-    /// `false`: no such unrevoked token in that practice.
+    /// `false`: no such unrevoked token in that practice. Declares `manage_api_tokens` for the
+    /// event's actor (checked in the database; `practice` must be the user's).
     pub async fn revoke_api_token(
         &self,
         practice: PracticeId,
@@ -590,6 +618,9 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut w = self.begin_write().await?;
+        acting(&mut w, &event.actor, Permission::ManageApiTokens)
+            .await?
+            .in_practice(practice, Permission::ManageApiTokens)?;
         let done = sqlx::query(
             "UPDATE api_token SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND client_id IN (SELECT id FROM staff_user WHERE practice_id = $3)",
         )

@@ -14,10 +14,24 @@
 //!   when a message is queued and when it is claimed for sending.
 //! * Nothing here stores a phone number or a body in clear: numbers are sealed and found by
 //!   their blind index (the opt-out table keeps only the index).
+//!
+//! The staff calls declare a permission and check the context's actor in the database in their
+//! transaction (`views::require_actor`): an active account of `practice` whose stored roles
+//! hold it (the roles in the context are not trusted; another practice's patient is not
+//! found); Perimeter itself (intake, tests, seeding) may; service clients and anonymous
+//! callers may not.
+//!
+//! | Function | Declares |
+//! |---|---|
+//! | [`Store::assign_inbound_patient`] | `register_patient` |
+//! | [`Store::resolve_inbound`] | `triage_conversation` |
+//! | [`Store::list_representatives`] | `view_contact_data` |
+//! | [`Store::add_representative`], [`Store::update_representative`] | `edit_contact_data` (a user records only themselves as verifier) |
 
 use std::fmt;
 
 use perimeter_audit::{Action, ObjectRef};
+use perimeter_auth::Permission;
 use perimeter_crypto::{Aad, Dek, IndexKind, WrappedDek, decrypt_text, encrypt_text};
 use perimeter_domain::{
     ConversationId, DataCategory, MessageId, PatientId, PracticeId, Role, StaffId,
@@ -30,6 +44,7 @@ use crate::db::WriteTx;
 use crate::model::{AccessContext, Channel, Direction, object};
 use crate::patients::patient_key;
 use crate::rows::{col, id};
+use crate::views::{acting, require_actor};
 use crate::{Store, StoreError};
 
 /// How many inbound items one page lists.
@@ -1645,7 +1660,7 @@ impl Store {
     /// Staff picked the patient of a contact's inbound message: the body moves into that
     /// patient's conversation (sealed under the patient's key; the contact's copy is erased)
     /// and the contact is linked to the patient. Audited (a read of the contact's message, a
-    /// write to the patient's record) in one transaction.
+    /// write to the patient's record) in one transaction. Declares `register_patient`.
     pub async fn assign_inbound_patient(
         &self,
         ctx: &AccessContext,
@@ -1655,6 +1670,7 @@ impl Store {
     ) -> Result<ConversationId, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
+        require_actor(&mut w, ctx, Permission::RegisterPatient, Some(practice)).await?;
         let row = sqlx::query(
             "SELECT contact_id, body_ct, channel, needs_patient FROM channel_inbound WHERE id = $1 AND practice_id = $2",
         )
@@ -1721,7 +1737,8 @@ impl Store {
         Ok(cid)
     }
 
-    /// Marks an inbound item handled (it leaves the intake list).
+    /// Marks an inbound item handled (it leaves the intake list). Declares
+    /// `triage_conversation`.
     pub async fn resolve_inbound(
         &self,
         ctx: &AccessContext,
@@ -1730,6 +1747,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
+        require_actor(&mut w, ctx, Permission::TriageConversation, Some(practice)).await?;
         let n = sqlx::query(
             "UPDATE channel_inbound SET resolved_at = $3 WHERE id = $1 AND practice_id = $2 AND resolved_at IS NULL",
         )
@@ -2247,7 +2265,8 @@ impl Store {
     }
 
     /// Registers a family member or caregiver on a patient's record (sealed under the
-    /// patient's key, audited).
+    /// patient's key, audited). Declares `edit_contact_data`; `by` (who verified them, when
+    /// `rep.verified`) must be the acting user when a user acts.
     pub async fn add_representative(
         &self,
         ctx: &AccessContext,
@@ -2272,6 +2291,7 @@ impl Store {
         let now = self.now();
         let rid = Uuid::now_v7();
         let mut w = self.begin_write().await?;
+        verifier_is_actor(&mut w, ctx, practice, by).await?;
         if crate::emergency::patient_practice(w.conn(), self, patient).await? != practice {
             return Err(StoreError::NotFound {
                 kind: "patient",
@@ -2309,6 +2329,7 @@ impl Store {
     }
 
     /// A patient's representatives, decrypted (audited as a read of the record's contact data).
+    /// Declares `view_contact_data`.
     pub async fn list_representatives(
         &self,
         ctx: &AccessContext,
@@ -2317,6 +2338,7 @@ impl Store {
     ) -> Result<Vec<Representative>, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
+        require_actor(&mut w, ctx, Permission::ViewContactData, Some(practice)).await?;
         if crate::emergency::patient_practice(w.conn(), self, patient).await? != practice {
             return Err(StoreError::NotFound {
                 kind: "patient",
@@ -2374,7 +2396,8 @@ impl Store {
     }
 
     /// Marks a representative verified (`verify`) or revokes them; audited. `false`: no such
-    /// active representative of the patient.
+    /// active representative of the patient. Declares `edit_contact_data`; `by` must be the
+    /// acting user when a user acts.
     pub async fn update_representative(
         &self,
         ctx: &AccessContext,
@@ -2386,6 +2409,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
+        verifier_is_actor(&mut w, ctx, practice, Some(by)).await?;
         let sql = if verify {
             "UPDATE channel_representative SET verified_at = $4, verified_by = $5 WHERE id = $1 AND practice_id = $2 AND patient_id = $3 AND revoked_at IS NULL"
         } else {
@@ -2414,5 +2438,23 @@ impl Store {
         }
         w.commit().await?;
         Ok(n > 0)
+    }
+}
+
+/// For the representative changes (`edit_contact_data`): checks the actor in the database
+/// within `practice`, and that a user records no one but themselves as `by`.
+async fn verifier_is_actor(
+    w: &mut WriteTx,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    by: Option<StaffId>,
+) -> Result<(), StoreError> {
+    let who = acting(w, &ctx.actor, Permission::EditContactData).await?;
+    who.in_practice(practice, Permission::EditContactData)?;
+    match (who.user(), by) {
+        (Some(user), Some(by)) if user != by => Err(StoreError::Forbidden {
+            permission: Permission::EditContactData.as_str(),
+        }),
+        _ => Ok(()),
     }
 }

@@ -1,4 +1,16 @@
 //! Conversations and messages: subjects and bodies encrypted with the patient's data key.
+//!
+//! Everything here is for Perimeter itself (intake, seeding, the AI gateway's own work, the
+//! CLI): the full reads refuse staff-facing actors (`internal_read`) and the direct writes do
+//! too (`internal_write`). Staff read through the minimum-necessary views (`views.rs`) and
+//! change conversations through the work functions, which declare their permission and check
+//! the viewer in the database (`work.rs`: `set_work_status` declares `close_conversation`,
+//! `add_note` `write_internal_note`, replies go out by `approve_draft`).
+//!
+//! | Function | Declares |
+//! |---|---|
+//! | [`Store::create_conversation`], [`Store::add_message`], [`Store::set_conversation_status`] | Perimeter itself only (`internal_write`) |
+//! | [`Store::get_conversation`], [`Store::list_conversations`], [`Store::list_messages`] | Perimeter itself only (`internal_read`) |
 
 use perimeter_audit::Action;
 use perimeter_crypto::{Aad, Dek, decrypt_text, encrypt_text};
@@ -79,7 +91,8 @@ pub(crate) const CONVERSATION_COLUMNS: &str =
     "id, practice_id, patient_id, channel, status, subject_ct, created_at, updated_at";
 
 impl Store {
-    /// Opens a conversation with a patient.
+    /// Opens a conversation with a patient. Perimeter itself only (staff-facing actors get
+    /// [`StoreError::Forbidden`]).
     pub async fn create_conversation(
         &self,
         ctx: &AccessContext,
@@ -87,6 +100,7 @@ impl Store {
         channel: Channel,
         subject: Option<&str>,
     ) -> Result<ConversationId, StoreError> {
+        ctx.require_internal_write()?;
         let cid = ConversationId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
@@ -204,13 +218,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Sets a conversation's status.
+    /// Sets a conversation's status. Perimeter itself only; staff use
+    /// [`Store::set_work_status`].
     pub async fn set_conversation_status(
         &self,
         ctx: &AccessContext,
         conversation: ConversationId,
         status: ConversationStatus,
     ) -> Result<(), StoreError> {
+        ctx.require_internal_write()?;
         let mut w = self.begin_write().await?;
         let now = self.now();
         let patient: Option<String> =
@@ -249,13 +265,15 @@ impl Store {
     /// [`MESSAGE_CATEGORIES`]: `clinical_message` for anything about symptoms, results or
     /// medications (staff notes included), `administrative_message` for other messages,
     /// `internal_note` for administrative staff notes; readers see the body only if their roles
-    /// may see that category.
+    /// may see that category. Perimeter itself only; staff write notes with
+    /// [`Store::add_note`] and replies through drafts.
     pub async fn add_message(
         &self,
         ctx: &AccessContext,
         conversation: ConversationId,
         message: &NewMessage,
     ) -> Result<MessageId, StoreError> {
+        ctx.require_internal_write()?;
         if !MESSAGE_CATEGORIES.contains(&message.category) {
             return Err(StoreError::Invalid {
                 field: "message category",

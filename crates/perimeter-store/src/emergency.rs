@@ -9,9 +9,22 @@
 //! each grant with its stated reasons ([`Store::break_glass_review_list`], every justification
 //! read audited; [`Store::mark_break_glass_reviewed`]). The data layer consults
 //! [`Store::active_break_glass`] through the views (`views.rs`).
+//!
+//! Each staff-facing function declares a permission and checks its actor (of the context, or of
+//! the audit event the caller has it append) in the database in its transaction: an active
+//! account of `practice` whose stored roles hold the permission (the roles in the actor are
+//! not trusted); service clients and anonymous callers are refused.
+//!
+//! | Function | Declares |
+//! |---|---|
+//! | [`Store::grant_break_glass`] | `break_glass` (a user grants only themselves) |
+//! | [`Store::break_glass_review_list`], [`Store::break_glass_justification`] | `review_emergency_access` |
+//! | [`Store::mark_break_glass_reviewed`] | `review_emergency_access` (the reviewer is the acting user) |
 
 use perimeter_audit::{Action, AuditEvent, ObjectRef};
-use perimeter_auth::{BreakGlassGrant, BreakGlassReason, Justification, PrivacyNotification};
+use perimeter_auth::{
+    BreakGlassGrant, BreakGlassReason, Justification, Permission, PrivacyNotification,
+};
 use perimeter_crypto::{Aad, decrypt_text, encrypt_text};
 use perimeter_domain::{PatientId, PracticeId, Role, StaffId};
 use sqlx::AnyConnection;
@@ -24,6 +37,7 @@ use crate::auth::{from_millis, millis, opt_from_millis};
 use crate::model::AccessContext;
 use crate::patients::patient_key;
 use crate::rows::{col, id};
+use crate::views::{acting, require_actor};
 use crate::{Store, StoreError};
 
 const GRANT_TABLE: &str = "break_glass_grant";
@@ -163,7 +177,9 @@ impl Store {
     /// Stores an emergency-access grant for a patient of `practice` (another practice's patient
     /// is refused as not found) with its justification sealed under the patient's data key,
     /// queues the notification for the practice's privacy officers and appends `event`
-    /// (`break_glass`), in one transaction.
+    /// (`break_glass`), in one transaction. Declares `break_glass` for the event's actor: a
+    /// user must be an active clinician or nurse of `practice` by the database's record, and
+    /// the grant theirs.
     pub async fn grant_break_glass(
         &self,
         practice: PracticeId,
@@ -175,6 +191,13 @@ impl Store {
         let payload = serde_json::to_string(note)
             .map_err(|_| StoreError::Corrupt("notification could not be encoded".into()))?;
         let mut w = self.begin_write().await?;
+        let who = acting(&mut w, &event.actor, Permission::BreakGlass).await?;
+        who.in_practice(practice, Permission::BreakGlass)?;
+        if who.user().is_some_and(|u| u != grant.user) {
+            return Err(StoreError::Forbidden {
+                permission: Permission::BreakGlass.as_str(),
+            });
+        }
         if patient_practice(w.conn(), self, grant.patient).await? != practice {
             return Err(StoreError::NotFound {
                 kind: "patient",
@@ -229,7 +252,8 @@ impl Store {
     }
 
     /// One grant's justification, for review; appends `event` (a read of the patient's record)
-    /// in the same transaction. A grant of another practice is not found.
+    /// in the same transaction. A grant of another practice is not found. Declares
+    /// `review_emergency_access` for the event's actor (checked in the database, in `practice`).
     pub async fn break_glass_justification(
         &self,
         practice: PracticeId,
@@ -237,6 +261,9 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<(BreakGlassGrant, Zeroizing<String>), StoreError> {
         let mut w = self.begin_write().await?;
+        acting(&mut w, &event.actor, Permission::ReviewEmergencyAccess)
+            .await?
+            .in_practice(practice, Permission::ReviewEmergencyAccess)?;
         let row = sqlx::query(&format!(
             "SELECT {GRANT_COLUMNS}, reason_ct FROM break_glass_grant WHERE id = $1 AND practice_id = $2"
         ))
@@ -265,7 +292,8 @@ impl Store {
     /// The practice's emergency accesses for the privacy officer's review, newest first (only
     /// those not yet reviewed when `unreviewed_only`), each with its stated justification. Each
     /// justification read is audited (a read of that patient's record by `ctx`, detail
-    /// `break_glass_review`) in the same transaction.
+    /// `break_glass_review`) in the same transaction. Declares `review_emergency_access` for
+    /// the context's actor (checked in the database, in `practice`).
     pub async fn break_glass_review_list(
         &self,
         ctx: &AccessContext,
@@ -274,6 +302,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<BreakGlassEntry>, StoreError> {
         let mut w = self.begin_write().await?;
+        require_actor(
+            &mut w,
+            ctx,
+            Permission::ReviewEmergencyAccess,
+            Some(practice),
+        )
+        .await?;
         let filter = if unreviewed_only {
             " AND reviewed_at IS NULL"
         } else {
@@ -347,6 +382,8 @@ impl Store {
     /// Records the privacy officer's review of a grant of `practice` (`outcome` one of
     /// [`REVIEW_OUTCOMES`]) and appends `event` (`break_glass_reviewed`). `Ok(None)`: no such
     /// grant in the practice; `Ok(Some(false))`: it was reviewed already (nothing changed).
+    /// Declares `review_emergency_access` for the event's actor (checked in the database, in
+    /// `practice`; a user records only their own review).
     pub async fn mark_break_glass_reviewed(
         &self,
         practice: PracticeId,
@@ -362,6 +399,13 @@ impl Store {
             });
         }
         let mut w = self.begin_write().await?;
+        let who = acting(&mut w, &event.actor, Permission::ReviewEmergencyAccess).await?;
+        who.in_practice(practice, Permission::ReviewEmergencyAccess)?;
+        if who.user().is_some_and(|u| u != reviewer) {
+            return Err(StoreError::Forbidden {
+                permission: Permission::ReviewEmergencyAccess.as_str(),
+            });
+        }
         let exists: Option<Option<i64>> = sqlx::query_scalar(
             "SELECT reviewed_at FROM break_glass_grant WHERE id = $1 AND practice_id = $2",
         )

@@ -22,6 +22,19 @@
 //!   care relation and emergency grants itself and returns only the categories those allow
 //!   (see `views.rs`). The reads that return every field (`get_patient`, `list_messages`, ...)
 //!   refuse staff-facing actors.
+//! * Functions that act for someone declare the permission they need and check the actor in
+//!   the database in the transaction of the access: a [`Viewer`], or the actor a caller puts
+//!   in an [`AccessContext`] or in the audit event it has the store append (an active account
+//!   of the practice whose stored roles hold the permission; the roles the caller claims are
+//!   not trusted). Perimeter itself (system and AI actors) acts in every practice; service
+//!   clients and anonymous callers are refused. The module documentation has the table of
+//!   what each function declares (`views.rs`, `work.rs`, `billing.rs`, `staff.rs`,
+//!   `emergency.rs`, `channels.rs`, `patients.rs`, `conversations.rs`; `vendors.rs` and
+//!   `keys.rs` in their functions' documentation). The reads that take only a practice and
+//!   return no PHI (the intake list, outbox and opt-out status, lockouts, the staff directory,
+//!   API token lists) rely on the route's declaration and the principal's practice, and the
+//!   functions of Perimeter's own jobs (intake, the SMS outbox, reminders, escalation) use
+//!   their context for the audit record.
 //! * Key management: [`Store::verify_keys`], [`Store::rotate_keks`], [`Store::retire_kek`],
 //!   [`Store::key_status`], and crypto-shredding with [`Store::shred_patient`].
 

@@ -68,6 +68,21 @@ impl AccessContext {
         }
     }
 
+    /// Refuses staff-facing actors (users, service clients, anonymous callers) on the writes
+    /// only Perimeter itself makes (seeding, intake, the CLI: practices, conversations and
+    /// messages written directly, a patient's whole record replaced): staff change these
+    /// through functions that declare a permission and check it in the database.
+    pub(crate) fn require_internal_write(&self) -> Result<(), crate::StoreError> {
+        match self.actor {
+            Actor::User { .. } | Actor::Service { .. } | Actor::Anonymous => {
+                Err(crate::StoreError::Forbidden {
+                    permission: "internal_write",
+                })
+            }
+            Actor::System { .. } | Actor::Ai { .. } => Ok(()),
+        }
+    }
+
     /// An audit event for an action by this context.
     pub fn event(
         &self,

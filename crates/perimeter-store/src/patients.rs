@@ -1,6 +1,13 @@
 //! Patients: per-patient data keys, encrypted fields and blind-index lookups.
+//!
+//! | Function | Declares |
+//! |---|---|
+//! | [`Store::create_patient`] | `register_patient` (a user of `practice`, checked in the database), or Perimeter itself |
+//! | [`Store::update_patient`] | Perimeter itself only (`internal_write`: it replaces every field, which no role may see all of) |
+//! | [`Store::get_patient`], `find_patients_by_*` | Perimeter itself only (`internal_read`); staff use `view_patient` and `search_patients` |
 
 use perimeter_audit::Action;
+use perimeter_auth::Permission;
 use perimeter_crypto::{Aad, Dek, IndexKind, WrappedDek, decrypt_text, encrypt_text};
 use perimeter_domain::{DataCategory, PatientId, PracticeId};
 use sqlx::AnyConnection;
@@ -262,7 +269,9 @@ pub(crate) async fn read_patient(
 
 impl Store {
     /// Creates a patient with a fresh data key; every field is stored encrypted and the phone,
-    /// e-mail, MRN and name are blind-indexed.
+    /// e-mail, MRN and name are blind-indexed. Declares `register_patient`: a user context
+    /// must be an active scheduler or front-desk account of `practice` by the database's record
+    /// (the roles in `ctx` are not trusted); Perimeter itself (intake, seeding, the CLI) may.
     pub async fn create_patient(
         &self,
         ctx: &AccessContext,
@@ -274,6 +283,8 @@ impl Store {
         let pid = PatientId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
+        crate::views::require_actor(&mut w, ctx, Permission::RegisterPatient, Some(practice))
+            .await?;
         // The patient row first: the key row references it.
         let dek = Dek::generate()?;
         let s = seal_all(&dek, pid, data)?;
@@ -346,12 +357,15 @@ impl Store {
     }
 
     /// Replaces a patient's data (re-encrypting under the same data key and re-indexing).
+    /// Perimeter itself only (staff-facing actors get [`StoreError::Forbidden`]): a staff edit
+    /// would need a function that changes only the categories the editor may see.
     pub async fn update_patient(
         &self,
         ctx: &AccessContext,
         patient: PatientId,
         data: &PatientData,
     ) -> Result<(), StoreError> {
+        ctx.require_internal_write()?;
         validate(data)?;
         let mut w = self.begin_write().await?;
         let dek = patient_key(w.conn(), self, patient).await?;

@@ -1,13 +1,83 @@
 //! Practices and staff accounts (not PHI, stored in clear; password hashes are argon2id).
+//!
+//! Each administrative change declares a permission and checks its actor in the database in
+//! its own transaction (`views::acting`): the actor of the [`AccessContext`], or of the audit
+//! event the caller has the store append with the change. A user must be an active account
+//! whose stored roles hold the permission, and the account changed must be of that user's
+//! practice (another practice's account is not found); the roles the caller put in the actor
+//! are not trusted. Perimeter itself (the CLI, seeding, the session guard) may; service
+//! clients and anonymous callers may not. Token and MFA changes are in `auth.rs`, lockouts in
+//! `throttle.rs`, with the same check.
+//!
+//! | Function | Declares |
+//! |---|---|
+//! | [`Store::create_practice`] | Perimeter itself only (`internal_write`: the CLI, seeding) |
+//! | [`Store::create_staff`] | `manage_users` |
+//! | [`Store::set_staff_disabled`] | `manage_users` (not one's own account) |
+//! | [`Store::set_staff_roles`] | `manage_roles` (not one's own roles) |
+//! | [`Store::reset_mfa`] | `reset_mfa` |
+//! | [`Store::end_staff_sessions`] | `end_user_sessions`, or `own_account` for one's own sessions |
+//! | [`Store::insert_api_token`], [`Store::revoke_api_token`] | `manage_api_tokens` |
+//! | [`Store::clear_throttle`] | `manage_lockouts` |
+//!
+//! The reads (`get_staff`, `list_staff`, `staff_directory`, ...) and the authentication
+//! steps of one's own log-in (passwords, MFA enrolment, sessions) hold no patient data and
+//! serve the server's guard and the routes, which declare their permission there.
 
-use perimeter_audit::{Action, AuditEvent};
+use perimeter_audit::{Action, Actor, AuditEvent};
 use perimeter_auth::{Permission, TokenHash};
 use perimeter_domain::{PracticeId, Role, StaffId};
 use sqlx::any::AnyRow;
 
+use crate::db::WriteTx;
 use crate::model::{AccessContext, NewStaff, Practice, StaffUser, object};
 use crate::rows::{col, id};
+use crate::views::{Acting, acting};
 use crate::{Store, StoreError};
+
+/// The practice of staff account `staff`, read in `w` (`NotFound` if there is none).
+async fn staff_practice(w: &mut WriteTx, staff: StaffId) -> Result<PracticeId, StoreError> {
+    let practice: Option<String> =
+        sqlx::query_scalar("SELECT practice_id FROM staff_user WHERE id = $1")
+            .bind(staff.to_string())
+            .fetch_optional(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+    let practice = practice.ok_or_else(|| StoreError::NotFound {
+        kind: "staff user",
+        id: staff.to_string(),
+    })?;
+    id(&practice, "practice")
+}
+
+/// For a change to staff account `target` declaring `permission`: checks `actor` in `w`
+/// ([`acting`]), then that the account exists and is of the acting user's practice (else
+/// `NotFound`). The actor is checked first, so a refused caller learns nothing about accounts.
+pub(crate) async fn act_on_staff(
+    w: &mut WriteTx,
+    actor: &Actor,
+    permission: Permission,
+    target: StaffId,
+) -> Result<Acting, StoreError> {
+    let who = acting(w, actor, permission).await?;
+    let practice = staff_practice(w, target).await?;
+    who.within(practice, "staff user", target)?;
+    Ok(who)
+}
+
+/// `Forbidden` when a user would change their own account this way (roles, disabling).
+pub(crate) fn not_oneself(
+    who: &Acting,
+    target: StaffId,
+    permission: Permission,
+) -> Result<(), StoreError> {
+    if who.user() == Some(target) {
+        return Err(StoreError::Forbidden {
+            permission: permission.as_str(),
+        });
+    }
+    Ok(())
+}
 
 fn roles_to_text(roles: &[Role]) -> String {
     roles
@@ -44,12 +114,14 @@ pub(crate) fn decode_staff(row: &AnyRow) -> Result<StaffUser, StoreError> {
 }
 
 impl Store {
-    /// Creates a practice.
+    /// Creates a practice. Perimeter itself only (the CLI, seeding): no role creates
+    /// practices, so a user, service or anonymous context gets [`StoreError::Forbidden`].
     pub async fn create_practice(
         &self,
         ctx: &AccessContext,
         name: &str,
     ) -> Result<PracticeId, StoreError> {
+        ctx.require_internal_write()?;
         if name.trim().is_empty() {
             return Err(StoreError::Invalid {
                 field: "practice name",
@@ -260,6 +332,8 @@ impl Store {
     /// Disables (`disabled = true`: ends every session too; API tokens stop working because
     /// the guard refuses disabled accounts) or enables a staff account, appending `event`
     /// (`user_disabled` / `user_enabled`) in the same transaction. `false`: it already was.
+    /// Declares `manage_users` for the event's actor (checked in the database; the account
+    /// must be of the user's practice, and not the user's own).
     pub async fn set_staff_disabled(
         &self,
         staff: StaffId,
@@ -268,6 +342,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
+        let who = act_on_staff(&mut w, &event.actor, Permission::ManageUsers, staff).await?;
+        not_oneself(&who, staff, Permission::ManageUsers)?;
         let done = if disabled {
             sqlx::query(
                 "UPDATE staff_user SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",

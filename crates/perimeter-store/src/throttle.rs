@@ -16,7 +16,7 @@
 
 use perimeter_audit::AuditEvent;
 use perimeter_auth::{
-    ATTEMPT_LEASE, ThrottleDecision, ThrottlePolicy, ThrottleState, throttled_audit_due,
+    ATTEMPT_LEASE, Permission, ThrottleDecision, ThrottlePolicy, ThrottleState, throttled_audit_due,
 };
 use perimeter_domain::{PracticeId, StaffId};
 use sqlx::any::AnyRow;
@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use crate::auth::{from_millis, millis, opt_from_millis};
 use crate::db::Tx;
 use crate::rows::{col, col_u64, id};
+use crate::views::acting;
 use crate::{Backend, Store, StoreError};
 
 /// Which throttle a state belongs to.
@@ -326,7 +327,10 @@ impl Store {
     }
 
     /// Lifts a lockout (an administrator's unlock) and appends `event` (`unlocked` or
-    /// `address_unlocked`) in one transaction. `false`: there was nothing to lift.
+    /// `address_unlocked`) in one transaction. `false`: there was nothing to lift. Declares
+    /// `manage_lockouts` for the event's actor (checked in the database): a user may lift an
+    /// account's lockout only for an account of their practice (another username is not
+    /// found), and any address's (addresses belong to no practice, see [`Store::lockouts`]).
     pub async fn clear_throttle(
         &self,
         scope: ThrottleScope,
@@ -334,6 +338,20 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut w = self.begin_write().await?;
+        let who = acting(&mut w, &event.actor, Permission::ManageLockouts).await?;
+        if scope == ThrottleScope::Account && who.user().is_some() {
+            let practice: Option<String> =
+                sqlx::query_scalar("SELECT practice_id FROM staff_user WHERE username = $1")
+                    .bind(subject.to_owned())
+                    .fetch_optional(w.conn())
+                    .await
+                    .map_err(|e| w.err(e))?;
+            let practice = practice.ok_or_else(|| StoreError::NotFound {
+                kind: "staff user",
+                id: "(username)".into(),
+            })?;
+            who.within(id(&practice, "practice")?, "staff user", "(username)")?;
+        }
         let gone = sqlx::query("DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2")
             .bind(scope.as_str())
             .bind(subject.to_owned())

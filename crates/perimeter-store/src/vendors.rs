@@ -12,6 +12,9 @@
 //! * Validation lives here, so the CLI and any API refuse the same things: a bad URL, an
 //!   expiry before its signing, a `phi` class without a BAA in force that day (unless the
 //!   vendor runs inside the perimeter), a duplicate name or model.
+//! * [`Store::add_vendor`], [`Store::update_vendor`] and [`Store::remove_vendor`] declare
+//!   `manage_vendors`: a user context must hold it by the database's record
+//!   (`views::require_actor`); Perimeter itself (the CLI, the BAA monitor) may.
 
 use perimeter_audit::{Action, AuditEvent};
 use perimeter_auth::Permission;

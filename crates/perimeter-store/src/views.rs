@@ -149,22 +149,85 @@ pub(crate) async fn require_actor(
     permission: Permission,
     practice: Option<PracticeId>,
 ) -> Result<(), StoreError> {
-    let user = match &ctx.actor {
-        Actor::System { .. } | Actor::Ai { .. } => return Ok(()),
-        Actor::User { user, .. } => *user,
-        Actor::Service { .. } | Actor::Anonymous => {
-            return Err(StoreError::Forbidden {
-                permission: permission.as_str(),
-            });
-        }
-    };
-    let r = reader(w, &Viewer::new(user), permission).await?;
-    if practice.is_some_and(|p| p != r.practice) {
-        return Err(StoreError::Forbidden {
-            permission: permission.as_str(),
-        });
+    let acting = acting(w, &ctx.actor, permission).await?;
+    if let Some(p) = practice {
+        acting.in_practice(p, permission)?;
     }
     Ok(())
+}
+
+/// Who is acting, once [`acting`] has checked them: Perimeter itself (the system, an AI job:
+/// the CLI, intake, seeding, scheduled jobs), or a user as the database knows them.
+pub(crate) enum Acting {
+    /// Perimeter itself; it acts in every practice.
+    Perimeter,
+    /// A staff user, read in the transaction of the action.
+    User(Reader),
+}
+
+impl Acting {
+    /// The acting user's id (`None` for Perimeter itself).
+    pub(crate) fn user(&self) -> Option<StaffId> {
+        match self {
+            Acting::Perimeter => None,
+            Acting::User(r) => Some(r.staff),
+        }
+    }
+
+    /// `NotFound` (of `kind` `id`) unless the object's `practice` is the acting user's: another
+    /// practice's records do not exist for a user. Perimeter itself sees every practice.
+    pub(crate) fn within(
+        &self,
+        practice: PracticeId,
+        kind: &'static str,
+        id: impl fmt::Display,
+    ) -> Result<(), StoreError> {
+        match self {
+            Acting::User(r) if r.practice != practice => Err(StoreError::NotFound {
+                kind,
+                id: id.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `Forbidden` unless a user acts in `practice` (the practice a caller named for the
+    /// action, which must be the user's own); Perimeter itself may act in any.
+    pub(crate) fn in_practice(
+        &self,
+        practice: PracticeId,
+        permission: Permission,
+    ) -> Result<(), StoreError> {
+        match self {
+            Acting::User(r) if r.practice != practice => Err(StoreError::Forbidden {
+                permission: permission.as_str(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks in `w` that `actor` may use `permission` (the one the calling function declares),
+/// for the store functions whose caller passes the actor, in an [`AccessContext`] or in the
+/// audit event it has the store append. Perimeter itself (system, AI job) may. A user may only
+/// if the database says so (the account exists, is not disabled and its stored roles hold the
+/// permission; the roles in the actor are not trusted); the caller then keeps the action
+/// within the user's practice ([`Acting::within`], [`Acting::in_practice`]). Service clients
+/// and anonymous callers may not.
+pub(crate) async fn acting(
+    w: &mut WriteTx,
+    actor: &Actor,
+    permission: Permission,
+) -> Result<Acting, StoreError> {
+    match actor {
+        Actor::System { .. } | Actor::Ai { .. } => Ok(Acting::Perimeter),
+        Actor::User { user, .. } => Ok(Acting::User(
+            reader(w, &Viewer::new(*user), permission).await?,
+        )),
+        Actor::Service { .. } | Actor::Anonymous => Err(StoreError::Forbidden {
+            permission: permission.as_str(),
+        }),
+    }
 }
 
 /// Fails with `NotFound` unless `patient` belongs to the reader's practice.

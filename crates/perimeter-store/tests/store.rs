@@ -6,6 +6,8 @@
 #[path = "store/common.rs"]
 mod common;
 
+#[path = "store/actors.rs"]
+mod actors;
 #[path = "store/audit_trail.rs"]
 mod audit_trail;
 #[path = "store/auth.rs"]

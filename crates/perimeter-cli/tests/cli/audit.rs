@@ -10,7 +10,7 @@ use std::sync::Arc;
 use perimeter_audit::query::AuditQuery;
 use perimeter_audit::{Action, Actor, AuditEvent, ObjectRef, Outcome};
 use perimeter_crypto::KeyRing;
-use perimeter_domain::{PurposeOfUse, Role, StaffId, SystemClock};
+use perimeter_domain::{Role, StaffId, SystemClock};
 use perimeter_store::{AccessContext, DatabaseUrl, PatientData, Store, StoreOptions};
 use sqlx::Connection;
 
@@ -111,15 +111,13 @@ impl Install {
         let store = self.store().await;
         let sys = AccessContext::system("test");
         let practice = store.create_practice(&sys, "Clinic").await.unwrap();
-        let clinician = AccessContext::user(
-            StaffId::new(),
-            vec![Role::Clinician],
-            PurposeOfUse::Treatment,
-        );
+        // Perimeter's own intake registers them (a user would need a real account, one more
+        // record than the sizes below count).
+        let intake = AccessContext::system("intake");
         for i in 0..5 {
             let pid = store
                 .create_patient(
-                    &clinician,
+                    &intake,
                     practice,
                     &PatientData {
                         given_name: format!("Given{i}"),

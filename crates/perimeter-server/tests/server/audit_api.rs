@@ -80,16 +80,17 @@ async fn start() -> Env {
             .unwrap();
         users.insert(role, id);
     }
-    let clinician = AccessContext::user(
-        users[&Role::Clinician],
-        vec![Role::Clinician],
-        PurposeOfUse::Treatment,
+    // The front desk registers the patients (register_patient, checked by the store).
+    let front_desk = AccessContext::user(
+        users[&Role::FrontDesk],
+        vec![Role::FrontDesk],
+        PurposeOfUse::Operations,
     );
     let mut patients = Vec::new();
     for i in 0..3 {
         let p = store
             .create_patient(
-                &clinician,
+                &front_desk,
                 practice,
                 &PatientData {
                     given_name: format!("Grace{i}"),
@@ -362,7 +363,7 @@ async fn events_are_filtered_paged_and_every_query_is_audited() {
         .json(
             &format!(
                 "/api/audit/events?action=create&user={}&limit=1000",
-                env.users[&Role::Clinician]
+                env.users[&Role::FrontDesk]
             ),
             &cookie,
         )
@@ -370,7 +371,7 @@ async fn events_are_filtered_paged_and_every_query_is_audited() {
     assert_eq!(
         seqs(&reads).len(),
         3,
-        "the clinician created three patients (the reads were Perimeter's own)"
+        "the front desk registered three patients (the reads were Perimeter's own)"
     );
     assert!(reads["next_cursor"].is_null());
     // By time: nothing before 2026, everything from then on.

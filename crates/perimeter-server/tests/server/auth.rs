@@ -497,7 +497,13 @@ impl Env {
         let event = perimeter_auth::SecurityEvent::ApiTokenCreated {
             token: new.record.id,
         }
-        .to_audit(perimeter_audit::Actor::Anonymous, 0, &Default::default());
+        .to_audit(
+            perimeter_audit::Actor::System {
+                component: "test".into(),
+            },
+            0,
+            &Default::default(),
+        );
         self.store
             .insert_api_token(&new.record, &event)
             .await
@@ -1443,7 +1449,9 @@ async fn unknown_usernames_are_answered_and_throttled_exactly_like_known_ones() 
         let env = &env;
         async move {
             let unlock = perimeter_auth::SecurityEvent::AddressUnlocked.to_audit(
-                perimeter_audit::Actor::Anonymous,
+                perimeter_audit::Actor::System {
+                    component: "test".into(),
+                },
                 0,
                 &Default::default(),
             );

@@ -389,7 +389,13 @@ impl Env {
         let event = perimeter_auth::SecurityEvent::ApiTokenCreated {
             token: new.record.id,
         }
-        .to_audit(perimeter_audit::Actor::Anonymous, 0, &Default::default());
+        .to_audit(
+            perimeter_audit::Actor::System {
+                component: "test".into(),
+            },
+            0,
+            &Default::default(),
+        );
         self.store
             .insert_api_token(&new.record, &event)
             .await

@@ -172,7 +172,13 @@ impl Env {
         let event = SecurityEvent::ApiTokenCreated {
             token: new.record.id,
         }
-        .to_audit(Actor::Anonymous, 0, &Default::default());
+        .to_audit(
+            Actor::System {
+                component: "test".into(),
+            },
+            0,
+            &Default::default(),
+        );
         self.store
             .insert_api_token(&new.record, &event)
             .await
@@ -593,7 +599,9 @@ async fn bad_tokens_get_openai_style_401_and_403_and_nothing_is_sent() {
         StatusCode::OK
     );
     let event = SecurityEvent::ApiTokenRevoked { token: id }.to_audit(
-        Actor::Anonymous,
+        Actor::System {
+            component: "test".into(),
+        },
         0,
         &Default::default(),
     );

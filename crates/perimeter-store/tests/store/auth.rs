@@ -18,8 +18,28 @@ use time::Duration;
 
 use crate::common::TestDb;
 
+/// An event by Perimeter itself (the CLI, the guard): the store checks user actors in the
+/// database, which these tests of the stored state do not need (see `actors.rs`).
 fn ev(e: SecurityEvent) -> AuditEvent {
-    e.to_audit(Actor::Anonymous, 0, &RequestMeta::default())
+    e.to_audit(
+        Actor::System {
+            component: "test".into(),
+        },
+        0,
+        &RequestMeta::default(),
+    )
+}
+
+fn by(user: perimeter_domain::StaffId, role: Role, e: SecurityEvent) -> AuditEvent {
+    e.to_audit(
+        Actor::User {
+            user,
+            roles: vec![role],
+            session: None,
+        },
+        0,
+        &RequestMeta::default(),
+    )
 }
 
 async fn setup(
@@ -530,13 +550,54 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         db.clock.now_millis(),
         &RequestMeta::default(),
     );
-    // A patient of another practice cannot be reached.
+    // A patient of another practice cannot be reached, by its clinicians or by naming it.
     let other = store.create_practice(&sys, "Elsewhere").await.unwrap();
+    let theirs = store
+        .create_staff(
+            &sys,
+            other,
+            &NewStaff {
+                username: "dr.elsewhere".into(),
+                display_name: "Dr Elsewhere".into(),
+                roles: vec![Role::Clinician],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (their_grant, their_note) = BreakGlassPolicy::default()
+        .grant(
+            theirs,
+            &[Role::Clinician],
+            patient,
+            BreakGlassReason::MedicalEmergency,
+            &why,
+            now,
+        )
+        .unwrap();
+    assert!(matches!(
+        store
+            .grant_break_glass(
+                other,
+                &their_grant,
+                &why,
+                &their_note,
+                &by(
+                    theirs,
+                    Role::Clinician,
+                    SecurityEvent::BreakGlass {
+                        grant: their_grant.clone()
+                    }
+                )
+            )
+            .await,
+        Err(perimeter_store::StoreError::NotFound { .. })
+    ));
     assert!(matches!(
         store
             .grant_break_glass(other, &grant, &why, &note, &event)
             .await,
-        Err(perimeter_store::StoreError::NotFound { .. })
+        Err(perimeter_store::StoreError::Forbidden { .. })
     ));
     store
         .grant_break_glass(practice, &grant, &why, &note, &event)
@@ -629,15 +690,41 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         .unwrap();
     let ct: Vec<u8> = row.try_get(0).unwrap();
     assert!(!String::from_utf8_lossy(&ct).contains("unresponsive"));
+    let review = by(
+        officer,
+        Role::PrivacyOfficer,
+        SecurityEvent::BreakGlass {
+            grant: grant.clone(),
+        },
+    );
     let (g, text) = store
-        .break_glass_justification(practice, grant.id, &event)
+        .break_glass_justification(practice, grant.id, &review)
         .await
         .unwrap();
     assert_eq!(g, grant);
     assert_eq!(text.as_str(), why.as_str());
     assert!(
         store
-            .break_glass_justification(other, grant.id, &event)
+            .break_glass_justification(
+                other,
+                grant.id,
+                &ev(SecurityEvent::BreakGlass {
+                    grant: grant.clone(),
+                })
+            )
+            .await
+            .is_err()
+    );
+    // Not by the clinician who broke the glass, nor by the officer naming another practice.
+    assert!(
+        store
+            .break_glass_justification(practice, grant.id, &event)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .break_glass_justification(other, grant.id, &review)
             .await
             .is_err()
     );
@@ -661,9 +748,13 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         store.audit_records(0, 10_000).await.unwrap().len(),
         before + 1
     );
+    assert!(matches!(
+        store.break_glass_review_list(&ctx, other, false, 50).await,
+        Err(perimeter_store::StoreError::Forbidden { .. })
+    ));
     assert!(
         store
-            .break_glass_review_list(&ctx, other, false, 50)
+            .break_glass_review_list(&sys, other, false, 50)
             .await
             .unwrap()
             .is_empty()

@@ -3,10 +3,10 @@
 use perimeter_audit::query::AuditQuery;
 use perimeter_audit::{Action, AuditEvent};
 use perimeter_crypto::KeyRing;
-use perimeter_domain::{DataCategory, PurposeOfUse, Role, StaffId};
+use perimeter_domain::{DataCategory, PracticeId, PurposeOfUse, Role};
 use perimeter_store::{
-    AccessContext, Channel, DemoHashing, DemoOptions, Direction, NewMessage, PatientData,
-    SchemaStatus, StoreError, demo_patients,
+    AccessContext, Channel, DemoHashing, DemoOptions, Direction, NewMessage, NewStaff, PatientData,
+    SchemaStatus, Store, StoreError, demo_patients,
 };
 use sqlx::Row;
 
@@ -25,12 +25,22 @@ fn sample(given: &str, family: &str, phone: &str) -> PatientData {
     }
 }
 
-fn clinician() -> AccessContext {
-    AccessContext::user(
-        StaffId::new(),
-        vec![Role::Clinician],
-        PurposeOfUse::Treatment,
-    )
+/// A real front-desk account of `practice` (`register_patient`), as a user context.
+async fn front_desk(store: &Store, practice: PracticeId) -> AccessContext {
+    let staff = store
+        .create_staff(
+            &AccessContext::system("test"),
+            practice,
+            &NewStaff {
+                username: format!("front-{}", PracticeId::new().to_string().get(..8).unwrap()),
+                display_name: "Front desk".into(),
+                roles: vec![Role::FrontDesk],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    AccessContext::user(staff, vec![Role::FrontDesk], PurposeOfUse::Operations)
 }
 
 async fn migrations_apply_once_and_report_status(db: TestDb) {
@@ -74,7 +84,7 @@ async fn patients_round_trip_and_are_found_by_blind_index(db: TestDb) {
     let sys = AccessContext::system("test");
     let practice = store.create_practice(&sys, "Clinic").await.unwrap();
     let other_practice = store.create_practice(&sys, "Elsewhere").await.unwrap();
-    let ctx = clinician();
+    let ctx = front_desk(&store, practice).await;
     let data = sample("José", "O'Brien-Núñez", "(202) 555-0143");
     let id = store.create_patient(&ctx, practice, &data).await.unwrap();
     // Full reads are Perimeter's own (staff read through the minimum-necessary views).
@@ -124,7 +134,12 @@ async fn patients_round_trip_and_are_found_by_blind_index(db: TestDb) {
 
     let mut changed = data.clone();
     changed.phone = Some("202-555-0177".into());
-    store.update_patient(&ctx, id, &changed).await.unwrap();
+    // Replacing the whole record is Perimeter's own (no role may see every field).
+    assert!(matches!(
+        store.update_patient(&ctx, id, &changed).await,
+        Err(StoreError::Forbidden { .. })
+    ));
+    store.update_patient(&sys, id, &changed).await.unwrap();
     assert!(
         store
             .find_patients_by_phone(&sys, practice, "2025550143")
@@ -182,9 +197,13 @@ async fn conversations_and_messages_round_trip(db: TestDb) {
     let store = db.open(&keys).await;
     let sys = AccessContext::system("test");
     let practice = store.create_practice(&sys, "Clinic").await.unwrap();
-    let ctx = clinician();
+    let ctx = sys.clone();
     let pid = store
-        .create_patient(&ctx, practice, &sample("Ann", "Lee", "2025550101"))
+        .create_patient(
+            &front_desk(&store, practice).await,
+            practice,
+            &sample("Ann", "Lee", "2025550101"),
+        )
         .await
         .unwrap();
     let cid = store

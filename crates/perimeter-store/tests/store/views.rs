@@ -20,25 +20,25 @@ use perimeter_store::{
 
 use crate::common::TestDb;
 
-struct World {
-    store: Store,
-    practice: PracticeId,
-    other_practice: PracticeId,
+pub(crate) struct World {
+    pub(crate) store: Store,
+    pub(crate) practice: PracticeId,
+    pub(crate) other_practice: PracticeId,
     staff: Vec<(Role, StaffId)>,
-    patient: PatientId,
-    conversation: perimeter_domain::ConversationId,
+    pub(crate) patient: PatientId,
+    pub(crate) conversation: perimeter_domain::ConversationId,
 }
 
 impl World {
-    fn viewer(&self, role: Role) -> Viewer {
+    pub(crate) fn viewer(&self, role: Role) -> Viewer {
         Viewer::new(self.staff.iter().find(|(r, _)| *r == role).unwrap().1)
     }
-    fn id(&self, role: Role) -> StaffId {
+    pub(crate) fn id(&self, role: Role) -> StaffId {
         self.viewer(role).staff
     }
 }
 
-fn patient_data() -> PatientData {
+pub(crate) fn patient_data() -> PatientData {
     PatientData {
         given_name: "Quinn".into(),
         family_name: "Vieweg".into(),
@@ -51,7 +51,9 @@ fn patient_data() -> PatientData {
     }
 }
 
-async fn world(db: &TestDb) -> World {
+/// A practice with one account per role, a patient with a conversation of four messages, and
+/// another practice with no one in it.
+pub(crate) async fn world(db: &TestDb) -> World {
     let store = db.open(&KeyRing::generate().unwrap()).await;
     let sys = AccessContext::system("test");
     let practice = store.create_practice(&sys, "Clinic").await.unwrap();
@@ -240,7 +242,9 @@ async fn patient_views_hold_only_the_roles_categories(db: TestDb) {
         sched,
         true,
         &SecurityEvent::UserDisabled { user: sched }.to_audit(
-            Actor::Anonymous,
+            Actor::System {
+                component: "test".into(),
+            },
             0,
             &RequestMeta::default(),
         ),
@@ -436,7 +440,15 @@ async fn clinical_bodies_need_care_or_a_grant_and_never_reach_schedulers(db: Tes
     let event = SecurityEvent::BreakGlass {
         grant: grant.clone(),
     }
-    .to_audit(Actor::Anonymous, 0, &RequestMeta::default());
+    .to_audit(
+        Actor::User {
+            user: clinician.staff,
+            roles: vec![Role::Clinician],
+            session: None,
+        },
+        0,
+        &RequestMeta::default(),
+    );
     s.grant_break_glass(w.practice, &grant, &why, &note, &event)
         .await
         .unwrap();
@@ -681,7 +693,9 @@ async fn context_writes_check_the_actor_in_the_database(db: TestDb) {
         a,
         true,
         &SecurityEvent::UserDisabled { user: a }.to_audit(
-            Actor::Anonymous,
+            Actor::System {
+                component: "test".into(),
+            },
             0,
             &RequestMeta::default(),
         ),
