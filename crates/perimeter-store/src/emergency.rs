@@ -5,7 +5,7 @@
 //! of another practice as not found. The justification is sealed under the patient's data key
 //! (it is free text and may hold PHI); the audit trail and the notification carry the reason
 //! code only. The privacy officer of the practice is notified in the console
-//! ([`Store::notifications_for`], polled; [`Store::mark_notification_delivered`]) and reviews
+//! ([`Store::staff_notifications`], polled; [`Store::mark_staff_notification_delivered`]) and reviews
 //! each grant with its stated reasons ([`Store::break_glass_review_list`], every justification
 //! read audited; [`Store::mark_break_glass_reviewed`]). The data layer consults
 //! [`Store::active_break_glass`] through the views (`views.rs`).
@@ -20,10 +20,15 @@
 //! | [`Store::grant_break_glass`] | `break_glass` (a user grants only themselves) |
 //! | [`Store::break_glass_review_list`], [`Store::break_glass_justification`] | `review_emergency_access` |
 //! | [`Store::mark_break_glass_reviewed`] | `review_emergency_access` (the reviewer is the acting user) |
+//! | [`Store::staff_notifications`], [`Store::mark_staff_notification_delivered`] | `own_account` (the account's stored practice and roles choose what it sees) |
+//!
+//! [`Store::notifications_for`] and [`Store::mark_notification_delivered`] take a practice
+//! and roles from their caller: they are for Perimeter itself (the CLI's start-up notice, other
+//! deliverers), never for a staff request.
 
 use perimeter_audit::{Action, AuditEvent, ObjectRef};
 use perimeter_auth::{
-    BreakGlassGrant, BreakGlassReason, Justification, Permission, PrivacyNotification,
+    BreakGlassGrant, BreakGlassReason, Justification, Permission, PrivacyNotification, allowed,
 };
 use perimeter_crypto::{Aad, decrypt_text, encrypt_text};
 use perimeter_domain::{PatientId, PracticeId, Role, StaffId};
@@ -435,8 +440,9 @@ impl Store {
         Ok(Some(true))
     }
 
-    /// Notifications for a member of staff of `practice` holding `roles`, oldest first: those
-    /// not yet delivered, and also the delivered ones when `include_delivered`.
+    /// Notifications for `roles` in `practice`, oldest first: those not yet delivered, and also
+    /// the delivered ones when `include_delivered`. For Perimeter itself: the caller's roles are
+    /// trusted; a staff request uses [`Store::staff_notifications`].
     pub async fn notifications_for(
         &self,
         practice: PracticeId,
@@ -494,6 +500,49 @@ impl Store {
         .await
         .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The notifications a member of staff may see (declares `own_account`): those of their
+    /// practice addressed to one of their roles, as the database holds them (roles a caller
+    /// claims are not asked for); oldest first. A disabled or unknown account gets
+    /// [`StoreError::Forbidden`].
+    pub async fn staff_notifications(
+        &self,
+        staff: StaffId,
+        include_delivered: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxNotification>, StoreError> {
+        let (practice, roles) = self.notified(staff).await?;
+        self.notifications_for(practice, &roles, include_delivered, limit)
+            .await
+    }
+
+    /// Marks one of [`Store::staff_notifications`] delivered to `staff` (declares
+    /// `own_account`). `false`: no such undelivered notification for them.
+    pub async fn mark_staff_notification_delivered(
+        &self,
+        staff: StaffId,
+        notification: Uuid,
+    ) -> Result<bool, StoreError> {
+        let (practice, roles) = self.notified(staff).await?;
+        self.mark_notification_delivered(practice, &roles, notification, staff)
+            .await
+    }
+
+    /// The practice and stored roles of an enabled account holding `own_account`.
+    async fn notified(&self, staff: StaffId) -> Result<(PracticeId, Vec<Role>), StoreError> {
+        let forbidden = StoreError::Forbidden {
+            permission: Permission::OwnAccount.as_str(),
+        };
+        let user = match self.get_staff(staff).await {
+            Ok(u) => u,
+            Err(StoreError::NotFound { .. }) => return Err(forbidden),
+            Err(e) => return Err(e),
+        };
+        if user.disabled_at_millis.is_some() || !allowed(&user.roles, Permission::OwnAccount) {
+            return Err(forbidden);
+        }
+        Ok((user.practice_id, user.roles))
     }
 
     /// Every notification not yet delivered, oldest first (for a deliverer other than the

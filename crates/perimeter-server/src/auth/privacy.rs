@@ -6,7 +6,7 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use perimeter_auth::{BreakGlassReason, Justification, SecurityEvent};
-use perimeter_domain::{PatientId, PurposeOfUse, Role, StaffId};
+use perimeter_domain::{PatientId, PurposeOfUse, StaffId};
 use perimeter_store::{AccessContext, REVIEW_OUTCOMES, REVIEW_PAGE_LIMIT};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -247,15 +247,9 @@ pub(crate) async fn notifications(
     principal: Principal,
     Query(q): Query<NotificationQuery>,
 ) -> Response {
-    let roles: Vec<Role> = principal.roles.clone();
     match auth
         .store()
-        .notifications_for(
-            principal.practice,
-            &roles,
-            q.all.unwrap_or(false),
-            REVIEW_PAGE_LIMIT,
-        )
+        .staff_notifications(principal.user, q.all.unwrap_or(false), REVIEW_PAGE_LIMIT)
         .await
     {
         Ok(list) => Json(
@@ -286,7 +280,7 @@ pub(crate) async fn mark_delivered(
     };
     match auth
         .store()
-        .mark_notification_delivered(principal.practice, &principal.roles, id, principal.user)
+        .mark_staff_notification_delivered(principal.user, id)
         .await
     {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),

@@ -659,20 +659,54 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         )
         .await
         .unwrap();
-    let mine = store
-        .notifications_for(practice, &[Role::PrivacyOfficer], false, 10)
-        .await
-        .unwrap();
+    // Staff see what their stored roles are addressed: the clinician nothing, the officer it.
+    assert!(
+        store
+            .staff_notifications(staff, true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mine = store.staff_notifications(officer, false, 10).await.unwrap();
     assert_eq!(mine.len(), 1);
+    assert!(matches!(
+        store
+            .staff_notifications(perimeter_domain::StaffId::new(), true, 10)
+            .await,
+        Err(perimeter_store::StoreError::Forbidden { .. })
+    ));
     assert!(
         !store
-            .mark_notification_delivered(practice, &[Role::Clinician], mine[0].id, staff)
+            .mark_staff_notification_delivered(staff, mine[0].id)
             .await
             .unwrap()
     );
+    // A disabled officer sees and acknowledges nothing.
+    let mut raw = db.raw().await;
+    sqlx::query("UPDATE staff_user SET disabled_at = 1 WHERE id = $1")
+        .bind(officer.to_string())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.staff_notifications(officer, false, 10).await,
+        Err(perimeter_store::StoreError::Forbidden { .. })
+    ));
+    assert!(matches!(
+        store
+            .mark_staff_notification_delivered(officer, mine[0].id)
+            .await,
+        Err(perimeter_store::StoreError::Forbidden { .. })
+    ));
+    sqlx::query("UPDATE staff_user SET disabled_at = NULL WHERE id = $1")
+        .bind(officer.to_string())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    drop(raw);
     assert!(
         store
-            .mark_notification_delivered(practice, &[Role::PrivacyOfficer], mine[0].id, officer)
+            .mark_staff_notification_delivered(officer, mine[0].id)
             .await
             .unwrap()
     );
