@@ -5,7 +5,8 @@
 //! `AnyRow` (two copies of every blob, a thread switch per page of rows); reading alone topped
 //! out near 130,000 records/s, below the 200,000/s the verifier must reach. Here a page is read
 //! by one synchronous `rusqlite` statement on a blocking thread and decoded straight into
-//! [`StoredRecord`]s. Only the read-only [`crate::AuditReader`] of a SQLite file uses it; the
+//! [`StoredRecord`]s. Only read-only [`crate::AuditReader`]s of a SQLite file use it (from
+//! `AuditReader::connect`, and a store's `verification_reader`); the
 //! SQL and the decoding rules (every malformed column is [`StoreError::Corrupt`], naming the
 //! column, never a value) are those of the sqlx path, and a test compares the two.
 

@@ -1010,7 +1010,8 @@ impl Store {
     /// the throttle windows that have closed (a closed window counts nothing), and the
     /// sessions that ended more than `keep_ended_millis` ago. Only token and code hashes go:
     /// the messages live in the conversation and intake tables and stay, and the audit records
-    /// of every session stay (they name the session by id). One transaction.
+    /// of every session stay (they name the session by id). One transaction. Perimeter itself
+    /// only: a user, service or anonymous context gets [`StoreError::Forbidden`].
     pub async fn purge_chat_state(
         &self,
         ctx: &AccessContext,
@@ -1018,6 +1019,7 @@ impl Store {
         keep_ended_millis: i64,
         limit: u32,
     ) -> Result<ChatPurge, StoreError> {
+        ctx.require_internal_write()?;
         if keep_ended_millis < 0 {
             return Err(StoreError::Invalid {
                 field: "keep_ended_millis",

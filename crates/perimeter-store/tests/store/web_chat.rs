@@ -400,6 +400,18 @@ async fn housekeeping_purges_only_what_is_dead(db: TestDb) {
         store.purge_chat_state(&sys, &policy, -1, 100).await,
         Err(perimeter_store::StoreError::Invalid { .. })
     ));
+    // Housekeeping is Perimeter's own: a member of staff (even an administrator) is refused.
+    let admin = AccessContext::user(
+        perimeter_domain::StaffId::new(),
+        vec![perimeter_domain::Role::Admin],
+        perimeter_domain::PurposeOfUse::Operations,
+    );
+    assert!(matches!(
+        store
+            .purge_chat_state(&admin, &policy, 86_400_000, 100)
+            .await,
+        Err(perimeter_store::StoreError::Forbidden { .. })
+    ));
 }
 
 crate::both_backends!(
