@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::Scope;
 use crate::model::StaffUser;
 use crate::rows::{col, id};
 use crate::staff::{act_on_staff, not_oneself};
@@ -593,10 +594,14 @@ impl Store {
     }
 
     /// The API tokens of `practice`'s service clients, newest first.
+    /// Declares `manage_api_tokens` for a staff [`Scope`].
     pub async fn list_api_tokens(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
     ) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let practice = self
+            .scope_practice(scope, Permission::ManageApiTokens)
+            .await?;
         let rows = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM api_token WHERE client_id IN (SELECT id FROM staff_user WHERE practice_id = $1) ORDER BY created_at DESC, id"
         ))

@@ -39,6 +39,7 @@ use perimeter_domain::{
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::Scope;
 use crate::conversations::insert_message;
 use crate::db::WriteTx;
 use crate::model::{AccessContext, Channel, Direction, object};
@@ -1605,12 +1606,14 @@ impl Store {
 
     /// The intake list of `practice`: unresolved inbound items, top priority first, then by
     /// due time (metadata only).
+    /// Declares `view_queue` for a staff [`Scope`].
     pub async fn list_inbound(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
         include_resolved: bool,
         limit: u32,
     ) -> Result<Vec<InboundEntry>, StoreError> {
+        let practice = self.scope_practice(scope, Permission::ViewQueue).await?;
         let filter = if include_resolved {
             ""
         } else {
@@ -2173,12 +2176,16 @@ impl Store {
     }
 
     /// The newest outbox rows of `practice` (metadata only), optionally of one status.
+    /// Declares `manage_channels` for a staff [`Scope`].
     pub async fn list_outbox(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
         status: Option<OutboxStatus>,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let practice = self
+            .scope_practice(scope, Permission::ManageChannels)
+            .await?;
         let rows = sqlx::query(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM channel_outbox WHERE practice_id = $1 AND ($2 = '' OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
         ))
@@ -2192,11 +2199,15 @@ impl Store {
     }
 
     /// Whether `phone` is opted out in `practice`.
+    /// Declares `manage_channels` for a staff [`Scope`].
     pub async fn is_opted_out(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
         phone: &str,
     ) -> Result<bool, StoreError> {
+        let practice = self
+            .scope_practice(scope, Permission::ManageChannels)
+            .await?;
         let digest = phone_digest(self, phone)?;
         let v: Option<i64> = sqlx::query_scalar(
             "SELECT opted_out FROM channel_opt_out WHERE practice_id = $1 AND phone_digest = $2",
@@ -2210,12 +2221,16 @@ impl Store {
     }
 
     /// The opt-out records of `practice`, newest first.
+    /// Declares `manage_channels` for a staff [`Scope`].
     pub async fn list_opt_outs(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
         only_opted_out: bool,
         limit: u32,
     ) -> Result<Vec<OptOutEntry>, StoreError> {
+        let practice = self
+            .scope_practice(scope, Permission::ManageChannels)
+            .await?;
         let rows = sqlx::query(&format!(
             "SELECT phone_digest, opted_out, keyword, changed_at FROM channel_opt_out WHERE practice_id = $1{} ORDER BY changed_at DESC LIMIT $2",
             if only_opted_out { " AND opted_out = 1" } else { "" }
@@ -2239,11 +2254,15 @@ impl Store {
     }
 
     /// The contacts of `practice` (metadata only), newest first.
+    /// Declares `register_patient` for a staff [`Scope`].
     pub async fn list_contacts(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
         limit: u32,
     ) -> Result<Vec<ContactEntry>, StoreError> {
+        let practice = self
+            .scope_practice(scope, Permission::RegisterPatient)
+            .await?;
         let rows = sqlx::query(
             "SELECT c.id, c.verified_patient_id, c.created_at, (SELECT COUNT(*) FROM channel_inbound i WHERE i.contact_id = c.id AND i.needs_patient = 1) AS pending FROM channel_contact c WHERE c.practice_id = $1 ORDER BY c.created_at DESC, c.id DESC LIMIT $2",
         )

@@ -30,10 +30,11 @@
 //!   clients and anonymous callers are refused. The module documentation has the table of
 //!   what each function declares (`views.rs`, `work.rs`, `billing.rs`, `staff.rs`,
 //!   `emergency.rs`, `channels.rs`, `patients.rs`, `conversations.rs`; `vendors.rs` and
-//!   `keys.rs` in their functions' documentation). The reads that take only a practice and
-//!   return no PHI (the intake list, outbox and opt-out status, lockouts, the staff directory,
-//!   API token lists) rely on the route's declaration and the principal's practice, and the
-//!   functions of Perimeter's own jobs (intake, the SMS outbox, reminders, escalation) use
+//!   `keys.rs` in their functions' documentation). The practice-wide metadata reads
+//!   (the intake list, contacts, outbox, opt-outs, lockouts, the staff directory, API token
+//!   lists) take a [`Scope`]: for a member of staff the store reads the account's practice and
+//!   roles itself and checks the permission the read declares; Perimeter names a practice.
+//!   The functions of Perimeter's own jobs (intake, the SMS outbox, reminders, escalation) use
 //!   their context for the audit record.
 //! * Key management: [`Store::verify_keys`], [`Store::rotate_keks`], [`Store::retire_kek`],
 //!   [`Store::key_status`], and crypto-shredding with [`Store::shred_patient`].
@@ -98,7 +99,7 @@ pub use vendors::{
 };
 pub use views::{
     CareTeamMember, Contact, ConversationView, Demographics, Identifiers, MessagePage, MessageView,
-    PatientLookup, PatientView, Viewer,
+    PatientLookup, PatientView, Scope, Viewer,
 };
 pub use web_chat::{
     CHAT_PAGE_LIMIT, ChatCodeRequest, ChatLookup, ChatMessage, ChatPolicy, ChatPurge, ChatSession,

@@ -29,6 +29,7 @@ use perimeter_auth::{Permission, TokenHash};
 use perimeter_domain::{PracticeId, Role, StaffId};
 use sqlx::any::AnyRow;
 
+use crate::Scope;
 use crate::db::WriteTx;
 use crate::model::{AccessContext, NewStaff, Practice, StaffUser, object};
 use crate::rows::{col, id};
@@ -379,10 +380,12 @@ impl Store {
 
     /// A practice's staff for the administrators' list, by username, each with whether an
     /// authenticator is enrolled.
+    /// Declares `manage_users` for a staff [`Scope`].
     pub async fn staff_directory(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
     ) -> Result<Vec<StaffEntry>, StoreError> {
+        let practice = self.scope_practice(scope, Permission::ManageUsers).await?;
         let rows = sqlx::query(
             "SELECT s.id, s.practice_id, s.username, s.display_name, s.roles, s.password_hash, s.disabled_at, s.created_at, m.confirmed_at AS mfa_confirmed_at FROM staff_user s LEFT JOIN staff_mfa m ON m.staff_id = s.id WHERE s.practice_id = $1 ORDER BY s.username",
         )

@@ -18,10 +18,11 @@ use perimeter_audit::AuditEvent;
 use perimeter_auth::{
     ATTEMPT_LEASE, Permission, ThrottleDecision, ThrottlePolicy, ThrottleState, throttled_audit_due,
 };
-use perimeter_domain::{PracticeId, StaffId};
+use perimeter_domain::StaffId;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
+use crate::Scope;
 use crate::auth::{from_millis, millis, opt_from_millis};
 use crate::db::Tx;
 use crate::rows::{col, col_u64, id};
@@ -367,11 +368,15 @@ impl Store {
     /// that practice and client addresses (an address is not a practice's: a lockout of one
     /// blocks every practice's users behind it). Usernames that match no account are not
     /// listed (they concern no one's account).
+    /// Declares `manage_lockouts` for a staff [`Scope`].
     pub async fn lockouts(
         &self,
-        practice: PracticeId,
+        scope: impl Into<Scope>,
         now: OffsetDateTime,
     ) -> Result<Vec<Lockout>, StoreError> {
+        let practice = self
+            .scope_practice(scope, Permission::ManageLockouts)
+            .await?;
         let rows = sqlx::query(
             "SELECT t.scope, t.subject, t.locked_until, t.lockouts, t.refused, s.id AS staff_id FROM auth_throttle t LEFT JOIN staff_user s ON t.scope = 'account' AND s.username = t.subject WHERE t.locked_until > $1 AND (t.scope = 'address' OR s.practice_id = $2) ORDER BY t.locked_until, t.subject",
         )

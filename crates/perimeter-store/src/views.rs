@@ -56,6 +56,50 @@ use crate::patients::{LOOKUP_LIMIT, PATIENT_COLUMNS, open, open_opt, patient_key
 use crate::rows::{col, id};
 use crate::{Store, StoreError};
 
+/// Whose practice-wide metadata read it is (the intake list, outbox, opt-outs, contacts,
+/// lockouts, the staff directory, API tokens: ids, statuses and digests, no PHI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Perimeter itself (its jobs, the CLI): the practice given.
+    Practice(PracticeId),
+    /// A member of staff: their own practice, as the database holds it, when their stored
+    /// roles hold the permission the function declares (an unknown, disabled or unentitled
+    /// account gets [`StoreError::Forbidden`]).
+    Staff(StaffId),
+}
+
+impl From<PracticeId> for Scope {
+    fn from(p: PracticeId) -> Scope {
+        Scope::Practice(p)
+    }
+}
+
+impl Store {
+    /// The practice a [`Scope`] reads, checking a staff scope's account for `permission`.
+    pub(crate) async fn scope_practice(
+        &self,
+        scope: impl Into<Scope>,
+        permission: Permission,
+    ) -> Result<PracticeId, StoreError> {
+        let staff = match scope.into() {
+            Scope::Practice(p) => return Ok(p),
+            Scope::Staff(s) => s,
+        };
+        let forbidden = StoreError::Forbidden {
+            permission: permission.as_str(),
+        };
+        let user = match self.get_staff(staff).await {
+            Ok(u) => u,
+            Err(StoreError::NotFound { .. }) => return Err(forbidden),
+            Err(e) => return Err(e),
+        };
+        if user.disabled_at_millis.is_some() || !allowed(&user.roles, permission) {
+            return Err(forbidden);
+        }
+        Ok(user.practice_id)
+    }
+}
+
 /// Who is reading: a member of staff (or a service client), as the server's guard established
 /// it, with the request's details for the audit record. The store looks up the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]

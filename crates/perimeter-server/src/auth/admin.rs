@@ -275,7 +275,11 @@ struct LockoutView {
 /// `GET /api/admin/lockouts`: the practice's accounts and the client addresses locked now,
 /// with how many attempts were refused (counted, not each audited).
 pub(crate) async fn lockouts(auth: AuthState, principal: Principal) -> Response {
-    match auth.store().lockouts(principal.practice, auth.now()).await {
+    match auth
+        .store()
+        .lockouts(perimeter_store::Scope::Staff(principal.user), auth.now())
+        .await
+    {
         Ok(list) => Json(
             list.into_iter()
                 .map(|l| LockoutView {
@@ -372,7 +376,11 @@ struct UserView {
 
 /// `GET /api/admin/users`: the practice's staff accounts (never a password hash).
 pub(crate) async fn list_users(auth: AuthState, principal: Principal) -> Response {
-    match auth.store().staff_directory(principal.practice).await {
+    match auth
+        .store()
+        .staff_directory(perimeter_store::Scope::Staff(principal.user))
+        .await
+    {
         Ok(list) => Json(
             list.into_iter()
                 .map(|e| UserView {
@@ -540,7 +548,11 @@ struct TokenView {
 
 /// `GET /api/admin/tokens`: the tokens of the practice's service clients (never the secret).
 pub(crate) async fn list_tokens(auth: AuthState, principal: Principal) -> Response {
-    match auth.store().list_api_tokens(principal.practice).await {
+    match auth
+        .store()
+        .list_api_tokens(perimeter_store::Scope::Staff(principal.user))
+        .await
+    {
         Ok(list) => Json(
             list.into_iter()
                 .map(|t| TokenView {

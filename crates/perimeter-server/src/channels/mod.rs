@@ -1059,7 +1059,11 @@ async fn list_inbound(
     }
     match auth
         .store()
-        .list_inbound(principal.practice, q.all.unwrap_or(false), limit)
+        .list_inbound(
+            perimeter_store::Scope::Staff(principal.user),
+            q.all.unwrap_or(false),
+            limit,
+        )
         .await
     {
         Ok(items) => Json(InboundList { items }).into_response(),
@@ -1148,7 +1152,11 @@ async fn list_contacts(
     if let Err(r) = audit_read(&auth, &principal, "contact_list", None).await {
         return r;
     }
-    match auth.store().list_contacts(principal.practice, limit).await {
+    match auth
+        .store()
+        .list_contacts(perimeter_store::Scope::Staff(principal.user), limit)
+        .await
+    {
         Ok(contacts) => Json(serde_json::json!({ "contacts": contacts })).into_response(),
         Err(e) => store_error(e).into_response(),
     }
@@ -1166,7 +1174,11 @@ async fn list_opt_outs(
     };
     match auth
         .store()
-        .list_opt_outs(principal.practice, !q.all.unwrap_or(false), limit)
+        .list_opt_outs(
+            perimeter_store::Scope::Staff(principal.user),
+            !q.all.unwrap_or(false),
+            limit,
+        )
         .await
     {
         Ok(opt_outs) => Json(serde_json::json!({ "opt_outs": opt_outs })).into_response(),
@@ -1197,7 +1209,7 @@ async fn lookup_opt_out(
     }
     match auth
         .store()
-        .is_opted_out(principal.practice, &body.phone)
+        .is_opted_out(perimeter_store::Scope::Staff(principal.user), &body.phone)
         .await
     {
         Ok(opted_out) => Json(serde_json::json!({ "opted_out": opted_out })).into_response(),
@@ -1229,7 +1241,7 @@ async fn list_outbox(
     };
     match auth
         .store()
-        .list_outbox(principal.practice, status, limit)
+        .list_outbox(perimeter_store::Scope::Staff(principal.user), status, limit)
         .await
     {
         Ok(items) => Json(serde_json::json!({ "items": items })).into_response(),

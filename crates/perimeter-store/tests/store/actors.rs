@@ -12,7 +12,7 @@ use perimeter_auth::{
 use perimeter_domain::{Clock, PurposeOfUse, Role, StaffId};
 use perimeter_store::{
     AccessContext, Channel, ConversationStatus, Direction, NewMessage, NewRepresentative, NewStaff,
-    Store, StoreError, ThrottleKey, ThrottleScope,
+    Scope, Store, StoreError, ThrottleKey, ThrottleScope,
 };
 use time::Duration;
 
@@ -974,7 +974,84 @@ async fn patient_and_conversation_writes_check_the_actor(db: TestDb) {
         .unwrap();
 }
 
+/// The practice-wide metadata reads, asked for a member of staff ([`Scope::Staff`]), read the
+/// account's own practice when its stored roles hold the permission the read declares, and
+/// refuse unknown, unentitled and disabled accounts; Perimeter names the practice itself.
+async fn metadata_reads_check_a_staff_scope_in_the_database(db: TestDb) {
+    let w = world(&db).await;
+    let s = &w.store;
+    let now = s.clock().now();
+    // Another practice's administrator: their own practice's lists only.
+    let elsewhere = account(s, w.other_practice, "other-admin", Role::Admin).await;
+    let admin = Scope::Staff(w.id(Role::Admin));
+    let mine: Vec<_> = s
+        .staff_directory(admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.user.practice_id)
+        .collect();
+    assert!(!mine.is_empty() && mine.iter().all(|p| *p == w.practice));
+    let theirs = s.staff_directory(Scope::Staff(elsewhere)).await.unwrap();
+    assert!(
+        theirs
+            .iter()
+            .all(|e| e.user.practice_id == w.other_practice)
+    );
+    assert_eq!(
+        s.staff_directory(w.practice).await.unwrap().len(),
+        mine.len(),
+        "Perimeter names the practice"
+    );
+    s.list_api_tokens(admin).await.unwrap();
+    s.lockouts(admin, now).await.unwrap();
+    s.list_opt_outs(admin, true, 10).await.unwrap();
+    s.list_outbox(admin, None, 10).await.unwrap();
+    s.is_opted_out(admin, "(202) 555-0100").await.unwrap();
+    s.list_inbound(Scope::Staff(w.id(Role::Nurse)), false, 10)
+        .await
+        .unwrap();
+    s.list_contacts(Scope::Staff(w.id(Role::FrontDesk)), 10)
+        .await
+        .unwrap();
+    // Roles the account does not hold, an unknown account, a disabled one: refused.
+    let nurse = Scope::Staff(w.id(Role::Nurse));
+    forbidden(s.staff_directory(nurse).await, "staff_directory by a nurse");
+    forbidden(s.list_api_tokens(nurse).await, "list_api_tokens by a nurse");
+    forbidden(s.lockouts(nurse, now).await, "lockouts by a nurse");
+    forbidden(
+        s.list_opt_outs(nurse, true, 10).await,
+        "list_opt_outs by a nurse",
+    );
+    forbidden(
+        s.list_outbox(nurse, None, 10).await,
+        "list_outbox by a nurse",
+    );
+    forbidden(
+        s.is_opted_out(nurse, "(202) 555-0100").await,
+        "is_opted_out by a nurse",
+    );
+    forbidden(s.list_contacts(nurse, 10).await, "list_contacts by a nurse");
+    forbidden(
+        s.list_inbound(Scope::Staff(w.id(Role::Auditor)), false, 10)
+            .await,
+        "list_inbound by an auditor",
+    );
+    forbidden(
+        s.staff_directory(Scope::Staff(StaffId::new())).await,
+        "an unknown account",
+    );
+    let mut raw = db.raw().await;
+    sqlx::query("UPDATE staff_user SET disabled_at = 1 WHERE id = $1")
+        .bind(w.id(Role::Admin).to_string())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    forbidden(s.staff_directory(admin).await, "a disabled administrator");
+}
+
 crate::both_backends!(
+    metadata_reads_check_a_staff_scope_in_the_database,
     staff_administration_checks_the_actor_in_the_database,
     emergency_access_checks_the_actor_in_the_database,
     channel_staff_calls_check_the_actor_in_the_database,
