@@ -559,6 +559,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
         act_on_staff(&mut w, &event.actor, Permission::ManageApiTokens, t.client).await?;
+        // Tokens are for service clients only: a person signs in (with MFA) instead.
+        let client = sqlx::query("SELECT roles, disabled_at FROM staff_user WHERE id = $1")
+            .bind(t.client.to_string())
+            .fetch_one(w.conn())
+            .await
+            .map_err(|e| w.err(e))?;
+        let roles = crate::staff::roles_from_text(&col::<String>(&client, "roles")?)?;
+        let disabled: Option<i64> = col(&client, "disabled_at")?;
+        if !roles.contains(&perimeter_domain::Role::Service) || disabled.is_some() {
+            return Err(StoreError::Invalid {
+                field: "client",
+                expected: "an enabled service client account (role service)",
+            });
+        }
         sqlx::query(&format!(
             "INSERT INTO api_token ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))

@@ -412,8 +412,41 @@ async fn parallel_attempts_cannot_overrun_the_lockout(db: TestDb) {
 async fn api_tokens_are_stored_hashed_and_revocable(db: TestDb) {
     let (store, practice, staff) = setup(&db).await;
     let now = db.clock.now();
+    let scope = || ApiTokenScope {
+        permissions: [Permission::UseGateway].into_iter().collect(),
+        purposes: [PurposeOfUse::Operations].into_iter().collect(),
+    };
+    // A person's account gets no token: people sign in.
+    let personal = create_api_token(staff, "mine", scope(), now + Duration::days(30), now).unwrap();
+    assert!(matches!(
+        store
+            .insert_api_token(
+                &personal.record,
+                &ev(SecurityEvent::ApiTokenCreated {
+                    token: personal.record.id,
+                }),
+            )
+            .await,
+        Err(perimeter_store::StoreError::Invalid {
+            field: "client",
+            ..
+        })
+    ));
+    let bot = store
+        .create_staff(
+            &AccessContext::system("test"),
+            practice,
+            &NewStaff {
+                username: "scheduling-bot".into(),
+                display_name: "Scheduling bot".into(),
+                roles: vec![Role::Service],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
     let new = create_api_token(
-        staff,
+        bot,
         "scheduling bot",
         ApiTokenScope {
             permissions: [Permission::UseGateway].into_iter().collect(),
