@@ -79,24 +79,6 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
         )
 }
 
-macro_rules! try_resp {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r.into_response(),
-        }
-    };
-}
-
-macro_rules! store {
-    ($e:expr) => {
-        match $e.await {
-            Ok(v) => v,
-            Err(e) => return store_error(e).into_response(),
-        }
-    };
-}
-
 fn bad_request(code: &'static str, message: &'static str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }

@@ -9,6 +9,26 @@
 //! (sessions, API tokens, the guard, security headers) and a JSON 404 fallback. [`bind`] and
 //! [`Bound::run`] serve it over plain HTTP or rustls with graceful shutdown.
 
+/// In a handler returning `Response`: the `Ok` value, or return the error as the response.
+macro_rules! try_resp {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r.into_response(),
+        }
+    };
+}
+
+/// In a handler returning `Response`: awaits a store call; its error becomes the API error.
+macro_rules! store {
+    ($e:expr) => {
+        match $e.await {
+            Ok(v) => v,
+            Err(e) => return $crate::auth::store_error(e).into_response(),
+        }
+    };
+}
+
 mod access;
 pub mod audit_api;
 pub mod auth;

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::access::{Access, RouteError, Routes};
 use crate::auth::admin::{bad, is_invisible};
-use crate::auth::{AuthState, Principal, store_error};
+use crate::auth::{AuthState, Principal};
 use crate::error::ApiError;
 
 /// The work routes with their declared access.
@@ -189,24 +189,6 @@ fn text_ok(text: &str, max: usize) -> bool {
     !text.trim().is_empty()
         && text.chars().count() <= max
         && !text.chars().any(|c| c != '\n' && is_invisible(c))
-}
-
-macro_rules! try_resp {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r.into_response(),
-        }
-    };
-}
-
-macro_rules! store {
-    ($e:expr) => {
-        match $e.await {
-            Ok(v) => v,
-            Err(e) => return store_error(e).into_response(),
-        }
-    };
 }
 
 #[derive(Deserialize)]
