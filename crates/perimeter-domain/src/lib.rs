@@ -8,8 +8,10 @@
 
 mod clock;
 mod ids;
+mod text;
 mod vocab;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{ConversationId, IdParseError, MessageId, PatientId, PracticeId, RequestId, StaffId};
+pub use text::is_invisible;
 pub use vocab::{DataCategory, PurposeOfUse, Role, UnknownName};

@@ -29,7 +29,7 @@ use std::str::FromStr;
 use perimeter_audit::{Action, ObjectRef};
 use perimeter_auth::{Permission, routine_purpose};
 use perimeter_crypto::{Aad, Dek, IndexKind, decrypt_text, encrypt_text};
-use perimeter_domain::{DataCategory, PatientId, PracticeId, StaffId};
+use perimeter_domain::{DataCategory, PatientId, PracticeId, StaffId, is_invisible};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use time::Date;
@@ -53,20 +53,6 @@ pub const MAX_COVERAGES: i64 = 20;
 const COVERAGE: &str = "insurance_coverage";
 const ACCOUNT: &str = "billing_account";
 
-fn invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{FEFF}'
-        )
-}
-
 /// A payer or plan name: trimmed, 1 to [`MAX_INSURANCE_NAME_CHARS`] characters, no control,
 /// zero-width or direction-changing characters. `Debug` redacts it.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -77,7 +63,9 @@ impl InsuranceName {
     /// Validates `raw` for `field` (the field is named in the error, the value never).
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, StoreError> {
         let t = raw.trim();
-        if t.is_empty() || t.chars().count() > MAX_INSURANCE_NAME_CHARS || t.chars().any(invisible)
+        if t.is_empty()
+            || t.chars().count() > MAX_INSURANCE_NAME_CHARS
+            || t.chars().any(is_invisible)
         {
             return Err(StoreError::Invalid {
                 field,

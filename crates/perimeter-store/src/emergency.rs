@@ -28,7 +28,7 @@
 
 use perimeter_audit::{Action, AuditEvent, ObjectRef};
 use perimeter_auth::{
-    BreakGlassGrant, BreakGlassReason, Justification, Permission, PrivacyNotification, allowed,
+    BreakGlassGrant, BreakGlassReason, Justification, Permission, PrivacyNotification,
 };
 use perimeter_crypto::{Aad, decrypt_text, encrypt_text};
 use perimeter_domain::{PatientId, PracticeId, Role, StaffId};
@@ -531,17 +531,7 @@ impl Store {
 
     /// The practice and stored roles of an enabled account holding `own_account`.
     async fn notified(&self, staff: StaffId) -> Result<(PracticeId, Vec<Role>), StoreError> {
-        let forbidden = StoreError::Forbidden {
-            permission: Permission::OwnAccount.as_str(),
-        };
-        let user = match self.get_staff(staff).await {
-            Ok(u) => u,
-            Err(StoreError::NotFound { .. }) => return Err(forbidden),
-            Err(e) => return Err(e),
-        };
-        if user.disabled_at_millis.is_some() || !allowed(&user.roles, Permission::OwnAccount) {
-            return Err(forbidden);
-        }
+        let user = self.entitled_staff(staff, Permission::OwnAccount).await?;
         Ok((user.practice_id, user.roles))
     }
 

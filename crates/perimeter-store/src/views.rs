@@ -81,10 +81,20 @@ impl Store {
         scope: impl Into<Scope>,
         permission: Permission,
     ) -> Result<PracticeId, StoreError> {
-        let staff = match scope.into() {
-            Scope::Practice(p) => return Ok(p),
-            Scope::Staff(s) => s,
-        };
+        match scope.into() {
+            Scope::Practice(p) => Ok(p),
+            Scope::Staff(s) => Ok(self.entitled_staff(s, permission).await?.practice_id),
+        }
+    }
+
+    /// The account `staff` as the database holds it, if it is enabled and its stored roles
+    /// hold `permission`; otherwise (unknown accounts too) [`StoreError::Forbidden`]. For the
+    /// reads that need no transaction of their own.
+    pub(crate) async fn entitled_staff(
+        &self,
+        staff: StaffId,
+        permission: Permission,
+    ) -> Result<crate::model::StaffUser, StoreError> {
         let forbidden = StoreError::Forbidden {
             permission: permission.as_str(),
         };
@@ -96,7 +106,7 @@ impl Store {
         if user.disabled_at_millis.is_some() || !allowed(&user.roles, permission) {
             return Err(forbidden);
         }
-        Ok(user.practice_id)
+        Ok(user)
     }
 }
 

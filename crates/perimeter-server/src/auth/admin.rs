@@ -57,17 +57,7 @@ fn invalid_roles() -> Response {
     )
 }
 
-/// Characters that render as nothing or reorder text (zero-width, bidirectional controls, soft
-/// hyphen, byte-order mark): refused in names shown to other people, so that one name cannot
-/// pass for another in the console or the audit trail.
-pub(crate) fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E0FFF}')
-}
+pub(crate) use perimeter_domain::is_invisible;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
