@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     /// Direct read-only reads of a SQLite file's audit tables, for whole-trail verification
     /// ([`Store::verification_reader`]); `None` on PostgreSQL.
     pub(crate) native: Option<Arc<crate::native::NativeTrail>>,
+    /// The group committer's direct writer of a SQLite file; `None` on PostgreSQL.
+    pub(crate) appender: Option<Arc<crate::append::NativeAppender>>,
 }
 
 /// The storage handle. Cheap to clone; holds the connection pool, the key ring, the clock and
@@ -228,12 +230,23 @@ impl Store {
             )),
             DatabaseUrl::Postgres(_) => None,
         };
+        let appender = match &opts.url {
+            DatabaseUrl::Sqlite(path) => Some(crate::append::NativeAppender::new(
+                path,
+                core.target.clone(),
+                opts.busy_timeout,
+                max_pages,
+                core.clock.clone(),
+            )),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let store = Store {
             inner: Arc::new(Inner {
-                group: spawn_group_committer(&core),
+                group: spawn_group_committer(&core, appender.clone()),
                 core,
                 keys: std::sync::RwLock::new(keys),
                 native,
+                appender,
             }),
         };
         if backend == Backend::Sqlite {
@@ -287,6 +300,7 @@ impl Store {
                 keys: std::sync::RwLock::new(keys),
                 group: self.inner.group.clone(),
                 native: self.inner.native.clone(),
+                appender: self.inner.appender.clone(),
             }),
         }
     }
@@ -297,6 +311,9 @@ impl Store {
             native.close();
         }
         self.inner.core.pool.close().await;
+        if let Some(appender) = &self.inner.appender {
+            appender.close();
+        }
     }
 
     /// How commits are made durable, as the database reports it: for SQLite the journal mode
@@ -563,14 +580,25 @@ pub(crate) async fn append_batch(
 
 /// Starts the audit group committer on the current Tokio runtime (none outside one: appends
 /// then write their own transaction). It holds the pool, not the store, so it stops when the
-/// last store handle is dropped.
-fn spawn_group_committer(core: &Arc<Core>) -> Option<GroupCommitter<BatchError>> {
+/// last store handle is dropped. On SQLite its batches go through the direct writer
+/// ([`crate::append`]); once the store is closed they take the pool's path, which refuses them.
+fn spawn_group_committer(
+    core: &Arc<Core>,
+    appender: Option<Arc<crate::append::NativeAppender>>,
+) -> Option<GroupCommitter<BatchError>> {
     tokio::runtime::Handle::try_current().ok()?;
     let core = core.clone();
     let (committer, _task) = GroupCommitter::spawn(
         move |events: Vec<AuditEvent>| {
             let core = core.clone();
-            async move { append_batch(&core, &events).await.map_err(Arc::new) }
+            let appender = appender.clone();
+            async move {
+                match appender {
+                    Some(a) if !core.pool.is_closed() => a.append(events).await,
+                    _ => append_batch(&core, &events).await,
+                }
+                .map_err(Arc::new)
+            }
         },
         GroupConfig::default(),
     );
@@ -593,25 +621,53 @@ impl HeadState {
         let size: i64 = row.try_get(0).map_err(HeadDecode::Sql)?;
         let last: Option<Vec<u8>> = row.try_get(1).map_err(HeadDecode::Sql)?;
         let frontier: Vec<u8> = row.try_get(2).map_err(HeadDecode::Sql)?;
-        let size =
-            u64::try_from(size).map_err(|_| HeadDecode::Bad("negative audit size".into()))?;
+        HeadState::from_columns(size, last.as_deref(), &frontier).map_err(HeadDecode::Bad)
+    }
+
+    /// The head from the columns of `audit_head` (size, last leaf hash, frontier), checked for
+    /// consistency; the error names what is wrong, never a value.
+    pub(crate) fn from_columns(
+        size: i64,
+        last: Option<&[u8]>,
+        frontier: &[u8],
+    ) -> Result<HeadState, String> {
+        let size = u64::try_from(size).map_err(|_| "negative audit size".to_owned())?;
         let last = match last {
             Some(b) => Some(
-                <Hash32>::try_from(b.as_slice())
-                    .map_err(|_| HeadDecode::Bad("audit head hash is not 32 bytes".into()))?,
+                <Hash32>::try_from(b).map_err(|_| "audit head hash is not 32 bytes".to_owned())?,
             ),
             None => None,
         };
-        let frontier = Frontier::from_bytes(&frontier)
-            .map_err(|_| HeadDecode::Bad("audit frontier is malformed".into()))?;
+        let frontier =
+            Frontier::from_bytes(frontier).map_err(|_| "audit frontier is malformed".to_owned())?;
         if frontier.size() != size || (size == 0) != last.is_none() {
-            return Err(HeadDecode::Bad("audit head is inconsistent".into()));
+            return Err("audit head is inconsistent".into());
         }
         Ok(HeadState {
             size,
             last,
             frontier,
         })
+    }
+
+    /// Appends the record of `event` at time `at` to the head: its sequence number is the
+    /// head's size, its previous hash the head's last leaf; the interior nodes it completes are
+    /// pushed to `nodes`.
+    pub(crate) fn push(
+        &mut self,
+        event: &AuditEvent,
+        at: i64,
+        nodes: &mut Vec<Node>,
+    ) -> Result<AuditRecord, StoreError> {
+        let prev = self.last.map(|h| (self.size.saturating_sub(1), h));
+        let record = AuditRecord::next(prev, at, event.canonical_bytes());
+        if record.seq != self.size {
+            return Err(StoreError::Corrupt("audit sequence out of step".into()));
+        }
+        self.frontier.push_into(record.leaf_hash, nodes);
+        self.size = record.seq.saturating_add(1);
+        self.last = Some(record.leaf_hash);
+        Ok(record)
     }
 }
 
@@ -660,19 +716,7 @@ impl WriteTx {
         let mut seqs = Vec::with_capacity(events.len());
         for event in events {
             let at = self.core.clock.now_millis();
-            let prev = self
-                .head
-                .last
-                .map(|h| (self.head.size.saturating_sub(1), h));
-            let record = AuditRecord::next(prev, at, event.canonical_bytes());
-            if record.seq != self.head.size {
-                return Err(StoreError::Corrupt("audit sequence out of step".into()));
-            }
-            self.head
-                .frontier
-                .push_into(record.leaf_hash, &mut self.pending_nodes);
-            self.head.size = record.seq.saturating_add(1);
-            self.head.last = Some(record.leaf_hash);
+            let record = self.head.push(event, at, &mut self.pending_nodes)?;
             self.dirty = true;
             seqs.push(record.seq);
             self.pending.push((record, IndexColumns::of(event)));

@@ -12,6 +12,7 @@
 //! * Standalone audit events ([`Store::append_audit`], the security events of
 //!   authentication) go through a group committer: concurrent callers share one transaction
 //!   (one fsync; SQLite runs `synchronous = FULL` in WAL mode) and each returns once durable.
+//!   On SQLite the batches are written by a dedicated `rusqlite` connection (`append.rs`).
 //! * [`AuditReader`] reads the audit tables read-only without a key ring (verification by an
 //!   outside auditor); the store implements the audit crate's `TrailStore` and
 //!   `CheckpointStore` for verification, proofs and the checkpointer.
@@ -39,6 +40,7 @@
 //! * Key management: [`Store::verify_keys`], [`Store::rotate_keks`], [`Store::retire_kek`],
 //!   [`Store::key_status`], and crypto-shredding with [`Store::shred_patient`].
 
+mod append;
 mod audit;
 mod auth;
 mod billing;

@@ -200,6 +200,12 @@ async fn concurrent_writers_from_two_pools_get_one_gapless_sequence(db: TestDb) 
                     .await
                     .unwrap();
                 store.get_patient(&sys, id).await.unwrap();
+                // A standalone event through this pool's group committer (on SQLite its own
+                // connection to the file) between the accesses.
+                store
+                    .append_audit(&[login(StaffId::new(), i64::from(i))])
+                    .await
+                    .unwrap();
                 ids.push(id);
             }
             ids
@@ -211,8 +217,8 @@ async fn concurrent_writers_from_two_pools_get_one_gapless_sequence(db: TestDb) 
     }
     assert_eq!(total, 30);
     let records = all_records(&a).await;
-    // One practice creation, then a create and a read per patient.
-    assert_eq!(records.len(), 1 + 60);
+    // One practice creation, then a create, a read and a log-in per patient.
+    assert_eq!(records.len(), 1 + 90);
     let mut prev = GENESIS_HASH;
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64);
@@ -343,6 +349,12 @@ async fn an_access_fails_and_writes_nothing_when_its_audit_record_cannot_be_writ
         store.audit_head().await.unwrap().unwrap().size,
         before.size + 1
     );
+    // Standalone events are accepted again once the trail can be written.
+    let seqs = store
+        .append_audit(&[login(StaffId::new(), 10)])
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![before.size + 1]);
 }
 
 async fn standalone_events_share_transactions_but_one_call_is_never_split(db: TestDb) {
