@@ -15,18 +15,33 @@
 //! * Nothing here stores a phone number or a body in clear: numbers are sealed and found by
 //!   their blind index (the opt-out table keeps only the index).
 //!
-//! The staff calls declare a permission and check the context's actor in the database in their
-//! transaction (`views::require_actor`): an active account of `practice` whose stored roles
-//! hold it (the roles in the context are not trusted; another practice's patient is not
-//! found); Perimeter itself (intake, tests, seeding) may; service clients and anonymous
-//! callers may not.
+//! Every function that takes an [`AccessContext`] checks its actor in the database in its
+//! transaction, before it reads anything, and a refusal changes nothing. The staff calls
+//! declare a permission (`views::require_actor`, `views::acting`): an active account whose
+//! stored roles hold it, acting in its own practice (the roles in the context are not
+//! trusted; another practice's patient or conversation is not found); Perimeter itself
+//! (intake, jobs, tests, seeding) may; service clients and anonymous callers may not. The
+//! intake declares `ingest_channel` (`views::acting_client`): Perimeter itself (the SMS
+//! webhooks) or a service client whose enabled account holds the role `service` and which
+//! holds a live API token scoped to `ingest_channel` (the voicemail intake), in its own
+//! practice; no member of staff. Perimeter's own jobs refuse every staff-facing actor.
 //!
-//! | Function | Declares |
+//! | Function | Who may call it |
 //! |---|---|
+//! | [`Store::record_inbound`], [`Store::record_inbound_batch`] | `ingest_channel`: Perimeter, or an entitled service client of the message's practice (in a batch, a refused item gets its refusal, the others go on) |
+//! | [`Store::record_web_chat`] | Perimeter only (the web chat runs as `system:web_chat`) |
+//! | [`Store::queue_sms`], [`Store::queue_conversation_reply`] | `reply_to_patient`: Perimeter, or a user of the practice; the approver recorded, if any, must be an active account of the practice holding `reply_to_patient`, and a user names themselves |
+//! | [`Store::claim_due_sms`] | Perimeter only (the sender: it decrypts numbers and bodies) |
 //! | [`Store::assign_inbound_patient`] | `register_patient` |
 //! | [`Store::resolve_inbound`] | `triage_conversation` |
 //! | [`Store::list_representatives`] | `view_contact_data` |
 //! | [`Store::add_representative`], [`Store::update_representative`] | `edit_contact_data` (a user records only themselves as verifier) |
+//!
+//! The outbox's status changes ([`Store::mark_sms_sent`], [`Store::mark_sms_retry`],
+//! [`Store::mark_sms_failed`], [`Store::update_sms_status`]) and [`Store::count_inbound`],
+//! [`Store::inbound_entry`], [`Store::outbox_entry`] take no actor: they touch ids, statuses
+//! and codes only (Perimeter's sender, the signed status callback, a route whose guard checked
+//! the permission and which names the principal's practice).
 
 use std::fmt;
 
@@ -45,7 +60,7 @@ use crate::db::WriteTx;
 use crate::model::{AccessContext, Channel, Direction, object};
 use crate::patients::patient_key;
 use crate::rows::{col, id};
-use crate::views::{acting, require_actor};
+use crate::views::{Acting, Viewer, acting, acting_client, reader, require_actor};
 use crate::{Store, StoreError};
 
 /// How many inbound items one page lists.
@@ -1221,6 +1236,7 @@ impl Store {
         let digest = validate_inbound(self, m)?;
         let now = self.now();
         let mut w = self.begin_write().await?;
+        intake_actor(&mut w, ctx, m.practice, now).await?;
         let out = self
             .record_one(&mut w, ctx, m, digest, now, Writer::Phone)
             .await?;
@@ -1247,12 +1263,26 @@ impl Store {
             Err(e) => return fail_all(items.len(), e),
         };
         for ((ctx, m), digest) in items.iter().zip(digests) {
-            match digest {
-                Err(e) => out.push(Err(e)),
-                Ok(d) => match self.record_one(&mut w, ctx, m, d, now, Writer::Phone).await {
-                    Ok(o) => out.push(Ok(o)),
-                    Err(e) => return fail_all(items.len(), e),
-                },
+            let d = match digest {
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Ok(d) => d,
+            };
+            // A refused caller gets its refusal (nothing of its message is stored); the
+            // others go on. A database failure fails the batch.
+            match intake_actor(&mut w, ctx, m.practice, now).await {
+                Ok(()) => {}
+                Err(e @ StoreError::Forbidden { .. }) => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Err(e) => return fail_all(items.len(), e),
+            }
+            match self.record_one(&mut w, ctx, m, d, now, Writer::Phone).await {
+                Ok(o) => out.push(Ok(o)),
+                Err(e) => return fail_all(items.len(), e),
             }
         }
         if let Err(e) = w.commit().await {
@@ -1273,6 +1303,7 @@ impl Store {
         session: &crate::ChatSession,
         m: &NewInbound,
     ) -> Result<InboundOutcome, StoreError> {
+        ctx.require_internal_write()?;
         validate_provider_id(m)?;
         if m.practice != session.practice || m.channel != Channel::WebChat {
             return Err(StoreError::Invalid {
@@ -1782,6 +1813,9 @@ impl Store {
         validate_body(&sms.body)?;
         let now = self.now();
         let mut w = self.begin_write().await?;
+        let who = acting(&mut w, &ctx.actor, Permission::ReplyToPatient).await?;
+        who.in_practice(sms.practice, Permission::ReplyToPatient)?;
+        check_approver(&mut w, &who, sms.practice, sms.approved_by).await?;
         let (dek, to) = match sms.recipient {
             Recipient::Patient(p) => {
                 if crate::emergency::patient_practice(w.conn(), self, p).await? != sms.practice {
@@ -1879,6 +1913,7 @@ impl Store {
         validate_body(body)?;
         let now = self.now();
         let mut w = self.begin_write().await?;
+        let who = acting(&mut w, &ctx.actor, Permission::ReplyToPatient).await?;
         let row = sqlx::query("SELECT patient_id, practice_id FROM conversation WHERE id = $1")
             .bind(conversation.to_string())
             .fetch_optional(w.conn())
@@ -1890,6 +1925,8 @@ impl Store {
             })?;
         let patient: PatientId = id(&col::<String>(&row, "patient_id")?, "patient")?;
         let practice: PracticeId = id(&col::<String>(&row, "practice_id")?, "practice")?;
+        who.within(practice, "conversation", conversation)?;
+        check_approver(&mut w, &who, practice, approved_by).await?;
         let dek = patient_key(w.conn(), self, patient).await?;
         let to = crate::patients::read_patient(&mut w, self, patient)
             .await?
@@ -1966,6 +2003,7 @@ impl Store {
         ctx: &AccessContext,
         limit: u32,
     ) -> Result<Vec<ClaimedSms>, StoreError> {
+        ctx.require_internal()?;
         let now = self.now();
         let mut w = self.begin_write().await?;
         let rows = sqlx::query(
@@ -2476,4 +2514,53 @@ async fn verifier_is_actor(
         }),
         _ => Ok(()),
     }
+}
+
+/// For the intake (`record_inbound`, `record_inbound_batch`; declares `ingest_channel`):
+/// Perimeter itself (the SMS webhooks) or a service client the database entitles
+/// ([`acting_client`]: the voicemail intake's API token), acting in `practice`.
+pub(crate) async fn intake_actor(
+    w: &mut WriteTx,
+    ctx: &AccessContext,
+    practice: PracticeId,
+    now: i64,
+) -> Result<(), StoreError> {
+    acting_client(w, &ctx.actor, Permission::IngestChannel, now)
+        .await?
+        .in_practice(practice, Permission::IngestChannel)
+}
+
+/// For the outbound texts (`reply_to_patient`): the approver recorded on a text, if any, is
+/// an active account of `practice` whose stored roles hold `reply_to_patient` (another
+/// practice's account is not found); a user acting names no one but themselves.
+async fn check_approver(
+    w: &mut WriteTx,
+    who: &Acting,
+    practice: PracticeId,
+    approved_by: Option<StaffId>,
+) -> Result<(), StoreError> {
+    if let Some(user) = who.user()
+        && approved_by != Some(user)
+    {
+        return Err(match approved_by {
+            None => StoreError::Invalid {
+                field: "approved_by",
+                expected: "the member of staff sending the text",
+            },
+            Some(_) => StoreError::Forbidden {
+                permission: Permission::ReplyToPatient.as_str(),
+            },
+        });
+    }
+    let Some(approver) = approved_by else {
+        return Ok(());
+    };
+    let account = reader(w, &Viewer::new(approver), Permission::ReplyToPatient).await?;
+    if account.practice != practice {
+        return Err(StoreError::NotFound {
+            kind: "staff user",
+            id: approver.to_string(),
+        });
+    }
+    Ok(())
 }

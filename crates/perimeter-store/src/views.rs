@@ -210,21 +210,31 @@ pub(crate) async fn require_actor(
     Ok(())
 }
 
-/// Who is acting, once [`acting`] has checked them: Perimeter itself (the system, an AI job:
-/// the CLI, intake, seeding, scheduled jobs), or a user as the database knows them.
+/// Who is acting, once [`acting`] (or [`acting_client`]) has checked them: Perimeter itself
+/// (the system, an AI job: the CLI, intake, seeding, scheduled jobs), a user as the database
+/// knows them, or a service client as the database knows it.
 pub(crate) enum Acting {
     /// Perimeter itself; it acts in every practice.
     Perimeter,
     /// A staff user, read in the transaction of the action.
     User(Reader),
+    /// A service client (API token), read in the transaction of the action.
+    Client(Reader),
 }
 
 impl Acting {
-    /// The acting user's id (`None` for Perimeter itself).
+    /// The acting user's id (`None` for Perimeter itself and for a service client).
     pub(crate) fn user(&self) -> Option<StaffId> {
         match self {
-            Acting::Perimeter => None,
+            Acting::Perimeter | Acting::Client(_) => None,
             Acting::User(r) => Some(r.staff),
+        }
+    }
+
+    fn account(&self) -> Option<&Reader> {
+        match self {
+            Acting::Perimeter => None,
+            Acting::User(r) | Acting::Client(r) => Some(r),
         }
     }
 
@@ -236,8 +246,8 @@ impl Acting {
         kind: &'static str,
         id: impl fmt::Display,
     ) -> Result<(), StoreError> {
-        match self {
-            Acting::User(r) if r.practice != practice => Err(StoreError::NotFound {
+        match self.account() {
+            Some(r) if r.practice != practice => Err(StoreError::NotFound {
                 kind,
                 id: id.to_string(),
             }),
@@ -252,8 +262,8 @@ impl Acting {
         practice: PracticeId,
         permission: Permission,
     ) -> Result<(), StoreError> {
-        match self {
-            Acting::User(r) if r.practice != practice => Err(StoreError::Forbidden {
+        match self.account() {
+            Some(r) if r.practice != practice => Err(StoreError::Forbidden {
                 permission: permission.as_str(),
             }),
             _ => Ok(()),
@@ -282,6 +292,49 @@ pub(crate) async fn acting(
             permission: permission.as_str(),
         }),
     }
+}
+
+/// Checks in `w` that `actor` may use `permission` where the permission is a machine
+/// client's (the intake's `ingest_channel`): Perimeter itself (system, AI job: the SMS
+/// webhooks, the web chat, seeding) may; a service client may only if the database says so,
+/// at `now`: its account exists, is not disabled, holds the role `service` and its stored
+/// roles hold `permission`, and it holds an API token that is not revoked, not expired and
+/// scoped to `permission` (the scope is what a service client holds). Members of staff (the
+/// roles in the actor are not trusted; no staff role holds these permissions) and anonymous
+/// callers may not. The caller then keeps the action within the client's practice.
+pub(crate) async fn acting_client(
+    w: &mut WriteTx,
+    actor: &Actor,
+    permission: Permission,
+    now: i64,
+) -> Result<Acting, StoreError> {
+    let forbidden = || StoreError::Forbidden {
+        permission: permission.as_str(),
+    };
+    let client = match actor {
+        Actor::System { .. } | Actor::Ai { .. } => return Ok(Acting::Perimeter),
+        Actor::Service { client } => *client,
+        Actor::User { .. } | Actor::Anonymous => return Err(forbidden()),
+    };
+    let account = reader(w, &Viewer::new(client), permission).await?;
+    if !account.roles.contains(&Role::Service) {
+        return Err(forbidden());
+    }
+    let scopes: Vec<String> = sqlx::query_scalar(
+        "SELECT permissions FROM api_token WHERE client_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(client.to_string())
+    .bind(now)
+    .fetch_all(w.conn())
+    .await
+    .map_err(|e| w.err(e))?;
+    if !scopes
+        .iter()
+        .any(|s| s.split(',').any(|p| p == permission.as_str()))
+    {
+        return Err(forbidden());
+    }
+    Ok(Acting::Client(account))
 }
 
 /// Fails with `NotFound` unless `patient` belongs to the reader's practice.

@@ -19,6 +19,10 @@
 //! * Every attempt and every read is audited in the transaction that does it, with the
 //!   session's id as the object: actor `system:web_chat` (failed and refused attempts:
 //!   `anonymous`; a failed name check names the record when the name is exactly one patient's).
+//! * Every function here that takes an [`AccessContext`] is for Perimeter's own chat routes
+//!   ([`chat_context`]: the patient is known by the session token, not by an actor): a user,
+//!   service client or anonymous context is refused ([`StoreError::Forbidden`]) before
+//!   anything is read.
 
 use std::fmt;
 
@@ -439,6 +443,7 @@ impl Store {
         policy: &ChatPolicy,
         start_subject: &[u8; 32],
     ) -> Result<Option<Uuid>, StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let sid = Uuid::now_v7();
         let mut w = self.begin_write().await?;
@@ -491,6 +496,7 @@ impl Store {
         policy: &ChatPolicy,
         token_hash: &[u8; 32],
     ) -> Result<ChatLookup, StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let row = sqlx::query(&format!(
             "SELECT {SESSION_COLUMNS} FROM web_chat_session WHERE token_hash = $1"
@@ -542,6 +548,7 @@ impl Store {
         ctx: &AccessContext,
         session: &ChatSession,
     ) -> Result<(), StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let mut w = self.begin_write().await?;
         end_in(&mut w, ctx, session.id, session.patient, "ended", now).await?;
@@ -559,6 +566,7 @@ impl Store {
         full_name: &str,
         birth_date: time::Date,
     ) -> Result<ChatVerification, StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let wanted = format!(
             "{:04}-{:02}-{:02}",
@@ -696,6 +704,7 @@ impl Store {
         phone: &str,
         text: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<ChatCodeRequest, StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let digest = self.keys().indexer().index_raw(IndexKind::Phone, phone);
         let mut w = self.begin_write().await?;
@@ -804,6 +813,7 @@ impl Store {
         address: &[u8; 32],
         code: &str,
     ) -> Result<ChatVerification, StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let mut w = self.begin_write().await?;
         if address_throttled(&mut w, policy, address, now).await? {
@@ -911,6 +921,7 @@ impl Store {
         session: &ChatSession,
         cursor: Option<&str>,
     ) -> Result<Vec<ChatMessage>, StoreError> {
+        ctx.require_internal()?;
         let Some(patient) = session.patient else {
             return Ok(Vec::new());
         };

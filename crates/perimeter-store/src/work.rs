@@ -5,7 +5,13 @@
 //! Staff calls take a [`Viewer`] and declare a permission like the `view_*` functions; the
 //! store reads the viewer's roles itself, keeps every call inside the viewer's practice, and
 //! appends the audit record in the same transaction. Perimeter's own jobs (intake, the
-//! escalation sweep, the reminder sender) take an [`AccessContext`].
+//! escalation sweep, the reminder sender) take an [`AccessContext`] and check its actor in the
+//! database in their transaction before they read anything: the intake's steps
+//! ([`Store::set_triage`], [`Store::record_reminder_reply`]) declare `ingest_channel` like the
+//! intake itself (Perimeter, or an entitled service client, `views::acting_client`; another
+//! practice's conversation is not found for it; no member of staff, who re-triages through
+//! [`Store::triage`]); the sweep, the reminder sender and [`Store::outbound_replies`] are
+//! Perimeter's only.
 //!
 //! | Function | Declares |
 //! |---|---|
@@ -45,7 +51,7 @@ use crate::db::WriteTx;
 use crate::model::{AccessContext, Direction, object};
 use crate::patients::{open, patient_key};
 use crate::rows::{col, id};
-use crate::views::{Reader, Viewer, access_to, insert_care, purpose_of, reader};
+use crate::views::{Reader, Viewer, access_to, acting_client, insert_care, purpose_of, reader};
 use crate::{Store, StoreError};
 
 /// The most rows one page of a queue returns.
@@ -461,6 +467,22 @@ pub struct OutboundReply {
 }
 
 /// The practice and patient of a conversation.
+/// For the intake's own steps on a conversation it just stored a message in (declares
+/// `ingest_channel`, like the intake): checks the actor ([`acting_client`]: Perimeter itself,
+/// or an entitled service client), then returns the conversation's practice and patient
+/// (another practice's conversation is not found for a service client).
+async fn intake_owner(
+    w: &mut WriteTx,
+    ctx: &AccessContext,
+    conversation: ConversationId,
+    now: i64,
+) -> Result<(PracticeId, PatientId), StoreError> {
+    let who = acting_client(w, &ctx.actor, Permission::IngestChannel, now).await?;
+    let (practice, patient) = owner(w, conversation).await?;
+    who.within(practice, "conversation", conversation)?;
+    Ok((practice, patient))
+}
+
 async fn owner(
     w: &mut WriteTx,
     conversation: ConversationId,
@@ -838,7 +860,7 @@ impl Store {
     ) -> Result<WorkItem, StoreError> {
         let now = self.now();
         let mut w = self.begin_write().await?;
-        let (practice, patient) = owner(&mut w, conversation).await?;
+        let (practice, patient) = intake_owner(&mut w, ctx, conversation, now).await?;
         let item = upsert_work(&mut w, conversation, practice, patient, triage, true, now).await?;
         w.audit(&ctx.event(
             now,
@@ -2214,12 +2236,12 @@ impl Store {
         levels: &ServiceLevels,
     ) -> Result<Option<(Uuid, ReminderReply)>, StoreError> {
         let reply = parse_reminder_reply(text);
+        let now = self.now();
+        let mut w = self.begin_write().await?;
+        let (practice, patient) = intake_owner(&mut w, ctx, conversation, now).await?;
         if reply == ReminderReply::Other {
             return Ok(None);
         }
-        let now = self.now();
-        let mut w = self.begin_write().await?;
-        let (practice, patient) = owner(&mut w, conversation).await?;
         let rid: Option<String> = sqlx::query_scalar(
             "SELECT id FROM appointment_reminder WHERE conversation_id = $1 AND status = 'sent' ORDER BY updated_at DESC, id DESC LIMIT 1",
         )
@@ -2277,6 +2299,7 @@ impl Store {
         rules: &EscalationRules,
         limit: u32,
     ) -> Result<Vec<Escalated>, StoreError> {
+        ctx.require_internal_write()?;
         let now = self.now();
         let now_t = self.clock().now();
         let rows = sqlx::query(&format!(

@@ -1050,7 +1050,317 @@ async fn metadata_reads_check_a_staff_scope_in_the_database(db: TestDb) {
     forbidden(s.staff_directory(admin).await, "a disabled administrator");
 }
 
+/// A service client account of `practice` holding one API token scoped to `permission`.
+async fn client_with_token(
+    s: &Store,
+    practice: perimeter_domain::PracticeId,
+    name: &str,
+    permission: Permission,
+) -> StaffId {
+    let client = account(s, practice, name, Role::Service).await;
+    let now = s.clock().now();
+    let token = create_api_token(
+        client,
+        name,
+        ApiTokenScope {
+            permissions: [permission].into_iter().collect(),
+            purposes: [PurposeOfUse::Operations].into_iter().collect(),
+        },
+        now + Duration::days(30),
+        now,
+    )
+    .unwrap();
+    s.insert_api_token(
+        &token.record,
+        &ev(
+            &system(),
+            SecurityEvent::ApiTokenCreated {
+                token: token.record.id,
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    client
+}
+
+fn as_client(client: StaffId) -> Actor {
+    Actor::Service { client }
+}
+
+/// The channel jobs' functions: the intake (`ingest_channel`: Perimeter, or a service client
+/// whose account and live token the database entitles, in its own practice), the intake's own
+/// steps on the conversation, the outbound texts (`reply_to_patient`: Perimeter or a member of
+/// staff of the practice, the approver checked too), and Perimeter's own jobs (the sender's
+/// claim, the escalation sweep, the web chat). Every refusal changes nothing.
+async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
+    use perimeter_store::{ChatLookup, ChatPolicy, NewSms, Recipient, chat_context};
+    use perimeter_workflows::{EscalationRules, ServiceLevels};
+
+    let w = world(&db).await;
+    let s = &w.store;
+    let sys = AccessContext::system("test");
+    let levels = ServiceLevels::default();
+    let inbound = |n: u32, body: &str| {
+        crate::channels::inbound(w.practice, &format!("SM{n:030}"), "(202) 555-0188", body)
+    };
+    // Perimeter's intake stores the patient's first message (their number is on file).
+    let first = s
+        .record_inbound(&sys, &inbound(1, "Can I come Friday?"))
+        .await
+        .unwrap();
+    let conversation = first.conversation.unwrap();
+    let triage = inbound(0, "x").routing.triage().unwrap();
+    // The voicemail intake's client, and clients the database must not entitle.
+    let voicemail = client_with_token(s, w.practice, "voicemail", Permission::IngestChannel).await;
+    let gateway = client_with_token(s, w.practice, "gateway-only", Permission::UseGateway).await;
+    let revoked = client_with_token(s, w.practice, "revoked", Permission::IngestChannel).await;
+    let disabled = client_with_token(s, w.practice, "disabled", Permission::IngestChannel).await;
+    let elsewhere =
+        client_with_token(s, w.other_practice, "elsewhere", Permission::IngestChannel).await;
+    let desk_elsewhere = account(s, w.other_practice, "desk-elsewhere", Role::FrontDesk).await;
+    let desk_disabled = account(s, w.practice, "desk-disabled", Role::FrontDesk).await;
+    let mut raw = db.raw().await;
+    sqlx::query("UPDATE api_token SET revoked_at = 1 WHERE client_id = $1")
+        .bind(revoked.to_string())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    for who in [disabled, desk_disabled] {
+        sqlx::query("UPDATE staff_user SET disabled_at = 1 WHERE id = $1")
+            .bind(who.to_string())
+            .execute(&mut raw)
+            .await
+            .unwrap();
+    }
+    let desk = w.id(Role::FrontDesk);
+    let received = s.count_inbound(w.practice).await.unwrap();
+    let outbox = s.list_outbox(w.practice, None, 100).await.unwrap().len();
+    let before = head(s).await;
+
+    // ingest_channel: the intake and its steps. No member of staff (whatever they claim), no
+    // client without the scope, a revoked token, a disabled account, an account that is not a
+    // service client, an unknown one, an anonymous caller, another practice's client.
+    let mut n = 100;
+    for actor in [
+        user(desk, &[Role::Service]),
+        user(w.id(Role::Admin), &[Role::Admin, Role::Service]),
+        as_client(gateway),
+        as_client(revoked),
+        as_client(disabled),
+        as_client(w.id(Role::Nurse)),
+        as_client(StaffId::new()),
+        Actor::Anonymous,
+        as_client(elsewhere),
+    ] {
+        let who = format!("{actor:?}");
+        let c = ctx(&actor);
+        n += 1;
+        forbidden(s.record_inbound(&c, &inbound(n, "forged")).await, &who);
+        let batch = s
+            .record_inbound_batch(&[(c.clone(), inbound(n + 1000, "forged"))])
+            .await;
+        assert!(
+            matches!(batch.as_slice(), [Err(StoreError::Forbidden { .. })]),
+            "{who}: {batch:?}"
+        );
+        let e = refused(s.set_triage(&c, conversation, &triage).await);
+        let r = refused(
+            s.record_reminder_reply(&c, conversation, "C", &levels)
+                .await,
+        );
+        if actor == as_client(elsewhere) {
+            // Entitled in its own practice: our conversation does not exist for it.
+            assert!(matches!(e, StoreError::NotFound { .. }), "{who}: {e}");
+            assert!(matches!(r, StoreError::NotFound { .. }), "{who}: {r}");
+        } else {
+            assert!(matches!(e, StoreError::Forbidden { .. }), "{who}: {e}");
+            assert!(matches!(r, StoreError::Forbidden { .. }), "{who}: {r}");
+        }
+    }
+
+    // reply_to_patient: the outbound texts. Not an administrator or auditor claiming a queue
+    // role, not a disabled account, not a service client (even the intake's), not anonymous.
+    let sms = |approved_by: Option<StaffId>| NewSms {
+        practice: w.practice,
+        recipient: Recipient::Patient(w.patient),
+        to: None,
+        body: "Your visit is Friday".into(),
+        purpose: "reply",
+        conversation: Some(conversation),
+        approved_by,
+    };
+    let reply = |c: AccessContext, approved_by: Option<StaffId>| async move {
+        s.queue_conversation_reply(
+            &c,
+            conversation,
+            "Your visit is Friday",
+            approved_by,
+            perimeter_domain::DataCategory::AdministrativeMessage,
+        )
+        .await
+    };
+    for actor in [
+        user(w.id(Role::Admin), &[Role::FrontDesk]),
+        user(w.id(Role::Auditor), &[Role::Nurse]),
+        user(desk_disabled, &[Role::FrontDesk]),
+        as_client(voicemail),
+        Actor::Anonymous,
+    ] {
+        let who = format!("{actor:?}");
+        let me = match &actor {
+            Actor::User { user, .. } => Some(*user),
+            _ => None,
+        };
+        forbidden(s.queue_sms(&ctx(&actor), &sms(me)).await, &who);
+        forbidden(reply(ctx(&actor), me).await, &who);
+    }
+    // Another practice's front desk: naming our practice is refused, our conversation is not
+    // found.
+    let theirs = user(desk_elsewhere, &[Role::FrontDesk]);
+    forbidden(
+        s.queue_sms(&ctx(&theirs), &sms(Some(desk_elsewhere))).await,
+        "naming another practice",
+    );
+    not_found(
+        reply(ctx(&theirs), Some(desk_elsewhere)).await,
+        "another practice's conversation",
+    );
+    // The approver recorded: the acting user themselves; for Perimeter, an active account of
+    // the practice that holds reply_to_patient.
+    let front = ctx(&user(desk, &[Role::FrontDesk]));
+    forbidden(
+        s.queue_sms(&front, &sms(Some(w.id(Role::Scheduler)))).await,
+        "approved in another's name",
+    );
+    forbidden(
+        reply(front.clone(), Some(w.id(Role::Scheduler))).await,
+        "approved in another's name",
+    );
+    let e = refused(reply(front.clone(), None).await);
+    assert!(matches!(e, StoreError::Invalid { .. }), "no approver: {e}");
+    for approver in [w.id(Role::Admin), desk_disabled, StaffId::new()] {
+        forbidden(
+            s.queue_sms(&sys, &sms(Some(approver))).await,
+            "an approver without reply_to_patient",
+        );
+        forbidden(
+            reply(sys.clone(), Some(approver)).await,
+            "an approver without reply_to_patient",
+        );
+    }
+    not_found(
+        reply(sys.clone(), Some(desk_elsewhere)).await,
+        "another practice's approver",
+    );
+
+    // Perimeter's own jobs: no staff-facing actor, whatever it holds.
+    let chat = chat_context(None);
+    let (_, token) = perimeter_store::new_chat_token().unwrap();
+    let start = perimeter_store::chat_start_subject("192.0.2.1");
+    let policy = ChatPolicy::default();
+    for actor in [
+        user(w.id(Role::Admin), &[Role::Admin]),
+        user(desk, &[Role::FrontDesk]),
+        as_client(voicemail),
+        Actor::Anonymous,
+    ] {
+        let who = format!("{actor:?}");
+        let c = ctx(&actor);
+        forbidden(s.claim_due_sms(&c, 10).await, &who);
+        forbidden(
+            s.escalate_overdue(&c, &EscalationRules::default(), 10)
+                .await,
+            &who,
+        );
+        forbidden(
+            s.start_chat_session(&c, w.practice, &token, &policy, &start)
+                .await,
+            &who,
+        );
+        forbidden(s.chat_session(&c, &policy, &token).await, &who);
+    }
+
+    assert_eq!(head(s).await, before, "nothing read or written");
+    assert_eq!(s.count_inbound(w.practice).await.unwrap(), received);
+    assert_eq!(
+        s.list_outbox(w.practice, None, 100).await.unwrap().len(),
+        outbox
+    );
+
+    // The chat's own context works the chat; a staff-facing one is refused on a live session.
+    s.start_chat_session(&chat, w.practice, &token, &policy, &start)
+        .await
+        .unwrap()
+        .unwrap();
+    let ChatLookup::Live(session) = s.chat_session(&chat, &policy, &token).await.unwrap() else {
+        panic!("the session is live");
+    };
+    let before = head(s).await;
+    let staff_ctx = ctx(&user(w.id(Role::Nurse), &[Role::Nurse]));
+    forbidden(
+        s.chat_messages(&staff_ctx, &session, None).await,
+        "chat messages",
+    );
+    forbidden(s.end_chat_session(&staff_ctx, &session).await, "end chat");
+    let mut chat_message = inbound(2, "Hello from the chat");
+    chat_message.channel = Channel::WebChat;
+    forbidden(
+        s.record_web_chat(&staff_ctx, &session, &chat_message).await,
+        "record web chat",
+    );
+    assert_eq!(head(s).await, before, "nothing read or written");
+    s.record_web_chat(&chat, &session, &chat_message)
+        .await
+        .unwrap();
+
+    // A batch with a refused item: that item gets its refusal, the others are stored.
+    let got = s
+        .record_inbound_batch(&[
+            (ctx(&as_client(gateway)), inbound(3, "forged")),
+            (sys.clone(), inbound(4, "Also, my address changed")),
+        ])
+        .await;
+    assert!(
+        matches!(got[0], Err(StoreError::Forbidden { .. })),
+        "{got:?}"
+    );
+    assert!(got[1].is_ok(), "{got:?}");
+    // The real holders: the voicemail client in its practice, its intake steps, the front
+    // desk replying as themselves, Perimeter with an entitled approver, Perimeter's jobs.
+    let vm = ctx(&as_client(voicemail));
+    let out = s
+        .record_inbound(&vm, &inbound(5, "Please call me back"))
+        .await
+        .unwrap();
+    assert_eq!(out.conversation, Some(conversation));
+    s.set_triage(&vm, conversation, &triage).await.unwrap();
+    assert_eq!(
+        s.record_reminder_reply(&vm, conversation, "C", &levels)
+            .await
+            .unwrap(),
+        None,
+        "no reminder awaits a reply"
+    );
+    reply(front.clone(), Some(desk)).await.unwrap();
+    s.queue_sms(&front, &sms(Some(desk))).await.unwrap();
+    s.queue_sms(&sys, &sms(Some(w.id(Role::Nurse))))
+        .await
+        .unwrap();
+    reply(sys.clone(), None).await.unwrap();
+    assert_eq!(
+        s.count_inbound(w.practice).await.unwrap(),
+        received + 3,
+        "the batch's second item, the voicemail, the chat message"
+    );
+    assert_eq!(s.claim_due_sms(&sys, 10).await.unwrap().len(), 4);
+    s.escalate_overdue(&sys, &EscalationRules::default(), 10)
+        .await
+        .unwrap();
+}
+
 crate::both_backends!(
+    channel_jobs_check_the_actor_in_the_database,
     metadata_reads_check_a_staff_scope_in_the_database,
     staff_administration_checks_the_actor_in_the_database,
     emergency_access_checks_the_actor_in_the_database,
