@@ -602,8 +602,9 @@ impl Store {
     /// the member-id and account-number indexes of their coverages and billing account), so
     /// every copy of their encrypted data (record, conversations, coverages, account) becomes
     /// unreadable. Declares `erase_patient`: a user context must be an active privacy officer
-    /// of the patient's practice by the database's record; Perimeter itself (the CLI) may. Rows stay, as ciphertext; audit
-    /// records stay (they hold ids only).
+    /// of the patient's practice by the database's record (another practice's patient is
+    /// [`StoreError::NotFound`]); Perimeter itself (the CLI) may. Rows stay, as ciphertext;
+    /// audit records stay (they hold ids only).
     pub async fn shred_patient(
         &self,
         ctx: &AccessContext,
@@ -611,8 +612,11 @@ impl Store {
     ) -> Result<ShredReport, StoreError> {
         let pid = patient.to_string();
         let mut w = self.begin_write().await?;
+        // The actor first (a refused caller learns nothing of the patient); another
+        // practice's patient is not found.
+        let who = crate::views::acting(&mut w, &ctx.actor, Permission::ErasePatient).await?;
         let practice = crate::emergency::patient_practice(w.conn(), self, patient).await?;
-        crate::views::require_actor(&mut w, ctx, Permission::ErasePatient, Some(practice)).await?;
+        who.within(practice, "patient", patient)?;
         let row = sqlx::query(
             "SELECT shredded_at, CAST( \
              (CASE WHEN given_name_ct IS NULL THEN 0 ELSE 1 END + CASE WHEN family_name_ct IS NULL THEN 0 ELSE 1 END \

@@ -172,7 +172,8 @@ impl Store {
     /// Creates a staff account (audited as `user_created`). Usernames are unique across the
     /// installation: a name in use in any practice is refused with [`StoreError::Duplicate`].
     /// Declares `manage_users`: a user context must be an active administrator of `practice`
-    /// by the database's record (the roles in `ctx` are not trusted); Perimeter itself may.
+    /// by the database's record (the roles in `ctx` are not trusted; another practice is
+    /// [`StoreError::NotFound`]); Perimeter itself may.
     pub async fn create_staff(
         &self,
         ctx: &AccessContext,
@@ -189,7 +190,10 @@ impl Store {
         let sid = StaffId::new();
         let now = self.now();
         let mut w = self.begin_write().await?;
-        crate::views::require_actor(&mut w, ctx, Permission::ManageUsers, Some(practice)).await?;
+        // Another practice does not exist for a user: not found, like its records.
+        acting(&mut w, &ctx.actor, Permission::ManageUsers)
+            .await?
+            .within(practice, "practice", practice)?;
         sqlx::query(
             "INSERT INTO staff_user (id, practice_id, username, display_name, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )

@@ -618,11 +618,12 @@ async fn context_writes_check_the_actor_in_the_database(db: TestDb) {
             Err(StoreError::Forbidden { .. })
         ));
     }
-    // An administrator may not create accounts in another practice.
+    // An administrator may not create accounts in another practice: for them it does not
+    // exist (not found, like another practice's records).
     assert!(matches!(
         s.create_staff(&admin, w.other_practice, &new("elsewhere-admin"))
             .await,
-        Err(StoreError::Forbidden { .. })
+        Err(StoreError::NotFound { .. })
     ));
     assert_eq!(
         s.audit_head().await.unwrap().unwrap().size,
@@ -679,8 +680,16 @@ async fn context_writes_check_the_actor_in_the_database(db: TestDb) {
         .unwrap();
     assert!(matches!(
         s.shred_patient(&po, theirs).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The actor is checked first: a refused caller learns nothing of which patients exist.
+    assert!(matches!(
+        s.shred_patient(&forged_po, PatientId::new()).await,
         Err(StoreError::Forbidden { .. })
     ));
+    s.get_patient(&sys, theirs)
+        .await
+        .expect("another practice's patient is untouched");
     assert!(
         !s.shred_patient(&po, w.patient)
             .await
