@@ -432,6 +432,18 @@ pub fn render_permissions_markdown() -> String {
         }
         out.push('\n');
     }
+    out.push_str(
+        "\nThe data layer (`perimeter-store`) checks the permission again in the transaction of \
+         each access, from the database's own record: an active account whose stored roles hold \
+         it, acting in its own practice (another practice and its records are not found); the \
+         roles a caller claims are ignored, and a refusal changes nothing. A service client \
+         holds what an unrevoked, unexpired API token of its names: the store checks \
+         `ingest_channel` (the voicemail intake and the intake's own steps on the conversation) \
+         against the client's account and such a token. Perimeter's own work (the SMS webhooks, \
+         the web chat, the outbound sender, the escalation sweep, reminders) acts as Perimeter \
+         and refuses every staff-facing caller; a text sent for a member of staff records them \
+         as its approver, and the approver must hold `reply_to_patient` in the practice.\n",
+    );
     out.push_str("\n## Minimum necessary: data categories per role\n\n| Category |");
     for role in Role::ALL {
         out.push_str(&format!(" {} |", role.as_str()));
