@@ -639,7 +639,7 @@ impl Store {
         let mut w = self.begin_write().await?;
         acting(&mut w, &event.actor, Permission::ManageApiTokens)
             .await?
-            .in_practice(practice, Permission::ManageApiTokens)?;
+            .in_practice(practice)?;
         let done = sqlx::query(
             "UPDATE api_token SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND client_id IN (SELECT id FROM staff_user WHERE practice_id = $3)",
         )

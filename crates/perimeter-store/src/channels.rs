@@ -1274,7 +1274,7 @@ impl Store {
             // others go on. A database failure fails the batch.
             match intake_actor(&mut w, ctx, m.practice, now).await {
                 Ok(()) => {}
-                Err(e @ StoreError::Forbidden { .. }) => {
+                Err(e @ (StoreError::Forbidden { .. } | StoreError::NotFound { .. })) => {
                     out.push(Err(e));
                     continue;
                 }
@@ -1814,7 +1814,7 @@ impl Store {
         let now = self.now();
         let mut w = self.begin_write().await?;
         let who = acting(&mut w, &ctx.actor, Permission::ReplyToPatient).await?;
-        who.in_practice(sms.practice, Permission::ReplyToPatient)?;
+        who.in_practice(sms.practice)?;
         check_approver(&mut w, &who, sms.practice, sms.approved_by).await?;
         let (dek, to) = match sms.recipient {
             Recipient::Patient(p) => {
@@ -2507,7 +2507,7 @@ async fn verifier_is_actor(
     by: Option<StaffId>,
 ) -> Result<(), StoreError> {
     let who = acting(w, &ctx.actor, Permission::EditContactData).await?;
-    who.in_practice(practice, Permission::EditContactData)?;
+    who.in_practice(practice)?;
     match (who.user(), by) {
         (Some(user), Some(by)) if user != by => Err(StoreError::Forbidden {
             permission: Permission::EditContactData.as_str(),
@@ -2527,7 +2527,7 @@ pub(crate) async fn intake_actor(
 ) -> Result<(), StoreError> {
     acting_client(w, &ctx.actor, Permission::IngestChannel, now)
         .await?
-        .in_practice(practice, Permission::IngestChannel)
+        .in_practice(practice)
 }
 
 /// For the outbound texts (`reply_to_patient`): the approver recorded on a text, if any, is

@@ -197,7 +197,7 @@ impl Store {
             .map_err(|_| StoreError::Corrupt("notification could not be encoded".into()))?;
         let mut w = self.begin_write().await?;
         let who = acting(&mut w, &event.actor, Permission::BreakGlass).await?;
-        who.in_practice(practice, Permission::BreakGlass)?;
+        who.in_practice(practice)?;
         if who.user().is_some_and(|u| u != grant.user) {
             return Err(StoreError::Forbidden {
                 permission: Permission::BreakGlass.as_str(),
@@ -268,7 +268,7 @@ impl Store {
         let mut w = self.begin_write().await?;
         acting(&mut w, &event.actor, Permission::ReviewEmergencyAccess)
             .await?
-            .in_practice(practice, Permission::ReviewEmergencyAccess)?;
+            .in_practice(practice)?;
         let row = sqlx::query(&format!(
             "SELECT {GRANT_COLUMNS}, reason_ct FROM break_glass_grant WHERE id = $1 AND practice_id = $2"
         ))
@@ -405,7 +405,7 @@ impl Store {
         }
         let mut w = self.begin_write().await?;
         let who = acting(&mut w, &event.actor, Permission::ReviewEmergencyAccess).await?;
-        who.in_practice(practice, Permission::ReviewEmergencyAccess)?;
+        who.in_practice(practice)?;
         if who.user().is_some_and(|u| u != reviewer) {
             return Err(StoreError::Forbidden {
                 permission: Permission::ReviewEmergencyAccess.as_str(),

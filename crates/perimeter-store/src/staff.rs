@@ -191,9 +191,7 @@ impl Store {
         let now = self.now();
         let mut w = self.begin_write().await?;
         // Another practice does not exist for a user: not found, like its records.
-        acting(&mut w, &ctx.actor, Permission::ManageUsers)
-            .await?
-            .within(practice, "practice", practice)?;
+        crate::views::require_actor(&mut w, ctx, Permission::ManageUsers, Some(practice)).await?;
         sqlx::query(
             "INSERT INTO staff_user (id, practice_id, username, display_name, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )

@@ -194,9 +194,9 @@ pub(crate) async fn reader(
 /// For store functions that take an [`AccessContext`] (Perimeter itself, the CLI, and a few
 /// staff routes): checks in `w` that the context's actor may use `permission`. Perimeter itself
 /// (system, AI job) may. A user may only if the database says so: the account exists, is not
-/// disabled, belongs to `practice` (when the action is within one) and its stored roles hold
-/// the permission; the roles the caller put in the context are not trusted. Service clients
-/// and anonymous callers may not.
+/// disabled, belongs to `practice` (when the action is within one; another practice is not
+/// found) and its stored roles hold the permission; the roles the caller put in the context
+/// are not trusted. Service clients and anonymous callers may not.
 pub(crate) async fn require_actor(
     w: &mut WriteTx,
     ctx: &AccessContext,
@@ -205,7 +205,7 @@ pub(crate) async fn require_actor(
 ) -> Result<(), StoreError> {
     let acting = acting(w, &ctx.actor, permission).await?;
     if let Some(p) = practice {
-        acting.in_practice(p, permission)?;
+        acting.in_practice(p)?;
     }
     Ok(())
 }
@@ -255,19 +255,11 @@ impl Acting {
         }
     }
 
-    /// `Forbidden` unless a user acts in `practice` (the practice a caller named for the
-    /// action, which must be the user's own); Perimeter itself may act in any.
-    pub(crate) fn in_practice(
-        &self,
-        practice: PracticeId,
-        permission: Permission,
-    ) -> Result<(), StoreError> {
-        match self.account() {
-            Some(r) if r.practice != practice => Err(StoreError::Forbidden {
-                permission: permission.as_str(),
-            }),
-            _ => Ok(()),
-        }
+    /// `NotFound` (of the practice) unless a user or service client acts in `practice` (the
+    /// practice a caller named for the action, which must be its own): another practice does
+    /// not exist for it, like that practice's records. Perimeter itself may act in any.
+    pub(crate) fn in_practice(&self, practice: PracticeId) -> Result<(), StoreError> {
+        self.within(practice, "practice", practice)
     }
 }
 

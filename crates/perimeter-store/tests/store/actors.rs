@@ -70,6 +70,16 @@ fn not_found<T>(r: Result<T, StoreError>, what: &str) {
     assert!(matches!(e, StoreError::NotFound { .. }), "{what}: {e}");
 }
 
+/// Refused: `NotFound` for an account of another practice (`elsewhere`: ours does not exist
+/// for it, nor do our records), `Forbidden` for the others.
+fn refused_as<T>(r: Result<T, StoreError>, elsewhere: bool, what: &str) {
+    if elsewhere {
+        not_found(r, what)
+    } else {
+        forbidden(r, what)
+    }
+}
+
 async fn head(s: &Store) -> u64 {
     s.audit_head().await.unwrap().map_or(0, |h| h.size)
 }
@@ -287,8 +297,8 @@ async fn staff_administration_checks_the_actor_in_the_database(db: TestDb) {
             &format!("{actor:?}"),
         );
     }
-    // Another practice's administrator: the account is not found; a revocation naming this
-    // practice is refused.
+    // Another practice's administrator: the account is not found, and so is this practice (a
+    // revocation naming it).
     let theirs = user(elsewhere, &[Role::Admin]);
     not_found(
         s.set_staff_roles(
@@ -334,7 +344,7 @@ async fn staff_administration_checks_the_actor_in_the_database(db: TestDb) {
         .await,
         "token for another practice's client",
     );
-    forbidden(
+    not_found(
         s.revoke_api_token(
             w.practice,
             token.record.id,
@@ -573,7 +583,7 @@ async fn emergency_access_checks_the_actor_in_the_database(db: TestDb) {
         &user(clinician, &[Role::Clinician]),
         SecurityEvent::BreakGlass { grant: cg.clone() },
     );
-    forbidden(
+    not_found(
         s.grant_break_glass(w.other_practice, &cg, &why, &cnote, &by_clinician)
             .await,
         "naming another practice",
@@ -643,7 +653,7 @@ async fn emergency_access_checks_the_actor_in_the_database(db: TestDb) {
             &who,
         );
     }
-    forbidden(
+    not_found(
         s.break_glass_review_list(&ctx(&po), w.other_practice, false, 50)
             .await,
         "naming another practice",
@@ -735,23 +745,26 @@ async fn channel_staff_calls_check_the_actor_in_the_database(db: TestDb) {
         Actor::Anonymous,
     ] {
         let who = format!("{actor:?}");
+        let theirs = actor == user(elsewhere, &[Role::FrontDesk]);
         let c = ctx(&actor);
         let me = match &actor {
             Actor::User { user, .. } => Some(*user),
             _ => None,
         };
         // register_patient (scheduler, front desk); the clinician and the admin hold it not.
-        forbidden(
+        refused_as(
             s.assign_inbound_patient(&c, w.practice, unknown.receipt, w.patient)
                 .await,
+            theirs,
             &who,
         );
-        forbidden(
+        refused_as(
             s.add_representative(&c, w.practice, w.patient, &rep, me)
                 .await,
+            theirs,
             &who,
         );
-        forbidden(
+        refused_as(
             s.update_representative(
                 &c,
                 w.practice,
@@ -761,6 +774,7 @@ async fn channel_staff_calls_check_the_actor_in_the_database(db: TestDb) {
                 me.unwrap_or(desk),
             )
             .await,
+            theirs,
             &who,
         );
     }
@@ -779,9 +793,10 @@ async fn channel_staff_calls_check_the_actor_in_the_database(db: TestDb) {
         user(elsewhere, &[Role::FrontDesk]),
         service(&w),
     ] {
-        forbidden(
+        refused_as(
             s.list_representatives(&ctx(&actor), w.practice, w.patient)
                 .await,
+            actor == user(elsewhere, &[Role::FrontDesk]),
             &format!("{actor:?}"),
         );
     }
@@ -895,7 +910,7 @@ async fn patient_and_conversation_writes_check_the_actor(db: TestDb) {
             &format!("{actor:?}"),
         );
     }
-    forbidden(
+    not_found(
         s.create_patient(&desk, w.other_practice, &patient_data())
             .await,
         "another practice",
@@ -1156,27 +1171,26 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
         let who = format!("{actor:?}");
         let c = ctx(&actor);
         n += 1;
-        forbidden(s.record_inbound(&c, &inbound(n, "forged")).await, &who);
-        let batch = s
+        // Entitled in its own practice, another practice's client finds neither our practice
+        // nor our conversation.
+        let theirs = actor == as_client(elsewhere);
+        refused_as(
+            s.record_inbound(&c, &inbound(n, "forged")).await,
+            theirs,
+            &who,
+        );
+        let mut batch = s
             .record_inbound_batch(&[(c.clone(), inbound(n + 1000, "forged"))])
             .await;
-        assert!(
-            matches!(batch.as_slice(), [Err(StoreError::Forbidden { .. })]),
-            "{who}: {batch:?}"
-        );
-        let e = refused(s.set_triage(&c, conversation, &triage).await);
-        let r = refused(
+        assert_eq!(batch.len(), 1, "{who}");
+        refused_as(batch.remove(0), theirs, &who);
+        refused_as(s.set_triage(&c, conversation, &triage).await, theirs, &who);
+        refused_as(
             s.record_reminder_reply(&c, conversation, "C", &levels)
                 .await,
+            theirs,
+            &who,
         );
-        if actor == as_client(elsewhere) {
-            // Entitled in its own practice: our conversation does not exist for it.
-            assert!(matches!(e, StoreError::NotFound { .. }), "{who}: {e}");
-            assert!(matches!(r, StoreError::NotFound { .. }), "{who}: {r}");
-        } else {
-            assert!(matches!(e, StoreError::Forbidden { .. }), "{who}: {e}");
-            assert!(matches!(r, StoreError::Forbidden { .. }), "{who}: {r}");
-        }
     }
 
     // reply_to_patient: the outbound texts. Not an administrator or auditor claiming a queue
@@ -1215,10 +1229,9 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
         forbidden(s.queue_sms(&ctx(&actor), &sms(me)).await, &who);
         forbidden(reply(ctx(&actor), me).await, &who);
     }
-    // Another practice's front desk: naming our practice is refused, our conversation is not
-    // found.
+    // Another practice's front desk: neither our practice nor our conversation is found.
     let theirs = user(desk_elsewhere, &[Role::FrontDesk]);
-    forbidden(
+    not_found(
         s.queue_sms(&ctx(&theirs), &sms(Some(desk_elsewhere))).await,
         "naming another practice",
     );
@@ -1319,6 +1332,7 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
         .record_inbound_batch(&[
             (ctx(&as_client(gateway)), inbound(3, "forged")),
             (sys.clone(), inbound(4, "Also, my address changed")),
+            (ctx(&as_client(elsewhere)), inbound(6, "forged")),
         ])
         .await;
     assert!(
@@ -1326,6 +1340,10 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
         "{got:?}"
     );
     assert!(got[1].is_ok(), "{got:?}");
+    assert!(
+        matches!(got[2], Err(StoreError::NotFound { .. })),
+        "{got:?}"
+    );
     // The real holders: the voicemail client in its practice, its intake steps, the front
     // desk replying as themselves, Perimeter with an entitled approver, Perimeter's jobs.
     let vm = ctx(&as_client(voicemail));

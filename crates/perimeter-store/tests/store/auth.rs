@@ -630,7 +630,7 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
         store
             .grant_break_glass(other, &grant, &why, &note, &event)
             .await,
-        Err(perimeter_store::StoreError::Forbidden { .. })
+        Err(perimeter_store::StoreError::NotFound { .. })
     ));
     store
         .grant_break_glass(practice, &grant, &why, &note, &event)
@@ -817,7 +817,7 @@ async fn break_glass_is_sealed_audited_and_notified(db: TestDb) {
     );
     assert!(matches!(
         store.break_glass_review_list(&ctx, other, false, 50).await,
-        Err(perimeter_store::StoreError::Forbidden { .. })
+        Err(perimeter_store::StoreError::NotFound { .. })
     ));
     assert!(
         store
