@@ -35,6 +35,7 @@ pub mod auth;
 pub mod billing_api;
 pub mod channels;
 mod client_addr;
+pub mod console;
 mod error;
 pub mod gateway_api;
 mod health;
@@ -90,6 +91,7 @@ fn product_routes() -> Vec<RouteModule> {
         Box::new(openapi::routes),
         Box::new(channels::routes),
         Box::new(vendors_api::routes),
+        Box::new(console::routes),
     ]
 }
 

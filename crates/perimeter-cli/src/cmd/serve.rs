@@ -601,7 +601,9 @@ fn print_demo(report: &SeedReport, base: &str) {
     }
     println!(
         "\
-to log in (JSON over HTTP; for example with curl):
+to log in: open the staff console at {base}/console in a browser and sign in as one of the users
+above with the demo password; the first sign-in shows a QR code for any TOTP authenticator app.
+Or over the JSON API, for example with curl:
   1. POST {base}/api/auth/login with {{\"username\": \"clinician\", \"password\": \"<demo password>\"}}
        curl -c jar -H 'content-type: application/json' -d '{{\"username\":\"clinician\",\"password\":\"PASSWORD\"}}' {base}/api/auth/login
      The first log-in answers \"mfa_enrolment_required\" with otpauth_uri, a QR code (qr_svg_data_uri:

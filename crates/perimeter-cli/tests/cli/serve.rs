@@ -584,6 +584,7 @@ async fn serve_demo_prints_instructions_that_log_a_person_in_for_real() {
     }
     let base = server.base.clone();
     assert!(text.contains(&format!("{base}/api/auth/login")), "{text}");
+    assert!(text.contains(&format!("{base}/console")), "{text}");
     let http = client();
     let clinician = first_login(&http, &base, "clinician", &password).await;
     let me: serde_json::Value = http

@@ -323,6 +323,7 @@ impl App {
 
 /// Adds the security headers to every response.
 async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
+    let console = crate::console::is_console_path(req.uri().path());
     let chat_csp =
         (req.uri().path() == "/chat" || req.uri().path().starts_with("/chat/")).then(|| {
             let origins = req
@@ -343,6 +344,13 @@ async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&csp) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
+    } else if console {
+        set(
+            h,
+            header::CONTENT_SECURITY_POLICY,
+            crate::console::CONSOLE_CSP,
+        );
+        set(h, header::X_FRAME_OPTIONS, "DENY");
     } else {
         set(
             h,

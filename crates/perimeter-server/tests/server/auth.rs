@@ -2678,3 +2678,102 @@ async fn administrators_manage_the_vendor_registry_over_http() {
     }
     assert!(details.iter().all(|x| !x.contains(key)));
 }
+
+/// The staff console in a real browser (headless Chromium driven by Playwright,
+/// `tests/browser/console.mjs`): a wrong password, sign-in with the authenticator's code, a
+/// scheduler's view of a record and a conversation (contact data, the administrative message;
+/// the MRN and the clinical body never reach the page), an internal note through the CSRF
+/// header and a forged request without it refused, sign-out, a new user's enrolment from the
+/// QR page's key with recovery codes, and automatic logoff once the server's clock passes the
+/// idle limit; no CSP violation or script error on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_real_browser() {
+    use std::io::{BufRead, Write};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let node = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("node"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("node is not installed: install Debian's nodejs package (.ci/run does)")
+        });
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "{}/node_modules is missing: run `npm ci` there (.ci/run does)",
+        dir.display()
+    );
+    let env = start().await;
+    let code = env.code("scheduler");
+    let epoch = env.clock.now().unix_timestamp();
+    let mut child = std::process::Command::new(node)
+        .arg(dir.join("console.mjs"))
+        .arg(&env.base)
+        .arg(epoch.to_string())
+        .arg(code)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(120);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        if line == "advance-clock" {
+            // Past the 15-minute idle limit (the default policy).
+            env.clock.advance(Duration::minutes(16));
+            writeln!(stdin, "advanced").unwrap();
+            stdin.flush().unwrap();
+        }
+        seen.push(line);
+    }
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = seen.join("\n");
+    assert!(
+        out.status.success(),
+        "the console browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("console browser test: ok"), "{stdout}");
+    // The pages came with the console's policy; the session it signed out is gone.
+    let r = env.get("/console", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    // The note the scheduler wrote through the console is stored with the conversation.
+    let sched = env.direct_session(env.user("scheduler").id).await;
+    let notes = env
+        .get_json(
+            &format!("/api/conversations/{}/notes", env.conversation),
+            &sched,
+        )
+        .await;
+    assert!(
+        notes["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["body"] == "Called back; prefers Thursday mornings."),
+        "{notes}"
+    );
+}
