@@ -29,6 +29,9 @@ use crate::db::{HeadState, to_i64};
 use crate::native::from_rusqlite;
 use crate::{Backend, StoreError};
 
+/// How long a WAL restart waits for other writers and readers before giving up.
+const RESTART_BUSY: Duration = Duration::from_millis(50);
+
 /// Writes audit batches to one SQLite file.
 pub(crate) struct NativeAppender {
     path: PathBuf,
@@ -135,6 +138,39 @@ impl NativeAppender {
             *slot = Some(conn);
         }
         out
+    }
+
+    /// Restarts the write-ahead log (`PRAGMA wal_checkpoint(RESTART)`) on this connection,
+    /// between batches: writers wait while it copies the frames left and syncs the database,
+    /// and it gives up after [`RESTART_BUSY`] if readers still use the log (the next try comes
+    /// from the background task). Returns SQLite's (busy, log pages, pages checkpointed).
+    pub(crate) async fn restart_wal(self: &Arc<Self>) -> Result<(i64, i64, i64), StoreError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut slot = me
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let conn = match slot.take() {
+                Some(c) => c,
+                None => me.open()?,
+            };
+            conn.busy_timeout(RESTART_BUSY).map_err(|e| me.err(e))?;
+            let out = conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(|e| me.err(e));
+            conn.busy_timeout(me.busy).map_err(|e| me.err(e))?;
+            *slot = Some(conn);
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable {
+            backend: Backend::Sqlite,
+            target: self.target.clone(),
+            detail: "the audit writing thread stopped".into(),
+        })?
     }
 
     /// The batch's transaction.
@@ -405,6 +441,39 @@ mod tests {
             capped.audit_records(0, 100_000).await.unwrap().len() as u64,
             appended
         );
+    }
+
+    /// A restart lets the next batch write from the log's start: the log stops growing with
+    /// the trail (passive checkpoints alone never finish under a steady stream of commits).
+    #[tokio::test]
+    async fn restarting_the_wal_starts_the_log_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = store_at(&path, None, Duration::from_secs(5)).await;
+        let a = appender(&store);
+        for i in 0..50 {
+            a.append((0..20).map(|k| login(i * 20 + k)).collect())
+                .await
+                .unwrap();
+        }
+        let log_pages = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                .unwrap()
+        };
+        let before = log_pages(&Connection::open(&path).unwrap());
+        assert!(before > 50, "the batches are in the log ({before} pages)");
+        let (busy, log, done) = a.restart_wal().await.unwrap();
+        assert_eq!(busy, 0);
+        assert_eq!(log, done, "every frame was copied to the database");
+        a.append(vec![login(9_999)]).await.unwrap();
+        let after = log_pages(&Connection::open(&path).unwrap());
+        assert!(
+            after < 20,
+            "the next batch wrote from the start ({after} pages)"
+        );
+        // The trail is whole and the store reads it.
+        assert_eq!(store.audit_head().await.unwrap().unwrap().size, 1001);
+        assert_eq!(store.audit_records(0, 2000).await.unwrap().len(), 1001);
     }
 
     #[tokio::test]

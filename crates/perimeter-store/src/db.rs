@@ -125,10 +125,21 @@ pub(crate) fn sqlite_pragmas(busy_ms: u128) -> String {
     )
 }
 
-/// Log pages after which a committing connection checkpoints itself (64 MiB of 4 KiB pages):
+/// Log pages after which a committing connection checkpoints itself (256 MiB of 4 KiB pages):
 /// the bound on the write-ahead log when the background checkpoints cannot keep up or are not
 /// running.
-pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
+
+/// Log pages after which the background task restarts the write-ahead log (64 MiB).
+///
+/// Passive checkpoints copy the log into the database while writers go on, but under a steady
+/// stream of commits they never finish before the next commit, so SQLite never starts the log
+/// over: it grew to the autocheckpoint bound and then every commit checkpointed on its own
+/// path (the append tail at 5,000/s). A RESTART checkpoint holds writers back while it copies
+/// what the passive ones left and syncs the database (a few milliseconds), after which the
+/// next commit writes from the log's start again. At 64 MiB that pause comes every few
+/// seconds at the audit trail's target load, and almost never at a practice's usual one.
+pub(crate) const WAL_RESTART_PAGES: i64 = 16_384;
 
 /// How often a store's background task runs a passive WAL checkpoint (SQLite).
 pub(crate) const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -136,12 +147,15 @@ pub(crate) const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration
 /// Starts the background WAL checkpointer of a SQLite store on the current Tokio runtime (none
 /// outside one: connections then checkpoint themselves at [`WAL_AUTOCHECKPOINT_PAGES`]). A
 /// passive checkpoint takes no write lock, so writers go on committing while it copies and
-/// fsyncs. The task ends when the pool is closed or the last store handle is dropped.
-fn spawn_wal_checkpointer(core: &Arc<Core>) {
+/// fsyncs. Once the log holds [`WAL_RESTART_PAGES`] pages the task has the audit writer's
+/// connection restart it ([`crate::append::NativeAppender::restart_wal`]). The task ends when
+/// the pool is closed or the last store handle is dropped.
+fn spawn_wal_checkpointer(core: &Arc<Core>, appender: Option<&Arc<crate::append::NativeAppender>>) {
     if core.backend != Backend::Sqlite || tokio::runtime::Handle::try_current().is_err() {
         return;
     }
     let weak = Arc::downgrade(core);
+    let appender = appender.map(Arc::downgrade);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(WAL_CHECKPOINT_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,15 +165,27 @@ fn spawn_wal_checkpointer(core: &Arc<Core>) {
             if core.pool.is_closed() {
                 break;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            // (busy, log pages, pages checkpointed)
+            let log = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_optional(&core.pool)
                 .await
             {
-                if core.pool.is_closed() {
-                    break;
+                Ok(row) => row.and_then(|r| r.try_get::<i64, _>(1).ok()).unwrap_or(0),
+                Err(e) => {
+                    if core.pool.is_closed() {
+                        break;
+                    }
+                    // Not fatal: the next tick, or a committing connection, checkpoints instead.
+                    tracing::debug!(error = %core.err(e), "background WAL checkpoint failed");
+                    0
                 }
-                // Not fatal: the next tick, or a committing connection, checkpoints instead.
-                tracing::debug!(error = %core.err(e), "background WAL checkpoint failed");
+            };
+            if log >= WAL_RESTART_PAGES {
+                if let Some(a) = appender.as_ref().and_then(std::sync::Weak::upgrade) {
+                    if let Err(e) = a.restart_wal().await {
+                        tracing::debug!(error = %e, "restarting the WAL failed; retried next tick");
+                    }
+                }
             }
         }
     });
@@ -221,7 +247,6 @@ impl Store {
             target,
             clock,
         });
-        spawn_wal_checkpointer(&core);
         let native = match &opts.url {
             DatabaseUrl::Sqlite(path) => Some(crate::native::NativeTrail::new(
                 path,
@@ -240,6 +265,7 @@ impl Store {
             )),
             DatabaseUrl::Postgres(_) => None,
         };
+        spawn_wal_checkpointer(&core, appender.as_ref());
         let store = Store {
             inner: Arc::new(Inner {
                 group: spawn_group_committer(&core, appender.clone()),
