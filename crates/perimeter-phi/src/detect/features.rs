@@ -500,13 +500,18 @@ fn is_contraction(lower: &str) -> bool {
     if lower != "i" && !lower.contains(['\'', '’']) {
         return false;
     }
-    let l = lower.replace('’', "'");
+    // The curly apostrophe written straight (no copy when there is none).
+    let l: std::borrow::Cow<'_, str> = if lower.contains('’') {
+        lower.replace('’', "'").into()
+    } else {
+        lower.into()
+    };
     l == "i"
         || ["'m", "'re", "'ve", "'ll", "'d", "n't"]
             .iter()
             .any(|s| l.ends_with(s))
         || matches!(
-            l.as_str(),
+            &*l,
             "it's"
                 | "that's"
                 | "what's"
@@ -667,6 +672,43 @@ pub(crate) fn compute(
             });
             continue;
         }
+        if t.ascii && !t.joined {
+            // Most words: ASCII without an inner apostrophe or hyphen, so no possessive and
+            // no parts; the same features as the general path below, with one hash.
+            let len = t.end - t.start;
+            let lw = lower_bytes.get(t.start..t.end).unwrap_or(&[]);
+            let h = lexicon::hash(lw);
+            let class = vocab.get_hashed(h);
+            let stop_listed = class & class::STOP != 0;
+            let flags = if (!t.upper
+                && stop_listed
+                && !matches!(lw, b"april" | b"june" | b"august" | b"may" | b"jan"))
+                || (!t.upper && !near_cue.get(i).copied().unwrap_or(true))
+            {
+                0
+            } else {
+                lex.flags_hashed(h)
+            };
+            let cased_name =
+                t.upper && matches!(lw, b"will" | b"may" | b"jan" | b"june" | b"april" | b"august");
+            // `I` is the one contraction without an apostrophe.
+            let stop = !cased_name && (stop_listed || lw == b"i");
+            let initial = t.upper
+                && len <= 4
+                && ((len == 1 && bytes.get(t.end) == Some(&b'.')) || saint(text, tokens, i));
+            out.push(Feat {
+                flags,
+                cap: t.upper,
+                all_caps: t.all_caps,
+                stop,
+                possessive: false,
+                sent_start,
+                initial,
+                word: true,
+                class,
+            });
+            continue;
+        }
         let sb = bytes.get(t.start..t.end).unwrap_or(&[]);
         // A possessive has an inner apostrophe, so only joined tokens are tested.
         let curly = t.joined && sb.ends_with("\u{2019}s".as_bytes());
@@ -749,10 +791,11 @@ pub(crate) fn compute(
             && (stop_listed
                 || ((t.joined || lb == b"i")
                     && is_contraction(std::str::from_utf8(lb).unwrap_or(""))));
+        // One character (ASCII: one byte) followed by a full stop.
+        let one_char = || if t.ascii { len == 1 } else { s().chars().count() == 1 };
         let initial = t.upper
             && len <= 4
-            && ((s().chars().count() == 1 && bytes.get(t.end) == Some(&b'.'))
-                || saint(text, tokens, i));
+            && ((bytes.get(t.end) == Some(&b'.') && one_char()) || saint(text, tokens, i));
         out.push(Feat {
             flags,
             cap: t.upper,
