@@ -277,13 +277,22 @@ impl Recognizer for Names {
         if n == 0 {
             return;
         }
-        let mut found: Vec<(usize, usize, f32)> = Vec::new();
-        by_cues(doc, &mut found);
-        by_runs(doc, &mut found);
-        by_lines(doc, &mut found);
-        by_shapes(doc, &mut found);
-        propagate(doc, &mut found);
-        for (a, b, conf) in found {
+        // The buffers are kept per thread (a recognizer that calls the engine again from
+        // inside finds the slot empty and gets fresh ones).
+        let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_default();
+        sc.lists.build(doc);
+        let Scratch {
+            lists,
+            found,
+            covered,
+        } = &mut *sc;
+        found.clear();
+        by_cues(doc, lists, found);
+        by_runs(doc, lists, found);
+        by_lines(doc, lists, found);
+        by_shapes(doc, lists, found);
+        propagate(doc, lists, found, covered);
+        for &(a, b, conf) in found.iter() {
             let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
             else {
                 continue;
@@ -317,7 +326,88 @@ impl Recognizer for Names {
                 recognizer: "names",
             });
         }
+        // Very large messages do not keep their buffers (bounded memory per thread).
+        if n <= 16 * 1024 {
+            SCRATCH.with(|s| s.set(Some(sc)));
+        }
     }
+}
+
+/// The tokens each pass over the message looks at, found in one pass over the features:
+/// most tokens are lower-case words that no pass needs, and each pass only visits its list.
+#[derive(Default)]
+struct Lists {
+    /// `by_runs`: capitalised name-like words and initials (not a final initial).
+    runs: Vec<u32>,
+    /// `by_lines`: first tokens of a sentence or line.
+    lines: Vec<u32>,
+    /// `by_shapes`: four-byte tokens (`here`) and capitalised name-like words.
+    shapes: Vec<u32>,
+    /// `by_cues`: tokens after a dash (`-`, `~`, `—`) and spaces.
+    dashes: Vec<u32>,
+    /// `propagate`: words that may be another mention of a found name.
+    mentions: Vec<u32>,
+}
+
+/// Capitalised, not a stop word, not all capitals, not a common word unless also a name.
+fn namey(f: &Feat) -> bool {
+    f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name())
+}
+
+impl Lists {
+    fn build(&mut self, doc: &Text<'_>) {
+        for l in [
+            &mut self.runs,
+            &mut self.lines,
+            &mut self.shapes,
+            &mut self.dashes,
+            &mut self.mentions,
+        ] {
+            l.clear();
+        }
+        let bytes = doc.text.as_bytes();
+        let n = doc.tokens.len();
+        let mut prev_end = 0;
+        for (i, (t, f)) in doc.tokens.iter().zip(doc.feats.iter()).enumerate() {
+            let Ok(k) = u32::try_from(i) else {
+                break;
+            };
+            // The last byte before the token other than a space is `-`, `~` or the end of
+            // `—`.
+            let dash = bytes
+                .get(prev_end..t.start)
+                .and_then(|g| g.iter().rev().find(|&&b| b != b' '))
+                .is_some_and(|b| matches!(b, b'-' | b'~' | 0x94));
+            prev_end = t.end;
+            if dash {
+                self.dashes.push(k);
+            }
+            if f.cap_nameish() && !(f.initial && i + 1 >= n) {
+                self.runs.push(k);
+            }
+            if f.sent_start {
+                self.lines.push(k);
+            }
+            if t.end - t.start == 4 || namey(f) {
+                self.shapes.push(k);
+            }
+            if f.word && !f.stop && !(f.common() && !f.cap) {
+                self.mentions.push(k);
+            }
+        }
+    }
+}
+
+/// Per-thread buffers of the name recognizer.
+#[derive(Default)]
+struct Scratch {
+    lists: Lists,
+    found: Vec<(usize, usize, f32)>,
+    covered: Vec<bool>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
 }
 
 /// Text between two tokens.
@@ -507,7 +597,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     Some((j, k))
 }
 
-fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_cues(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
     for c in &doc.cues {
         let strength = match c.cue {
             Cue::NameIntro | Cue::Title => 0.9,
@@ -536,17 +626,10 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
     }
     // A dash before a closing name: `- Dominic`, `— Ana Ruiz` at a line end.
-    let bytes = doc.text.as_bytes();
-    for j in 0..doc.tokens.len() {
-        // Quick test on the bytes before the token: the last one other than a space is `-`,
-        // `~` or the end of `—`.
-        let from = if j == 0 { 0 } else { doc.tokens[j - 1].end };
-        let last = bytes
-            .get(from..doc.tokens[j].start)
-            .and_then(|g| g.iter().rev().find(|&&b| b != b' '));
-        if !matches!(last, Some(b'-' | b'~' | 0x94)) {
-            continue;
-        }
+    // The tokens whose last byte before them other than a space is `-`, `~` or the end
+    // of `—`.
+    for &j in &lists.dashes {
+        let j = j as usize;
         let before = if j == 0 {
             doc.text.get(..doc.tokens[0].start).unwrap_or("")
         } else {
@@ -591,13 +674,14 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// Runs of capitalised name-like words without a cue.
-fn by_runs(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_runs(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
-    let mut i = 0;
-    while i < n {
-        if !feats[i].cap_nameish() || feats[i].initial && i + 1 >= n {
-            i += 1;
+    // Every capitalised name-like word (not a final initial) not inside an earlier run.
+    let mut next = 0;
+    for &i in &lists.runs {
+        let i = i as usize;
+        if i < next {
             continue;
         }
         let a = i;
@@ -630,7 +714,7 @@ fn by_runs(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 b += 1;
             }
         }
-        i = b;
+        next = b;
         judge_run(doc, a, b, found);
     }
 }
@@ -923,14 +1007,14 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
 
 /// A line (or the message's tail after the last sentence end) that is only a name:
 /// letter headers and signatures.
-fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_lines(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
-    let mut i = 0;
-    while i < n {
-        // Start of a line or sentence.
-        if !feats[i].sent_start {
-            i += 1;
+    // Every start of a line or sentence not inside an earlier run.
+    let mut next = 0;
+    for &i in &lists.lines {
+        let i = i as usize;
+        if i < next {
             continue;
         }
         let mut b = i;
@@ -969,7 +1053,7 @@ fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 found.push((i, b, 0.7));
             }
         }
-        i = b.max(i + 1);
+        next = b.max(i + 1);
     }
 }
 
@@ -1066,12 +1150,12 @@ fn lower_here(doc: &Text<'_>, i: usize, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// `Brunhild here,` and `O'Donovan, Noman MRN ...` (last name, comma, first name).
-fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_shapes(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
-    let namey =
-        |f: &Feat| f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name());
-    for i in 0..n {
+    // Four-byte tokens (`here`) and name-like words (`Last, First`).
+    for &i in &lists.shapes {
+        let i = i as usize;
         // `<Name> here`
         if i > 0
             && doc.tokens[i].end - doc.tokens[i].start == 4
@@ -1136,14 +1220,20 @@ fn strip_possessive(mut w: &str) -> &str {
 
 /// Other mentions of a found name in the same message.
 #[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
-fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn propagate(
+    doc: &Text<'_>,
+    lists: &Lists,
+    found: &mut Vec<(usize, usize, f32)>,
+    covered: &mut Vec<bool>,
+) {
     if found.is_empty() {
         return;
     }
     // The words of the found names (few per message: a short list, compared by length
     // first, is cheaper than a hash set).
     let mut known: Vec<&str> = Vec::new();
-    let mut covered = vec![false; doc.tokens.len()];
+    covered.clear();
+    covered.resize(doc.tokens.len(), false);
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
             covered[k] = true;
@@ -1161,14 +1251,13 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let (min_len, max_len) = known.iter().fold((usize::MAX, 0), |(lo, hi), w| {
         (lo.min(w.len()), hi.max(w.len()))
     });
-    for k in 0..doc.tokens.len() {
+    // Words that are not stop words, and capitalised or not common words.
+    for &k in &lists.mentions {
+        let k = k as usize;
         if covered[k] {
             continue;
         }
         let f = &doc.feats[k];
-        if !f.word || f.stop || (f.common() && !f.cap) {
-            continue;
-        }
         let t = &doc.tokens[k];
         if t.end - t.start < min_len || (t.end - t.start > max_len && !f.possessive) {
             continue;
