@@ -543,6 +543,9 @@ pub(crate) mod class {
     pub const ORG_AFTER: u16 = 64;
     /// A word that puts a place after it (`in`, `from`, `near`).
     pub const PRE: u16 = 128;
+    /// The first run of letters and digits of a context cue (`this` of `this is`, `dr` of
+    /// `dr.`).
+    pub const CUE_START: u16 = 256;
 }
 
 /// The closed word lists in one small open-addressing table keyed by the lexicon's 64-bit
@@ -571,6 +574,12 @@ impl Vocab {
         ] {
             for w in list {
                 v.insert(lexicon::hash(w.as_bytes()), c);
+            }
+        }
+        for w in super::context::cue_words() {
+            let run = w.bytes().take_while(u8::is_ascii_alphanumeric).count();
+            if let Some(head) = w.as_bytes().get(..run).filter(|h| !h.is_empty()) {
+                v.insert(lexicon::hash(head), class::CUE_START);
             }
         }
         v
@@ -627,11 +636,36 @@ fn saint(text: &str, tokens: &[Token], i: usize) -> bool {
     prev.upper && prev.kind == Kind::Word && !after_house_number && prev.end < t.start
 }
 
-/// Computes the features of every token into `out` (cleared first).
+/// A plain word: ASCII letters only, no inner apostrophe or hyphen (most words).
+fn plain_word(t: &Token) -> bool {
+    t.kind == Kind::Word && t.ascii && !t.joined
+}
+
+/// For each token, the [`lexicon::hash`] of its lower-cased text and its [`Vocab`] classes
+/// when it is a plain word (ASCII letters only, no inner apostrophe or hyphen), `(0, 0)`
+/// otherwise, into `out` (cleared first): computed once, used by the cue search and the
+/// features.
+pub(crate) fn word_keys(lower: &str, tokens: &[Token], vocab: &Vocab, out: &mut Vec<(u64, u16)>) {
+    let lower_bytes = lower.as_bytes();
+    out.clear();
+    out.extend(tokens.iter().map(|t| {
+        if plain_word(t) {
+            let h = lexicon::hash(lower_bytes.get(t.start..t.end).unwrap_or(&[]));
+            (h, vocab.get_hashed(h))
+        } else {
+            (0, 0)
+        }
+    }));
+}
+
+/// Computes the features of every token into `out` (cleared first); `keys` are the tokens'
+/// [`word_keys`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn compute(
     text: &str,
     lower: &str,
     tokens: &[Token],
+    keys: &[(u64, u16)],
     lex: &Lexicon,
     vocab: &Vocab,
     near_cue: &[bool],
@@ -672,13 +706,12 @@ pub(crate) fn compute(
             });
             continue;
         }
-        if t.ascii && !t.joined {
+        if let Some(&(h, class)) = keys.get(i).filter(|_| t.ascii && !t.joined) {
             // Most words: ASCII without an inner apostrophe or hyphen, so no possessive and
-            // no parts; the same features as the general path below, with one hash.
+            // no parts; the same features as the general path below, with the hash and
+            // classes of `word_keys`.
             let len = t.end - t.start;
             let lw = lower_bytes.get(t.start..t.end).unwrap_or(&[]);
-            let h = lexicon::hash(lw);
-            let class = vocab.get_hashed(h);
             let stop_listed = class & class::STOP != 0;
             let flags = if (!t.upper
                 && stop_listed

@@ -135,13 +135,15 @@ impl Pipeline {
             mut cues,
             mut near_cue,
             mut feats,
+            mut keys,
             mut out,
         } = *sc;
         tokens::tokenize_into(text, &mut tokens);
         lower.clear();
         lower.push_str(text);
         lower.make_ascii_lowercase();
-        self.cues.find(&lower, &tokens, &mut cues);
+        features::word_keys(&lower, &tokens, &self.vocab, &mut keys);
+        self.cues.find(&lower, &tokens, &keys, &mut cues);
         // Tokens up to five after a name cue need their list flags even in lower case.
         near_cue.clear();
         near_cue.resize(tokens.len(), false);
@@ -163,6 +165,7 @@ impl Pipeline {
             text,
             &lower,
             &tokens,
+            &keys,
             &self.lex,
             &self.vocab,
             &near_cue,
@@ -187,6 +190,7 @@ impl Pipeline {
             cues: doc.cues,
             near_cue,
             feats: doc.feats,
+            keys,
             out,
         };
         // Very large messages do not keep their buffers (bounded memory per thread).
@@ -205,6 +209,7 @@ struct Scratch {
     cues: Vec<CueHit>,
     near_cue: Vec<bool>,
     feats: Vec<Feat>,
+    keys: Vec<(u64, u16)>,
     out: Vec<Span>,
 }
 
