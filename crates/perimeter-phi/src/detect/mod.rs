@@ -14,7 +14,6 @@ pub(crate) mod structured;
 pub(crate) mod tokens;
 pub(crate) mod validate;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Span;
@@ -236,26 +235,28 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             .then((b.end - b.start).cmp(&(a.end - a.start)))
             .then(a.start.cmp(&b.start))
     });
-    // Accepted spans are disjoint, keyed by start: the only one that can overlap a
-    // candidate is the last one starting before the candidate ends (O(log n) per query).
-    let mut accepted: BTreeMap<usize, Span> = BTreeMap::new();
+    // Accepted spans are disjoint and kept sorted by start: the only one that can overlap a
+    // candidate is the last one starting before the candidate ends (a binary search; a
+    // message has few spans, so inserting into the vector is cheaper than a tree).
+    let mut accepted: Vec<Span> = Vec::with_capacity(cands.len());
     'next: for mut c in cands.drain(..) {
         let mut guard = accepted.len() + 2;
         while guard > 0 {
             guard -= 1;
             let hit = accepted
-                .range(..c.end)
-                .next_back()
-                .filter(|(_, a)| a.end > c.start)
-                .map(|(k, _)| *k);
+                .partition_point(|a| a.start < c.end)
+                .checked_sub(1)
+                .filter(|&k| accepted.get(k).is_some_and(|a| a.end > c.start));
             let Some(k) = hit else {
-                accepted.insert(c.start, c);
+                let at = accepted.partition_point(|a| a.start < c.start);
+                accepted.insert(at, c);
                 continue 'next;
             };
-            let Some(a) = accepted.remove(&k) else {
+            let Some(a) = accepted.get(k).cloned() else {
                 continue 'next;
             };
             if c.label == a.label {
+                accepted.remove(k);
                 // Same label: one span covering both (it may now reach further spans).
                 let keep_conf = a.confidence.max(c.confidence);
                 c = Span {
@@ -270,7 +271,6 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             // if that part still has letters or digits.
             let left = (c.start, a.start.max(c.start));
             let right = (a.end.min(c.end), c.end);
-            accepted.insert(k, a);
             let keep = if left.1 - left.0 >= right.1 - right.0 {
                 left
             } else {
@@ -289,5 +289,5 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             c.end = c.start + trimmed.len();
         }
     }
-    accepted.into_values().collect()
+    accepted
 }
