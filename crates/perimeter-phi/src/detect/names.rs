@@ -285,13 +285,14 @@ impl Recognizer for Names {
             lists,
             found,
             covered,
+            known_at,
         } = &mut *sc;
         found.clear();
         by_cues(doc, lists, found);
         by_runs(doc, lists, found);
         by_lines(doc, lists, found);
         by_shapes(doc, lists, found);
-        propagate(doc, lists, found, covered);
+        propagate(doc, lists, found, covered, known_at);
         for &(a, b, conf) in found.iter() {
             let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
             else {
@@ -404,6 +405,7 @@ struct Scratch {
     lists: Lists,
     found: Vec<(usize, usize, f32)>,
     covered: Vec<bool>,
+    known_at: Vec<(usize, usize)>,
 }
 
 thread_local! {
@@ -1225,13 +1227,16 @@ fn propagate(
     lists: &Lists,
     found: &mut Vec<(usize, usize, f32)>,
     covered: &mut Vec<bool>,
+    known_at: &mut Vec<(usize, usize)>,
 ) {
     if found.is_empty() {
         return;
     }
     // The words of the found names (few per message: a short list, compared by length
-    // first, is cheaper than a hash set).
-    let mut known: Vec<&str> = Vec::new();
+    // first, is cheaper than a hash set), as byte ranges of the lower-cased text.
+    known_at.clear();
+    let lower = doc.lower.as_str();
+    let word = |&(s, e): &(usize, usize)| lower.get(s..e).unwrap_or("");
     covered.clear();
     covered.resize(doc.tokens.len(), false);
     for &(a, b, _) in found.iter() {
@@ -1242,14 +1247,16 @@ fn propagate(
                 continue;
             }
             let w = strip_possessive(lower_tok(doc, k));
-            if w.chars().count() >= 3 && !known.contains(&w) {
-                known.push(w);
+            // Three characters or more.
+            if w.chars().nth(2).is_some() && !known_at.iter().any(|r| word(r) == w) {
+                let s = doc.tokens[k].start;
+                known_at.push((s, s + w.len()));
             }
         }
     }
     // Byte lengths of the known words, to skip most tokens without comparing text.
-    let (min_len, max_len) = known.iter().fold((usize::MAX, 0), |(lo, hi), w| {
-        (lo.min(w.len()), hi.max(w.len()))
+    let (min_len, max_len) = known_at.iter().fold((usize::MAX, 0), |(lo, hi), &(s, e)| {
+        (lo.min(e - s), hi.max(e - s))
     });
     // Words that are not stop words, and capitalised or not common words.
     for &k in &lists.mentions {
@@ -1263,7 +1270,7 @@ fn propagate(
             continue;
         }
         let w = strip_possessive(lower_tok(doc, k));
-        if !known.contains(&w) {
+        if !known_at.iter().any(|r| word(r) == w) {
             continue;
         }
         // Lower-case words may not have been looked up: a common word (`will`) is not a

@@ -111,7 +111,6 @@ impl Recognizer for Places {
     fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let n = doc.tokens.len();
         let mut i = 0;
-        let mut buf = String::new();
         while i < n {
             let f = doc.feats[i];
             if !f.cap && f.word && !f.stop {
@@ -132,8 +131,6 @@ impl Recognizer for Places {
                 best = Some(i + 1);
             }
             if f.flags & PLACE_PREFIX != 0 {
-                buf.clear();
-                buf.push_str(doc.lower_tok(i));
                 for k in i + 1..(i + 4).min(n) {
                     let g = doc
                         .text
@@ -144,9 +141,13 @@ impl Recognizer for Places {
                     if g != " " || !doc.feats[k].word {
                         break;
                     }
-                    buf.push(' ');
-                    buf.push_str(doc.lower_tok(k));
-                    if doc.lex.flags_lower(&buf) & PLACE != 0 {
+                    // The words so far with single spaces between them: the lower-cased
+                    // text from word `i` to word `k`.
+                    let phrase = doc
+                        .lower
+                        .get(doc.tokens[i].start..doc.tokens[k].end)
+                        .unwrap_or("");
+                    if doc.lex.flags_lower(phrase) & PLACE != 0 {
                         best = Some(k + 1);
                     }
                 }

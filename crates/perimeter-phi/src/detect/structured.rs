@@ -17,7 +17,7 @@ impl Recognizer for Structured {
         if text.contains('|') {
             hl7(text, out);
         }
-        if text.contains("\":") || text.contains("\" :") {
+        if text.contains('"') && (text.contains("\":") || text.contains("\" :")) {
             json(doc, out);
         }
     }
