@@ -52,6 +52,73 @@ impl Feat {
         (self.word && self.cap && !self.stop && (!self.common() || self.listed_name()))
             || self.initial
     }
+    /// Capitalised, not a stop word, not all capitals, not a common word unless also a name.
+    pub(crate) fn namey(&self) -> bool {
+        self.word
+            && self.cap
+            && !self.stop
+            && !self.all_caps
+            && (!self.common() || self.listed_name())
+    }
+}
+
+/// The tokens each pass of the name recognizer looks at, collected while the features are
+/// computed: most tokens are lower-case words that no pass needs, and each pass only visits
+/// its list.
+#[derive(Default)]
+pub(crate) struct TokenLists {
+    /// Capitalised name-like words and initials (not a final initial): runs of names.
+    pub runs: Vec<u32>,
+    /// First tokens of a sentence or line.
+    pub lines: Vec<u32>,
+    /// Four-byte tokens (`here`) and capitalised name-like words (`Last, First`).
+    pub shapes: Vec<u32>,
+    /// Tokens after a dash (`-`, `~`, `—`) and spaces: signatures.
+    pub dashes: Vec<u32>,
+    /// Words that may be another mention of a found name.
+    pub mentions: Vec<u32>,
+}
+
+impl TokenLists {
+    fn clear(&mut self) {
+        self.runs.clear();
+        self.lines.clear();
+        self.shapes.clear();
+        self.dashes.clear();
+        self.mentions.clear();
+    }
+
+    /// Adds token `i` of `n` (`gap`: the bytes before it) to the lists it belongs in.
+    #[inline(always)]
+    fn add(&mut self, i: usize, n: usize, t: &Token, gap: &[u8], f: &Feat) {
+        let Ok(k) = u32::try_from(i) else {
+            return;
+        };
+        // The last byte before the token other than a space is `-`, `~` or the end of `—`.
+        let dash = match gap {
+            [] | [b' '] => false,
+            _ => gap
+                .iter()
+                .rev()
+                .find(|&&b| b != b' ')
+                .is_some_and(|b| matches!(b, b'-' | b'~' | 0x94)),
+        };
+        if dash {
+            self.dashes.push(k);
+        }
+        if f.cap_nameish() && !(f.initial && i + 1 >= n) {
+            self.runs.push(k);
+        }
+        if f.sent_start {
+            self.lines.push(k);
+        }
+        if t.end - t.start == 4 || f.namey() {
+            self.shapes.push(k);
+        }
+        if f.word && !f.stop && !(f.common() && !f.cap) {
+            self.mentions.push(k);
+        }
+    }
 }
 
 /// Words that are never (part of) a person's name in these texts.
@@ -658,8 +725,8 @@ pub(crate) fn word_keys(lower: &str, tokens: &[Token], vocab: &Vocab, out: &mut 
     }));
 }
 
-/// Computes the features of every token into `out` (cleared first); `keys` are the tokens'
-/// [`word_keys`].
+/// Computes the features of every token into `out` (cleared first) and the name passes'
+/// token lists into `lists`; `keys` are the tokens' [`word_keys`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compute(
     text: &str,
@@ -670,7 +737,10 @@ pub(crate) fn compute(
     vocab: &Vocab,
     near_cue: &[bool],
     out: &mut Vec<Feat>,
+    lists: &mut TokenLists,
 ) {
+    lists.clear();
+    let n = tokens.len();
     let bytes = text.as_bytes();
     let lower_bytes = lower.as_bytes();
     let mut buf = String::new();
@@ -698,12 +768,14 @@ pub(crate) fn compute(
                 }));
         if t.kind != Kind::Word {
             // Numbers and codes: no list flags, never stop words, possessives or initials.
-            out.push(Feat {
+            let f = Feat {
                 cap: t.upper,
                 all_caps: t.all_caps,
                 sent_start,
                 ..Feat::default()
-            });
+            };
+            lists.add(i, n, t, gap, &f);
+            out.push(f);
             continue;
         }
         if let Some(&(h, class)) = keys.get(i).filter(|_| t.ascii && !t.joined) {
@@ -729,7 +801,7 @@ pub(crate) fn compute(
             let initial = t.upper
                 && len <= 4
                 && ((len == 1 && bytes.get(t.end) == Some(&b'.')) || saint(text, tokens, i));
-            out.push(Feat {
+            let f = Feat {
                 flags,
                 cap: t.upper,
                 all_caps: t.all_caps,
@@ -739,7 +811,9 @@ pub(crate) fn compute(
                 initial,
                 word: true,
                 class,
-            });
+            };
+            lists.add(i, n, t, gap, &f);
+            out.push(f);
             continue;
         }
         let sb = bytes.get(t.start..t.end).unwrap_or(&[]);
@@ -829,7 +903,7 @@ pub(crate) fn compute(
         let initial = t.upper
             && len <= 4
             && ((bytes.get(t.end) == Some(&b'.') && one_char()) || saint(text, tokens, i));
-        out.push(Feat {
+        let f = Feat {
             flags,
             cap: t.upper,
             all_caps: t.all_caps,
@@ -839,6 +913,8 @@ pub(crate) fn compute(
             initial,
             word: true,
             class,
-        });
+        };
+        lists.add(i, n, t, gap, &f);
+        out.push(f);
     }
 }

@@ -39,6 +39,8 @@ pub struct Text<'t> {
     pub(crate) lex: &'t Lexicon,
     /// The text with ASCII letters lower-cased (same byte offsets as `text`).
     pub(crate) lower: String,
+    /// The tokens each pass of the name recognizer looks at.
+    pub(crate) lists: features::TokenLists,
 }
 
 impl<'t> Text<'t> {
@@ -135,6 +137,7 @@ impl Pipeline {
             mut near_cue,
             mut feats,
             mut keys,
+            mut lists,
             mut out,
         } = *sc;
         tokens::tokenize_into(text, &mut tokens);
@@ -169,6 +172,7 @@ impl Pipeline {
             &self.vocab,
             &near_cue,
             &mut feats,
+            &mut lists,
         );
         let doc = Text {
             text,
@@ -177,6 +181,7 @@ impl Pipeline {
             feats,
             lex: &self.lex,
             lower,
+            lists,
         };
         out.clear();
         for r in &self.recognizers {
@@ -190,6 +195,7 @@ impl Pipeline {
             near_cue,
             feats: doc.feats,
             keys,
+            lists: doc.lists,
             out,
         };
         // Very large messages do not keep their buffers (bounded memory per thread).
@@ -209,6 +215,7 @@ struct Scratch {
     near_cue: Vec<bool>,
     feats: Vec<Feat>,
     keys: Vec<(u64, u16)>,
+    lists: features::TokenLists,
     out: Vec<Span>,
 }
 

@@ -4,7 +4,7 @@
 //! other mentions in the same message.
 
 use super::context::Cue;
-use super::features::{Feat, class};
+use super::features::{Feat, TokenLists, class};
 use super::{Candidate, Recognizer, Text};
 use crate::{Label, Span};
 
@@ -280,9 +280,8 @@ impl Recognizer for Names {
         // The buffers are kept per thread (a recognizer that calls the engine again from
         // inside finds the slot empty and gets fresh ones).
         let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_default();
-        sc.lists.build(doc);
+        let lists = &doc.lists;
         let Scratch {
-            lists,
             found,
             covered,
             known_at,
@@ -334,75 +333,9 @@ impl Recognizer for Names {
     }
 }
 
-/// The tokens each pass over the message looks at, found in one pass over the features:
-/// most tokens are lower-case words that no pass needs, and each pass only visits its list.
-#[derive(Default)]
-struct Lists {
-    /// `by_runs`: capitalised name-like words and initials (not a final initial).
-    runs: Vec<u32>,
-    /// `by_lines`: first tokens of a sentence or line.
-    lines: Vec<u32>,
-    /// `by_shapes`: four-byte tokens (`here`) and capitalised name-like words.
-    shapes: Vec<u32>,
-    /// `by_cues`: tokens after a dash (`-`, `~`, `—`) and spaces.
-    dashes: Vec<u32>,
-    /// `propagate`: words that may be another mention of a found name.
-    mentions: Vec<u32>,
-}
-
-/// Capitalised, not a stop word, not all capitals, not a common word unless also a name.
-fn namey(f: &Feat) -> bool {
-    f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name())
-}
-
-impl Lists {
-    fn build(&mut self, doc: &Text<'_>) {
-        for l in [
-            &mut self.runs,
-            &mut self.lines,
-            &mut self.shapes,
-            &mut self.dashes,
-            &mut self.mentions,
-        ] {
-            l.clear();
-        }
-        let bytes = doc.text.as_bytes();
-        let n = doc.tokens.len();
-        let mut prev_end = 0;
-        for (i, (t, f)) in doc.tokens.iter().zip(doc.feats.iter()).enumerate() {
-            let Ok(k) = u32::try_from(i) else {
-                break;
-            };
-            // The last byte before the token other than a space is `-`, `~` or the end of
-            // `—`.
-            let dash = bytes
-                .get(prev_end..t.start)
-                .and_then(|g| g.iter().rev().find(|&&b| b != b' '))
-                .is_some_and(|b| matches!(b, b'-' | b'~' | 0x94));
-            prev_end = t.end;
-            if dash {
-                self.dashes.push(k);
-            }
-            if f.cap_nameish() && !(f.initial && i + 1 >= n) {
-                self.runs.push(k);
-            }
-            if f.sent_start {
-                self.lines.push(k);
-            }
-            if t.end - t.start == 4 || namey(f) {
-                self.shapes.push(k);
-            }
-            if f.word && !f.stop && !(f.common() && !f.cap) {
-                self.mentions.push(k);
-            }
-        }
-    }
-}
-
 /// Per-thread buffers of the name recognizer.
 #[derive(Default)]
 struct Scratch {
-    lists: Lists,
     found: Vec<(usize, usize, f32)>,
     covered: Vec<bool>,
     known_at: Vec<(usize, usize)>,
@@ -599,7 +532,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     Some((j, k))
 }
 
-fn by_cues(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
+fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     for c in &doc.cues {
         let strength = match c.cue {
             Cue::NameIntro | Cue::Title => 0.9,
@@ -676,7 +609,7 @@ fn by_cues(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) 
 }
 
 /// Runs of capitalised name-like words without a cue.
-fn by_runs(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
+fn by_runs(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
     // Every capitalised name-like word (not a final initial) not inside an earlier run.
@@ -1009,7 +942,7 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
 
 /// A line (or the message's tail after the last sentence end) that is only a name:
 /// letter headers and signatures.
-fn by_lines(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
+fn by_lines(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
     // Every start of a line or sentence not inside an earlier run.
@@ -1152,7 +1085,7 @@ fn lower_here(doc: &Text<'_>, i: usize, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// `Brunhild here,` and `O'Donovan, Noman MRN ...` (last name, comma, first name).
-fn by_shapes(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>) {
+fn by_shapes(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
     // Four-byte tokens (`here`) and name-like words (`Last, First`).
@@ -1165,7 +1098,7 @@ fn by_shapes(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>
             && gap(doc, i - 1, i) == " "
         {
             let mut a = i;
-            while a > 0 && i - a < 3 && namey(&feats[a - 1]) {
+            while a > 0 && i - a < 3 && feats[a - 1].namey() {
                 a -= 1;
                 if feats[a].sent_start || a == 0 || !joins(gap(doc, a - 1, a), false) {
                     break;
@@ -1179,8 +1112,8 @@ fn by_shapes(doc: &Text<'_>, lists: &Lists, found: &mut Vec<(usize, usize, f32)>
         }
         // `Last, First`
         if i + 1 < n
-            && namey(&feats[i])
-            && namey(&feats[i + 1])
+            && feats[i].namey()
+            && feats[i + 1].namey()
             && gap(doc, i, i + 1) == ", "
             && ((feats[i].listed_name() && feats[i + 1].listed_name())
                 || (feats[i].listed_name() && !feats[i + 1].common())
@@ -1224,7 +1157,7 @@ fn strip_possessive(mut w: &str) -> &str {
 #[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
 fn propagate(
     doc: &Text<'_>,
-    lists: &Lists,
+    lists: &TokenLists,
     found: &mut Vec<(usize, usize, f32)>,
     covered: &mut Vec<bool>,
     known_at: &mut Vec<(usize, usize)>,

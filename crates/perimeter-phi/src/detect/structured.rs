@@ -397,6 +397,7 @@ mod tests {
             feats: Vec::new(),
             lex: &lex,
             lower: t.to_ascii_lowercase(),
+            lists: Default::default(),
         };
         json(&doc, &mut out);
         let s: Vec<(&str, Label)> = out.iter().map(|s| (s.text(t), s.label)).collect();
