@@ -794,8 +794,11 @@ pub(crate) fn compute(
             } else {
                 lex.flags_hashed(h)
             };
-            let cased_name =
-                t.upper && matches!(lw, b"will" | b"may" | b"jan" | b"june" | b"april" | b"august");
+            let cased_name = t.upper
+                && matches!(
+                    lw,
+                    b"will" | b"may" | b"jan" | b"june" | b"april" | b"august"
+                );
             // `I` is the one contraction without an apostrophe.
             let stop = !cased_name && (stop_listed || lw == b"i");
             let initial = t.upper
@@ -899,7 +902,13 @@ pub(crate) fn compute(
                 || ((t.joined || lb == b"i")
                     && is_contraction(std::str::from_utf8(lb).unwrap_or(""))));
         // One character (ASCII: one byte) followed by a full stop.
-        let one_char = || if t.ascii { len == 1 } else { s().chars().count() == 1 };
+        let one_char = || {
+            if t.ascii {
+                len == 1
+            } else {
+                s().chars().count() == 1
+            }
+        };
         let initial = t.upper
             && len <= 4
             && ((bytes.get(t.end) == Some(&b'.') && one_char()) || saint(text, tokens, i));

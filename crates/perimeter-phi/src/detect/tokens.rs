@@ -154,9 +154,12 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
         // Two or more letters, none lower case.
         let all_caps = acc & (LOWER | UPPER) == UPPER
             && (kind == Kind::Word && end - i >= 2
-                || bytes
-                    .get(i..end)
-                    .is_some_and(|w| w.iter().filter(|&&c| CLASS[usize::from(c)] & UPPER != 0).count() >= 2));
+                || bytes.get(i..end).is_some_and(|w| {
+                    w.iter()
+                        .filter(|&&c| CLASS[usize::from(c)] & UPPER != 0)
+                        .count()
+                        >= 2
+                }));
         out.push(Token {
             start: i,
             end,
