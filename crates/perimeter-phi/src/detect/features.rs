@@ -115,7 +115,7 @@ impl TokenLists {
         if t.end - t.start == 4 || f.namey() {
             self.shapes.push(k);
         }
-        if f.word && !f.stop && !(f.common() && !f.cap) {
+        if f.word && !f.stop && (f.cap || !f.common()) {
             self.mentions.push(k);
         }
     }
