@@ -5,7 +5,7 @@ use super::tokens::{Kind, Token};
 use crate::lexicon::{self, Lexicon};
 
 /// What the name and place recognizers know about one token.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Feat {
     /// Lexicon flags of the token (possessive `'s` removed).
     pub flags: u8,
@@ -65,7 +65,7 @@ impl Feat {
 /// The tokens each pass of the name recognizer looks at, collected while the features are
 /// computed: most tokens are lower-case words that no pass needs, and each pass only visits
 /// its list.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct TokenLists {
     /// Capitalised name-like words and initials (not a final initial): runs of names.
     pub runs: Vec<u32>,

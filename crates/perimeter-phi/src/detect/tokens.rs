@@ -59,7 +59,7 @@ const LOWER: u8 = 4;
 const UPPER: u8 = 8;
 
 /// ASCII byte classes (non-ASCII bytes have none).
-static CLASS: [u8; 256] = {
+pub(crate) static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
     while b < 128 {
@@ -175,7 +175,7 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
 
 /// The token that starts at byte `i` (`Ok`), or where to go on from when no token starts
 /// there (`Err`). Handles every character, ASCII or not.
-fn token_at(text: &str, i: usize) -> Result<Token, usize> {
+pub(crate) fn token_at(text: &str, i: usize) -> Result<Token, usize> {
     let bytes = text.as_bytes();
     let Some(&b) = bytes.get(i) else {
         return Err(i + 1);
