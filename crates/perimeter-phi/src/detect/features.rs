@@ -77,6 +77,8 @@ pub(crate) struct TokenLists {
     pub dashes: Vec<u32>,
     /// Words that may be another mention of a found name.
     pub mentions: Vec<u32>,
+    /// Words that may start a place: capitalised, or after `in`, `from`... (not stop words).
+    pub places: Vec<u32>,
 }
 
 impl TokenLists {
@@ -86,11 +88,13 @@ impl TokenLists {
         self.shapes.clear();
         self.dashes.clear();
         self.mentions.clear();
+        self.places.clear();
     }
 
-    /// Adds token `i` of `n` (`gap`: the bytes before it) to the lists it belongs in.
+    /// Adds token `i` of `n` (`gap`: the bytes before it; `prev`: the token before it) to the
+    /// lists it belongs in.
     #[inline(always)]
-    fn add(&mut self, i: usize, n: usize, t: &Token, gap: &[u8], f: &Feat) {
+    fn add(&mut self, i: usize, n: usize, t: &Token, gap: &[u8], f: &Feat, prev: Option<&Feat>) {
         let Ok(k) = u32::try_from(i) else {
             return;
         };
@@ -117,6 +121,9 @@ impl TokenLists {
         }
         if f.word && !f.stop && (f.cap || !f.common()) {
             self.mentions.push(k);
+        }
+        if f.word && !f.stop && (f.cap || prev.is_some_and(|p| p.is(class::PRE))) {
+            self.places.push(k);
         }
     }
 }
@@ -774,7 +781,7 @@ pub(crate) fn compute(
                 sent_start,
                 ..Feat::default()
             };
-            lists.add(i, n, t, gap, &f);
+            lists.add(i, n, t, gap, &f, out.last());
             out.push(f);
             continue;
         }
@@ -815,7 +822,7 @@ pub(crate) fn compute(
                 word: true,
                 class,
             };
-            lists.add(i, n, t, gap, &f);
+            lists.add(i, n, t, gap, &f, out.last());
             out.push(f);
             continue;
         }
@@ -923,7 +930,7 @@ pub(crate) fn compute(
             word: true,
             class,
         };
-        lists.add(i, n, t, gap, &f);
+        lists.add(i, n, t, gap, &f, out.last());
         out.push(f);
     }
 }

@@ -110,19 +110,27 @@ impl Recognizer for Places {
 
     fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let n = doc.tokens.len();
-        let mut i = 0;
-        while i < n {
-            let f = doc.feats[i];
+        // Capitalised words, and lower-case words after `in`, `from`... (no other token
+        // can start a place), not inside a place found before.
+        let mut next = 0;
+        for &i in &doc.lists.places {
+            let i = i as usize;
+            if i < next {
+                continue;
+            }
+            let Some(&f) = doc.feats.get(i) else {
+                break;
+            };
             if !f.cap && f.word && !f.stop {
                 // `i live in opelousas`: a listed town in lower case after `in`, `from`...
                 if let Some(span) = lower_town(doc, i) {
                     out.push(span);
                 }
-                i += 1;
+                next = i + 1;
                 continue;
             }
             if !f.cap || !f.word || f.stop {
-                i += 1;
+                next = i + 1;
                 continue;
             }
             // Longest place name starting here (up to three words).
@@ -158,7 +166,7 @@ impl Recognizer for Places {
                 best = unlisted_town(doc, i);
             }
             let Some(b) = best else {
-                i += 1;
+                next = i + 1;
                 continue;
             };
             if let Some(conf) = judge(doc, i, b) {
@@ -172,9 +180,9 @@ impl Recognizer for Places {
                     confidence: conf,
                     recognizer: "places",
                 });
-                i = b;
+                next = b;
             } else {
-                i += 1;
+                next = i + 1;
             }
         }
     }
