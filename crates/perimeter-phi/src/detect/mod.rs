@@ -39,6 +39,8 @@ pub struct Text<'t> {
     pub(crate) lex: &'t Lexicon,
     /// The text with ASCII letters lower-cased (same byte offsets as `text`).
     pub(crate) lower: String,
+    /// Which of `|` and `"` the text has ([`tokens::SEEN_PIPE`], [`tokens::SEEN_QUOTE`]).
+    pub(crate) seen: u8,
     /// The tokens each pass of the name recognizer looks at.
     pub(crate) lists: features::TokenLists,
 }
@@ -140,7 +142,7 @@ impl Pipeline {
             mut lists,
             mut out,
         } = *sc;
-        tokens::tokenize_into(text, &mut tokens);
+        let seen = tokens::tokenize_into(text, &mut tokens);
         lower.clear();
         lower.push_str(text);
         lower.make_ascii_lowercase();
@@ -181,6 +183,7 @@ impl Pipeline {
             feats,
             lex: &self.lex,
             lower,
+            seen,
             lists,
         };
         out.clear();
@@ -370,8 +373,18 @@ mod fast_paths {
     /// start is tried by the cue search).
     fn check(p: &Pipeline, text: &str) {
         let mut tokens = Vec::new();
-        tokenize_into(text, &mut tokens);
+        let seen = tokenize_into(text, &mut tokens);
         assert_eq!(tokens, tokenize_general(text), "tokens of {text:?}");
+        assert_eq!(
+            seen & tokens::SEEN_PIPE != 0,
+            text.contains('|'),
+            "| in {text:?}"
+        );
+        assert_eq!(
+            seen & tokens::SEEN_QUOTE != 0,
+            text.contains('"'),
+            "\" in {text:?}"
+        );
         let lower = text.to_ascii_lowercase();
         let mut keys = Vec::new();
         features::word_keys(&lower, &tokens, &p.vocab, &mut keys);
@@ -481,7 +494,8 @@ mod fast_paths {
 
     const FRAGMENTS: &[&str] = &[
         "Ana", " ", "o'", "-", "’s", "\\n", "é", "x\u{301}", "12", "MRN", "Dr.", ", ", "\n",
-        "this is ", "County", "call ", "4B", "—", "'", "ü", "ß", "İ", "_", "@", ".", "::",
+        "this is ", "County", "call ", "4B", "—", "'", "ü", "ß", "İ", "_", "@", ".", "::", "|",
+        "\"", "\\\"", "\\n|",
     ];
 
     proptest! {

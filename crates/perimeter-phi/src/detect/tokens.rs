@@ -89,22 +89,39 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
     out
 }
 
-/// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer.
+/// [`tokenize_into`]'s answer: the text has a `|` (HL7 v2 segments).
+pub(crate) const SEEN_PIPE: u8 = 1;
+/// [`tokenize_into`]'s answer: the text has a `"` (JSON).
+pub(crate) const SEEN_QUOTE: u8 = 2;
+
+/// The [`SEEN_PIPE`] and [`SEEN_QUOTE`] bits of each byte.
+static SEEN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'|' as usize] = SEEN_PIPE;
+    t[b'"' as usize] = SEEN_QUOTE;
+    t
+};
+
+/// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer. Returns
+/// which of `|` and `"` the text has ([`SEEN_PIPE`], [`SEEN_QUOTE`]): every byte outside a
+/// token passes here anyway, and the structured recognizer need not search for them.
 ///
 /// Most tokens are runs of ASCII letters and digits ended by an ASCII byte other than `'`
 /// and `-`: they are read with one table lookup per byte. Anything else (a non-ASCII
 /// character, an apostrophe or hyphen that may join two words) goes through [`token_at`].
-pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
+pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
     out.clear();
     out.reserve(text.len() / 5 + 1);
     let bytes = text.as_bytes();
     let n = bytes.len();
+    let mut seen = 0;
     let mut i = 0;
     while i < n {
         let b = bytes[i];
         let cb = CLASS[usize::from(b)];
         if cb == 0 {
             if b < 0x80 {
+                seen |= SEEN[usize::from(b)];
                 // JSON and log escapes (`\n`, `\t`, `\r`) are white space, not the start
                 // of a word: `"Thanks,\nMaria"` has the token `Maria`.
                 i += if b == b'\\' && matches!(bytes.get(i + 1), Some(b'n' | b't' | b'r')) {
@@ -171,6 +188,7 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
         });
         i = end;
     }
+    seen
 }
 
 /// The token that starts at byte `i` (`Ok`), or where to go on from when no token starts
