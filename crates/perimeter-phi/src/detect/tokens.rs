@@ -186,7 +186,12 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
             ascii: true,
             joined: false,
         });
-        i = end;
+        // Most words are followed by one space: step over it here.
+        i = if end < n && bytes[end] == b' ' {
+            end + 1
+        } else {
+            end
+        };
     }
     seen
 }
