@@ -3,11 +3,12 @@
 //!
 //! All cues are found in one ASCII-case-insensitive Aho-Corasick pass per message.
 
-use aho_corasick::{
-    AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind, StartKind,
-};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
 
-use super::tokens::Token;
+use super::features::class;
+use super::tokens::{Kind, Token};
 use crate::Label;
 use crate::engine::PhiError;
 
@@ -274,9 +275,18 @@ const CUES: &[(&str, Cue)] = &[
     ("suite", Cue::NotPhi),
 ];
 
+/// The cues' texts.
+pub(crate) fn cue_words() -> impl Iterator<Item = &'static str> {
+    CUES.iter().map(|(k, _)| *k)
+}
+
 /// The compiled cue automaton.
 pub(crate) struct Cues {
-    ac: AhoCorasick,
+    /// All cues in one Aho-Corasick DFA, leftmost-longest, run anchored (stepped by hand:
+    /// a cue is a few bytes, and the search API's set-up cost more than the steps).
+    dfa: DFA,
+    /// The DFA's anchored start state.
+    start: StateID,
     /// Bit `tri(a, b, c)` is set when some cue starts with bytes that map to `a b c` (see
     /// [`sym`]): a word whose first three bytes are in no cue needs no automaton run, which
     /// is most words.
@@ -310,14 +320,15 @@ fn tri(a: u8, b: u8, c: u8) -> usize {
 
 impl Cues {
     pub(crate) fn new() -> Result<Cues, PhiError> {
-        let ac = AhoCorasickBuilder::new()
+        let dfa = DFA::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            // Run anchored at word starts only, as a full DFA, and only where the first
-            // three bytes can begin a cue (an unanchored scan of every byte was a tenth of
-            // the detection time).
+            // Run anchored at word starts only, and only where the word can begin a cue
+            // (an unanchored scan of every byte was a tenth of the detection time).
             .start_kind(StartKind::Anchored)
-            .kind(Some(AhoCorasickKind::DFA))
             .build(CUES.iter().map(|(k, _)| k))
+            .map_err(|_| PhiError::Build { recognizer: "cues" })?;
+        let start = dfa
+            .start_state(Anchored::Yes)
             .map_err(|_| PhiError::Build { recognizer: "cues" })?;
         let mut starts = vec![0u64; (37 * 37 * 37) / 64 + 1];
         for (k, _) in CUES {
@@ -328,7 +339,7 @@ impl Cues {
                 *w |= 1 << (i % 64);
             }
         }
-        Ok(Cues { ac, starts })
+        Ok(Cues { dfa, start, starts })
     }
 
     /// Every cue in `text` that starts and ends on a word boundary, sorted by position, not
@@ -336,19 +347,35 @@ impl Cues {
     /// are lower case). Every cue begins with a letter, so it can only start where a token
     /// does or after a hyphen or apostrophe inside one (`ex-wife`). The hits go into `out`
     /// (cleared first).
-    pub(crate) fn find(&self, text: &str, tokens: &[Token], out: &mut Vec<CueHit>) {
+    ///
+    /// `keys` holds, for each plain word (ASCII letters and digits only, see
+    /// [`super::features::word_keys`]), its hash and word classes: such a word can begin a
+    /// cue only when it is the first run of letters and digits of one
+    /// ([`class::CUE_START`]). A cue that matched inside a longer word would not end on a
+    /// word boundary and only moves the search past positions inside that word, so skipping
+    /// the word finds the same cues.
+    pub(crate) fn find(
+        &self,
+        text: &str,
+        tokens: &[Token],
+        keys: &[(u64, u16)],
+        out: &mut Vec<CueHit>,
+    ) {
         let bytes = text.as_bytes();
         out.clear();
         let mut last_end = 0;
         let at = |i: usize| bytes.get(i).copied().unwrap_or(b' ');
-        for t in tokens {
-            // A cue shorter than three bytes is followed by a non-word byte, which maps like
-            // the end of the cue does.
-            let i = tri(at(t.start), at(t.start + 1), at(t.start + 2));
-            let may = self
-                .starts
-                .get(i / 64)
-                .is_some_and(|w| w & (1 << (i % 64)) != 0);
+        for (k, t) in tokens.iter().enumerate() {
+            let may = if t.kind == Kind::Word && t.ascii && !t.joined {
+                keys.get(k).is_none_or(|&(_, c)| c & class::CUE_START != 0)
+            } else {
+                // A cue shorter than three bytes is followed by a non-word byte, which maps
+                // like the end of the cue does.
+                let i = tri(at(t.start), at(t.start + 1), at(t.start + 2));
+                self.starts
+                    .get(i / 64)
+                    .is_some_and(|w| w & (1 << (i % 64)) != 0)
+            };
             if may && t.start >= last_end {
                 self.try_at(text, t.start, &mut last_end, out);
             }
@@ -385,21 +412,48 @@ impl Cues {
         if !before_ok {
             return;
         }
-        let input = Input::new(text).span(s..text.len()).anchored(Anchored::Yes);
-        let Some(m) = self.ac.find(input) else {
+        let Some((pid, e)) = self.longest_at(bytes, s) else {
             return;
         };
-        let e = m.end();
         *last_end = e;
         let last = bytes.get(e.wrapping_sub(1)).copied().unwrap_or(b' ');
         let after_ok = !is_word_byte(last) || !bytes.get(e).copied().is_some_and(is_word_byte);
-        if after_ok && let Some((_, cue)) = CUES.get(m.pattern().as_usize()) {
+        if after_ok && let Some((_, cue)) = CUES.get(pid) {
             out.push(CueHit {
                 start: s,
                 end: e,
                 cue: *cue,
             });
         }
+    }
+}
+
+impl Cues {
+    /// The longest cue that starts at `s` (the anchored leftmost-longest search of the
+    /// DFA): its index and end.
+    #[inline]
+    fn longest_at(&self, bytes: &[u8], s: usize) -> Option<(usize, usize)> {
+        let dfa = &self.dfa;
+        let mut sid = self.start;
+        let mut found = None;
+        for (at, &b) in bytes.iter().enumerate().skip(s) {
+            sid = dfa.next_state(Anchored::Yes, sid, b);
+            if dfa.is_special(sid) {
+                if dfa.is_dead(sid) {
+                    break;
+                }
+                if dfa.is_match(sid) {
+                    let pid = dfa.match_pattern(sid, 0);
+                    let len = dfa.pattern_len(pid);
+                    // Matches that start after `s` are reachable only through failure
+                    // transitions: not anchored matches.
+                    if at + 1 == s + len {
+                        found = Some((pid.as_usize(), at + 1));
+                    }
+                }
+            }
+        }
+        found
     }
 }
 
@@ -432,7 +486,7 @@ mod tests {
         let lower = t.to_ascii_lowercase();
         let cues = Cues::new().unwrap();
         let mut out = Vec::new();
-        cues.find(&lower, &tokenize(t), &mut out);
+        cues.find(&lower, &tokenize(t), &[], &mut out);
         out.iter()
             .map(|h| (lower[h.start..h.end].to_string(), h.cue))
             .collect()
@@ -453,7 +507,7 @@ mod tests {
         let lower = "My ex-wife said hi, this is Dr. Smith; his MRN: 12\\nhi Thistle";
         let cues = Cues::new().unwrap();
         let mut out = Vec::new();
-        cues.find(&lower.to_ascii_lowercase(), &tokenize(lower), &mut out);
+        cues.find(&lower.to_ascii_lowercase(), &tokenize(lower), &[], &mut out);
         assert!(out.windows(2).all(|w| w[0].end <= w[1].start));
     }
 }

@@ -5,7 +5,7 @@ use super::tokens::{Kind, Token};
 use crate::lexicon::{self, Lexicon};
 
 /// What the name and place recognizers know about one token.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Feat {
     /// Lexicon flags of the token (possessive `'s` removed).
     pub flags: u8,
@@ -51,6 +51,80 @@ impl Feat {
     pub(crate) fn cap_nameish(&self) -> bool {
         (self.word && self.cap && !self.stop && (!self.common() || self.listed_name()))
             || self.initial
+    }
+    /// Capitalised, not a stop word, not all capitals, not a common word unless also a name.
+    pub(crate) fn namey(&self) -> bool {
+        self.word
+            && self.cap
+            && !self.stop
+            && !self.all_caps
+            && (!self.common() || self.listed_name())
+    }
+}
+
+/// The tokens each pass of the name recognizer looks at, collected while the features are
+/// computed: most tokens are lower-case words that no pass needs, and each pass only visits
+/// its list.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct TokenLists {
+    /// Capitalised name-like words and initials (not a final initial): runs of names.
+    pub runs: Vec<u32>,
+    /// First tokens of a sentence or line.
+    pub lines: Vec<u32>,
+    /// Four-byte tokens (`here`) and capitalised name-like words (`Last, First`).
+    pub shapes: Vec<u32>,
+    /// Tokens after a dash (`-`, `~`, `—`) and spaces: signatures.
+    pub dashes: Vec<u32>,
+    /// Words that may be another mention of a found name.
+    pub mentions: Vec<u32>,
+    /// Words that may start a place: capitalised, or after `in`, `from`... (not stop words).
+    pub places: Vec<u32>,
+}
+
+impl TokenLists {
+    fn clear(&mut self) {
+        self.runs.clear();
+        self.lines.clear();
+        self.shapes.clear();
+        self.dashes.clear();
+        self.mentions.clear();
+        self.places.clear();
+    }
+
+    /// Adds token `i` of `n` (`gap`: the bytes before it; `prev`: the token before it) to the
+    /// lists it belongs in.
+    #[inline(always)]
+    fn add(&mut self, i: usize, n: usize, t: &Token, gap: &[u8], f: &Feat, prev: Option<&Feat>) {
+        let Ok(k) = u32::try_from(i) else {
+            return;
+        };
+        // The last byte before the token other than a space is `-`, `~` or the end of `—`.
+        let dash = match gap {
+            [] | [b' '] => false,
+            _ => gap
+                .iter()
+                .rev()
+                .find(|&&b| b != b' ')
+                .is_some_and(|b| matches!(b, b'-' | b'~' | 0x94)),
+        };
+        if dash {
+            self.dashes.push(k);
+        }
+        if f.cap_nameish() && !(f.initial && i + 1 >= n) {
+            self.runs.push(k);
+        }
+        if f.sent_start {
+            self.lines.push(k);
+        }
+        if t.end - t.start == 4 || f.namey() {
+            self.shapes.push(k);
+        }
+        if f.word && !f.stop && (f.cap || !f.common()) {
+            self.mentions.push(k);
+        }
+        if f.word && !f.stop && (f.cap || prev.is_some_and(|p| p.is(class::PRE))) {
+            self.places.push(k);
+        }
     }
 }
 
@@ -500,13 +574,18 @@ fn is_contraction(lower: &str) -> bool {
     if lower != "i" && !lower.contains(['\'', '’']) {
         return false;
     }
-    let l = lower.replace('’', "'");
+    // The curly apostrophe written straight (no copy when there is none).
+    let l: std::borrow::Cow<'_, str> = if lower.contains('’') {
+        lower.replace('’', "'").into()
+    } else {
+        lower.into()
+    };
     l == "i"
         || ["'m", "'re", "'ve", "'ll", "'d", "n't"]
             .iter()
             .any(|s| l.ends_with(s))
         || matches!(
-            l.as_str(),
+            &*l,
             "it's"
                 | "that's"
                 | "what's"
@@ -538,6 +617,9 @@ pub(crate) mod class {
     pub const ORG_AFTER: u16 = 64;
     /// A word that puts a place after it (`in`, `from`, `near`).
     pub const PRE: u16 = 128;
+    /// The first run of letters and digits of a context cue (`this` of `this is`, `dr` of
+    /// `dr.`).
+    pub const CUE_START: u16 = 256;
 }
 
 /// The closed word lists in one small open-addressing table keyed by the lexicon's 64-bit
@@ -566,6 +648,12 @@ impl Vocab {
         ] {
             for w in list {
                 v.insert(lexicon::hash(w.as_bytes()), c);
+            }
+        }
+        for w in super::context::cue_words() {
+            let run = w.bytes().take_while(u8::is_ascii_alphanumeric).count();
+            if let Some(head) = w.as_bytes().get(..run).filter(|h| !h.is_empty()) {
+                v.insert(lexicon::hash(head), class::CUE_START);
             }
         }
         v
@@ -622,16 +710,44 @@ fn saint(text: &str, tokens: &[Token], i: usize) -> bool {
     prev.upper && prev.kind == Kind::Word && !after_house_number && prev.end < t.start
 }
 
-/// Computes the features of every token into `out` (cleared first).
+/// A plain word: ASCII letters only, no inner apostrophe or hyphen (most words).
+fn plain_word(t: &Token) -> bool {
+    t.kind == Kind::Word && t.ascii && !t.joined
+}
+
+/// For each token, the [`lexicon::hash`] of its lower-cased text and its [`Vocab`] classes
+/// when it is a plain word (ASCII letters only, no inner apostrophe or hyphen), `(0, 0)`
+/// otherwise, into `out` (cleared first): computed once, used by the cue search and the
+/// features.
+pub(crate) fn word_keys(lower: &str, tokens: &[Token], vocab: &Vocab, out: &mut Vec<(u64, u16)>) {
+    let lower_bytes = lower.as_bytes();
+    out.clear();
+    out.extend(tokens.iter().map(|t| {
+        if plain_word(t) {
+            let h = lexicon::hash(lower_bytes.get(t.start..t.end).unwrap_or(&[]));
+            (h, vocab.get_hashed(h))
+        } else {
+            (0, 0)
+        }
+    }));
+}
+
+/// Computes the features of every token into `out` (cleared first) and the name passes'
+/// token lists into `lists`; `keys` are the tokens' [`word_keys`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn compute(
     text: &str,
     lower: &str,
     tokens: &[Token],
+    keys: &[(u64, u16)],
     lex: &Lexicon,
     vocab: &Vocab,
     near_cue: &[bool],
     out: &mut Vec<Feat>,
+    lists: &mut TokenLists,
 ) {
+    lists.clear();
+    let n = tokens.len();
     let bytes = text.as_bytes();
     let lower_bytes = lower.as_bytes();
     let mut buf = String::new();
@@ -659,12 +775,55 @@ pub(crate) fn compute(
                 }));
         if t.kind != Kind::Word {
             // Numbers and codes: no list flags, never stop words, possessives or initials.
-            out.push(Feat {
+            let f = Feat {
                 cap: t.upper,
                 all_caps: t.all_caps,
                 sent_start,
                 ..Feat::default()
-            });
+            };
+            lists.add(i, n, t, gap, &f, out.last());
+            out.push(f);
+            continue;
+        }
+        if let Some(&(h, class)) = keys.get(i).filter(|_| t.ascii && !t.joined) {
+            // Most words: ASCII without an inner apostrophe or hyphen, so no possessive and
+            // no parts; the same features as the general path below, with the hash and
+            // classes of `word_keys`.
+            let len = t.end - t.start;
+            let lw = lower_bytes.get(t.start..t.end).unwrap_or(&[]);
+            let stop_listed = class & class::STOP != 0;
+            let flags = if (!t.upper
+                && stop_listed
+                && !matches!(lw, b"april" | b"june" | b"august" | b"may" | b"jan"))
+                || (!t.upper && !near_cue.get(i).copied().unwrap_or(true))
+            {
+                0
+            } else {
+                lex.flags_hashed(h)
+            };
+            let cased_name = t.upper
+                && matches!(
+                    lw,
+                    b"will" | b"may" | b"jan" | b"june" | b"april" | b"august"
+                );
+            // `I` is the one contraction without an apostrophe.
+            let stop = !cased_name && (stop_listed || lw == b"i");
+            let initial = t.upper
+                && len <= 4
+                && ((len == 1 && bytes.get(t.end) == Some(&b'.')) || saint(text, tokens, i));
+            let f = Feat {
+                flags,
+                cap: t.upper,
+                all_caps: t.all_caps,
+                stop,
+                possessive: false,
+                sent_start,
+                initial,
+                word: true,
+                class,
+            };
+            lists.add(i, n, t, gap, &f, out.last());
+            out.push(f);
             continue;
         }
         let sb = bytes.get(t.start..t.end).unwrap_or(&[]);
@@ -749,11 +908,18 @@ pub(crate) fn compute(
             && (stop_listed
                 || ((t.joined || lb == b"i")
                     && is_contraction(std::str::from_utf8(lb).unwrap_or(""))));
+        // One character (ASCII: one byte) followed by a full stop.
+        let one_char = || {
+            if t.ascii {
+                len == 1
+            } else {
+                s().chars().count() == 1
+            }
+        };
         let initial = t.upper
             && len <= 4
-            && ((s().chars().count() == 1 && bytes.get(t.end) == Some(&b'.'))
-                || saint(text, tokens, i));
-        out.push(Feat {
+            && ((bytes.get(t.end) == Some(&b'.') && one_char()) || saint(text, tokens, i));
+        let f = Feat {
             flags,
             cap: t.upper,
             all_caps: t.all_caps,
@@ -763,6 +929,8 @@ pub(crate) fn compute(
             initial,
             word: true,
             class,
-        });
+        };
+        lists.add(i, n, t, gap, &f, out.last());
+        out.push(f);
     }
 }

@@ -14,7 +14,6 @@ pub(crate) mod structured;
 pub(crate) mod tokens;
 pub(crate) mod validate;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Span;
@@ -40,6 +39,10 @@ pub struct Text<'t> {
     pub(crate) lex: &'t Lexicon,
     /// The text with ASCII letters lower-cased (same byte offsets as `text`).
     pub(crate) lower: String,
+    /// Which of `|` and `"` the text has ([`tokens::SEEN_PIPE`], [`tokens::SEEN_QUOTE`]).
+    pub(crate) seen: u8,
+    /// The tokens each pass of the name recognizer looks at.
+    pub(crate) lists: features::TokenLists,
 }
 
 impl<'t> Text<'t> {
@@ -135,13 +138,16 @@ impl Pipeline {
             mut cues,
             mut near_cue,
             mut feats,
+            mut keys,
+            mut lists,
             mut out,
         } = *sc;
-        tokens::tokenize_into(text, &mut tokens);
+        let seen = tokens::tokenize_into(text, &mut tokens);
         lower.clear();
         lower.push_str(text);
         lower.make_ascii_lowercase();
-        self.cues.find(&lower, &tokens, &mut cues);
+        features::word_keys(&lower, &tokens, &self.vocab, &mut keys);
+        self.cues.find(&lower, &tokens, &keys, &mut cues);
         // Tokens up to five after a name cue need their list flags even in lower case.
         near_cue.clear();
         near_cue.resize(tokens.len(), false);
@@ -163,10 +169,12 @@ impl Pipeline {
             text,
             &lower,
             &tokens,
+            &keys,
             &self.lex,
             &self.vocab,
             &near_cue,
             &mut feats,
+            &mut lists,
         );
         let doc = Text {
             text,
@@ -175,6 +183,8 @@ impl Pipeline {
             feats,
             lex: &self.lex,
             lower,
+            seen,
+            lists,
         };
         out.clear();
         for r in &self.recognizers {
@@ -187,6 +197,8 @@ impl Pipeline {
             cues: doc.cues,
             near_cue,
             feats: doc.feats,
+            keys,
+            lists: doc.lists,
             out,
         };
         // Very large messages do not keep their buffers (bounded memory per thread).
@@ -205,6 +217,8 @@ struct Scratch {
     cues: Vec<CueHit>,
     near_cue: Vec<bool>,
     feats: Vec<Feat>,
+    keys: Vec<(u64, u16)>,
+    lists: features::TokenLists,
     out: Vec<Span>,
 }
 
@@ -231,26 +245,28 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             .then((b.end - b.start).cmp(&(a.end - a.start)))
             .then(a.start.cmp(&b.start))
     });
-    // Accepted spans are disjoint, keyed by start: the only one that can overlap a
-    // candidate is the last one starting before the candidate ends (O(log n) per query).
-    let mut accepted: BTreeMap<usize, Span> = BTreeMap::new();
+    // Accepted spans are disjoint and kept sorted by start: the only one that can overlap a
+    // candidate is the last one starting before the candidate ends (a binary search; a
+    // message has few spans, so inserting into the vector is cheaper than a tree).
+    let mut accepted: Vec<Span> = Vec::with_capacity(cands.len());
     'next: for mut c in cands.drain(..) {
         let mut guard = accepted.len() + 2;
         while guard > 0 {
             guard -= 1;
             let hit = accepted
-                .range(..c.end)
-                .next_back()
-                .filter(|(_, a)| a.end > c.start)
-                .map(|(k, _)| *k);
+                .partition_point(|a| a.start < c.end)
+                .checked_sub(1)
+                .filter(|&k| accepted.get(k).is_some_and(|a| a.end > c.start));
             let Some(k) = hit else {
-                accepted.insert(c.start, c);
+                let at = accepted.partition_point(|a| a.start < c.start);
+                accepted.insert(at, c);
                 continue 'next;
             };
-            let Some(a) = accepted.remove(&k) else {
+            let Some(a) = accepted.get(k).cloned() else {
                 continue 'next;
             };
             if c.label == a.label {
+                accepted.remove(k);
                 // Same label: one span covering both (it may now reach further spans).
                 let keep_conf = a.confidence.max(c.confidence);
                 c = Span {
@@ -265,7 +281,6 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             // if that part still has letters or digits.
             let left = (c.start, a.start.max(c.start));
             let right = (a.end.min(c.end), c.end);
-            accepted.insert(k, a);
             let keep = if left.1 - left.0 >= right.1 - right.0 {
                 left
             } else {
@@ -284,5 +299,241 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             c.end = c.start + trimmed.len();
         }
     }
-    accepted.into_values().collect()
+    accepted
+}
+
+/// The fast paths (plain ASCII tokens in the tokenizer, the features and the cue search;
+/// the vector in `resolve`) give exactly what the general code gives.
+#[cfg(test)]
+mod fast_paths {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::tokens::{CLASS, Token, token_at, tokenize_into};
+    use super::*;
+    use crate::Label;
+
+    /// Texts with every kind of token: the held-out set, escapes, joiners, possessives,
+    /// accents, curly apostrophes, codes, cues and places.
+    fn texts() -> Vec<String> {
+        let mut v: Vec<String> = include_str!("../../tests/data/heldout.jsonl")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|r| r.get("text")?.as_str().map(str::to_string))
+            .collect();
+        v.extend(
+            [
+                "Thanks,\\nMaria\\tRuiz O'Brien's Karl-Josef 4B MRN123 ünek's -x",
+                "this is Dr. St. Clair; my ex-wife Ana María da Conceição (Cook County, IL 60601)",
+                "I’m José, it’s 3/4 — call (555) 123-4567 x12, e-mail j.doe@example.org",
+                "Re: DOE, JANE  DOB 1950-02-03 | PID|1||MRN123^^^H||Doe^Jane \"dob\": \"x\"",
+                "hi i am rashida subramaniam here - new # is 555.123.4567 ~ mother-in-law",
+                "İstanbul Ǆemal ǅ x\u{301}y naïve café-au-lait d'Alene 92-year-old A1c",
+                "",
+                "a",
+                "\\",
+                "--'-'",
+            ]
+            .map(str::to_string),
+        );
+        v
+    }
+
+    /// The tokenizer before its fast path: the general step at every token start.
+    fn tokenize_general(text: &str) -> Vec<Token> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b < 0x80 && CLASS[usize::from(b)] == 0 {
+                i += if b == b'\\' && matches!(bytes.get(i + 1), Some(b'n' | b't' | b'r')) {
+                    2
+                } else {
+                    1
+                };
+                continue;
+            }
+            match token_at(text, i) {
+                Ok(t) => {
+                    i = t.end;
+                    out.push(t);
+                }
+                Err(next) => i = next,
+            }
+        }
+        out
+    }
+
+    /// Tokens, features, lists and cues with the fast paths, and with the general paths
+    /// (no word keys: every word takes the general path of the features, and every word
+    /// start is tried by the cue search).
+    fn check(p: &Pipeline, text: &str) {
+        let mut tokens = Vec::new();
+        let seen = tokenize_into(text, &mut tokens);
+        assert_eq!(tokens, tokenize_general(text), "tokens of {text:?}");
+        assert_eq!(
+            seen & tokens::SEEN_PIPE != 0,
+            text.contains('|'),
+            "| in {text:?}"
+        );
+        assert_eq!(
+            seen & tokens::SEEN_QUOTE != 0,
+            text.contains('"'),
+            "\" in {text:?}"
+        );
+        let lower = text.to_ascii_lowercase();
+        let mut keys = Vec::new();
+        features::word_keys(&lower, &tokens, &p.vocab, &mut keys);
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        p.cues.find(&lower, &tokens, &keys, &mut fast);
+        p.cues.find(&lower, &tokens, &[], &mut general);
+        assert_eq!(fast, general, "cues of {text:?}");
+        let near = vec![true; tokens.len()];
+        let (mut f1, mut f2) = (Vec::new(), Vec::new());
+        let (mut l1, mut l2) = (
+            features::TokenLists::default(),
+            features::TokenLists::default(),
+        );
+        let args = (text, lower.as_str(), tokens.as_slice());
+        features::compute(
+            args.0, args.1, args.2, &keys, &p.lex, &p.vocab, &near, &mut f1, &mut l1,
+        );
+        features::compute(
+            args.0,
+            args.1,
+            args.2,
+            &[],
+            &p.lex,
+            &p.vocab,
+            &near,
+            &mut f2,
+            &mut l2,
+        );
+        assert_eq!(f1, f2, "features of {text:?}");
+        assert_eq!(l1, l2, "lists of {text:?}");
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(Arc::new(Lexicon::load()), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn fast_paths_match_the_general_code() {
+        let p = pipeline();
+        for t in texts() {
+            check(&p, &t);
+        }
+    }
+
+    /// `resolve` as it was, with the accepted spans in a `BTreeMap`.
+    fn resolve_with_tree(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
+        cands.retain(|s| {
+            s.start < s.end
+                && s.end <= text.len()
+                && text.is_char_boundary(s.start)
+                && text.is_char_boundary(s.end)
+        });
+        cands.sort_by(|a, b| {
+            b.confidence
+                .total_cmp(&a.confidence)
+                .then((b.end - b.start).cmp(&(a.end - a.start)))
+                .then(a.start.cmp(&b.start))
+        });
+        let mut accepted: BTreeMap<usize, Span> = BTreeMap::new();
+        'next: for mut c in cands.drain(..) {
+            let mut guard = accepted.len() + 2;
+            while guard > 0 {
+                guard -= 1;
+                let hit = accepted
+                    .range(..c.end)
+                    .next_back()
+                    .filter(|(_, a)| a.end > c.start)
+                    .map(|(k, _)| *k);
+                let Some(k) = hit else {
+                    accepted.insert(c.start, c);
+                    continue 'next;
+                };
+                let a = accepted.remove(&k).unwrap();
+                if c.label == a.label {
+                    let keep_conf = a.confidence.max(c.confidence);
+                    c = Span {
+                        start: a.start.min(c.start),
+                        end: a.end.max(c.end),
+                        confidence: keep_conf,
+                        ..a
+                    };
+                    continue;
+                }
+                let left = (c.start, a.start.max(c.start));
+                let right = (a.end.min(c.end), c.end);
+                accepted.insert(k, a);
+                let keep = if left.1 - left.0 >= right.1 - right.0 {
+                    left
+                } else {
+                    right
+                };
+                let piece = text.get(keep.0..keep.1).unwrap_or("");
+                let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
+                if trimmed.is_empty() {
+                    continue 'next;
+                }
+                let lead = piece.len()
+                    - piece
+                        .trim_start_matches(|ch: char| !ch.is_alphanumeric())
+                        .len();
+                c.start = keep.0 + lead;
+                c.end = c.start + trimmed.len();
+            }
+        }
+        accepted.into_values().collect()
+    }
+
+    const FRAGMENTS: &[&str] = &[
+        "Ana", " ", "o'", "-", "’s", "\\n", "é", "x\u{301}", "12", "MRN", "Dr.", ", ", "\n",
+        "this is ", "County", "call ", "4B", "—", "'", "ü", "ß", "İ", "_", "@", ".", "::", "|",
+        "\"", "\\\"", "\\n|",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn fast_paths_match_on_fragment_soup(
+            parts in proptest::collection::vec(0..FRAGMENTS.len(), 0..30)
+        ) {
+            let text: String = parts.iter().map(|&i| FRAGMENTS[i]).collect();
+            check(pipeline_once(), &text);
+        }
+
+        #[test]
+        fn resolve_matches_the_tree_version(
+            spans in proptest::collection::vec((0usize..40, 1usize..12, 0usize..3, 0u8..4), 0..12)
+        ) {
+            let text = "Ana Ruiz, MRN 12345 — 555-123-4567 é; Cook County 60601 x";
+            let labels = [Label::Name, Label::Mrn, Label::Phone];
+            let cands: Vec<Span> = spans
+                .iter()
+                .map(|&(s, len, l, c)| Span {
+                    start: s,
+                    end: s + len,
+                    label: labels[l],
+                    confidence: f32::from(c) / 4.0,
+                    recognizer: "test",
+                })
+                .collect();
+            let mut a = cands.clone();
+            let mut b = cands;
+            prop_assert_eq!(resolve(text, &mut a), resolve_with_tree(text, &mut b));
+        }
+    }
+
+    /// One pipeline for all proptest cases (building it loads the lists).
+    fn pipeline_once() -> &'static Pipeline {
+        static P: std::sync::OnceLock<Pipeline> = std::sync::OnceLock::new();
+        P.get_or_init(pipeline)
+    }
 }

@@ -4,7 +4,7 @@
 //! other mentions in the same message.
 
 use super::context::Cue;
-use super::features::{Feat, class};
+use super::features::{Feat, TokenLists, class};
 use super::{Candidate, Recognizer, Text};
 use crate::{Label, Span};
 
@@ -277,13 +277,22 @@ impl Recognizer for Names {
         if n == 0 {
             return;
         }
-        let mut found: Vec<(usize, usize, f32)> = Vec::new();
-        by_cues(doc, &mut found);
-        by_runs(doc, &mut found);
-        by_lines(doc, &mut found);
-        by_shapes(doc, &mut found);
-        propagate(doc, &mut found);
-        for (a, b, conf) in found {
+        // The buffers are kept per thread (a recognizer that calls the engine again from
+        // inside finds the slot empty and gets fresh ones).
+        let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_default();
+        let lists = &doc.lists;
+        let Scratch {
+            found,
+            covered,
+            known_at,
+        } = &mut *sc;
+        found.clear();
+        by_cues(doc, lists, found);
+        by_runs(doc, lists, found);
+        by_lines(doc, lists, found);
+        by_shapes(doc, lists, found);
+        propagate(doc, lists, found, covered, known_at);
+        for &(a, b, conf) in found.iter() {
             let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
             else {
                 continue;
@@ -317,7 +326,23 @@ impl Recognizer for Names {
                 recognizer: "names",
             });
         }
+        // Very large messages do not keep their buffers (bounded memory per thread).
+        if n <= 16 * 1024 {
+            SCRATCH.with(|s| s.set(Some(sc)));
+        }
     }
+}
+
+/// Per-thread buffers of the name recognizer.
+#[derive(Default)]
+struct Scratch {
+    found: Vec<(usize, usize, f32)>,
+    covered: Vec<bool>,
+    known_at: Vec<(usize, usize)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
 }
 
 /// Text between two tokens.
@@ -507,7 +532,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     Some((j, k))
 }
 
-fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     for c in &doc.cues {
         let strength = match c.cue {
             Cue::NameIntro | Cue::Title => 0.9,
@@ -536,17 +561,10 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
     }
     // A dash before a closing name: `- Dominic`, `— Ana Ruiz` at a line end.
-    let bytes = doc.text.as_bytes();
-    for j in 0..doc.tokens.len() {
-        // Quick test on the bytes before the token: the last one other than a space is `-`,
-        // `~` or the end of `—`.
-        let from = if j == 0 { 0 } else { doc.tokens[j - 1].end };
-        let last = bytes
-            .get(from..doc.tokens[j].start)
-            .and_then(|g| g.iter().rev().find(|&&b| b != b' '));
-        if !matches!(last, Some(b'-' | b'~' | 0x94)) {
-            continue;
-        }
+    // The tokens whose last byte before them other than a space is `-`, `~` or the end
+    // of `—`.
+    for &j in &lists.dashes {
+        let j = j as usize;
         let before = if j == 0 {
             doc.text.get(..doc.tokens[0].start).unwrap_or("")
         } else {
@@ -591,13 +609,14 @@ fn by_cues(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// Runs of capitalised name-like words without a cue.
-fn by_runs(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_runs(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
-    let mut i = 0;
-    while i < n {
-        if !feats[i].cap_nameish() || feats[i].initial && i + 1 >= n {
-            i += 1;
+    // Every capitalised name-like word (not a final initial) not inside an earlier run.
+    let mut next = 0;
+    for &i in &lists.runs {
+        let i = i as usize;
+        if i < next {
             continue;
         }
         let a = i;
@@ -630,7 +649,7 @@ fn by_runs(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 b += 1;
             }
         }
-        i = b;
+        next = b;
         judge_run(doc, a, b, found);
     }
 }
@@ -923,14 +942,14 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
 
 /// A line (or the message's tail after the last sentence end) that is only a name:
 /// letter headers and signatures.
-fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_lines(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
-    let mut i = 0;
-    while i < n {
-        // Start of a line or sentence.
-        if !feats[i].sent_start {
-            i += 1;
+    // Every start of a line or sentence not inside an earlier run.
+    let mut next = 0;
+    for &i in &lists.lines {
+        let i = i as usize;
+        if i < next {
             continue;
         }
         let mut b = i;
@@ -969,7 +988,7 @@ fn by_lines(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 found.push((i, b, 0.7));
             }
         }
-        i = b.max(i + 1);
+        next = b.max(i + 1);
     }
 }
 
@@ -1066,12 +1085,12 @@ fn lower_here(doc: &Text<'_>, i: usize, found: &mut Vec<(usize, usize, f32)>) {
 }
 
 /// `Brunhild here,` and `O'Donovan, Noman MRN ...` (last name, comma, first name).
-fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn by_shapes(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
     let feats = &doc.feats;
     let n = doc.tokens.len();
-    let namey =
-        |f: &Feat| f.word && f.cap && !f.stop && !f.all_caps && (!f.common() || f.listed_name());
-    for i in 0..n {
+    // Four-byte tokens (`here`) and name-like words (`Last, First`).
+    for &i in &lists.shapes {
+        let i = i as usize;
         // `<Name> here`
         if i > 0
             && doc.tokens[i].end - doc.tokens[i].start == 4
@@ -1079,7 +1098,7 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             && gap(doc, i - 1, i) == " "
         {
             let mut a = i;
-            while a > 0 && i - a < 3 && namey(&feats[a - 1]) {
+            while a > 0 && i - a < 3 && feats[a - 1].namey() {
                 a -= 1;
                 if feats[a].sent_start || a == 0 || !joins(gap(doc, a - 1, a), false) {
                     break;
@@ -1093,8 +1112,8 @@ fn by_shapes(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         }
         // `Last, First`
         if i + 1 < n
-            && namey(&feats[i])
-            && namey(&feats[i + 1])
+            && feats[i].namey()
+            && feats[i + 1].namey()
             && gap(doc, i, i + 1) == ", "
             && ((feats[i].listed_name() && feats[i + 1].listed_name())
                 || (feats[i].listed_name() && !feats[i + 1].common())
@@ -1136,14 +1155,23 @@ fn strip_possessive(mut w: &str) -> &str {
 
 /// Other mentions of a found name in the same message.
 #[allow(clippy::needless_range_loop)] // `k` indexes tokens, feats and `covered` together.
-fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+fn propagate(
+    doc: &Text<'_>,
+    lists: &TokenLists,
+    found: &mut Vec<(usize, usize, f32)>,
+    covered: &mut Vec<bool>,
+    known_at: &mut Vec<(usize, usize)>,
+) {
     if found.is_empty() {
         return;
     }
     // The words of the found names (few per message: a short list, compared by length
-    // first, is cheaper than a hash set).
-    let mut known: Vec<&str> = Vec::new();
-    let mut covered = vec![false; doc.tokens.len()];
+    // first, is cheaper than a hash set), as byte ranges of the lower-cased text.
+    known_at.clear();
+    let lower = doc.lower.as_str();
+    let word = |&(s, e): &(usize, usize)| lower.get(s..e).unwrap_or("");
+    covered.clear();
+    covered.resize(doc.tokens.len(), false);
     for &(a, b, _) in found.iter() {
         for k in a..b.min(doc.tokens.len()) {
             covered[k] = true;
@@ -1152,29 +1180,30 @@ fn propagate(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
                 continue;
             }
             let w = strip_possessive(lower_tok(doc, k));
-            if w.chars().count() >= 3 && !known.contains(&w) {
-                known.push(w);
+            // Three characters or more.
+            if w.chars().nth(2).is_some() && !known_at.iter().any(|r| word(r) == w) {
+                let s = doc.tokens[k].start;
+                known_at.push((s, s + w.len()));
             }
         }
     }
     // Byte lengths of the known words, to skip most tokens without comparing text.
-    let (min_len, max_len) = known.iter().fold((usize::MAX, 0), |(lo, hi), w| {
-        (lo.min(w.len()), hi.max(w.len()))
+    let (min_len, max_len) = known_at.iter().fold((usize::MAX, 0), |(lo, hi), &(s, e)| {
+        (lo.min(e - s), hi.max(e - s))
     });
-    for k in 0..doc.tokens.len() {
+    // Words that are not stop words, and capitalised or not common words.
+    for &k in &lists.mentions {
+        let k = k as usize;
         if covered[k] {
             continue;
         }
         let f = &doc.feats[k];
-        if !f.word || f.stop || (f.common() && !f.cap) {
-            continue;
-        }
         let t = &doc.tokens[k];
         if t.end - t.start < min_len || (t.end - t.start > max_len && !f.possessive) {
             continue;
         }
         let w = strip_possessive(lower_tok(doc, k));
-        if !known.contains(&w) {
+        if !known_at.iter().any(|r| word(r) == w) {
             continue;
         }
         // Lower-case words may not have been looked up: a common word (`will`) is not a

@@ -2,7 +2,11 @@
 //! engine: lazy DFA, linear time) and then validated and labelled from their shape and the
 //! context cues before them.
 
+use std::sync::Arc;
+
+use regex_automata::hybrid;
 use regex_automata::meta::Regex;
+use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, PatternID};
 
 use super::context::{Cue, CueHit, cue_before, ident_label_before};
@@ -119,10 +123,25 @@ fn patterns() -> Vec<(P, String)> {
     ]
 }
 
+/// Makes a per-thread cache for [`Patterns::fast`].
+type CacheFn = Box<
+    dyn Fn() -> hybrid::regex::Cache
+        + Send
+        + Sync
+        + std::panic::RefUnwindSafe
+        + std::panic::UnwindSafe,
+>;
+
 /// The structured-identifier recognizer.
 pub(crate) struct Patterns {
     /// All patterns in one automaton: one leftmost-first pass over the text.
     re: Regex,
+    /// The same patterns as a lazy DFA used directly (the meta engine's per-search set-up
+    /// was a tenth of the search time; a search is a short run over a few words). When it
+    /// gives up (its cache thrashing on an unusual text), `re` answers instead: both find the
+    /// same leftmost-first matches.
+    fast: Arc<hybrid::regex::Regex>,
+    caches: Pool<hybrid::regex::Cache, CacheFn>,
     /// Each pattern alone, for an anchored retry when the preferred match fails validation.
     singles: Vec<Regex>,
     kinds: Vec<P>,
@@ -151,11 +170,42 @@ impl Patterns {
                 })
         };
         let re = build(&srcs)?;
+        let fast = hybrid::regex::Builder::new()
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .thompson(
+                regex_automata::nfa::thompson::Config::new()
+                    .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
+            )
+            .dfa(
+                hybrid::dfa::Config::new()
+                    .cache_capacity(8 * 1024 * 1024)
+                    // Give up (and let the meta engine search) rather than thrash.
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10)),
+            )
+            .build_many(&srcs)
+            .map_err(|_| PhiError::Build {
+                recognizer: "patterns",
+            })?;
+        let fast = Arc::new(fast);
+        let for_cache = Arc::clone(&fast);
+        let make: CacheFn = Box::new(move || for_cache.create_cache());
+        let caches = Pool::new(make);
         let singles = srcs
             .iter()
             .map(|s| build(std::slice::from_ref(s)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Patterns { re, singles, kinds })
+        Ok(Patterns {
+            re,
+            fast,
+            caches,
+            singles,
+            kinds,
+        })
     }
 }
 
@@ -174,9 +224,15 @@ impl Recognizer for Patterns {
 
     fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let text = doc.text;
+        let mut cache = self.caches.get();
         let mut pos = 0;
         while pos < text.len() {
-            let Some(m) = self.re.search(&Input::new(text).range(pos..)) else {
+            let input = Input::new(text).range(pos..);
+            let m = match self.fast.try_search(&mut cache, &input) {
+                Ok(m) => m,
+                Err(_) => self.re.search(&input),
+            };
+            let Some(m) = m else {
                 break;
             };
             let mut found = self.judge(doc, m.pattern(), m.start(), m.end());

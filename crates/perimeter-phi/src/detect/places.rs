@@ -110,20 +110,27 @@ impl Recognizer for Places {
 
     fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let n = doc.tokens.len();
-        let mut i = 0;
-        let mut buf = String::new();
-        while i < n {
-            let f = doc.feats[i];
+        // Capitalised words, and lower-case words after `in`, `from`... (no other token
+        // can start a place), not inside a place found before.
+        let mut next = 0;
+        for &i in &doc.lists.places {
+            let i = i as usize;
+            if i < next {
+                continue;
+            }
+            let Some(&f) = doc.feats.get(i) else {
+                break;
+            };
             if !f.cap && f.word && !f.stop {
                 // `i live in opelousas`: a listed town in lower case after `in`, `from`...
                 if let Some(span) = lower_town(doc, i) {
                     out.push(span);
                 }
-                i += 1;
+                next = i + 1;
                 continue;
             }
             if !f.cap || !f.word || f.stop {
-                i += 1;
+                next = i + 1;
                 continue;
             }
             // Longest place name starting here (up to three words).
@@ -132,8 +139,6 @@ impl Recognizer for Places {
                 best = Some(i + 1);
             }
             if f.flags & PLACE_PREFIX != 0 {
-                buf.clear();
-                buf.push_str(doc.lower_tok(i));
                 for k in i + 1..(i + 4).min(n) {
                     let g = doc
                         .text
@@ -144,9 +149,13 @@ impl Recognizer for Places {
                     if g != " " || !doc.feats[k].word {
                         break;
                     }
-                    buf.push(' ');
-                    buf.push_str(doc.lower_tok(k));
-                    if doc.lex.flags_lower(&buf) & PLACE != 0 {
+                    // The words so far with single spaces between them: the lower-cased
+                    // text from word `i` to word `k`.
+                    let phrase = doc
+                        .lower
+                        .get(doc.tokens[i].start..doc.tokens[k].end)
+                        .unwrap_or("");
+                    if doc.lex.flags_lower(phrase) & PLACE != 0 {
                         best = Some(k + 1);
                     }
                 }
@@ -157,7 +166,7 @@ impl Recognizer for Places {
                 best = unlisted_town(doc, i);
             }
             let Some(b) = best else {
-                i += 1;
+                next = i + 1;
                 continue;
             };
             if let Some(conf) = judge(doc, i, b) {
@@ -171,9 +180,9 @@ impl Recognizer for Places {
                     confidence: conf,
                     recognizer: "places",
                 });
-                i = b;
+                next = b;
             } else {
-                i += 1;
+                next = i + 1;
             }
         }
     }

@@ -14,10 +14,13 @@ impl Recognizer for Structured {
 
     fn find(&self, doc: &Text<'_>, out: &mut Vec<Candidate>) {
         let text = doc.text;
-        if text.contains('|') {
+        // The tokenizer saw whether the text has a `|` or a `"`.
+        if doc.seen & super::tokens::SEEN_PIPE != 0 {
             hl7(text, out);
         }
-        if text.contains("\":") || text.contains("\" :") {
+        if doc.seen & super::tokens::SEEN_QUOTE != 0
+            && (text.contains("\":") || text.contains("\" :"))
+        {
             json(doc, out);
         }
     }
@@ -397,6 +400,8 @@ mod tests {
             feats: Vec::new(),
             lex: &lex,
             lower: t.to_ascii_lowercase(),
+            seen: 0,
+            lists: Default::default(),
         };
         json(&doc, &mut out);
         let s: Vec<(&str, Label)> = out.iter().map(|s| (s.text(t), s.label)).collect();

@@ -59,7 +59,7 @@ const LOWER: u8 = 4;
 const UPPER: u8 = 8;
 
 /// ASCII byte classes (non-ASCII bytes have none).
-static CLASS: [u8; 256] = {
+pub(crate) static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
     while b < 128 {
@@ -89,109 +89,205 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
     out
 }
 
-/// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer.
-pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) {
+/// [`tokenize_into`]'s answer: the text has a `|` (HL7 v2 segments).
+pub(crate) const SEEN_PIPE: u8 = 1;
+/// [`tokenize_into`]'s answer: the text has a `"` (JSON).
+pub(crate) const SEEN_QUOTE: u8 = 2;
+
+/// The [`SEEN_PIPE`] and [`SEEN_QUOTE`] bits of each byte.
+static SEEN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'|' as usize] = SEEN_PIPE;
+    t[b'"' as usize] = SEEN_QUOTE;
+    t
+};
+
+/// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer. Returns
+/// which of `|` and `"` the text has ([`SEEN_PIPE`], [`SEEN_QUOTE`]): every byte outside a
+/// token passes here anyway, and the structured recognizer need not search for them.
+///
+/// Most tokens are runs of ASCII letters and digits ended by an ASCII byte other than `'`
+/// and `-`: they are read with one table lookup per byte. Anything else (a non-ASCII
+/// character, an apostrophe or hyphen that may join two words) goes through [`token_at`].
+pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
     out.clear();
     out.reserve(text.len() / 5 + 1);
     let bytes = text.as_bytes();
+    let n = bytes.len();
+    let mut seen = 0;
     let mut i = 0;
-    while i < bytes.len() {
+    while i < n {
         let b = bytes[i];
         let cb = CLASS[usize::from(b)];
-        if b < 0x80 && cb == 0 {
-            // JSON and log escapes (`\n`, `\t`, `\r`) are white space, not the start of a
-            // word: `"Thanks,\nMaria"` has the token `Maria`.
-            i += if b == b'\\' && matches!(bytes.get(i + 1), Some(b'n' | b't' | b'r')) {
-                2
-            } else {
-                1
-            };
+        if cb == 0 {
+            if b < 0x80 {
+                seen |= SEEN[usize::from(b)];
+                // JSON and log escapes (`\n`, `\t`, `\r`) are white space, not the start
+                // of a word: `"Thanks,\nMaria"` has the token `Maria`.
+                i += if b == b'\\' && matches!(bytes.get(i + 1), Some(b'n' | b't' | b'r')) {
+                    2
+                } else {
+                    1
+                };
+                continue;
+            }
+            match token_at(text, i) {
+                Ok(t) => {
+                    i = t.end;
+                    out.push(t);
+                }
+                Err(next) => i = next,
+            }
             continue;
         }
-        let start = i;
-        let (mut letters, mut digits, mut other_digit, mut lower, upper, clen);
-        if b < 0x80 {
-            // An ASCII letter or digit (the test above).
-            let d = cb & DIGIT != 0;
-            letters = usize::from(!d);
-            digits = usize::from(d);
-            other_digit = false;
-            lower = usize::from(cb & LOWER != 0);
-            upper = cb & UPPER != 0;
-            clen = 1;
-        } else {
-            let Some((c, n)) = char_at(text, i) else {
+        let mut end = i + 1;
+        let mut acc = cb;
+        while end < n {
+            let c = CLASS[usize::from(bytes[end])];
+            if c == 0 {
                 break;
-            };
-            if !c.is_alphanumeric() {
-                i += n;
-                continue;
             }
-            letters = usize::from(c.is_alphabetic());
-            digits = 0;
-            other_digit = c.is_numeric();
-            lower = usize::from(c.is_lowercase());
-            upper = c.is_uppercase();
-            clen = n;
+            acc |= c;
+            end += 1;
         }
-        let mut end = start + clen;
-        let mut ascii = clen == 1;
-        let mut joined = false;
-        // ASCII letters and digits are the common case.
-        while let Some(&nb) = bytes.get(end) {
-            let c = CLASS[usize::from(nb)];
-            if c != 0 {
-                let d = usize::from(c & DIGIT != 0);
-                digits += d;
-                letters += 1 - d;
-                lower += usize::from(c & LOWER != 0);
-                end += 1;
-                continue;
-            }
-            if nb < 0x80 && nb != b'\'' && nb != b'-' {
-                break;
-            }
-            let Some((n, nlen)) = char_at(text, end) else {
-                break;
-            };
-            if n.is_alphanumeric() || is_combining(n) {
-                letters += usize::from(n.is_alphabetic());
-                other_digit |= n.is_numeric();
-                lower += usize::from(n.is_lowercase());
-                ascii = false;
-                end += nlen;
-            } else if is_joiner(n) && letters > 0 && digits == 0 {
-                // Keep an apostrophe or hyphen only between two letters.
-                match char_at(text, end + nlen) {
-                    Some((a, _)) if a.is_alphabetic() => {
-                        ascii &= nlen == 1;
-                        joined = true;
-                        end += nlen;
-                    }
-                    _ => break,
+        if end < n && matches!(bytes[end], b'\'' | b'-' | 0x80..) {
+            // A joiner or a non-ASCII character next: the general path.
+            match token_at(text, i) {
+                Ok(t) => {
+                    i = t.end;
+                    out.push(t);
                 }
-            } else {
-                break;
+                Err(next) => i = next,
             }
+            continue;
         }
-        let kind = if digits == 0 && !other_digit {
+        let kind = if acc & DIGIT == 0 {
             Kind::Word
-        } else if letters == 0 && !other_digit {
+        } else if acc & (LOWER | UPPER) == 0 {
             Kind::Number
         } else {
             Kind::Alnum
         };
+        // Two or more letters, none lower case.
+        let all_caps = acc & (LOWER | UPPER) == UPPER
+            && (kind == Kind::Word && end - i >= 2
+                || bytes.get(i..end).is_some_and(|w| {
+                    w.iter()
+                        .filter(|&&c| CLASS[usize::from(c)] & UPPER != 0)
+                        .count()
+                        >= 2
+                }));
         out.push(Token {
-            start,
+            start: i,
             end,
             kind,
-            upper,
-            all_caps: letters >= 2 && lower == 0,
-            ascii,
-            joined,
+            upper: cb & UPPER != 0,
+            all_caps,
+            ascii: true,
+            joined: false,
         });
-        i = end;
+        // Most words are followed by one space: step over it here.
+        i = if end < n && bytes[end] == b' ' {
+            end + 1
+        } else {
+            end
+        };
     }
+    seen
+}
+
+/// The token that starts at byte `i` (`Ok`), or where to go on from when no token starts
+/// there (`Err`). Handles every character, ASCII or not.
+pub(crate) fn token_at(text: &str, i: usize) -> Result<Token, usize> {
+    let bytes = text.as_bytes();
+    let Some(&b) = bytes.get(i) else {
+        return Err(i + 1);
+    };
+    let cb = CLASS[usize::from(b)];
+    if b < 0x80 && cb == 0 {
+        return Err(i + 1);
+    }
+    let start = i;
+    let (mut letters, mut digits, mut other_digit, mut lower, upper, clen);
+    if b < 0x80 {
+        // An ASCII letter or digit (the test above).
+        let d = cb & DIGIT != 0;
+        letters = usize::from(!d);
+        digits = usize::from(d);
+        other_digit = false;
+        lower = usize::from(cb & LOWER != 0);
+        upper = cb & UPPER != 0;
+        clen = 1;
+    } else {
+        let Some((c, n)) = char_at(text, i) else {
+            return Err(bytes.len());
+        };
+        if !c.is_alphanumeric() {
+            return Err(i + n);
+        }
+        letters = usize::from(c.is_alphabetic());
+        digits = 0;
+        other_digit = c.is_numeric();
+        lower = usize::from(c.is_lowercase());
+        upper = c.is_uppercase();
+        clen = n;
+    }
+    let mut end = start + clen;
+    let mut ascii = clen == 1;
+    let mut joined = false;
+    // ASCII letters and digits are the common case.
+    while let Some(&nb) = bytes.get(end) {
+        let c = CLASS[usize::from(nb)];
+        if c != 0 {
+            let d = usize::from(c & DIGIT != 0);
+            digits += d;
+            letters += 1 - d;
+            lower += usize::from(c & LOWER != 0);
+            end += 1;
+            continue;
+        }
+        if nb < 0x80 && nb != b'\'' && nb != b'-' {
+            break;
+        }
+        let Some((n, nlen)) = char_at(text, end) else {
+            break;
+        };
+        if n.is_alphanumeric() || is_combining(n) {
+            letters += usize::from(n.is_alphabetic());
+            other_digit |= n.is_numeric();
+            lower += usize::from(n.is_lowercase());
+            ascii = false;
+            end += nlen;
+        } else if is_joiner(n) && letters > 0 && digits == 0 {
+            // Keep an apostrophe or hyphen only between two letters.
+            match char_at(text, end + nlen) {
+                Some((a, _)) if a.is_alphabetic() => {
+                    ascii &= nlen == 1;
+                    joined = true;
+                    end += nlen;
+                }
+                _ => break,
+            }
+        } else {
+            break;
+        }
+    }
+    let kind = if digits == 0 && !other_digit {
+        Kind::Word
+    } else if letters == 0 && !other_digit {
+        Kind::Number
+    } else {
+        Kind::Alnum
+    };
+    Ok(Token {
+        start,
+        end,
+        kind,
+        upper,
+        all_caps: letters >= 2 && lower == 0,
+        ascii,
+        joined,
+    })
 }
 
 #[cfg(test)]

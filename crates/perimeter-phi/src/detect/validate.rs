@@ -263,8 +263,10 @@ pub(crate) fn is_state(word: &str) -> bool {
     if word.len() == 2 {
         return STATES.contains(&word);
     }
-    let w = word.trim_end_matches('.').to_ascii_lowercase();
-    STATE_NAMES.contains(&w.as_str())
+    // The longest state name has 13 bytes (`massachusetts`): most words are compared
+    // with none; no lower-cased copy.
+    let w = word.trim_end_matches('.');
+    w.len() <= 13 && STATE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(w))
 }
 
 /// `500mg`, `10ml`, `5units`: a dose or lab value glued to its unit.
@@ -273,9 +275,18 @@ pub(crate) fn is_measurement(s: &str) -> bool {
     if unit_len == 0 || unit_len > 5 {
         return false;
     }
-    let lower = s.to_ascii_lowercase();
-    let unit = lower.trim_start_matches(|c: char| c.is_ascii_digit());
-    unit.len() < lower.len()
+    // The unit after the leading digits, lower-cased on the stack (at most five bytes).
+    let digits = s.len() - unit_len;
+    let mut buf = [0u8; 5];
+    let Some(dst) = buf.get_mut(..unit_len) else {
+        return false;
+    };
+    dst.copy_from_slice(s.as_bytes().get(digits..).unwrap_or(&[]));
+    dst.make_ascii_lowercase();
+    let Ok(unit) = std::str::from_utf8(dst) else {
+        return false;
+    };
+    digits > 0
         && matches!(
             unit,
             "mg" | "mcg"
@@ -326,10 +337,8 @@ pub(crate) fn address_words_ok(s: &str) -> bool {
     let mut words = s.split_whitespace();
     words.next();
     !words.any(|w| {
-        let w = w
-            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-            .to_ascii_lowercase();
-        STOP.contains(&w.as_str())
+        let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        STOP.iter().any(|s| s.eq_ignore_ascii_case(w))
     })
 }
 
