@@ -289,7 +289,7 @@ impl Routing {
 }
 
 /// An inbound item as staff see it in the intake list: metadata only (the body is read through
-/// the conversation, or [`Store::inbound_body`] for a contact's message).
+/// the patient's conversation once the message is linked to a patient).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InboundEntry {
     /// The receipt.
