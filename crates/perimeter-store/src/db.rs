@@ -206,12 +206,11 @@ fn spawn_wal_checkpointer(core: &Arc<Core>, appender: Option<&Arc<crate::append:
                 WAL_CHECKPOINT_EVERY
             };
             before = (log, copied);
-            if log >= WAL_RESTART_PAGES {
-                if let Some(a) = appender.as_ref().and_then(std::sync::Weak::upgrade) {
-                    if let Err(e) = a.restart_wal().await {
-                        tracing::debug!(error = %e, "restarting the WAL failed; retried next tick");
-                    }
-                }
+            if log >= WAL_RESTART_PAGES
+                && let Some(a) = appender.as_ref().and_then(std::sync::Weak::upgrade)
+                && let Err(e) = a.restart_wal().await
+            {
+                tracing::debug!(error = %e, "restarting the WAL failed; retried next tick");
             }
         }
     });
