@@ -7,8 +7,8 @@
 //! ([`CONSOLE_CSP`]) allows only this server's own script, styles and requests, and the QR code
 //! of MFA enrolment as a `data:` image.
 
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
+use axum::response::Response;
 
 use crate::access::{Access, RouteError, Routes};
 
@@ -33,28 +33,19 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
         .add(Method::GET, "/console/console.css", Access::Public, styles)
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response()
-}
-
 /// `GET /console`: the console's page.
 async fn page() -> Response {
-    asset("text/html; charset=utf-8", PAGE_HTML)
+    crate::static_asset("text/html; charset=utf-8", PAGE_HTML)
 }
 
 /// `GET /console/console.js`: the console's script.
 async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", CONSOLE_JS)
+    crate::static_asset("text/javascript; charset=utf-8", CONSOLE_JS)
 }
 
 /// `GET /console/console.css`: the console's styles.
 async fn styles() -> Response {
-    asset("text/css; charset=utf-8", CONSOLE_CSS)
+    crate::static_asset("text/css; charset=utf-8", CONSOLE_CSS)
 }
 
 #[cfg(test)]

@@ -75,6 +75,23 @@ pub fn standard_routes() -> Result<Routes, RouteError> {
         .add(Method::GET, "/metrics", Access::Public, health::metrics)
 }
 
+/// A static asset compiled into the binary (the console's and the web chat's page, script and
+/// styles); the security headers middleware adds its Content-Security-Policy.
+pub(crate) fn static_asset(
+    content_type: &'static str,
+    body: &'static str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(content_type),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// A route module: adds its routes (each with its declared access) to the table.
 pub type RouteModule = Box<dyn FnOnce(Routes) -> Result<Routes, RouteError> + Send>;
 

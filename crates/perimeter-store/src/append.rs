@@ -105,6 +105,37 @@ impl NativeAppender {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
+    /// Runs `f` with the writer's connection (opened if there is none) on a blocking thread.
+    /// After a failure the connection is dropped: the next call opens a new one, in case the
+    /// failure left it in a transaction or with other settings.
+    async fn with_conn<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&NativeAppender, &mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut slot = me
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut conn = match slot.take() {
+                Some(c) => c,
+                None => me.open()?,
+            };
+            let out = f(&me, &mut conn);
+            if out.is_ok() {
+                *slot = Some(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable {
+            backend: Backend::Sqlite,
+            target: self.target.clone(),
+            detail: "the audit writing thread stopped".into(),
+        })?
+    }
+
     /// Appends `events` in one durable transaction on a blocking thread; returns their
     /// sequence numbers.
     pub(crate) async fn append(
@@ -114,30 +145,8 @@ impl NativeAppender {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || me.append_blocking(&events))
+        self.with_conn(move |me, conn| me.write(conn, &events))
             .await
-            .map_err(|_| StoreError::Unavailable {
-                backend: Backend::Sqlite,
-                target: self.target.clone(),
-                detail: "the audit writing thread stopped".into(),
-            })?
-    }
-
-    fn append_blocking(&self, events: &[AuditEvent]) -> Result<Vec<u64>, StoreError> {
-        let mut slot = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut conn = match slot.take() {
-            Some(c) => c,
-            None => self.open()?,
-        };
-        let out = self.write(&mut conn, events);
-        if out.is_ok() {
-            *slot = Some(conn);
-        }
-        out
     }
 
     /// Restarts the write-ahead log (`PRAGMA wal_checkpoint(RESTART)`) on this connection,
@@ -145,32 +154,17 @@ impl NativeAppender {
     /// and it gives up after [`RESTART_BUSY`] if readers still use the log (the next try comes
     /// from the background task). Returns SQLite's (busy, log pages, pages checkpointed).
     pub(crate) async fn restart_wal(self: &Arc<Self>) -> Result<(i64, i64, i64), StoreError> {
-        let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut slot = me
-                .conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let conn = match slot.take() {
-                Some(c) => c,
-                None => me.open()?,
-            };
+        self.with_conn(|me, conn| {
             conn.busy_timeout(RESTART_BUSY).map_err(|e| me.err(e))?;
             let out = conn
                 .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
-                .map_err(|e| me.err(e));
+                .map_err(|e| me.err(e))?;
             conn.busy_timeout(me.busy).map_err(|e| me.err(e))?;
-            *slot = Some(conn);
-            out
+            Ok(out)
         })
         .await
-        .map_err(|_| StoreError::Unavailable {
-            backend: Backend::Sqlite,
-            target: self.target.clone(),
-            detail: "the audit writing thread stopped".into(),
-        })?
     }
 
     /// The batch's transaction.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -210,31 +210,19 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
         .add_passive(M::GET, "/api/chat/stream", Access::PatientChat, stream)
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 /// `GET /chat`: the standalone chat page (it loads the widget).
 async fn page() -> Response {
-    asset("text/html; charset=utf-8", PAGE_HTML)
+    crate::static_asset("text/html; charset=utf-8", PAGE_HTML)
 }
 
 /// `GET /chat/widget.js`: the widget (one `<script>` tag embeds it).
 async fn widget_js() -> Response {
-    asset("text/javascript; charset=utf-8", WIDGET_JS)
+    crate::static_asset("text/javascript; charset=utf-8", WIDGET_JS)
 }
 
 /// `GET /chat/widget.css`: the widget's styles.
 async fn widget_css() -> Response {
-    asset("text/css; charset=utf-8", WIDGET_CSS)
+    crate::static_asset("text/css; charset=utf-8", WIDGET_CSS)
 }
 
 fn bad(code: &'static str, message: &'static str) -> Response {

@@ -2689,25 +2689,7 @@ async fn administrators_manage_the_vendor_registry_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_real_browser() {
     use std::io::{BufRead, Write};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let node = std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("node"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!("node is not installed: install Debian's nodejs package (.ci/run does)")
-        });
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)"
-    );
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `npm ci` there (.ci/run does)",
-        dir.display()
-    );
+    let (node, dir) = crate::support::browser_prerequisites();
     let env = start().await;
     let code = env.code("scheduler");
     let epoch = env.clock.now().unix_timestamp();

@@ -1007,19 +1007,7 @@ async fn the_page_and_widget_are_served_under_a_strict_csp() {
 /// sees a staff reply arrive on the stream, with no CSP violation on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_works_in_a_real_browser() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let node = which("node").unwrap_or_else(|| {
-        panic!("node is not installed: install Debian's nodejs package (.ci/run does)")
-    });
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)"
-    );
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `npm ci` there (.ci/run does)",
-        dir.display()
-    );
+    let (node, dir) = crate::support::browser_prerequisites();
     let env = start().await;
     let base = env.base.clone();
     let script = dir.join("webchat.mjs");
@@ -1058,14 +1046,6 @@ async fn the_widget_works_in_a_real_browser() {
         "the browser test failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("webchat browser test: ok"), "{stdout}");
-}
-
-fn which(cmd: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(cmd))
-            .find(|p| p.is_file())
-    })
 }
 
 /// The public start route is bounded per client address: past the limit within the window a
