@@ -137,9 +137,10 @@ pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 /// stream of commits they never finish before the next commit, so SQLite never starts the log
 /// over: it grew to the autocheckpoint bound and then every commit checkpointed on its own
 /// path (the append tail at 5,000/s). A RESTART checkpoint holds writers back while it copies
-/// what the passive ones left and syncs the database (a few milliseconds), after which the
-/// next commit writes from the log's start again. At 64 MiB that pause comes every few
-/// seconds at the audit trail's target load, and almost never at a practice's usual one.
+/// what the passive ones left and syncs the database (usually a few milliseconds; up to ~100 ms
+/// was seen at 5,000 appends/s on a virtual disk), after which the next commit writes from the
+/// log's start again. At 64 MiB that pause comes every few seconds at the audit trail's target
+/// load, and rarely at a practice's usual one.
 pub(crate) const WAL_RESTART_PAGES: i64 = 16_384;
 
 /// How often a store's background task runs a passive WAL checkpoint (SQLite) while there is
