@@ -60,42 +60,62 @@ impl StopScanner {
             };
         }
         self.text.push_str(piece);
-        let tail = &self.text[self.emitted..];
-        let found = self
-            .stops
-            .iter()
-            .filter_map(|s| tail.find(s.as_str()))
-            .min()
-            .map(|p| self.emitted + p);
-        if let Some(at) = found {
-            let delta = self.text[self.emitted..at].to_string();
-            self.text.truncate(at);
-            self.emitted = at;
-            self.stopped = true;
-            return Released {
-                delta,
-                stopped: true,
-            };
-        }
+        // Where the longest possible beginning of a stop sequence starts (the text's end if
+        // none): nothing from there on may be released yet.
         let hold = self
             .stops
             .iter()
             .map(|s| partial_suffix(&self.text[self.emitted..], s))
             .max()
             .unwrap_or(0);
-        let end = self.text.len() - hold;
-        let delta = self.text[self.emitted..end].to_string();
-        self.emitted = end;
-        Released {
-            delta,
-            stopped: false,
+        let open = self.text.len() - hold;
+        match self.first_stop() {
+            // A complete stop sequence, and none that starts before it could still complete.
+            Some(at) if at <= open => Released {
+                delta: self.stop_at(at),
+                stopped: true,
+            },
+            // Up to the earlier of the two: a complete stop sequence that a longer one
+            // starting before it may still replace, or the beginning of one.
+            found => {
+                let end = found.map_or(open, |at| at.min(open));
+                let delta = self.text[self.emitted..end].to_string();
+                self.emitted = end;
+                Released {
+                    delta,
+                    stopped: false,
+                }
+            }
         }
     }
 
-    /// The end of the text: everything held back is released.
+    /// The end of the text: everything held back is released, up to the first stop sequence
+    /// if one is complete.
     pub fn finish(&mut self) -> String {
+        if let Some(at) = self.first_stop() {
+            return self.stop_at(at);
+        }
         let delta = self.text[self.emitted..].to_string();
         self.emitted = self.text.len();
+        delta
+    }
+
+    /// Where the first complete stop sequence in the unreleased text starts.
+    fn first_stop(&self) -> Option<usize> {
+        let tail = &self.text[self.emitted..];
+        self.stops
+            .iter()
+            .filter_map(|s| tail.find(s.as_str()))
+            .min()
+            .map(|p| self.emitted + p)
+    }
+
+    /// Ends the text before the stop sequence at `at`; returns the text released with it.
+    fn stop_at(&mut self, at: usize) -> String {
+        let delta = self.text[self.emitted..at].to_string();
+        self.text.truncate(at);
+        self.emitted = at;
+        self.stopped = true;
         delta
     }
 }
@@ -192,8 +212,34 @@ mod tests {
         }
         if !stopped {
             out.push_str(&s.finish());
+            stopped = s.stopped();
         }
         (out, stopped, s.text().to_string())
+    }
+
+    /// A complete stop sequence waits while a longer one that starts before it may still
+    /// complete: the earliest stop sequence in the whole text wins, however it was cut.
+    #[test]
+    fn an_earlier_longer_stop_wins_over_a_complete_later_one() {
+        let stops = vec!["é".to_string(), " éb".to_string()];
+        let mut s = StopScanner::new(&stops);
+        let r = s.push("x é");
+        assert_eq!((r.delta.as_str(), r.stopped), ("x", false));
+        let r = s.push("b é");
+        assert_eq!((r.delta.as_str(), r.stopped), ("", true));
+        assert_eq!(s.text(), "x");
+        // The longer one does not complete: the shorter one stops the text.
+        let mut s = StopScanner::new(&stops);
+        assert_eq!(s.push("x é").delta, "x");
+        let r = s.push("c");
+        assert_eq!((r.delta.as_str(), r.stopped), (" ", true));
+        assert_eq!(s.text(), "x ");
+        // The text ends while the longer one is still possible.
+        let mut s = StopScanner::new(&stops);
+        assert_eq!(s.push("x é").delta, "x");
+        assert_eq!(s.finish(), " ");
+        assert!(s.stopped());
+        assert_eq!(s.text(), "x ");
     }
 
     #[test]
