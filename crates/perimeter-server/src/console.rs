@@ -20,11 +20,6 @@ const CONSOLE_CSS: &str = include_str!("../assets/console/console.css");
 /// another origin, no framing, no form posts (the script sends JSON with the CSRF header).
 pub(crate) const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Whether a request path is the console's (its responses get [`CONSOLE_CSP`]).
-pub(crate) fn is_console_path(path: &str) -> bool {
-    path == "/console" || path.starts_with("/console/")
-}
-
 /// The console's routes (public: static assets without data).
 pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
     routes
@@ -35,17 +30,21 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
 
 /// `GET /console`: the console's page.
 async fn page() -> Response {
-    crate::static_asset("text/html; charset=utf-8", PAGE_HTML)
+    crate::static_asset("text/html; charset=utf-8", Some(CONSOLE_CSP), PAGE_HTML)
 }
 
 /// `GET /console/console.js`: the console's script.
 async fn script() -> Response {
-    crate::static_asset("text/javascript; charset=utf-8", CONSOLE_JS)
+    crate::static_asset(
+        "text/javascript; charset=utf-8",
+        Some(CONSOLE_CSP),
+        CONSOLE_JS,
+    )
 }
 
 /// `GET /console/console.css`: the console's styles.
 async fn styles() -> Response {
-    crate::static_asset("text/css; charset=utf-8", CONSOLE_CSS)
+    crate::static_asset("text/css; charset=utf-8", Some(CONSOLE_CSP), CONSOLE_CSS)
 }
 
 #[cfg(test)]
@@ -64,8 +63,16 @@ mod tests {
             assert!(CONSOLE_CSP.contains(directive), "{directive}");
         }
         assert!(!CONSOLE_CSP.contains("unsafe"));
-        assert!(is_console_path("/console") && is_console_path("/console/console.js"));
-        assert!(!is_console_path("/consoles") && !is_console_path("/api/console"));
+    }
+
+    #[tokio::test]
+    async fn every_console_asset_carries_the_console_policy() {
+        for response in [page().await, script().await, styles().await] {
+            assert_eq!(
+                response.headers()[axum::http::header::CONTENT_SECURITY_POLICY],
+                CONSOLE_CSP
+            );
+        }
     }
 
     #[test]

@@ -76,20 +76,27 @@ pub fn standard_routes() -> Result<Routes, RouteError> {
 }
 
 /// A static asset compiled into the binary (the console's and the web chat's page, script and
-/// styles); the security headers middleware adds its Content-Security-Policy.
+/// styles). With `csp`, the response carries that Content-Security-Policy and the security
+/// headers middleware keeps it; without, the middleware sets the policy.
 pub(crate) fn static_asset(
     content_type: &'static str,
+    csp: Option<&'static str>,
     body: &'static str,
 ) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
     use axum::response::IntoResponse;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static(content_type),
-        )],
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         body,
     )
-        .into_response()
+        .into_response();
+    if let Some(csp) = csp {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(csp),
+        );
+    }
+    response
 }
 
 /// A route module: adds its routes (each with its declared access) to the table.

@@ -131,13 +131,7 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
                 };
                 continue;
             }
-            match token_at(text, i) {
-                Ok(t) => {
-                    i = t.end;
-                    out.push(t);
-                }
-                Err(next) => i = next,
-            }
+            i = general_step(text, i, out);
             continue;
         }
         let mut end = i + 1;
@@ -152,13 +146,7 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
         }
         if end < n && matches!(bytes[end], b'\'' | b'-' | 0x80..) {
             // A joiner or a non-ASCII character next: the general path.
-            match token_at(text, i) {
-                Ok(t) => {
-                    i = t.end;
-                    out.push(t);
-                }
-                Err(next) => i = next,
-            }
+            i = general_step(text, i, out);
             continue;
         }
         let kind = if acc & DIGIT == 0 {
@@ -194,6 +182,20 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
         };
     }
     seen
+}
+
+/// The general path at byte `i`: pushes the token that starts there, if any; returns where to
+/// go on from.
+#[inline]
+fn general_step(text: &str, i: usize, out: &mut Vec<Token>) -> usize {
+    match token_at(text, i) {
+        Ok(t) => {
+            let end = t.end;
+            out.push(t);
+            end
+        }
+        Err(next) => next,
+    }
 }
 
 /// The token that starts at byte `i` (`Ok`), or where to go on from when no token starts

@@ -323,7 +323,6 @@ impl App {
 
 /// Adds the security headers to every response.
 async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
-    let console = crate::console::is_console_path(req.uri().path());
     let chat_csp =
         (req.uri().path() == "/chat" || req.uri().path().starts_with("/chat/")).then(|| {
             let origins = req
@@ -344,19 +343,16 @@ async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&csp) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
-    } else if console {
-        set(
-            h,
-            header::CONTENT_SECURITY_POLICY,
-            crate::console::CONSOLE_CSP,
-        );
-        set(h, header::X_FRAME_OPTIONS, "DENY");
     } else {
-        set(
-            h,
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        );
+        // A response that declares its own policy (the console's assets) keeps it; every
+        // other response gets the strictest one.
+        if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+            set(
+                h,
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            );
+        }
         set(h, header::X_FRAME_OPTIONS, "DENY");
     }
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");

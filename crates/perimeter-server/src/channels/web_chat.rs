@@ -212,17 +212,17 @@ pub fn routes(routes: Routes) -> Result<Routes, RouteError> {
 
 /// `GET /chat`: the standalone chat page (it loads the widget).
 async fn page() -> Response {
-    crate::static_asset("text/html; charset=utf-8", PAGE_HTML)
+    crate::static_asset("text/html; charset=utf-8", None, PAGE_HTML)
 }
 
 /// `GET /chat/widget.js`: the widget (one `<script>` tag embeds it).
 async fn widget_js() -> Response {
-    crate::static_asset("text/javascript; charset=utf-8", WIDGET_JS)
+    crate::static_asset("text/javascript; charset=utf-8", None, WIDGET_JS)
 }
 
 /// `GET /chat/widget.css`: the widget's styles.
 async fn widget_css() -> Response {
-    crate::static_asset("text/css; charset=utf-8", WIDGET_CSS)
+    crate::static_asset("text/css; charset=utf-8", None, WIDGET_CSS)
 }
 
 fn bad(code: &'static str, message: &'static str) -> Response {
