@@ -5,7 +5,7 @@
 //! `Send + Sync` (a lock inside), serialisable so the caller can store it encrypted, and it
 //! overwrites the originals it holds with zeros when dropped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -114,33 +114,38 @@ struct Inner {
     seed: u64,
     date_shift_days: i32,
     entries: Vec<Entry>,
-    /// `kind/label/normalised original` to entry index. The keys hold PHI: wiped on drop.
-    by_key: HashMap<String, usize>,
-    /// Token text to entry index.
-    by_token: HashMap<String, usize>,
-    /// Every replacement handed out, to keep surrogates unique.
-    used: HashSet<String>,
-    /// Last token number per label.
-    counters: BTreeMap<Label, u32>,
+    /// Normalised original to entry index, one map per kind and label that occur ([`slot`]),
+    /// so that a lookup builds no composite key. The keys hold PHI: wiped on drop.
+    by_key: Vec<(u8, HashMap<Box<str>, usize>)>,
+    /// Token text to entry index (pseudonyms and escapes).
+    by_token: HashMap<Box<str>, usize>,
+    /// Every surrogate handed out, to keep them unique.
+    used: HashSet<Box<str>>,
+    /// Last token number per label (indexed by `label as usize`).
+    counters: [u32; Label::ALL.len()],
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for (mut key, _) in self.by_key.drain() {
-            key.zeroize();
+        for (_, map) in &mut self.by_key {
+            for (key, _) in map.drain() {
+                key.into_string().zeroize();
+            }
         }
         // `Entry::original` is `Zeroizing` and wipes itself.
     }
 }
 
-fn key_of(kind: EntryKind, label: Label, normalised: &str) -> String {
+/// The map of `kind` and `label` in [`Inner::by_key`].
+fn slot(kind: EntryKind, label: Label) -> u8 {
     let kind = match kind {
-        EntryKind::Token => 't',
-        EntryKind::Escape => 'e',
-        EntryKind::Surrogate => 's',
-        EntryKind::NamePart => 'p',
+        EntryKind::Token => 0u8,
+        EntryKind::Escape => 1,
+        EntryKind::Surrogate => 2,
+        EntryKind::NamePart => 3,
     };
-    format!("{kind}/{}/{normalised}", label.as_str())
+    // 4 kinds x 18 labels: fits a byte.
+    kind * Label::ALL.len() as u8 + label as u8
 }
 
 /// What re-identification found.
@@ -260,7 +265,45 @@ impl Vault {
         self.read().date_shift_days
     }
 
+    /// Appends the token for `original` (compared by `normalised`) to `out`, issuing a new
+    /// one if needed.
+    pub(crate) fn token_into(
+        &self,
+        kind: EntryKind,
+        label: Label,
+        original: &str,
+        normalised: &str,
+        out: &mut String,
+    ) {
+        let slot = slot(kind, label);
+        {
+            let inner = self.read();
+            if let Some(i) = inner.find(slot, normalised) {
+                out.push_str(&inner.entries[i].replacement);
+                return;
+            }
+        }
+        let mut inner = self.write();
+        let i = match inner.find(slot, normalised) {
+            Some(i) => i,
+            None => {
+                let mut n = inner.counters[label as usize];
+                let replacement = loop {
+                    n = n.saturating_add(1);
+                    let t = token::format_token(label, n);
+                    if !inner.is_used(&t) {
+                        break t;
+                    }
+                };
+                inner.counters[label as usize] = n;
+                inner.insert(kind, label, original, replacement, slot, normalised)
+            }
+        };
+        out.push_str(&inner.entries[i].replacement);
+    }
+
     /// The token for `original` (compared by `normalised`), issuing a new one if needed.
+    #[cfg(test)]
     pub(crate) fn token(
         &self,
         kind: EntryKind,
@@ -268,24 +311,9 @@ impl Vault {
         original: &str,
         normalised: &str,
     ) -> String {
-        let key = Zeroizing::new(key_of(kind, label, normalised));
-        if let Some(r) = self.lookup(&key) {
-            return r;
-        }
-        let mut inner = self.write();
-        if let Some(&i) = inner.by_key.get(key.as_str()) {
-            return inner.entries[i].replacement.clone();
-        }
-        let mut n = inner.counters.get(&label).copied().unwrap_or(0);
-        let replacement = loop {
-            n = n.saturating_add(1);
-            let t = token::format_token(label, n);
-            if !inner.used.contains(&t) {
-                break t;
-            }
-        };
-        inner.counters.insert(label, n);
-        inner.insert(kind, label, original, replacement, (*key).clone())
+        let mut out = String::new();
+        self.token_into(kind, label, original, normalised, &mut out);
+        out
     }
 
     /// The surrogate for `original` (compared by `normalised`). On first sight, `make` is
@@ -299,12 +327,12 @@ impl Vault {
         normalised: &str,
         mut make: impl FnMut(&mut StdRng) -> String,
     ) -> String {
-        let key = Zeroizing::new(key_of(kind, label, normalised));
-        if let Some(r) = self.lookup(&key) {
+        let slot = slot(kind, label);
+        if let Some(r) = self.lookup(slot, normalised) {
             return r;
         }
         let mut inner = self.write();
-        if let Some(&i) = inner.by_key.get(key.as_str()) {
+        if let Some(i) = inner.find(slot, normalised) {
             return inner.entries[i].replacement.clone();
         }
         let n = inner.entries.len() as u64;
@@ -313,31 +341,31 @@ impl Vault {
         );
         let mut candidate = make(&mut rng);
         let mut attempt = 0;
-        while (inner.used.contains(&candidate) || candidate.eq_ignore_ascii_case(original))
+        while (inner.is_used(&candidate) || candidate.eq_ignore_ascii_case(original))
             && attempt < SURROGATE_ATTEMPTS
         {
             candidate = make(&mut rng);
             attempt += 1;
         }
-        if inner.used.contains(&candidate) || candidate.eq_ignore_ascii_case(original) {
+        if inner.is_used(&candidate) || candidate.eq_ignore_ascii_case(original) {
             // The pool is exhausted: keep the shape and make it unique with a number.
             let base = candidate;
             let mut i = 2u32;
             candidate = format!("{base} {i}");
-            while inner.used.contains(&candidate) {
+            while inner.is_used(&candidate) {
                 i = i.saturating_add(1);
                 candidate = format!("{base} {i}");
             }
         }
-        inner.insert(kind, label, original, candidate, (*key).clone())
+        let i = inner.insert(kind, label, original, candidate, slot, normalised);
+        inner.entries[i].replacement.clone()
     }
 
-    fn lookup(&self, key: &str) -> Option<String> {
+    fn lookup(&self, slot: u8, normalised: &str) -> Option<String> {
         let inner = self.read();
         inner
-            .by_key
-            .get(key)
-            .map(|&i| inner.entries[i].replacement.clone())
+            .find(slot, normalised)
+            .map(|i| inner.entries[i].replacement.clone())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -357,37 +385,51 @@ impl Inner {
             seed,
             date_shift_days,
             entries: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: Vec::new(),
             by_token: HashMap::new(),
             used: HashSet::new(),
-            counters: BTreeMap::new(),
+            counters: [0; Label::ALL.len()],
         }
     }
 
+    /// The entry filed under `normalised` in map `slot`.
+    fn find(&self, slot: u8, normalised: &str) -> Option<usize> {
+        self.by_key
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .and_then(|(_, map)| map.get(normalised).copied())
+    }
+
+    /// True when `replacement` was handed out already (as a token or a surrogate).
+    fn is_used(&self, replacement: &str) -> bool {
+        self.by_token.contains_key(replacement) || self.used.contains(replacement)
+    }
+
+    /// Adds an entry and files it; returns its index.
     fn insert(
         &mut self,
         kind: EntryKind,
         label: Label,
         original: &str,
         replacement: String,
-        key: String,
-    ) -> String {
+        slot: u8,
+        normalised: &str,
+    ) -> usize {
         let i = self.entries.len();
         self.entries.push(Entry {
             label,
             kind,
             original: Zeroizing::new(original.to_string()),
-            replacement: replacement.clone(),
+            replacement,
         });
-        self.index(i, key);
-        replacement
+        self.index(i, slot, normalised);
+        i
     }
 
-    fn index(&mut self, i: usize, key: String) {
+    fn index(&mut self, i: usize, slot: u8, normalised: &str) {
         let e = &self.entries[i];
-        self.used.insert(e.replacement.clone());
         if matches!(e.kind, EntryKind::Token | EntryKind::Escape) {
-            self.by_token.insert(e.replacement.clone(), i);
+            self.by_token.insert(e.replacement.as_str().into(), i);
             if let Some(n) = e
                 .replacement
                 .strip_prefix('[')
@@ -395,11 +437,20 @@ impl Inner {
                 .and_then(|r| r.rsplit_once('_'))
                 .and_then(|(_, n)| n.parse::<u32>().ok())
             {
-                let c = self.counters.entry(e.label).or_insert(0);
+                let c = &mut self.counters[e.label as usize];
                 *c = (*c).max(n);
             }
+        } else {
+            self.used.insert(e.replacement.as_str().into());
         }
-        self.by_key.insert(key, i);
+        let map = match self.by_key.iter().position(|(s, _)| *s == slot) {
+            Some(m) => m,
+            None => {
+                self.by_key.push((slot, HashMap::new()));
+                self.by_key.len() - 1
+            }
+        };
+        self.by_key[map].1.insert(normalised.into(), i);
     }
 
     fn restore_piece(&self, p: Piece<'_>, out: &mut String, unknown: &mut Vec<String>) {
@@ -482,7 +533,7 @@ impl<'de> Deserialize<'de> for Vault {
         }
         let mut inner = Inner::new(snap.seed, snap.date_shift_days);
         for e in snap.entries {
-            if inner.used.contains(&e.replacement) {
+            if inner.is_used(&e.replacement) {
                 return Err(serde::de::Error::custom(
                     "vault: entries: a replacement appears twice",
                 ));
@@ -494,7 +545,6 @@ impl<'de> Deserialize<'de> for Vault {
                     crate::deid::normalize::normalize(e.label, &e.original)
                 }
             });
-            let key = key_of(e.kind, e.label, &normalised);
             let i = inner.entries.len();
             inner.entries.push(Entry {
                 label: e.label,
@@ -502,7 +552,7 @@ impl<'de> Deserialize<'de> for Vault {
                 original: Zeroizing::new(e.original),
                 replacement: e.replacement,
             });
-            inner.index(i, key);
+            inner.index(i, slot(e.kind, e.label), &normalised);
         }
         Ok(Vault {
             inner: RwLock::new(inner),

@@ -164,7 +164,7 @@ pub fn deidentify(
             Mode::Redact => redact(label, &mut out),
             Mode::Pseudonymize => {
                 let n = Zeroizing::new(normalize::normalize(label, original));
-                out.push_str(&vault.token(EntryKind::Token, label, original, &n));
+                vault.token_into(EntryKind::Token, label, original, &n, &mut out);
             }
             Mode::Surrogate => {
                 out.push_str(&surrogate_for(
@@ -246,7 +246,7 @@ fn copy_gap(gap: &str, mode: Mode, vault: &Vault, out: &mut String) {
             .rsplit_once('_')
             .and_then(|(l, _)| l.parse::<Label>().ok())
             .unwrap_or(Label::Id);
-        out.push_str(&vault.token(EntryKind::Escape, label, literal, literal));
+        vault.token_into(EntryKind::Escape, label, literal, literal, out);
         pos = r.end;
     }
     out.push_str(&gap[pos..]);

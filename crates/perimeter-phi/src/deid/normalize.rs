@@ -57,34 +57,60 @@ pub(crate) fn normalize(label: Label, value: &str) -> String {
 
 /// The key of one word of a name: lower case, letters only.
 pub(crate) fn name_part(word: &str) -> String {
-    word.chars()
-        .filter(|c| c.is_alphabetic())
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut out = String::with_capacity(word.len());
+    push_name_part(word, &mut out);
+    out
+}
+
+/// Appends [`name_part`] of `word` to `out`.
+fn push_name_part(word: &str, out: &mut String) {
+    out.extend(
+        word.chars()
+            .filter(|c| c.is_alphabetic())
+            .flat_map(char::to_lowercase),
+    );
 }
 
 /// Lower case, words of letters and digits separated by single spaces.
 fn words(value: &str) -> String {
-    value
+    let mut out = String::with_capacity(value.len());
+    for w in value
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if w.is_ascii() {
+            out.extend(w.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            out.push_str(&w.to_lowercase());
+        }
+    }
+    out
 }
 
 /// A name as `given... family`: `Gonzalez, Maria` and `maria gonzalez` agree.
 fn name(value: &str) -> String {
-    let ordered = match value.split_once(',') {
-        Some((family, given)) if !given.contains(',') => format!("{given} {family}"),
-        _ => value.to_string(),
+    let (first, then) = match value.split_once(',') {
+        Some((family, given)) if !given.contains(',') => (given, Some(family)),
+        _ => (value, None),
     };
-    ordered
-        .split(|c: char| !(c.is_alphabetic() || c == '\'' || c == '-'))
-        .map(name_part)
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::with_capacity(value.len());
+    for part in std::iter::once(first).chain(then) {
+        for w in part.split(|c: char| !(c.is_alphabetic() || c == '\'' || c == '-')) {
+            let before = out.len();
+            if before > 0 {
+                out.push(' ');
+            }
+            let word_at = out.len();
+            push_name_part(w, &mut out);
+            if out.len() == word_at {
+                out.truncate(before);
+            }
+        }
+    }
+    out
 }
 
 /// The digits of `value`, with spoken digit words (`five five five`) read as digits.
@@ -136,5 +162,57 @@ mod tests {
         );
         assert_ne!(n(Label::Date, "03/02/1981"), n(Label::Date, "03/02/1982"));
         assert_eq!(n(Label::Location, "Cook  County"), "cook county");
+    }
+
+    /// The allocation-free spellings of `words` and `name` give the keys the straightforward
+    /// ones gave (vault keys must not change meaning).
+    fn words_reference(value: &str) -> String {
+        value
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn name_reference(value: &str) -> String {
+        let ordered = match value.split_once(',') {
+            Some((family, given)) if !given.contains(',') => format!("{given} {family}"),
+            _ => value.to_string(),
+        };
+        ordered
+            .split(|c: char| !(c.is_alphabetic() || c == '\'' || c == '-'))
+            .map(name_part)
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_match_the_reference(value in "[ a-zA-Z0-9,.'\\-ÉéΣσßİ\t]{0,40}") {
+            proptest::prop_assert_eq!(words(&value), words_reference(&value));
+            proptest::prop_assert_eq!(name(&value), name_reference(&value));
+        }
+    }
+
+    #[test]
+    fn keys_match_the_reference_on_edge_cases() {
+        for v in [
+            "",
+            ",",
+            "a,",
+            ",b",
+            "Lee, Ann, Bo",
+            "  ",
+            "O'Brien-Smith, Mary Ann",
+            "ΣΑΣ",
+            "İstanbul",
+            "--",
+            "a - b",
+        ] {
+            assert_eq!(words(v), words_reference(v), "{v:?}");
+            assert_eq!(name(v), name_reference(v), "{v:?}");
+        }
     }
 }
