@@ -1,6 +1,6 @@
 //! The per-request wrapper: request id, tracing span, timeout, JSON error bodies, metrics.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,6 +15,16 @@ use crate::state::AppState;
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Most bytes of a body declared too large that are read and thrown away before the 413 is
+/// sent (a "lingering close", as web servers do). A client sends its whole body before it
+/// reads the answer; if the server answered and closed with the body unread, the kernel would
+/// reset the connection and the client would see a broken pipe instead of the 413. Beyond this
+/// the server answers at once and the connection closes.
+pub(crate) const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Longest time spent draining such a body.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
 
 /// Wraps every request. Logs method, route template, status and latency under a fresh
 /// request id; never the query string, headers or body.
@@ -51,6 +61,9 @@ pub(crate) async fn observe(
         .is_some_and(|len| usize::try_from(len).map_or(true, |len| len > limits.max_body_bytes));
 
     let response = if too_large {
+        if declared_len.is_some_and(|len| len <= DRAIN_MAX_BYTES) {
+            drain(req).await;
+        }
         ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response()
     } else {
         match tokio::time::timeout(
@@ -88,6 +101,27 @@ pub(crate) async fn observe(
         .metrics()
         .observe_request(method, &route, status, elapsed);
     response
+}
+
+/// Reads the request body to its end (at most [`DRAIN_MAX_BYTES`], for at most
+/// [`DRAIN_MAX_TIME`]) and throws it away, so that the connection is intact when the answer
+/// goes out and can even serve the next request.
+async fn drain(req: Request) {
+    use futures_core::Stream;
+    let mut body = req.into_body().into_data_stream();
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await
+        {
+            seen = seen.saturating_add(chunk.len() as u64);
+            if seen > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    };
+    // A client that stops sending does not hold the answer back for long.
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, read).await;
 }
 
 /// Replaces any non-JSON error body (from routing, extractors or limits) with the API's JSON

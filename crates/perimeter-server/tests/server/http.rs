@@ -285,6 +285,48 @@ fn futures_stream(
     tokio_stream::iter(chunks)
 }
 
+/// One HTTP/1.1 exchange written by hand: the request head, `body`, then a second request on
+/// the same connection; returns everything the server sent until it closed.
+async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the server answers and closes")
+        .expect("no reset: the server read the body before closing");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_its_413_on_an_intact_connection() {
+    let app = spawn_app().await;
+    // Declared too large (limit 4096) and sent whole before reading, as clients do: the
+    // server reads it away, answers 413 and the same connection serves the next request
+    // (answering with the body unread would reset the connection under the client).
+    let body = vec![b'a'; 200_000];
+    let text = raw_exchange(
+        &app,
+        &format!(
+            "POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        ),
+        &body,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn slow_requests_time_out_with_a_json_error() {
     let app = spawn_app_with(
