@@ -6,8 +6,8 @@
 
 use perimeter_audit::{Actor, AuditEvent};
 use perimeter_auth::{
-    ApiTokenScope, BreakGlassPolicy, BreakGlassReason, Justification, Permission, RequestMeta,
-    SecurityEvent, SessionPolicy, SessionStage, TotpSecret, create_api_token,
+    ApiTokenScope, BreakGlassPolicy, BreakGlassReason, Justification, NewApiToken, Permission,
+    RequestMeta, SecurityEvent, SessionPolicy, SessionStage, TotpSecret, create_api_token,
 };
 use perimeter_domain::{Clock, PurposeOfUse, Role, StaffId};
 use perimeter_store::{
@@ -158,28 +158,7 @@ async fn staff_administration_checks_the_actor_in_the_database(db: TestDb) {
         .is_some()
     };
     assert!(locked(ThrottleScope::Account).await && locked(ThrottleScope::Address).await);
-    let token = create_api_token(
-        client,
-        "bot",
-        ApiTokenScope {
-            permissions: [Permission::UseGateway].into_iter().collect(),
-            purposes: [PurposeOfUse::Operations].into_iter().collect(),
-        },
-        now + Duration::days(30),
-        now,
-    )
-    .unwrap();
-    s.insert_api_token(
-        &token.record,
-        &ev(
-            &sys,
-            SecurityEvent::ApiTokenCreated {
-                token: token.record.id,
-            },
-        ),
-    )
-    .await
-    .unwrap();
+    let token = insert_token(s, client, "bot", Permission::UseGateway).await;
     // Another practice's administrator, and a disabled administrator of this one.
     let elsewhere = account(s, w.other_practice, "admin-elsewhere", Role::Admin).await;
     let former = account(s, w.practice, "admin-former", Role::Admin).await;
@@ -1073,10 +1052,21 @@ async fn client_with_token(
     permission: Permission,
 ) -> StaffId {
     let client = account(s, practice, name, Role::Service).await;
+    insert_token(s, client, name, permission).await;
+    client
+}
+
+/// A new API token of `client`, scoped to `permission` for operations, valid 30 days, stored.
+async fn insert_token(
+    s: &Store,
+    client: StaffId,
+    label: &str,
+    permission: Permission,
+) -> NewApiToken {
     let now = s.clock().now();
     let token = create_api_token(
         client,
-        name,
+        label,
         ApiTokenScope {
             permissions: [permission].into_iter().collect(),
             purposes: [PurposeOfUse::Operations].into_iter().collect(),
@@ -1096,7 +1086,7 @@ async fn client_with_token(
     )
     .await
     .unwrap();
-    client
+    token
 }
 
 fn as_client(client: StaffId) -> Actor {
