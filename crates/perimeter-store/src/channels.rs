@@ -23,7 +23,8 @@
 //! (intake, jobs, tests, seeding) may; service clients and anonymous callers may not. The
 //! intake declares `ingest_channel` (`views::acting_client`): Perimeter itself (the SMS
 //! webhooks) or a service client whose enabled account holds the role `service` and which
-//! holds a live API token scoped to `ingest_channel` (the voicemail intake), in its own
+//! presented a live API token of its own scoped to `ingest_channel` on this request
+//! ([`AccessContext::api_token`]; the voicemail intake), in its own
 //! practice; no member of staff. Perimeter's own jobs refuse every staff-facing actor.
 //!
 //! | Function | Who may call it |
@@ -2525,7 +2526,7 @@ pub(crate) async fn intake_actor(
     practice: PracticeId,
     now: i64,
 ) -> Result<(), StoreError> {
-    acting_client(w, &ctx.actor, Permission::IngestChannel, now)
+    acting_client(w, ctx, Permission::IngestChannel, now)
         .await?
         .in_practice(practice)
 }

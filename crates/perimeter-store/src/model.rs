@@ -7,6 +7,7 @@ use perimeter_domain::{
     ConversationId, DataCategory, MessageId, PatientId, PracticeId, PurposeOfUse, RequestId, Role,
     StaffId,
 };
+use uuid::Uuid;
 
 /// Who is accessing data, why, and from where: every PHI read or write takes one and records it
 /// in the audit trail in the same transaction.
@@ -22,6 +23,11 @@ pub struct AccessContext {
     pub client_addr: Option<String>,
     /// The client's user agent.
     pub user_agent: Option<String>,
+    /// For a service client: the id of the API token it presented on this request. The store
+    /// checks that very token again in its transaction (not revoked, not expired, the
+    /// client's own, scoped to what the call declares): a token revoked after the request's
+    /// guard let it in does not act, whatever other tokens the client holds.
+    pub api_token: Option<Uuid>,
 }
 
 impl AccessContext {
@@ -35,6 +41,7 @@ impl AccessContext {
             request_id: None,
             client_addr: None,
             user_agent: None,
+            api_token: None,
         }
     }
 
@@ -50,6 +57,7 @@ impl AccessContext {
             request_id: None,
             client_addr: None,
             user_agent: None,
+            api_token: None,
         }
     }
 

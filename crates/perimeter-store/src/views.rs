@@ -158,6 +158,7 @@ impl Reader {
             request_id: viewer.request_id,
             client_addr: viewer.client_addr.clone(),
             user_agent: viewer.user_agent.clone(),
+            api_token: None,
         }
     }
 }
@@ -291,19 +292,20 @@ pub(crate) async fn acting(
 /// webhooks, the web chat, seeding) may; a service client may only if the database says so,
 /// at `now`: its account exists, is not disabled, holds the role `service` and its stored
 /// roles hold `permission`, and it holds an API token that is not revoked, not expired and
-/// scoped to `permission` (the scope is what a service client holds). Members of staff (the
+/// scoped to `permission` (the scope is what a service client holds): the token it presented
+/// on this request ([`AccessContext::api_token`]; none named, none held). Members of staff (the
 /// roles in the actor are not trusted; no staff role holds these permissions) and anonymous
 /// callers may not. The caller then keeps the action within the client's practice.
 pub(crate) async fn acting_client(
     w: &mut WriteTx,
-    actor: &Actor,
+    ctx: &AccessContext,
     permission: Permission,
     now: i64,
 ) -> Result<Acting, StoreError> {
     let forbidden = || StoreError::Forbidden {
         permission: permission.as_str(),
     };
-    let client = match actor {
+    let client = match &ctx.actor {
         Actor::System { .. } | Actor::Ai { .. } => return Ok(Acting::Perimeter),
         Actor::Service { client } => *client,
         Actor::User { .. } | Actor::Anonymous => return Err(forbidden()),
@@ -312,18 +314,19 @@ pub(crate) async fn acting_client(
     if !account.roles.contains(&Role::Service) {
         return Err(forbidden());
     }
-    let scopes: Vec<String> = sqlx::query_scalar(
-        "SELECT permissions FROM api_token WHERE client_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+    let Some(token) = ctx.api_token else {
+        return Err(forbidden());
+    };
+    let scope: Option<String> = sqlx::query_scalar(
+        "SELECT permissions FROM api_token WHERE id = $1 AND client_id = $2 AND revoked_at IS NULL AND expires_at > $3",
     )
+    .bind(token.to_string())
     .bind(client.to_string())
     .bind(now)
-    .fetch_all(w.conn())
+    .fetch_optional(w.conn())
     .await
     .map_err(|e| w.err(e))?;
-    if !scopes
-        .iter()
-        .any(|s| s.split(',').any(|p| p == permission.as_str()))
-    {
+    if !scope.is_some_and(|s| s.split(',').any(|p| p == permission.as_str())) {
         return Err(forbidden());
     }
     Ok(Acting::Client(account))

@@ -477,7 +477,7 @@ async fn intake_owner(
     conversation: ConversationId,
     now: i64,
 ) -> Result<(PracticeId, PatientId), StoreError> {
-    let who = acting_client(w, &ctx.actor, Permission::IngestChannel, now).await?;
+    let who = acting_client(w, ctx, Permission::IngestChannel, now).await?;
     let (practice, patient) = owner(w, conversation).await?;
     who.within(practice, "conversation", conversation)?;
     Ok((practice, patient))

@@ -419,6 +419,7 @@ impl Principal {
             request_id: self.meta.request_id,
             client_addr: self.meta.client_addr.clone(),
             user_agent: self.meta.user_agent.clone(),
+            api_token: self.token.as_ref().map(|t| t.id),
         }
     }
 

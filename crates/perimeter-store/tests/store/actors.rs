@@ -1044,16 +1044,17 @@ async fn metadata_reads_check_a_staff_scope_in_the_database(db: TestDb) {
     forbidden(s.staff_directory(admin).await, "a disabled administrator");
 }
 
-/// A service client account of `practice` holding one API token scoped to `permission`.
+/// A service client account of `practice` holding one API token scoped to `permission`, and
+/// that token's id.
 async fn client_with_token(
     s: &Store,
     practice: perimeter_domain::PracticeId,
     name: &str,
     permission: Permission,
-) -> StaffId {
+) -> (StaffId, uuid::Uuid) {
     let client = account(s, practice, name, Role::Service).await;
-    insert_token(s, client, name, permission).await;
-    client
+    let token = insert_token(s, client, name, permission).await;
+    (client, token.record.id)
 }
 
 /// A new API token of `client`, scoped to `permission` for operations, valid 30 days, stored.
@@ -1093,8 +1094,16 @@ fn as_client(client: StaffId) -> Actor {
     Actor::Service { client }
 }
 
+/// A service client presenting the API token `token` on the request.
+fn client_ctx(client: StaffId, token: uuid::Uuid) -> AccessContext {
+    AccessContext {
+        api_token: Some(token),
+        ..ctx(&as_client(client))
+    }
+}
+
 /// The channel jobs' functions: the intake (`ingest_channel`: Perimeter, or a service client
-/// whose account and live token the database entitles, in its own practice), the intake's own
+/// whose account and presented live token the database entitles, in its own practice), the intake's own
 /// steps on the conversation, the outbound texts (`reply_to_patient`: Perimeter or a member of
 /// staff of the practice, the approver checked too), and Perimeter's own jobs (the sender's
 /// claim, the escalation sweep, the web chat). Every refusal changes nothing.
@@ -1117,17 +1126,32 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
     let conversation = first.conversation.unwrap();
     let triage = inbound(0, "x").routing.triage().unwrap();
     // The voicemail intake's client, and clients the database must not entitle.
-    let voicemail = client_with_token(s, w.practice, "voicemail", Permission::IngestChannel).await;
-    let gateway = client_with_token(s, w.practice, "gateway-only", Permission::UseGateway).await;
-    let revoked = client_with_token(s, w.practice, "revoked", Permission::IngestChannel).await;
-    let disabled = client_with_token(s, w.practice, "disabled", Permission::IngestChannel).await;
-    let elsewhere =
+    let (voicemail, vm_token) =
+        client_with_token(s, w.practice, "voicemail", Permission::IngestChannel).await;
+    let (gateway, gateway_token) =
+        client_with_token(s, w.practice, "gateway-only", Permission::UseGateway).await;
+    let (revoked, revoked_token) =
+        client_with_token(s, w.practice, "revoked", Permission::IngestChannel).await;
+    let (disabled, disabled_token) =
+        client_with_token(s, w.practice, "disabled", Permission::IngestChannel).await;
+    let (elsewhere, elsewhere_token) =
         client_with_token(s, w.other_practice, "elsewhere", Permission::IngestChannel).await;
+    // The voicemail client's second token, revoked (it still holds its live one), and a token
+    // of its own without the scope.
+    let vm_revoked = insert_token(s, voicemail, "voicemail-old", Permission::IngestChannel)
+        .await
+        .record
+        .id;
+    let vm_unscoped = insert_token(s, voicemail, "voicemail-gw", Permission::UseGateway)
+        .await
+        .record
+        .id;
     let desk_elsewhere = account(s, w.other_practice, "desk-elsewhere", Role::FrontDesk).await;
     let desk_disabled = account(s, w.practice, "desk-disabled", Role::FrontDesk).await;
     let mut raw = db.raw().await;
-    sqlx::query("UPDATE api_token SET revoked_at = 1 WHERE client_id = $1")
+    sqlx::query("UPDATE api_token SET revoked_at = 1 WHERE client_id = $1 OR id = $2")
         .bind(revoked.to_string())
+        .bind(vm_revoked.to_string())
         .execute(&mut raw)
         .await
         .unwrap();
@@ -1145,41 +1169,65 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
 
     // ingest_channel: the intake and its steps. No member of staff (whatever they claim), no
     // client without the scope, a revoked token, a disabled account, an account that is not a
-    // service client, an unknown one, an anonymous caller, another practice's client.
+    // service client, an unknown one, an anonymous caller, another practice's client. The
+    // token checked is the one presented: the entitled client presenting none, its revoked
+    // one, its unscoped one or another client's is refused too, and so is another account
+    // presenting the entitled client's token.
     let mut n = 100;
-    for actor in [
-        user(desk, &[Role::Service]),
-        user(w.id(Role::Admin), &[Role::Admin, Role::Service]),
-        as_client(gateway),
-        as_client(revoked),
-        as_client(disabled),
-        as_client(w.id(Role::Nurse)),
-        as_client(StaffId::new()),
-        Actor::Anonymous,
-        as_client(elsewhere),
+    for (c, who) in [
+        (ctx(&user(desk, &[Role::Service])), "front desk"),
+        (
+            ctx(&user(w.id(Role::Admin), &[Role::Admin, Role::Service])),
+            "administrator",
+        ),
+        (client_ctx(gateway, gateway_token), "gateway-only client"),
+        (client_ctx(revoked, revoked_token), "revoked token"),
+        (client_ctx(disabled, disabled_token), "disabled client"),
+        (
+            client_ctx(w.id(Role::Nurse), vm_token),
+            "a nurse with a token",
+        ),
+        (client_ctx(StaffId::new(), vm_token), "unknown client"),
+        (ctx(&Actor::Anonymous), "anonymous"),
+        (ctx(&as_client(voicemail)), "voicemail, no token named"),
+        (
+            client_ctx(voicemail, vm_revoked),
+            "voicemail, its revoked token",
+        ),
+        (
+            client_ctx(voicemail, vm_unscoped),
+            "voicemail, its unscoped token",
+        ),
+        (
+            client_ctx(voicemail, revoked_token),
+            "voicemail, another's token",
+        ),
+        (
+            client_ctx(voicemail, uuid::Uuid::new_v4()),
+            "voicemail, no such token",
+        ),
+        (client_ctx(elsewhere, elsewhere_token), "elsewhere"),
     ] {
-        let who = format!("{actor:?}");
-        let c = ctx(&actor);
         n += 1;
         // Entitled in its own practice, another practice's client finds neither our practice
         // nor our conversation.
-        let theirs = actor == as_client(elsewhere);
+        let theirs = who == "elsewhere";
         refused_as(
             s.record_inbound(&c, &inbound(n, "forged")).await,
             theirs,
-            &who,
+            who,
         );
         let mut batch = s
             .record_inbound_batch(&[(c.clone(), inbound(n + 1000, "forged"))])
             .await;
         assert_eq!(batch.len(), 1, "{who}");
-        refused_as(batch.remove(0), theirs, &who);
-        refused_as(s.set_triage(&c, conversation, &triage).await, theirs, &who);
+        refused_as(batch.remove(0), theirs, who);
+        refused_as(s.set_triage(&c, conversation, &triage).await, theirs, who);
         refused_as(
             s.record_reminder_reply(&c, conversation, "C", &levels)
                 .await,
             theirs,
-            &who,
+            who,
         );
     }
 
@@ -1320,9 +1368,9 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
     // A batch with a refused item: that item gets its refusal, the others are stored.
     let got = s
         .record_inbound_batch(&[
-            (ctx(&as_client(gateway)), inbound(3, "forged")),
+            (client_ctx(gateway, gateway_token), inbound(3, "forged")),
             (sys.clone(), inbound(4, "Also, my address changed")),
-            (ctx(&as_client(elsewhere)), inbound(6, "forged")),
+            (client_ctx(elsewhere, elsewhere_token), inbound(6, "forged")),
         ])
         .await;
     assert!(
@@ -1336,7 +1384,7 @@ async fn channel_jobs_check_the_actor_in_the_database(db: TestDb) {
     );
     // The real holders: the voicemail client in its practice, its intake steps, the front
     // desk replying as themselves, Perimeter with an entitled approver, Perimeter's jobs.
-    let vm = ctx(&as_client(voicemail));
+    let vm = client_ctx(voicemail, vm_token);
     let out = s
         .record_inbound(&vm, &inbound(5, "Please call me back"))
         .await
