@@ -20,15 +20,53 @@ const MIN_RECALL: f64 = 0.995;
 const MIN_LABEL_RECALL: f64 = 0.98;
 const MIN_PRECISION: f64 = 0.98;
 
+/// The second set (`tests/data/styles_b.jsonl`, from `styles_b.txt` by `make_styles_b.py`):
+/// 40 messages written by hand without templates, in other styles and with other names and
+/// towns again. When it was written the engine measured recall 0.917 and character precision
+/// 0.976 on it: ages over 89 on a form line, spelled out or after `Name, `, a day after a
+/// weekday, a rural route, an ISO date-time and a relative's lower-case name were missed. Those
+/// were fixed with general rules tried on other words in `tests/styles.rs`
+/// (`generalised_ages*`, `generalised_days_*`, `generalised_relatives_*`); it now measures
+/// recall 0.965 and precision 0.978, so it is a regression set more than a held-out one. The
+/// misses left: a name that is a word opening a question (`Can Penny grab`), a lower-case
+/// name run ending in a word (`marguerite okonkwo bell`), a spelled-out surname
+/// (`L-E-F-E-V-R-E`), a lower-case name after `she is`, a date in spoken digits (`oh three oh
+/// nine seventy six`).
+const STYLES_B: &str = include_str!("data/styles_b.jsonl");
+
 #[test]
 fn heldout_set_meets_generalisation_floors() {
+    evaluate(
+        "held-out",
+        HELDOUT,
+        150,
+        MIN_RECALL,
+        MIN_LABEL_RECALL,
+        MIN_PRECISION,
+    );
+}
+
+#[test]
+fn second_set_keeps_its_measured_floors() {
+    // Floors just under what it measured (NAME 0.930 is its lowest label).
+    evaluate("second set", STYLES_B, 40, 0.96, 0.9, 0.97);
+}
+
+fn evaluate(
+    set: &str,
+    data: &str,
+    min_records: usize,
+    min_recall: f64,
+    min_label_recall: f64,
+    min_precision: f64,
+) {
     let engine = Engine::new(EngineConfig::default()).unwrap();
-    let records: Vec<GoldRecord> = HELDOUT
+    let records: Vec<GoldRecord> = data
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(records.len() >= 150, "held-out set too small");
+    assert!(records.len() >= min_records, "{set}: too small");
     let mut ev = Evaluation::new();
     for r in &records {
         // The gold spans are where they say they are (character offsets).
@@ -44,7 +82,7 @@ fn heldout_set_meets_generalisation_floors() {
     }
     let rep = ev.report();
     println!(
-        "held-out: messages={} gold={} recall={:.4} precision={:.4} label_match={:.4}",
+        "{set}: messages={} gold={} recall={:.4} precision={:.4} label_match={:.4}",
         rep.messages, rep.gold_spans, rep.entity_recall, rep.char_precision, rep.label_match_recall
     );
     for (label, c) in &rep.per_label {
@@ -81,19 +119,19 @@ fn heldout_set_meets_generalisation_floors() {
         );
     }
     assert!(
-        rep.entity_recall >= MIN_RECALL,
-        "held-out entity recall {:.4} < {MIN_RECALL}",
+        rep.entity_recall >= min_recall,
+        "{set}: entity recall {:.4} < {min_recall}",
         rep.entity_recall
     );
     assert!(
-        rep.char_precision >= MIN_PRECISION,
-        "held-out char precision {:.4} < {MIN_PRECISION}",
+        rep.char_precision >= min_precision,
+        "{set}: char precision {:.4} < {min_precision}",
         rep.char_precision
     );
     for (label, c) in &rep.per_label {
         assert!(
-            c.recall() >= MIN_LABEL_RECALL,
-            "held-out {label} recall {:.4} < {MIN_LABEL_RECALL}",
+            c.recall() >= min_label_recall,
+            "{set}: {label} recall {:.4} < {min_label_recall}",
             c.recall()
         );
     }

@@ -507,3 +507,71 @@ fn generalised_shapes_keep_precision() {
         &["hope", "Grace period"],
     );
 }
+
+/// Ages over 89 in the shapes the second hand-annotated set (`tests/data/styles_b.txt`)
+/// showed missing, tried on other words and numbers: after a form label on its own line,
+/// spelled out, set off by a comma after a name or a relative.
+#[test]
+fn generalised_ages() {
+    let t = check("Patient: Okafor, Chidi\nAge: 97\nSex: M", &["97"], &["Sex"]);
+    assert_eq!(
+        label_of("Patient: Okafor, Chidi\nAge: 97\nSex: M", &t, "97"),
+        Some(Label::Age)
+    );
+    check(
+        "her dad is ninety-two and lives alone",
+        &["ninety-two"],
+        &[],
+    );
+    check(
+        "Grandpa turned a hundred and one in May",
+        &["a hundred and one"],
+        &[],
+    );
+    check("mom is aged ninety, hard of hearing", &["ninety"], &[]);
+    check("Seen today: Tadeusz Wrobel, 92, for a fall.", &["92"], &[]);
+    check("my grandmother, 99, needs a ride", &["99"], &[]);
+}
+
+/// Look-alikes of those ages: a year spelled out, ages under 90, a number after a common
+/// word or a dose, a number that goes on.
+#[test]
+fn generalised_ages_keep_precision() {
+    check("born in nineteen ninety four", &[], &["ninety four"]);
+    check("he is 45, she is eighty", &[], &["45", "eighty"]);
+    check("Total, 92. Thanks, 95.", &[], &["92", "95"]);
+    check("BP 130/85, 92.", &[], &["92"]);
+    check("Room Smith, 91.5 degrees", &[], &["91.5"]);
+}
+
+/// Other shapes from that set: a day after a weekday (`Tues the 21st`), rural delivery
+/// addresses, the date of an ISO 8601 date-time (not its time), a relative's lower-case name
+/// that is no dictionary word.
+#[test]
+fn generalised_days_routes_timestamps_and_relatives() {
+    check(
+        "can we do Tues the 21st or sat the 25th?",
+        &["21st", "25th"],
+        &["Tues", "sat"],
+    );
+    check("Mail to RR 1 Box 7, Hilo", &["RR 1 Box 7"], &[]);
+    check(
+        "mailing: rural route 12, box 330",
+        &["rural route 12, box 330"],
+        &[],
+    );
+    let text = r#"{"sent":"2024-12-31T23:59:59Z"}"#;
+    let t = check(text, &["2024-12-31"], &["23:59:59Z"]);
+    assert_eq!(label_of(text, &t, "2024"), Some(Label::Date));
+    check("our son tobechukwu has a rash", &["tobechukwu"], &["rash"]);
+    check("my wife ngozika, she's worried", &["ngozika"], &[]);
+}
+
+/// Look-alikes: SMS shorthand and ordinary words after a relative, a relative without `my`.
+#[test]
+fn generalised_relatives_keep_precision() {
+    check("my daughter tmrw is fine", &[], &["tmrw"]);
+    check("my son gonna call", &[], &["gonna"]);
+    check("his mother gets confused", &[], &["gets", "confused"]);
+    check("the son xyzzyq is", &[], &["xyzzyq"]);
+}

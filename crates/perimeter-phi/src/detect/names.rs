@@ -366,6 +366,41 @@ fn joins(g: &str, prev_initial: bool) -> bool {
     g == " " || g == "  " || (prev_initial && (g == ". " || g == "."))
 }
 
+/// `my mother yevgenia she's 94`, `our son tadeo, he`: after `my`/`our`/`his`/`her`/`your`
+/// and a word for a relative, a lower-case word that is no dictionary word is the relative's
+/// name when the phrase closes right after it (punctuation, the end, or a pronoun or verb).
+fn relation_name(doc: &Text<'_>, j: usize) -> bool {
+    let owner = j >= 2 && matches!(lower_tok(doc, j - 2), "my" | "our" | "his" | "her" | "your");
+    let closes = match doc.tokens.get(j + 1) {
+        None => true,
+        Some(_) => {
+            let g = gap(doc, j, j + 1);
+            g.contains([',', '.', '!', '?', '\n', '(', ';'])
+                || (g == " "
+                    && matches!(
+                        lower_tok(doc, j + 1),
+                        "she"
+                            | "he"
+                            | "she's"
+                            | "he's"
+                            | "shes"
+                            | "hes"
+                            | "is"
+                            | "was"
+                            | "has"
+                            | "had"
+                            | "needs"
+                            | "and"
+                            | "who"
+                            | "will"
+                            | "can"
+                            | "wants"
+                    ))
+        }
+    };
+    owner && closes
+}
+
 /// Takes the name that starts at token `j` after a cue of kind `cue`.
 fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> {
     let feats = &doc.feats;
@@ -389,7 +424,11 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             Cue::NameIntro => {
                 (f.listed_name() && !f.common()) || (!f.common() && s.len() >= 3 && !verbish)
             }
-            Cue::SignOff | Cue::Relation => f.listed_name() && !f.common(),
+            Cue::SignOff => f.listed_name() && !f.common(),
+            Cue::Relation => {
+                (f.listed_name() && !f.common())
+                    || (i == j && !f.common() && s.len() >= 4 && !verbish && relation_name(doc, j))
+            }
             _ => false,
         }
     };

@@ -34,6 +34,7 @@ enum P {
     PhoneIntl,
     DayOrdinal,
     Spelled,
+    AgeSpelled,
     PoBox,
     Address,
     County,
@@ -59,7 +60,8 @@ fn patterns() -> Vec<(P, String)> {
         ),
         (P::Ipv4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b".into()),
         (P::Ipv6, r"(?i)(?:\b[0-9a-f]{1,4}|::?)(?::{1,2}[0-9a-f]{0,4}){2,8}".into()),
-        (P::DateIso, r"\b(?:1[89]|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])\b".into()),
+        // The date of an ISO 8601 date-time too (`2025-06-01T14:03:00Z`: the time is cut off).
+        (P::DateIso, r"\b(?:1[89]|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])(?:\b|T\d)".into()),
         (
             P::DateNum,
             r"\b(?:\d{1,2}/\d{1,2}(?:/(?:\d{4}|\d{2}))?|\d{1,2}-\d{1,2}-(?:\d{4}|\d{2})|\d{1,2}\.\d{1,2}\.(?:\d{4}|\d{2}))\b".into(),
@@ -97,7 +99,7 @@ fn patterns() -> Vec<(P, String)> {
         ),
         (
             P::DayOrdinal,
-            r"(?i)\b(?:on|by|until|before|after|since)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b".into(),
+            r"(?i)\b(?:on|by|until|before|after|since|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b".into(),
         ),
         (
             P::Spelled,
@@ -105,7 +107,16 @@ fn patterns() -> Vec<(P, String)> {
                 r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+dash\s+|\s+){DIGIT_WORD}){{3,}}\b"
             ),
         ),
-        (P::PoBox, r"(?i)\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+\b".into()),
+        // `ninety four`, `ninety-one`, `a hundred and two`: an age when the context says so.
+        (
+            P::AgeSpelled,
+            r"(?i)\b(?:ninety(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine))?|(?:a|one)\s+hundred(?:\s+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten))?)\b".into(),
+        ),
+        // `PO Box 3008`; rural delivery (`Rural Route 2 Box 15`, `RR 3, Box 41`, `HC 1 Box 23`).
+        (
+            P::PoBox,
+            r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc)\s*\d+\s*,?\s*box\s*#?\s*\d+)\b".into(),
+        ),
         (
             P::Address,
             format!(
@@ -340,8 +351,17 @@ impl Patterns {
                 }
             }
             P::DateIso => {
-                if validate::iso_date(s) {
-                    found(Label::Date, 0.95)
+                let date = s
+                    .strip_suffix(|c: char| c.is_ascii_digit())
+                    .and_then(|d| d.strip_suffix('T'))
+                    .unwrap_or(s);
+                if validate::iso_date(date) {
+                    Some(Found {
+                        start,
+                        end: start + date.len(),
+                        label: Label::Date,
+                        confidence: 0.95,
+                    })
                 } else {
                     None
                 }
@@ -436,6 +456,13 @@ impl Patterns {
                 };
                 found(label, 0.85)
             }
+            P::AgeSpelled => {
+                if age_context(&doc.lower, start, end) {
+                    found(Label::Age, 0.85)
+                } else {
+                    None
+                }
+            }
             P::PhoneIntl => {
                 let digits = s.bytes().filter(u8::is_ascii_digit).count();
                 if !(8..=15).contains(&digits) {
@@ -444,8 +471,10 @@ impl Patterns {
                 found(phone_label(cues, start), 0.85)
             }
             P::DayOrdinal => {
-                // `on the 3rd`: the day, without the words before it.
-                let day = s.rfind(' ').map_or(start, |i| start + i + 1);
+                // `on the 3rd`, `Friday the 13th`: the day, without the words before it.
+                let day = s
+                    .rfind(|c: char| c.is_ascii_whitespace())
+                    .map_or(start, |i| start + i + 1);
                 Some(Found {
                     start: day,
                     end,
@@ -568,7 +597,9 @@ impl Patterns {
                 return found(Label::Location, 0.75);
             }
         }
-        if validate::age_over_89(s) == Some(true) && age_context(&doc.lower, start, end) {
+        if validate::age_over_89(s) == Some(true)
+            && (age_context(&doc.lower, start, end) || age_after_person(doc, start, end))
+        {
             return found(Label::Age, 0.85);
         }
         // `licence D123-456-789, vehicle 2019 Subaru`: a bare year is not an identifier
@@ -690,6 +721,56 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
                 .is_some_and(|f| f.cap && f.flags & crate::lexicon::PLACE != 0))
 }
 
+/// `Efua Asante, 91, presents`, `my mother, 94.`: a number set off by a comma right after a
+/// word that looks like a name (capitalised, not a dictionary word unless a listed name) or a
+/// word for a person, and closing the phrase (a comma, a full stop or the line's end follows,
+/// not more digits).
+fn age_after_person(doc: &Text<'_>, start: usize, end: usize) -> bool {
+    let text = doc.text;
+    if !text.get(..start).is_some_and(|b| b.ends_with(", ")) {
+        return false;
+    }
+    let i = doc.tokens.partition_point(|t| t.end <= start - 2);
+    let Some(prev) = i
+        .checked_sub(1)
+        .and_then(|k| doc.tokens.get(k).map(|t| (k, t)))
+    else {
+        return false;
+    };
+    let (k, tok) = prev;
+    if tok.end != start - 2 {
+        return false;
+    }
+    let person = doc
+        .feats
+        .get(k)
+        .is_some_and(|f| f.cap_nameish() && !f.initial)
+        || matches!(
+            doc.lower_tok(k),
+            "mother"
+                | "father"
+                | "mom"
+                | "dad"
+                | "grandmother"
+                | "grandfather"
+                | "grandma"
+                | "grandpa"
+                | "husband"
+                | "wife"
+                | "aunt"
+                | "uncle"
+                | "patient"
+                | "pt"
+        );
+    let after = text.get(end..).unwrap_or("");
+    let closes = match after.as_bytes() {
+        [] | [b'\n' | b')' | b';', ..] => true,
+        [b',' | b'.', rest @ ..] => !rest.first().is_some_and(u8::is_ascii_digit),
+        _ => false,
+    };
+    person && closes
+}
+
 /// `93 years old`, `she is 93`, `age 93`, `93 yo`, `93-year-old`.
 fn age_context(lower: &str, start: usize, end: usize) -> bool {
     let a = after_window(lower, end, 12).trim_start_matches([' ', '-']);
@@ -704,6 +785,11 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
     }
     let before = before_window(lower, start, 16);
     let b = before.trim_end().trim_end_matches([':', ',']);
+    // `b` ends with the word `w` (at the window's start, or after a non-letter).
+    let ends = |w: &str| {
+        b.strip_suffix(w)
+            .is_some_and(|rest| !rest.ends_with(|c: char| c.is_alphanumeric()))
+    };
     let unit_after = a.starts_with("lb")
         || a.starts_with("kg")
         || a.starts_with('%')
@@ -711,21 +797,20 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
         || a.starts_with("degree")
         || a.starts_with('f');
     !unit_after
-        && (b.ends_with(" age")
-            || b == "age"
-            || b.ends_with("aged")
-            || b.ends_with(" is")
-            || b.ends_with("turned")
-            || b.ends_with("turning")
-            || b.ends_with("turns")
-            || b.ends_with(" am")
+        && (ends("age")
+            || ends("aged")
+            || ends("is")
+            || ends("turned")
+            || ends("turning")
+            || ends("turns")
+            || ends("am")
             || b.ends_with("'m")
             || b.ends_with("’m")
             // `she's 91`, `he’s 93`: a person's contraction, not a possessive.
-            || b.ends_with("she's")
-            || b.ends_with("he's")
-            || b.ends_with("she’s")
-            || b.ends_with("he’s")
-            || b.ends_with("shes")
-            || b.ends_with("hes"))
+            || ends("she's")
+            || ends("he's")
+            || ends("she’s")
+            || ends("he’s")
+            || ends("shes")
+            || ends("hes"))
 }
