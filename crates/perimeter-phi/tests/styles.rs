@@ -542,6 +542,11 @@ fn generalised_ages_keep_precision() {
     check("Total, 92. Thanks, 95.", &[], &["92", "95"]);
     check("BP 130/85, 92.", &[], &["92"]);
     check("Room Smith, 91.5 degrees", &[], &["91.5"]);
+    check(
+        "the copay is ninety dollars, the wait is a hundred minutes, the bill is 95 bucks",
+        &[],
+        &["ninety", "a hundred", "95"],
+    );
 }
 
 /// Other shapes from that set: a day after a weekday (`Tues the 21st`), rural delivery

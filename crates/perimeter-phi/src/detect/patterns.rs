@@ -790,12 +790,19 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
         b.strip_suffix(w)
             .is_some_and(|rest| !rest.ends_with(|c: char| c.is_alphanumeric()))
     };
+    // A quantity, not an age: `is 95 kg`, `is ninety dollars`, `is a hundred minutes`.
     let unit_after = a.starts_with("lb")
         || a.starts_with("kg")
         || a.starts_with('%')
         || a.starts_with("mg")
         || a.starts_with("degree")
-        || a.starts_with('f');
+        || a.starts_with('f')
+        || [
+            "dollar", "buck", "cent", "percent", "min", "hour", "hr", "day", "week", "wk", "month",
+            "mile", "pound", "unit", "time", "page", "pill", "tablet", "dose", "ml", "cc", "mmhg",
+        ]
+        .iter()
+        .any(|u| a.starts_with(u));
     !unit_after
         && (ends("age")
             || ends("aged")
