@@ -243,23 +243,11 @@ async fn extractor_rejections_do_not_echo_the_body() {
 #[tokio::test]
 async fn bodies_over_the_limit_are_refused() {
     let app = spawn_app().await;
-    let ok = app
-        .client
-        .post(app.url("/upload"))
-        .body(vec![b'a'; 1000])
-        .send()
-        .await
-        .unwrap();
+    let ok = post_upload(&app, vec![b'a'; 1000]).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "1000");
 
-    let resp = app
-        .client
-        .post(app.url("/upload"))
-        .body(vec![b'a'; 5000])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_upload(&app, vec![b'a'; 5000]).await;
     let (status, code, _) = error_code(resp).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
 
@@ -283,6 +271,24 @@ fn futures_stream(
     chunks: Vec<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
     tokio_stream::iter(chunks)
+}
+
+/// `text` (from [`raw_exchange`]) starts with the answer `status` and then holds the answer
+/// to the second request on the same connection: the connection survived the first.
+fn assert_answered_then_served(text: &str, status: u16) {
+    assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+}
+
+/// POSTs `body` to `/upload` (which answers with the number of bytes it read).
+async fn post_upload(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url("/upload"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// One HTTP/1.1 exchange written by hand: the request head, `body`, then a second request on
@@ -320,10 +326,8 @@ async fn an_oversized_body_gets_its_413_on_an_intact_connection() {
         &body,
     )
     .await;
-    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert_answered_then_served(&text, 413);
     assert!(text.contains("payload_too_large"), "{text}");
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
-    assert!(text.contains("HTTP/1.1 200"), "{text}");
     app.stop().await.unwrap();
 }
 
@@ -353,10 +357,8 @@ async fn a_chunked_body_over_the_limit_gets_its_413_on_an_intact_connection() {
         &chunked(300_000),
     )
     .await;
-    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert_answered_then_served(&text, 413);
     assert!(text.contains("payload_too_large"), "{text}");
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
-    assert!(text.contains("HTTP/1.1 200"), "{text}");
     app.stop().await.unwrap();
 }
 
@@ -389,18 +391,10 @@ async fn a_body_the_handler_never_reads_does_not_reset_the_connection() {
     )
     .await;
     for text in [declared, chunked] {
-        assert!(text.starts_with("HTTP/1.1 405"), "{text}");
-        assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
-        assert!(text.contains("HTTP/1.1 200"), "{text}");
+        assert_answered_then_served(&text, 405);
     }
     // A body that is read whole is not read again: the upload still counts every byte.
-    let resp = app
-        .client
-        .post(app.url("/upload"))
-        .body(vec![b'u'; 700_000])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_upload(&app, vec![b'u'; 700_000]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "700000");
     app.stop().await.unwrap();
