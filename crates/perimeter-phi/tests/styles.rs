@@ -568,6 +568,14 @@ fn generalised_days_routes_timestamps_and_relatives() {
     let text = r#"{"sent":"2024-12-31T23:59:59Z"}"#;
     let t = check(text, &["2024-12-31"], &["23:59:59Z"]);
     assert_eq!(label_of(text, &t, "2024"), Some(Label::Date));
+    let text = "my date of birth is one two oh four nineteen eighty, and my number is";
+    let t = check(text, &["one two oh four nineteen eighty"], &["number"]);
+    assert_eq!(label_of(text, &t, "one two"), Some(Label::Date));
+    check(
+        "DOB zero seven one one sixty two please",
+        &["zero seven one one sixty two"],
+        &["please"],
+    );
     check("our son tobechukwu has a rash", &["tobechukwu"], &["rash"]);
     check("my wife ngozika, she's worried", &["ngozika"], &[]);
 }

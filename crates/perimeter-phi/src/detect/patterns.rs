@@ -431,6 +431,16 @@ impl Patterns {
                 found(label, 0.9)
             }
             P::Spelled => {
+                // `date of birth is oh three oh nine seventy six`: digits spoken after a birth
+                // cue are the date, with the number words that finish it.
+                if cue_before(cues, start, 12).is_some_and(|c| c.cue == Cue::Birth) {
+                    return Some(Found {
+                        start,
+                        end: spoken_number_end(&doc.lower, end),
+                        label: Label::Date,
+                        confidence: 0.85,
+                    });
+                }
                 // Seven or more digit words make a phone number; four to six need a cue
                 // (`MRN one two three four five`).
                 let words = s
@@ -719,6 +729,64 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
                 .feats
                 .get(idx - 1)
                 .is_some_and(|f| f.cap && f.flags & crate::lexicon::PLACE != 0))
+}
+
+/// Where the number words right after `end` stop (`... nine| seventy six`, `nineteen
+/// eighty`): at most four more words, each a number word, separated by spaces or hyphens.
+fn spoken_number_end(lower: &str, end: usize) -> usize {
+    const WORDS: [&str; 31] = [
+        "oh",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+        "hundred",
+        "thousand",
+    ];
+    let bytes = lower.as_bytes();
+    let mut at = end;
+    for _ in 0..4 {
+        let gap = bytes.get(at..).map_or(0, |b| {
+            b.iter().take_while(|&&c| c == b' ' || c == b'-').count()
+        });
+        if gap == 0 || gap > 2 {
+            break;
+        }
+        let from = at + gap;
+        let len = bytes.get(from..).map_or(0, |b| {
+            b.iter().take_while(|c| c.is_ascii_lowercase()).count()
+        });
+        let word = lower.get(from..from + len).unwrap_or("");
+        if !WORDS.contains(&word) {
+            break;
+        }
+        at = from + len;
+    }
+    at
 }
 
 /// `Efua Asante, 91, presents`, `my mother, 94.`: a number set off by a comma right after a
