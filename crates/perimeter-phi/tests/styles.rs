@@ -531,6 +531,11 @@ fn generalised_ages() {
     check("mom is aged ninety, hard of hearing", &["ninety"], &[]);
     check("Seen today: Tadeusz Wrobel, 92, for a fall.", &["92"], &[]);
     check("my grandmother, 99, needs a ride", &["99"], &[]);
+    check(
+        "pt, 91. seen for a fall; her sister, 93, came along",
+        &["91", "93"],
+        &[],
+    );
 }
 
 /// Look-alikes of those ages: a year spelled out, ages under 90, a number after a common

@@ -376,26 +376,22 @@ fn relation_name(doc: &Text<'_>, j: usize) -> bool {
         Some(_) => {
             let g = gap(doc, j, j + 1);
             g.contains([',', '.', '!', '?', '\n', '(', ';'])
-                || (g == " "
-                    && matches!(
-                        lower_tok(doc, j + 1),
-                        "she"
-                            | "he"
-                            | "she's"
-                            | "he's"
-                            | "shes"
-                            | "hes"
-                            | "is"
-                            | "was"
-                            | "has"
-                            | "had"
-                            | "needs"
-                            | "and"
-                            | "who"
-                            | "will"
-                            | "can"
-                            | "wants"
-                    ))
+                || (g == " " && {
+                    let w = lower_tok(doc, j + 1);
+                    is_subject_verb(w)
+                        || matches!(
+                            w,
+                            "she"
+                                | "he"
+                                | "she's"
+                                | "he's"
+                                | "shes"
+                                | "hes"
+                                | "and"
+                                | "who"
+                                | "can"
+                        )
+                })
         }
     };
     owner && closes

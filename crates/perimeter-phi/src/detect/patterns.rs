@@ -791,45 +791,30 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
 
 /// `Efua Asante, 91, presents`, `my mother, 94.`: a number set off by a comma right after a
 /// word that looks like a name (capitalised, not a dictionary word unless a listed name) or a
-/// word for a person, and closing the phrase (a comma, a full stop or the line's end follows,
+/// relation or patient cue, and closing the phrase (a comma, a full stop or the line's end follows,
 /// not more digits).
 fn age_after_person(doc: &Text<'_>, start: usize, end: usize) -> bool {
     let text = doc.text;
     if !text.get(..start).is_some_and(|b| b.ends_with(", ")) {
         return false;
     }
-    let i = doc.tokens.partition_point(|t| t.end <= start - 2);
-    let Some(prev) = i
+    // The word right before the comma.
+    let before = start - 2;
+    let Some(k) = doc
+        .tokens
+        .partition_point(|t| t.end <= before)
         .checked_sub(1)
-        .and_then(|k| doc.tokens.get(k).map(|t| (k, t)))
+        .filter(|&k| doc.tokens.get(k).is_some_and(|t| t.end == before))
     else {
         return false;
     };
-    let (k, tok) = prev;
-    if tok.end != start - 2 {
-        return false;
-    }
+    // A relative or the patient: the context cues' own words (`my mother, 94`, `pt, 91`).
     let person = doc
         .feats
         .get(k)
         .is_some_and(|f| f.cap_nameish() && !f.initial)
-        || matches!(
-            doc.lower_tok(k),
-            "mother"
-                | "father"
-                | "mom"
-                | "dad"
-                | "grandmother"
-                | "grandfather"
-                | "grandma"
-                | "grandpa"
-                | "husband"
-                | "wife"
-                | "aunt"
-                | "uncle"
-                | "patient"
-                | "pt"
-        );
+        || cue_before(&doc.cues, start, 2)
+            .is_some_and(|c| c.end == before && matches!(c.cue, Cue::Relation | Cue::NameIntro));
     let after = text.get(end..).unwrap_or("");
     let closes = match after.as_bytes() {
         [] | [b'\n' | b')' | b';', ..] => true,
