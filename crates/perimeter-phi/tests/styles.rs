@@ -593,3 +593,161 @@ fn generalised_relatives_keep_precision() {
     check("his mother gets confused", &[], &["gets", "confused"]);
     check("the son xyzzyq is", &[], &["xyzzyq"]);
 }
+
+/// The families the third set (`tests/data/styles_c.*`) showed missing, each tried on other
+/// names, numbers and towns than the set's: spelled-out surnames, chat speaker labels, a
+/// lone initial signing, relatives' lower-case two-word names and names after `of`, HL7
+/// name components in any segment, JSON arrays and escaped JSON, OCR spacing in faxes,
+/// spoken dates, extensions and addresses, rural routes, unit and grid addresses, places
+/// named again, after an organisation or before a country.
+#[test]
+fn generalised_third_set_shapes() {
+    check(
+        "this is marek that's n o w i c k i calling back",
+        &["n o w i c k i"],
+        &["calling"],
+    );
+    check(
+        "surname is D-U-B-R-O-V-S-K-Y, thanks",
+        &["D-U-B-R-O-V-S-K-Y"],
+        &[],
+    );
+    check(
+        "message for ivy b a r r a g a n about her refill",
+        &["ivy b a r r a g a n"],
+        &["refill"],
+    );
+    check(
+        "[9:01 AM] Zofia (Billing): Hello!\n[9:02 AM] Customer: hi\nAgent Tamsin: Sure.\nFront Desk (Oksana): Done.",
+        &["Zofia", "Tamsin", "Oksana"],
+        &["Billing", "Customer", "Front Desk"],
+    );
+    check(
+        "Support · Radomir · 4:10 PM\nWe got it.",
+        &["Radomir"],
+        &["Support"],
+    );
+    check("see attached, thanks\n-J\n", &["J"], &["attached"]);
+    check(
+        "my dad wiremu tawhiri cant sleep",
+        &["wiremu tawhiri"],
+        &["sleep"],
+    );
+    check(
+        "i'm the daughter of ikaika kahale he's sick",
+        &["ikaika kahale"],
+        &["sick"],
+    );
+    check("my sister Oluchi's baby", &["Oluchi"], &["baby"]);
+    check(
+        "PID|1||7781^^^H^MR||NAKAMURA^KENJI^T||19620404|M\nAIP|1||4477123^ODUYA^FEMI^^^^MD|PT\nPV1|1|O|CL^1||||5566778^BRANDT^ELKE^R^^^DR",
+        &["NAKAMURA^KENJI^T", "ODUYA^FEMI", "BRANDT^ELKE^R"],
+        &["MD|PT", "DR"],
+    );
+    check(
+        r#"{"name":{"family":"Ibarra","given":["Maite","Lur"]},"address":{"line":["9 Elk Ct","Apt 2"]}}"#,
+        &["Ibarra", "Maite", "Lur", "9 Elk Ct", "Apt 2"],
+        &[],
+    );
+    check(
+        r#"{"payload":"{\"dob\":\"1931-05-06\",\"age\":94,\"site\":\"https://x.example.org/p/77?id=5\"}"}"#,
+        &["1931-05-06", "94", "https://x.example.org/p/77?id=5"],
+        &["payload"],
+    );
+    let text = r#"{"a":"https://x.example.org/c/1","b":"https://x.example.org/r/2"}"#;
+    let t = check(text, &["https://x.example.org/c/1"], &[]);
+    assert!(t.iter().all(|s| !s.text(text).contains('"')), "{t:?}");
+    check(
+        "PATIENT :  OKORO, CHIDI     DOB :  1977 - 04 - 09\nPhone :  312 . 555 . 0147   Fax (312) 555 - 0148",
+        &[
+            "OKORO, CHIDI",
+            "1977 - 04 - 09",
+            "312 . 555 . 0147",
+            "(312) 555 - 0148",
+        ],
+        &["PATIENT", "DOB"],
+    );
+    check(
+        "call 3 1 2 - 5 5 5 - 0 1 9 0 today",
+        &["3 1 2 - 5 5 5 - 0 1 9 0"],
+        &["today"],
+    );
+    check("DOB:   03 / 22 / 1944", &["03 / 22 / 1944"], &[]);
+    check(
+        "my birthday is four nine nineteen fifty one okay and call two one seven five five five zero one four four extension three two",
+        &[
+            "four nine nineteen fifty one",
+            "two one seven five five five zero one four four extension three two",
+        ],
+        &["okay"],
+    );
+    check(
+        "we moved on the 3rd of June and saw her on the eleventh of may",
+        &["3rd of June", "eleventh of may"],
+        &["moved"],
+    );
+    check(
+        "he lives at seven oh two maple ridge drive apartment nine",
+        &["seven oh two maple ridge drive apartment nine"],
+        &[],
+    );
+    check(
+        "mail goes to Rte 4 Box 77 or Hopi Route 3 Box 18",
+        &["Rte 4 Box 77", "Route 3 Box 18"],
+        &[],
+    );
+    check(
+        "at W7710 Town Hall Rd N, Merrill, WI and 3550 S 2700 W, Lot 9, Taylorsville, UT",
+        &[
+            "W7710 Town Hall Rd N",
+            "3550 S 2700 W, Lot 9",
+            "Merrill",
+            "Taylorsville",
+        ],
+        &[],
+    );
+    check(
+        "She lives at 4 Pine St, 3rd floor, Brockton, and visits Brockton Mondays",
+        &["4 Pine St, 3rd floor", "Brockton"],
+        &["Mondays"],
+    );
+    let text = "PO Box 9, Ganado AZ 86505. She works at the Ganado clinic.";
+    let t = check(text, &["Ganado"], &["clinic"]);
+    let mentions = t.iter().filter(|s| s.text(text) == "Ganado").count();
+    assert_eq!(mentions, 2, "{t:?}");
+    check("log-in from Lyon, France", &["Lyon"], &["France"]);
+    check("we are in pipestone county now", &["pipestone county"], &[]);
+    check(
+        "Claimant:   FIFITA , SIONE 'OFA",
+        &["FIFITA , SIONE 'OFA"],
+        &[],
+    );
+    check("Patient: Lâm, Thu Hà", &["Lâm, Thu Hà"], &[]);
+}
+
+/// Look-alikes of the rules above that must stay untouched.
+#[test]
+fn generalised_third_set_keep_precision() {
+    check("press a b c on the keypad", &[], &["a b c", "keypad"]);
+    check("Name: \nPages: 3\nSex: F", &[], &["Name", "Pages", "Sex"]);
+    check("Prescriber DEA: none", &[], &["Prescriber DEA"]);
+    check(
+        "OBX|1|NM|2345-7^GLUCOSE^LN||182|mg/dL|70-99|H\nRXA|0|1|20250101||70618^Penicillin^RXNORM",
+        &[],
+        &["GLUCOSE", "70-99", "Penicillin", "RXNORM"],
+    );
+    check("K 5.9 may be high", &[], &["5.9 may"]);
+    check(
+        "born in nineteen ninety four",
+        &[],
+        &["nineteen ninety four"],
+    );
+    check("we met at Suite 300 downstairs", &[], &["Suite 300"]);
+    check(
+        "take two tablets at one more road stop",
+        &[],
+        &["two tablets"],
+    );
+    check("my mom said it hurts", &[], &["said", "hurts"]);
+    check("Mercy West Pharmacy, Springfield office", &[], &["Mercy"]);
+}

@@ -176,6 +176,14 @@ const CUES: &[(&str, Cue)] = &[
     ("guarantor", Cue::NameIntro),
     ("insured", Cue::NameIntro),
     ("provider:", Cue::NameIntro),
+    ("claimant", Cue::NameIntro),
+    ("ordering:", Cue::NameIntro),
+    ("ordering provider", Cue::NameIntro),
+    ("account holder", Cue::NameIntro),
+    ("customer:", Cue::NameIntro),
+    ("prescriber:", Cue::NameIntro),
+    ("witness:", Cue::NameIntro),
+    ("submitted by", Cue::NameIntro),
     ("pcp", Cue::NameIntro),
     ("dr", Cue::Title),
     ("dr.", Cue::Title),
@@ -418,7 +426,14 @@ impl Cues {
         *last_end = e;
         let last = bytes.get(e.wrapping_sub(1)).copied().unwrap_or(b' ');
         let after_ok = !is_word_byte(last) || !bytes.get(e).copied().is_some_and(is_word_byte);
-        if after_ok && let Some((_, cue)) = CUES.get(pid) {
+        // `mg/dL`, `umol/L`: a unit after a slash, not a cue (`dl` for a driver's licence).
+        let unit = s >= 2
+            && bytes.get(s - 1) == Some(&b'/')
+            && bytes.get(s - 2).is_some_and(u8::is_ascii_alphabetic);
+        if after_ok
+            && !unit
+            && let Some((_, cue)) = CUES.get(pid)
+        {
             out.push(CueHit {
                 start: s,
                 end: e,

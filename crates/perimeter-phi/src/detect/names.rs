@@ -291,6 +291,10 @@ impl Recognizer for Names {
         by_runs(doc, lists, found);
         by_lines(doc, lists, found);
         by_shapes(doc, lists, found);
+        spelled(doc, found);
+        if doc.text.contains([':', '·']) {
+            speakers(doc, found);
+        }
         propagate(doc, lists, found, covered, known_at);
         for &(a, b, conf) in found.iter() {
             let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
@@ -361,16 +365,44 @@ fn is_org_word(doc: &Text<'_>, i: usize) -> bool {
     doc.feats.get(i).is_some_and(|f| f.is(class::ORG))
 }
 
+/// Whether token `k` is the first given name after `Last, ` in a name taken from token `j`.
+fn last_first_given(doc: &Text<'_>, j: usize, k: usize) -> bool {
+    k == j + 1 && matches!(gap(doc, j, k), ", " | " , ")
+}
+
 /// Whether the gap between two name parts keeps them in one name.
 fn joins(g: &str, prev_initial: bool) -> bool {
-    g == " " || g == "  " || (prev_initial && (g == ". " || g == "."))
+    // `MELE 'ANA`, `Keʻala`: an apostrophe or ʻokina opening the next part.
+    g == " " || g == "  " || g == " '" || g == " ʻ" || (prev_initial && (g == ". " || g == "."))
+}
+
+/// Whether the relative's word before token `j` is owned (`my mother`, `our son`, `his
+/// wife`) or followed by `of` (`the son of`): a relative's name can then follow in lower case.
+fn relation_owned(doc: &Text<'_>, j: usize) -> bool {
+    j >= 2
+        && (matches!(lower_tok(doc, j - 2), "my" | "our" | "his" | "her" | "your")
+            || lower_tok(doc, j - 1) == "of")
+}
+
+/// `my mom małgorzata zielińska cant`, `the son of inti yupanqui he's`: two lower-case words
+/// after an owned relative's word, neither a stop word nor a dictionary word, are the
+/// relative's name.
+fn relation_pair(doc: &Text<'_>, j: usize) -> bool {
+    let plain = |k: usize| {
+        doc.feats
+            .get(k)
+            .is_some_and(|f| f.word && !f.cap && !f.stop)
+            && flags_of(doc, k) & crate::lexicon::WORD == 0
+            && lower_tok(doc, k).chars().count() >= 3
+    };
+    relation_owned(doc, j) && plain(j) && plain(j + 1) && gap(doc, j, j + 1) == " "
 }
 
 /// `my mother yevgenia she's 94`, `our son tadeo, he`: after `my`/`our`/`his`/`her`/`your`
 /// and a word for a relative, a lower-case word that is no dictionary word is the relative's
 /// name when the phrase closes right after it (punctuation, the end, or a pronoun or verb).
 fn relation_name(doc: &Text<'_>, j: usize) -> bool {
-    let owner = j >= 2 && matches!(lower_tok(doc, j - 2), "my" | "our" | "his" | "her" | "your");
+    let owner = relation_owned(doc, j);
     let closes = match doc.tokens.get(j + 1) {
         None => true,
         Some(_) => {
@@ -424,6 +456,9 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             Cue::Relation => {
                 (f.listed_name() && !f.common())
                     || (i == j && !f.common() && s.len() >= 4 && !verbish && relation_name(doc, j))
+                    || ((i == j || i == j + 1) && relation_pair(doc, j))
+                    // `my daughter faith can`: a first name that is also a word, closed.
+                    || (i == j && f.first() && !verbish && relation_name(doc, j))
             }
             _ => false,
         }
@@ -501,12 +536,18 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
         if k > j {
             let g = gap(doc, k - 1, k);
             let prev_initial = feats.get(k - 1).is_some_and(|p| p.initial);
-            let last_first = g == ", "
+            // `Phạm, Thu Trang`, `Ahn , Ji-woo`: the given names after the surname.
+            // A stop word (`Thu`) counts when a name-like word follows it.
+            let last_first = (g == ", " || g == " , ")
                 && k - j == 1
                 && cap_mode
                 && matches!(cue, Cue::NameIntro)
                 && f.cap
-                && (!f.common() || f.listed_name());
+                && f.word
+                && (!f.stop
+                    || (feats.get(k + 1).is_some_and(Feat::cap_nameish)
+                        && gap(doc, k, k + 1) == " "))
+                && !is_org_word(doc, k);
             if !joins(g, prev_initial) && !last_first {
                 break;
             }
@@ -515,7 +556,9 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             }
         }
         let ok = if cap_mode {
-            (f.cap_nameish() && !(f.possessive && eponym(doc, k)))
+            // `Parkinson's` is a disease, but `my daughter Iryna's place` a person's.
+            (f.cap_nameish() && !(f.possessive && eponym(doc, k) && cue != Cue::Relation))
+                || (last_first_given(doc, j, k) && f.cap && f.word)
                 || (k > j && is_particle(doc, k))
                 || (k > j && f.word && f.cap && !f.stop && !f.all_caps && !is_org_word(doc, k))
         } else {
@@ -575,9 +618,16 @@ fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
             Cue::Relation => 0.85,
             _ => continue,
         };
-        let j = doc.tokens.partition_point(|t| t.start < c.end);
+        let mut j = doc.tokens.partition_point(|t| t.start < c.end);
         let Some(t) = doc.tokens.get(j) else { continue };
         let g = doc.text.get(c.end..t.start).unwrap_or("");
+        // `the son of inti yupanqui`, `daughter of Trần Văn Bảo`: the name after `of`.
+        if c.cue == Cue::Relation && g == " " && lower_tok(doc, j) == "of" {
+            if gap(doc, j, j + 1) != " " {
+                continue;
+            }
+            j += 1;
+        }
         let ok_gap = match c.cue {
             Cue::SignOff => {
                 g.len() <= 4 && g.chars().all(|ch| " ,!.\n\r-:".contains(ch)) && !g.is_empty()
@@ -586,7 +636,12 @@ fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
             Cue::Relation => {
                 g.len() <= 3 && g.chars().all(|ch| " ,:".contains(ch)) && !g.is_empty()
             }
-            _ => g.len() <= 3 && g.chars().all(|ch| " ,:-(\t".contains(ch)),
+            // `PATIENT :  TUPOU, SIOSAIA` (a fax's spacing) as well as `Patient: ...`.
+            _ => {
+                g.len() <= 6
+                    && g.chars().all(|ch| " ,:-(\t".contains(ch))
+                    && g.matches(':').count() <= 1
+            }
         };
         if !ok_gap {
             continue;
@@ -620,6 +675,19 @@ fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
                 fl & (crate::lexicon::FIRST | crate::lexicon::LAST) != 0
                     && fl & crate::lexicon::WORD == 0
             };
+        // `... tomorrow? -K` at a line's end: an initial signing the message.
+        let t = &doc.tokens[j];
+        if dash_alone
+            && t.end - t.start == 1
+            && t.upper
+            && doc
+                .text
+                .get(t.end..)
+                .is_some_and(|r| r.is_empty() || r.starts_with(['\n', '\r']))
+        {
+            found.push((j, j + 1, 0.6));
+            continue;
+        }
         if dash_alone
             && (doc.feats[j].cap || lower_signature)
             && !matches!(
@@ -1024,6 +1092,172 @@ fn by_lines(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f
             }
         }
         next = b.max(i + 1);
+    }
+}
+
+/// A name spelled out letter by letter (`k o w a l s k i`, `L-E-F-E-V-R-E`), as callers do in
+/// voicemail: four or more single letters apart by spaces or hyphens, with the first name
+/// said just before it when that is a listed first name (`joy o y e w o l e`).
+fn spelled(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let toks = &doc.tokens;
+    let one_letter = |k: usize| {
+        toks.get(k).is_some_and(|t| {
+            t.end - t.start == 1 && doc.text.as_bytes()[t.start].is_ascii_alphabetic()
+        })
+    };
+    // `L-E-F-E-V-R-E`: one joined token of single letters.
+    let hyphened = |k: usize| {
+        toks.get(k).is_some_and(|t| {
+            let w = t.text(doc.text).as_bytes();
+            w.len() >= 7
+                && w.iter().enumerate().all(|(i, &b)| {
+                    if i % 2 == 0 {
+                        b.is_ascii_alphabetic()
+                    } else {
+                        b == b'-'
+                    }
+                })
+        })
+    };
+    let mut k = 0;
+    while k < toks.len() {
+        let (a, mut b) = (k, k);
+        if hyphened(k) {
+            b = k + 1;
+        } else {
+            while one_letter(b) && (b == a || matches!(gap(doc, b - 1, b), " " | "-" | " - ")) {
+                b += 1;
+            }
+            if b - a < 4 {
+                k += 1;
+                continue;
+            }
+        }
+        let first = a > 0
+            && gap(doc, a - 1, a) == " "
+            && doc.feats.get(a - 1).is_some_and(|f| f.word && !f.stop)
+            && flags_of(doc, a - 1) & crate::lexicon::FIRST != 0;
+        found.push((if first { a - 1 } else { a }, b, 0.8));
+        k = b;
+    }
+}
+
+/// Role words that open a chat's speaker label before the person's name (`Agent Dale:`,
+/// `Nurse Hope K.:`, `Front Desk (Bridget):`, `Support · Jun · 10:03 AM`).
+const ROLE_WORDS: [&str; 16] = [
+    "agent",
+    "nurse",
+    "support",
+    "front",
+    "desk",
+    "staff",
+    "tech",
+    "pharmacist",
+    "rep",
+    "coordinator",
+    "scheduler",
+    "receptionist",
+    "billing",
+    "triage",
+    "team",
+    "office",
+];
+
+/// Chat transcripts' speaker labels: at a line's start, after an optional `[time]`, a name
+/// (after role words) closed by `:`, ` (role):`, ` [time]:` or ` ·`; or role words and then
+/// the name in parentheses or between `·`. Every word of the name must look like one.
+fn speakers(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let text = doc.text;
+    let mut base = 0;
+    for line in text.split_inclusive('\n') {
+        let at = base;
+        base += line.len();
+        let mut rest = line.trim_start();
+        let mut off = at + (line.len() - rest.len());
+        if rest.starts_with('[') {
+            let Some(close) = rest.find(']').filter(|&c| c < 40) else {
+                continue;
+            };
+            let after = &rest[close + 1..];
+            let trimmed = after.trim_start_matches(' ');
+            off += close + 1 + (after.len() - trimmed.len());
+            rest = trimmed;
+        }
+        let head = rest.get(..rest.len().min(60)).unwrap_or(rest);
+        let Some(d) = head.find([':', '(', '[', '·']) else {
+            continue;
+        };
+        let label = head[..d].trim_end();
+        if label.is_empty() || label.len() + 1 < d {
+            // `Name:` or `Name (`: one space at most before the delimiter.
+            if label.is_empty() {
+                continue;
+            }
+        }
+        let words: Vec<&str> = label.split(' ').filter(|w| !w.is_empty()).collect();
+        let roles = words
+            .iter()
+            .take_while(|w| ROLE_WORDS.contains(&w.to_ascii_lowercase().as_str()))
+            .count();
+        let delim = head[d..].chars().next().unwrap_or(':');
+        let (s, e) = if roles == words.len() {
+            // Only role words: the name is in the parentheses or between the dots.
+            let inner = &head[d + delim.len_utf8()..];
+            let end = match delim {
+                '(' => inner
+                    .find(')')
+                    .filter(|&c| inner[c + 1..].trim_start().starts_with(':')),
+                '·' => inner.find('·'),
+                _ => None,
+            };
+            let Some(end) = end else { continue };
+            let name = inner[..end].trim();
+            let lead = inner[..end].len() - inner[..end].trim_start().len();
+            let s = off + d + delim.len_utf8() + lead;
+            (s, s + name.len())
+        } else {
+            // The name after the role words, closed by `:`, or by ` (role):`, ` [time]:`
+            // and ` ·` (a bare `Name (` in prose is no label).
+            let closed = match delim {
+                ':' => true,
+                '(' | '[' => {
+                    let close = if delim == '(' { ')' } else { ']' };
+                    head[d..]
+                        .find(close)
+                        .is_some_and(|c| head[d + c + 1..].trim_start().starts_with(':'))
+                }
+                _ => true,
+            };
+            if !closed {
+                continue;
+            }
+            let skip: usize = words[..roles].iter().map(|w| w.len() + 1).sum();
+            let s = off + skip.min(label.len());
+            (s, off + label.len())
+        };
+        if s >= e {
+            continue;
+        }
+        let a = doc.tokens.partition_point(|t| t.start < s);
+        let b = doc.tokens.partition_point(|t| t.start < e);
+        if b <= a || b - a > 3 || doc.tokens.get(a).is_none_or(|t| t.start != s) {
+            continue;
+        }
+        // Each word a name's: an initial, a word no dictionary has, or a listed first name
+        // (`Dale`, `Hope`); a form's labels are dictionary words (`Name:`, `Pages:`).
+        let namey = (a..b).all(|k| {
+            doc.feats.get(k).is_some_and(|f| {
+                f.initial || (f.word && f.cap && !f.stop && (!f.common() || f.first()))
+            })
+        });
+        // A label ending in an acronym (`MRN:`, `Prescriber DEA:`) is a form's.
+        let acronym = doc
+            .tokens
+            .get(b - 1)
+            .is_some_and(|t| t.all_caps && t.end - t.start <= 4);
+        if namey && !acronym && (a..b).any(|k| !doc.feats[k].initial) {
+            found.push((a, b, 0.75));
+        }
     }
 }
 

@@ -37,6 +37,9 @@ enum P {
     AgeSpelled,
     PoBox,
     Address,
+    AddressSpoken,
+    Unit,
+    DateSpoken,
     County,
     Code,
 }
@@ -49,10 +52,10 @@ const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|
 
 fn patterns() -> Vec<(P, String)> {
     vec![
-        (P::Url, r"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}]+".into()),
+        (P::Url, r#"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}"\\]+"#.into()),
         (
             P::BareUrl,
-            r"(?i)\b(?:[a-z0-9-]+\.)+(?:com|org|net|edu|gov|io|us|me|info|health|co)/[^\s<>()\[\]{}]+".into(),
+            r#"(?i)\b(?:[a-z0-9-]+\.)+(?:com|org|net|edu|gov|io|us|me|info|health|co)/[^\s<>()\[\]{}"\\]+"#.into(),
         ),
         (
             P::Email,
@@ -61,10 +64,10 @@ fn patterns() -> Vec<(P, String)> {
         (P::Ipv4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b".into()),
         (P::Ipv6, r"(?i)(?:\b[0-9a-f]{1,4}|::?)(?::{1,2}[0-9a-f]{0,4}){2,8}".into()),
         // The date of an ISO 8601 date-time too (`2025-06-01T14:03:00Z`: the time is cut off).
-        (P::DateIso, r"\b(?:1[89]|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])(?:\b|T\d)".into()),
+        (P::DateIso, r"\b(?:1[89]|20)\d\d(?:[-/.]| [-/] )(?:0?[1-9]|1[0-2])(?:[-/.]| [-/] )(?:0?[1-9]|[12]\d|3[01])(?:\b|T\d)".into()),
         (
             P::DateNum,
-            r"\b(?:\d{1,2}/\d{1,2}(?:/(?:\d{4}|\d{2}))?|\d{1,2}-\d{1,2}-(?:\d{4}|\d{2})|\d{1,2}\.\d{1,2}\.(?:\d{4}|\d{2}))\b".into(),
+            r"\b(?:\d{1,2}/\d{1,2}(?:/(?:\d{4}|\d{2}))?|\d{1,2}-\d{1,2}-(?:\d{4}|\d{2})|\d{1,2}\.\d{1,2}\.(?:\d{4}|\d{2})|\d{1,2} [/-] \d{1,2} [/-] \d{4})\b".into(),
         ),
         (
             P::DateMonthFirst,
@@ -85,13 +88,13 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateSpelled,
             format!(
-                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD})\b(?:,?\s+(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}\b)?"
+                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD}(?:\s+of\s+{MONTH})?)\b(?:,?\s+(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}\b)?"
             ),
         ),
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
         (
             P::Phone,
-            r"(?i)(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
+            r"(?i)(?:\+?\b1[\s.-]?)?(?:(?:\(\d{3}\)\s?|\b\d{3}(?: [.-] |[\s.-])?)\d{3}(?: [.-] |[\s.-])?\d{4}|\b\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){3})\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
         ),
         (
             P::PhoneIntl,
@@ -99,7 +102,7 @@ fn patterns() -> Vec<(P, String)> {
         ),
         (
             P::DayOrdinal,
-            r"(?i)\b(?:on|by|until|before|after|since|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b".into(),
+            r"(?i)\b(?:on|by|until|before|after|since|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b(?:\s+of\s+MONTH\b)?".replace("MONTH", MONTH),
         ),
         (
             P::Spelled,
@@ -115,17 +118,36 @@ fn patterns() -> Vec<(P, String)> {
         // `PO Box 3008`; rural delivery (`Rural Route 2 Box 15`, `RR 3, Box 41`, `HC 1 Box 23`).
         (
             P::PoBox,
-            r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc)\s*\d+\s*,?\s*box\s*#?\s*\d+)\b".into(),
+            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
         ),
         (
             P::Address,
             format!(
-                r"(?i)\b\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:,?\s*(?:apt|apartment|unit|suite|ste|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b)?"
+                r"(?i)\b(?:[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
             ),
+        ),
+        // `four twelve birch hollow road apartment three` (a voicemail): after `at`, `on` or a
+        // living word, checked in `judge`.
+        (
+            P::AddressSpoken,
+            format!(
+                r"(?i)\b{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,4}}\s+(?:[a-z]+\s+){{1,3}}(?:street|road|avenue|drive|lane|court|boulevard|place|circle|trail|highway|parkway|way)\b(?:\s+(?:apartment|apt|unit|suite|number)\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\b)?"
+            ),
+        ),
+        // An apartment on its own (`Address line 2: Apt 12C`); not a suite, which is more
+        // often a clinic's than a patient's.
+        (
+            P::Unit,
+            r"(?i)\b(?:apt|apartment)\.?\s*#?\s*\d{1,5}[a-z]?\b".into(),
+        ),
+        // A date in number words after a birth cue (`born eleven oh six nineteen sixty four`).
+        (
+            P::DateSpoken,
+            format!(r"(?i)\b{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{2,6}}\b"),
         ),
         (
             P::County,
-            r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s+(?:County|Parish|Borough)\b".into(),
+            r"\b(?:[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s+(?:County|Parish|Borough)|[A-Z]{3,}(?:\s+[A-Z]{3,})?\s+(?:COUNTY|PARISH|BOROUGH))\b".into(),
         ),
         (
             P::Code,
@@ -355,7 +377,13 @@ impl Patterns {
                     .strip_suffix(|c: char| c.is_ascii_digit())
                     .and_then(|d| d.strip_suffix('T'))
                     .unwrap_or(s);
-                if validate::iso_date(date) {
+                // `1983 - 10 - 07` (spaced, as OCR leaves it) is checked without the spaces.
+                let ok = if date.contains(' ') {
+                    validate::iso_date(&date.replace(' ', ""))
+                } else {
+                    validate::iso_date(date)
+                };
+                if ok {
                     Some(Found {
                         start,
                         end: start + date.len(),
@@ -381,6 +409,16 @@ impl Patterns {
                 }
             }
             P::DateMonthFirst | P::DateDayFirst => {
+                // `K 5.9 may be`: a decimal and the verb, not a day and a month.
+                let decimal = start >= 2
+                    && text.as_bytes().get(start - 1) == Some(&b'.')
+                    && text
+                        .as_bytes()
+                        .get(start - 2)
+                        .is_some_and(u8::is_ascii_digit);
+                if decimal || (kind == P::DateDayFirst && s.ends_with(" may")) {
+                    return None;
+                }
                 if validate::month_date(s) {
                     // `3rd of March.`: the sentence's full stop is not part of the date.
                     let last_word = s.trim_end_matches('.').rsplit(' ').next().unwrap_or("");
@@ -464,7 +502,18 @@ impl Patterns {
                     ) => l,
                     _ => Label::Phone,
                 };
-                found(label, 0.85)
+                // `... zero one nine one extension two one four`: the extension too.
+                let end = if matches!(label, Label::Phone | Label::Fax) {
+                    spoken_extension_end(&doc.lower, end)
+                } else {
+                    end
+                };
+                Some(Found {
+                    start,
+                    end,
+                    label,
+                    confidence: 0.85,
+                })
             }
             P::AgeSpelled => {
                 if age_context(&doc.lower, start, end) {
@@ -481,10 +530,11 @@ impl Patterns {
                 found(phone_label(cues, start), 0.85)
             }
             P::DayOrdinal => {
-                // `on the 3rd`, `Friday the 13th`: the day, without the words before it.
+                // `on the 3rd`, `Friday the 13th`, `on the 26th of November`: the day (and
+                // month), without the words before it.
                 let day = s
-                    .rfind(|c: char| c.is_ascii_whitespace())
-                    .map_or(start, |i| start + i + 1);
+                    .find(|c: char| c.is_ascii_digit())
+                    .map_or(start, |i| start + i);
                 Some(Found {
                     start: day,
                     end,
@@ -505,7 +555,13 @@ impl Patterns {
             P::DateSpelled => {
                 // `on the twelfth`: the date is the ordinal, not the words before it.
                 let lower = s.to_ascii_lowercase();
-                let skip = if lower.starts_with("on the ") { 7 } else { 0 };
+                let skip = if lower.starts_with("on the ") {
+                    7
+                } else if lower.starts_with("the ") {
+                    4
+                } else {
+                    0
+                };
                 Some(Found {
                     start: start + skip,
                     end,
@@ -517,6 +573,34 @@ impl Patterns {
             P::Address => {
                 if validate::address_words_ok(s) {
                     found(Label::Address, 0.85)
+                } else {
+                    None
+                }
+            }
+            P::AddressSpoken => {
+                let before = before_window(&doc.lower, start, 24);
+                let last = before.trim_end().rsplit(' ').next().unwrap_or("");
+                let cue = ["at", "on", "is", "to", "address", "live", "lives", "living"]
+                    .contains(&last)
+                    && before.ends_with(' ');
+                (cue && validate::address_words_ok(s)).then_some(Found {
+                    start,
+                    end,
+                    label: Label::Address,
+                    confidence: 0.8,
+                })
+            }
+            P::Unit => found(Label::Address, 0.75),
+            P::DateSpoken => {
+                // `born in nineteen ninety four` is a year alone: not PHI.
+                let words = s.split_whitespace().count();
+                let lower = s.to_ascii_lowercase();
+                let year_only = words <= 3
+                    && (lower.starts_with("nineteen ")
+                        || lower.starts_with("twenty ")
+                        || lower.starts_with("two thousand"));
+                if !year_only && cue_before(cues, start, 12).is_some_and(|c| c.cue == Cue::Birth) {
+                    found(Label::Date, 0.85)
                 } else {
                     None
                 }
@@ -787,6 +871,38 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
         at = from + len;
     }
     at
+}
+
+/// Where a spoken extension after a spoken phone number ends (`... one extension two one
+/// four`): `extension` or `ext` and one to six digit words; `end` when there is none.
+fn spoken_extension_end(lower: &str, end: usize) -> usize {
+    const DIGITS: [&str; 11] = [
+        "oh", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let rest = lower.get(end..).unwrap_or("");
+    let Some(after) = rest
+        .strip_prefix(" extension ")
+        .or_else(|| rest.strip_prefix(" ext "))
+    else {
+        return end;
+    };
+    let mut at = end + (rest.len() - after.len());
+    let mut last = None;
+    for _ in 0..6 {
+        let word_len = lower
+            .get(at..)
+            .map_or(0, |r| r.bytes().take_while(u8::is_ascii_lowercase).count());
+        let word = lower.get(at..at + word_len).unwrap_or("");
+        if !DIGITS.contains(&word) {
+            break;
+        }
+        last = Some(at + word_len);
+        if lower.as_bytes().get(at + word_len) != Some(&b' ') {
+            break;
+        }
+        at += word_len + 1;
+    }
+    last.unwrap_or(end)
 }
 
 /// `Efua Asante, 91, presents`, `my mother, 94.`: a number set off by a comma right after a

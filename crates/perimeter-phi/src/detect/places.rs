@@ -185,7 +185,60 @@ impl Recognizer for Places {
                 next = i + 1;
             }
         }
+        propagate(doc, out);
     }
+}
+
+/// `... Chinle AZ 86503 ... at the Chinle unit`: a capitalised place found once in the
+/// message is a place at its other mentions too (not inside an organisation's name or a
+/// possessive).
+fn propagate(doc: &Text<'_>, out: &mut Vec<Candidate>) {
+    let found: Vec<(usize, usize)> = out
+        .iter()
+        .filter(|s| s.recognizer == "places" && s.label == Label::Location)
+        .map(|s| (s.start, s.end))
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let text = doc.text;
+    let mut extra = Vec::new();
+    for &(fs, fe) in &found {
+        let Some(name) = text.get(fs..fe) else {
+            continue;
+        };
+        if !name.starts_with(|c: char| c.is_uppercase()) {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(p) = text.get(from..).and_then(|t| t.find(name)) {
+            let (s, e) = (from + p, from + p + name.len());
+            from = e;
+            let bounded = !text[..s].ends_with(|c: char| c.is_alphanumeric())
+                && !text[e..].starts_with(|c: char| c.is_alphanumeric() || c == '\'');
+            if !bounded || found.iter().any(|&(a, b)| a < e && s < b) {
+                continue;
+            }
+            let b = doc.tokens.partition_point(|t| t.start < e);
+            // `Ganado Clinic` names an organisation; `the Ganado clinic` a place's.
+            if doc
+                .feats
+                .get(b)
+                .is_some_and(|f| f.cap && f.is(class::ORG_AFTER) && !f.is(class::STREET))
+                && text.get(e..e + 1) == Some(" ")
+            {
+                continue;
+            }
+            extra.push(Span {
+                start: s,
+                end: e,
+                label: Label::Location,
+                confidence: 0.7,
+                recognizer: "places",
+            });
+        }
+    }
+    out.extend(extra);
 }
 
 /// Capitalised words starting at `i` and followed by `, ST` (a state postal code), where the
@@ -204,12 +257,27 @@ fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
             .tokens
             .get(b)
             .map(|t| text.get(doc.tokens[b - 1].end..t.start).unwrap_or(""));
+        let state_next = doc.tokens.get(b).is_some_and(|t| {
+            let w = t.text(text);
+            w.len() == 2 && validate::is_state(w)
+        });
+        // `Talkeetna AK 99676`: a state code and then a ZIP code.
+        let state_zip = after == Some(" ")
+            && state_next
+            && doc.tokens.get(b + 1).is_some_and(|z| {
+                text.get(doc.tokens[b].end..z.start) == Some(" ") && validate::zip(z.text(text))
+            });
+        // `(Frankfurt, Germany)`: a city before a country.
         if after == Some(", ")
-            && doc.tokens.get(b).is_some_and(|t| {
-                let w = t.text(text);
-                w.len() == 2 && validate::is_state(w)
-            })
+            && doc
+                .tokens
+                .get(b)
+                .is_some_and(|t| COUNTRIES.contains(&t.text(text)))
+            && b - i == 1
         {
+            return Some(b);
+        }
+        if (after == Some(", ") && state_next) || state_zip {
             let before = if i == 0 {
                 "\n"
             } else {
@@ -230,6 +298,53 @@ fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
     None
 }
 
+/// Countries after which a capitalised word and a comma is a city (`Frankfurt, Germany`).
+const COUNTRIES: &[&str] = &[
+    "Mexico",
+    "Canada",
+    "Germany",
+    "India",
+    "China",
+    "Philippines",
+    "Vietnam",
+    "Nigeria",
+    "Ghana",
+    "Kenya",
+    "Ireland",
+    "England",
+    "Scotland",
+    "France",
+    "Italy",
+    "Spain",
+    "Poland",
+    "Ukraine",
+    "Brazil",
+    "Japan",
+    "Korea",
+    "Pakistan",
+    "Haiti",
+    "Jamaica",
+    "Cuba",
+    "Guatemala",
+    "Honduras",
+    "Colombia",
+    "Peru",
+    "Ecuador",
+    "Australia",
+    "Samoa",
+    "Tonga",
+    "Portugal",
+    "Greece",
+    "Turkey",
+    "Israel",
+    "Egypt",
+    "Ethiopia",
+    "Somalia",
+    "Russia",
+    "Iran",
+    "Iraq",
+];
+
 /// A lower-case word right after a place preposition (`in`, `from`, `near`) that is a listed
 /// town and not a common English word (`in keokuk`, not `in bed`).
 fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
@@ -240,6 +355,21 @@ fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
     let before = doc.text.get(doc.tokens[i - 1].end..t.start)?;
     if before != " " {
         return None;
+    }
+    // `in rosebud county`: a listed county in lower case, with its word.
+    if matches!(doc.lower_tok(i + 1), "county" | "parish" | "borough")
+        && doc.text.get(t.end..doc.tokens.get(i + 1)?.start) == Some(" ")
+    {
+        let phrase = doc.lower.get(t.start..doc.tokens[i + 1].end)?;
+        if doc.lex.flags_lower(phrase) & PLACE != 0 {
+            return Some(Span {
+                start: t.start,
+                end: doc.tokens[i + 1].end,
+                label: Label::Location,
+                confidence: 0.7,
+                recognizer: "places",
+            });
+        }
     }
     let flags = doc.lex.flags_lower(doc.lower_tok(i));
     if flags & PLACE == 0 || flags & crate::lexicon::WORD != 0 {
@@ -298,15 +428,37 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
             .unwrap_or("");
         // After a street address: `12 Elm St, Bend`, `Apt 4B, Utica`, `PO Box 12\nMacon`.
         let prev_is_addr_end = feats[a - 1].is(class::STREET)
+            || matches!(lower(doc, a - 1), "floor" | "fl")
             || (a >= 2 && {
                 let pp = lower(doc, a - 2);
-                matches!(pp, "apt" | "unit" | "suite" | "ste" | "box" | "apartment")
+                matches!(
+                    pp,
+                    "apt" | "unit" | "suite" | "ste" | "box" | "apartment" | "lot" | "bldg"
+                ) || (feats[a - 2].is(class::STREET)
+                    && matches!(
+                        lower(doc, a - 1),
+                        "n" | "s" | "e" | "w" | "ne" | "nw" | "se" | "sw"
+                    ))
             });
         if prev_is_addr_end && (before.contains(',') || before.contains('\n') || before == " ") {
             return Some(0.85);
         }
         if prev_is_addr_end && (before == " in " || before.trim() == "in") {
             return Some(0.85);
+        }
+        // `Basin Pharmacy, Farmington`: a listed town after an organisation's name.
+        if feats[a - 1].is(class::ORG_AFTER)
+            && !feats[a - 1].is(class::STREET)
+            && before == ", "
+            && feats[a..b].iter().all(|f| f.place() || !f.common())
+            && doc.lex.flags_lower(
+                doc.lower
+                    .get(doc.tokens[a].start..doc.tokens[b - 1].end)
+                    .unwrap_or(""),
+            ) & PLACE
+                != 0
+        {
+            return Some(0.75);
         }
         if feats[a - 1].is(class::PRE) && before == " " {
             let common = feats[a..b].iter().all(|f| f.common());

@@ -83,7 +83,9 @@ fn field_label(seg: &str, field: usize) -> Option<Label> {
         ("IN1", 19) => Label::Address,
         ("IN1", 49) => Label::HealthPlan,
         ("ORC" | "OBR", 2 | 3) => Label::Id,
-        ("ORC", 12) | ("OBR", 16) => Label::Name,
+        ("ORC", 12) | ("OBR", 16) | ("OBX", 16) => Label::Name,
+        ("AIP", 3) | ("ROL", 4) | ("PRD", 2) | ("SCH", 12 | 16 | 20) => Label::Name,
+        ("IN1", 6) | ("TXA", 5 | 9 | 22) | ("PV2", 13) => Label::Name,
         _ => return None,
     })
 }
@@ -114,6 +116,11 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                 continue;
             }
             let label = field_label(seg, field_no);
+            // A person's name (XPN `FAMILY^GIVEN^MIDDLE^...`, or XCN with an id first) in a
+            // name field, or an XCN anywhere (`1629074815^HALVORSEN^INGRID^M^^^DR`).
+            if label == Some(Label::Name) || is_xcn(field) {
+                name_parts(field, fstart, out);
+            }
             // Any date-time field is a date.
             let mut cpos = 0;
             for comp in field.split(['^', '~', '&']) {
@@ -130,32 +137,15 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                     continue;
                 }
                 match label {
-                    Some(Label::Name) => {
-                        // Skip ID numbers and degree/suffix codes inside the name field.
-                        if c.chars().any(|ch| ch.is_alphabetic())
-                            && !c.chars().any(|ch| ch.is_ascii_digit())
-                            && !matches!(
-                                c,
-                                "MD" | "DO"
-                                    | "RN"
-                                    | "NP"
-                                    | "PA"
-                                    | "JR"
-                                    | "SR"
-                                    | "II"
-                                    | "III"
-                                    | "L"
-                                    | "D"
-                                    | "M"
-                                    | "F"
-                                    | "U"
-                            )
-                        {
-                            push(out, s, e, Label::Name, 0.9);
-                        } else if c.chars().any(|ch| ch.is_ascii_digit()) && c.len() >= 4 {
-                            push(out, s, e, Label::Id, 0.8);
-                        }
+                    // The name parts are taken by `name_parts`; an XCN's leading id here.
+                    Some(Label::Name)
+                        if c.chars().any(|ch| ch.is_ascii_digit())
+                            && c.len() >= 4
+                            && cstart == fstart =>
+                    {
+                        push(out, s, e, Label::Id, 0.8);
                     }
+                    Some(Label::Name) => {}
                     Some(Label::Address) => {
                         // street ^ other ^ city ^ state ^ zip ^ country
                         let idx = field[..(cstart - fstart).min(field.len())]
@@ -186,6 +176,72 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                     None => {}
                 }
             }
+        }
+    }
+}
+
+/// The components of an HL7 field, each with its byte offset in the field.
+fn components(field: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut at = 0;
+    field.split('^').map(move |c| {
+        let r = (at, c);
+        at += c.len() + 1;
+        r
+    })
+}
+
+/// Whether a component is a word of a person's name: letters with `'`, `-`, `.` or spaces,
+/// starting with a letter or an apostrophe (`'ANA`), no digits.
+fn name_word(c: &str) -> bool {
+    let c = c.trim();
+    !c.is_empty()
+        && c.chars().any(char::is_alphabetic)
+        && c.chars()
+            .all(|ch| ch.is_alphabetic() || matches!(ch, '\'' | '-' | '.' | ' ' | '’'))
+}
+
+/// An extended composite id with a name (XCN): an id (digits, or letters and digits) and
+/// then family and given names, one word each, the given name not a coding-system code
+/// (`2345-7^GLUCOSE^LN` is a LOINC code, `70618^Penicillin^RXNORM` an RxNorm one).
+fn is_xcn(field: &str) -> bool {
+    let mut parts = field.split('^');
+    let (Some(id), Some(family), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    const SYSTEMS: [&str; 12] = [
+        "LN", "SCT", "SNM", "RXNORM", "I10", "I9", "CPT", "HCPCS", "NDC", "CVX", "L", "HL7",
+    ];
+    id.len() >= 6
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        && id.bytes().filter(u8::is_ascii_digit).count() >= 4
+        && [family, given]
+            .iter()
+            .all(|w| name_word(w) && !w.contains(' ') && w.len() >= 2)
+        && !SYSTEMS.contains(&given.trim())
+        && !given.starts_with("99")
+}
+
+/// The name parts of a name field: family, given and middle names (components 1-3 of an
+/// XPN, or 2-4 of an XCN whose first component is an id), a middle initial too, but not the
+/// suffix, prefix or degree after them. One span per component, so that the field keeps its
+/// shape when de-identified.
+fn name_parts(field: &str, fstart: usize, out: &mut Vec<Span>) {
+    for rep in field.split('~') {
+        let rstart = fstart + (rep.as_ptr() as usize - field.as_ptr() as usize);
+        let comps: Vec<(usize, &str)> = components(rep).collect();
+        let skip = usize::from(
+            comps
+                .first()
+                .is_some_and(|(_, c)| c.bytes().any(|b| b.is_ascii_digit()) || c.is_empty()),
+        );
+        for &(off, c) in comps.iter().skip(skip).take(3) {
+            let c = c.split('&').next().unwrap_or("");
+            if !name_word(c) {
+                continue;
+            }
+            let lead = c.len() - c.trim_start().len();
+            let s = rstart + off + lead;
+            push(out, s, s + c.trim().len(), Label::Name, 0.9);
         }
     }
 }
@@ -226,7 +282,7 @@ fn key_label(key: &str) -> Option<Label> {
         Label::License
     } else if has("vin") || has("plate") {
         Label::Vehicle
-    } else if has("serial") || has("deviceid") || has("udi") || has("imei") {
+    } else if has("serial") || has("deviceid") || has("udi") || has("imei") || has("transmitter") {
         Label::Device
     } else if has("url") || has("website") || has("homepage") {
         Label::Url
@@ -244,12 +300,21 @@ fn key_label(key: &str) -> Option<Label> {
         Label::Age
     } else if has("zip") || has("postal") || k == "city" || k == "county" || has("town") {
         Label::Location
-    } else if has("street") || has("address") || k == "line1" || k == "line2" || k == "addr" {
+    } else if has("street")
+        || has("address")
+        || k == "line"
+        || k == "line1"
+        || k == "line2"
+        || k == "addr"
+    {
         Label::Address
     } else if has("name")
         || k == "patient"
         || k == "given"
         || k == "family"
+        || k == "first"
+        || k == "last"
+        || k == "middle"
         || k == "surname"
         || has("physician")
         || has("provider")
@@ -276,55 +341,56 @@ fn key_label(key: &str) -> Option<Label> {
     })
 }
 
-/// `"key": "value"` and `"key": 12345` pairs.
+/// `"key": "value"`, `"key": ["value", ...]` and `"key": 12345` pairs, in JSON and in JSON
+/// escaped inside a JSON string (`\"key\":\"value\"`). Keys are found from their colons, not
+/// by pairing quotes from the start, so one odd quote does not shift every pair after it.
 fn json(doc: &Text<'_>, out: &mut Vec<Span>) {
     let text = doc.text;
     let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        // Find a quoted key followed by a colon.
-        let Some(q) = memchr_from(b, b'"', i) else {
-            break;
-        };
-        let Some(q2) = memchr_from(b, b'"', q + 1) else {
-            break;
-        };
-        let key = text.get(q + 1..q2).unwrap_or("");
-        let mut j = q2 + 1;
-        while j < b.len() && b[j] == b' ' {
-            j += 1;
+    let mut from = 0;
+    while let Some(colon) = memchr_from(b, b':', from) {
+        from = colon + 1;
+        // Back over spaces to the key's closing quote (and its backslash when escaped).
+        let mut k = colon;
+        while k > 0 && b[k - 1] == b' ' {
+            k -= 1;
         }
-        if j >= b.len() || b[j] != b':' || key.len() > 40 {
-            i = q2;
+        if k == 0 || b[k - 1] != b'"' {
             continue;
         }
-        j += 1;
+        let close = k - 1;
+        let escaped = close > 0 && b[close - 1] == b'\\';
+        let key_end = if escaped { close - 1 } else { close };
+        let Some(open) = b[..key_end].iter().rposition(|&c| c == b'"') else {
+            continue;
+        };
+        let key = text.get(open + 1..key_end).unwrap_or("");
+        if key.len() > 40 || key.is_empty() {
+            continue;
+        }
+        let Some(label) = key_label(key) else {
+            continue;
+        };
+        let mut j = colon + 1;
         while j < b.len() && matches!(b[j], b' ' | b'\t' | b'\n' | b'\r') {
             j += 1;
         }
-        let label = key_label(key);
-        if j < b.len() && b[j] == b'"' {
-            // String value up to the closing unescaped quote.
-            let vs = j + 1;
-            let mut k = vs;
-            while k < b.len() && b[k] != b'"' {
-                k += if b[k] == b'\\' { 2 } else { 1 };
-            }
-            let ve = k.min(b.len());
-            if let (Some(l), Some(v)) = (label, text.get(vs..ve)) {
-                let t = v.trim();
-                let lead = v.len() - v.trim_start().len();
-                let ok = match l {
-                    Label::Name => t.chars().any(char::is_alphabetic) && t.len() <= 80,
-                    Label::Age => t.parse::<u32>().is_ok_and(|a| a >= 90),
-                    Label::Address => t.chars().any(|c| c.is_ascii_digit()) || t.len() > 3,
-                    _ => t.chars().any(|c| c.is_ascii_alphanumeric()),
-                };
-                if ok {
-                    push(out, vs + lead, vs + lead + t.len(), l, 0.9);
+        if b.get(j) == Some(&b'[') {
+            // An array: each string in it, up to the closing bracket.
+            let mut at = j + 1;
+            while at < b.len() && b[at] != b']' {
+                match string_at(b, at, escaped) {
+                    Some((vs, ve, next)) => {
+                        value(text, vs, ve, label, out);
+                        at = next;
+                    }
+                    None => at += 1,
                 }
             }
-            i = ve + 1;
+            from = at.max(from);
+        } else if let Some((vs, ve, next)) = string_at(b, j, escaped) {
+            value(text, vs, ve, label, out);
+            from = next.max(from);
         } else {
             // A bare number.
             let vs = j;
@@ -332,21 +398,64 @@ fn json(doc: &Text<'_>, out: &mut Vec<Span>) {
             while k < b.len() && (b[k].is_ascii_digit() || b[k] == b'-') {
                 k += 1;
             }
-            if let Some(l) = label
-                && k > vs
-            {
+            if k > vs {
                 let v = text.get(vs..k).unwrap_or("");
-                let ok = match l {
+                let ok = match label {
                     Label::Age => v.parse::<u32>().is_ok_and(|a| a >= 90),
                     Label::Name | Label::Address | Label::Url | Label::Email => false,
                     _ => v.len() >= 3,
                 };
                 if ok {
-                    push(out, vs, k, l, 0.9);
+                    push(out, vs, k, label, 0.9);
                 }
             }
-            i = k.max(j);
         }
+    }
+}
+
+/// The string starting at `at` (`"..."`, or `\"...\"` when `escaped`): its content's range
+/// and where to go on after it.
+fn string_at(b: &[u8], at: usize, escaped: bool) -> Option<(usize, usize, usize)> {
+    if escaped {
+        if b.get(at..at + 2) != Some(b"\\\"") {
+            return None;
+        }
+        let vs = at + 2;
+        let mut k = vs;
+        while k + 1 < b.len() && !(b[k] == b'\\' && b[k + 1] == b'"') {
+            k += if b[k] == b'\\' { 2 } else { 1 };
+        }
+        let ve = k.min(b.len());
+        Some((vs, ve, (ve + 2).min(b.len())))
+    } else {
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        let vs = at + 1;
+        let mut k = vs;
+        while k < b.len() && b[k] != b'"' {
+            k += if b[k] == b'\\' { 2 } else { 1 };
+        }
+        let ve = k.min(b.len());
+        Some((vs, ve, (ve + 1).min(b.len())))
+    }
+}
+
+/// A string value under a key that says what it is.
+fn value(text: &str, vs: usize, ve: usize, l: Label, out: &mut Vec<Span>) {
+    let Some(v) = text.get(vs..ve) else {
+        return;
+    };
+    let t = v.trim();
+    let lead = v.len() - v.trim_start().len();
+    let ok = match l {
+        Label::Name => t.chars().any(char::is_alphabetic) && t.len() <= 80,
+        Label::Age => t.parse::<u32>().is_ok_and(|a| a >= 90),
+        Label::Address => t.chars().any(|c| c.is_ascii_digit()) || t.len() > 3,
+        _ => t.chars().any(|c| c.is_ascii_alphanumeric()),
+    };
+    if ok {
+        push(out, vs + lead, vs + lead + t.len(), l, 0.9);
     }
 }
 
