@@ -750,4 +750,30 @@ fn generalised_third_set_keep_precision() {
     );
     check("my mom said it hurts", &[], &["said", "hurts"]);
     check("Mercy West Pharmacy, Springfield office", &[], &["Mercy"]);
+    check(
+        "started Zubsolv 8mg and Brilinta 90 mg",
+        &[],
+        &["Zubsolv", "Brilinta"],
+    );
+    check("PV1|1|O|ORTHO^3^1||||", &[], &["ORTHO"]);
+    check(
+        "Prescriber: Imani Oduya\nGuarantor: Tevita Fonua",
+        &["Imani Oduya", "Tevita Fonua"],
+        &["Prescriber", "Guarantor"],
+    );
+    check("P.003/004  Dear Dr. Lim,", &["Lim"], &["004", "Dear"]);
+    check("TSH 6.8 ref 0.35-5.50 mIU/L", &[], &["0.35-5.50"]);
+    check(
+        r#"{"template":"welcome_v2","bg_mg_dl":212}"#,
+        &[],
+        &["welcome_v2", "212"],
+    );
+    check("SSN: XXX-XX-1234", &["1234"], &["XXX-XX"]);
+    check("dr imoh said to rest", &["imoh"], &["said"]);
+    check("Obrigada, Inês", &["Inês"], &["Obrigada"]);
+    check(
+        "his English is good, referred to urology",
+        &[],
+        &["English", "urology"],
+    );
 }

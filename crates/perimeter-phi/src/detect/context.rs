@@ -426,9 +426,9 @@ impl Cues {
         *last_end = e;
         let last = bytes.get(e.wrapping_sub(1)).copied().unwrap_or(b' ');
         let after_ok = !is_word_byte(last) || !bytes.get(e).copied().is_some_and(is_word_byte);
-        // `mg/dL`, `umol/L`: a unit after a slash, not a cue (`dl` for a driver's licence).
+        // `mg/dL`, `bg_mg_dl`: a unit after a slash, not a cue (`dl` for a driver's licence).
         let unit = s >= 2
-            && bytes.get(s - 1) == Some(&b'/')
+            && matches!(bytes.get(s - 1), Some(b'/' | b'_'))
             && bytes.get(s - 2).is_some_and(u8::is_ascii_alphabetic);
         if after_ok
             && !unit

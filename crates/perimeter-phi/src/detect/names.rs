@@ -314,6 +314,17 @@ impl Recognizer for Names {
             {
                 continue;
             }
+            // `add jardiance 10mg`, `Ozempic 0.5 mg`: a product and its dose.
+            if a + 1 == b && dose_after(doc.text, last.end) {
+                continue;
+            }
+            // In an HL7 segment, a whole field or component (`|FAM^12`, `^^^DR|`) is a
+            // code: the structured recognizer reads the segments' name fields.
+            if doc.seen & super::tokens::SEEN_PIPE != 0
+                && hl7_component(doc.text, first.start, last.end)
+            {
+                continue;
+            }
             let mut end = last.end;
             // Possessive `'s` is not part of the name.
             let s = doc.text.get(first.start..end).unwrap_or("");
@@ -335,6 +346,40 @@ impl Recognizer for Names {
             SCRATCH.with(|s| s.set(Some(sc)));
         }
     }
+}
+
+/// Whether a dose follows `end`: a number and a unit (`10mg`, ` 0.5 mg`, ` 25 mcg`).
+fn dose_after(text: &str, end: usize) -> bool {
+    let rest = text.get(end..).unwrap_or("");
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let digits = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
+    if digits == 0 || !rest.as_bytes()[0].is_ascii_digit() {
+        return false;
+    }
+    let unit = rest[digits..].trim_start_matches(' ');
+    let word: String = unit
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    matches!(
+        word.as_str(),
+        "mg" | "mcg" | "ml" | "g" | "units" | "unit" | "iu" | "mgs" | "tab" | "tabs" | "caps"
+    )
+}
+
+/// Whether `start..end` is a whole HL7 field or component: a delimiter (`|`, `^`, `~`, `&`)
+/// right before it and a delimiter or the line's end right after.
+fn hl7_component(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let delim = |c: u8| matches!(c, b'|' | b'^' | b'~' | b'&');
+    start > 0
+        && b.get(start - 1).copied().is_some_and(delim)
+        && b.get(end)
+            .is_none_or(|&c| delim(c) || c == b'\n' || c == b'\r')
 }
 
 /// Per-thread buffers of the name recognizer.
@@ -448,7 +493,12 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
         };
         let f = &looked_up;
         match cue {
-            Cue::Title => f.listed_name() || (!f.common() && s.len() >= 2 && !verbish),
+            // `dr tuiasosopo said`: after the first word, no dictionary word (`said`,
+            // `see` are also listed surnames).
+            Cue::Title => {
+                (f.listed_name() && (i == j || !f.common()))
+                    || (!f.common() && s.len() >= 2 && !verbish)
+            }
             Cue::NameIntro => {
                 (f.listed_name() && !f.common()) || (!f.common() && s.len() >= 3 && !verbish)
             }

@@ -618,6 +618,26 @@ impl Patterns {
         } else {
             start
         };
+        // `ref 0.45-4.50`: the rest of a decimal number, not a code.
+        if start >= 2
+            && text.as_bytes().get(start - 1) == Some(&b'.')
+            && text
+                .as_bytes()
+                .get(start - 2)
+                .is_some_and(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        // `XXX-XX-4471`: the masked part is no identifier, the digits are.
+        let start = match text.get(start..end) {
+            Some(m)
+                if m.len() > 7
+                    && (m[..7].eq_ignore_ascii_case("xxx-xx-") || m.starts_with("***-**-")) =>
+            {
+                start + 7
+            }
+            _ => start,
+        };
         let s = text.get(start..end)?;
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
         let letters = s.bytes().filter(u8::is_ascii_alphabetic).count();

@@ -98,6 +98,20 @@ pub(crate) const ORG_AFTER: &[&str] = &[
     "syndrome",
     "disease",
     "palsy",
+    "geriatrics",
+    "urology",
+    "neurology",
+    "gastroenterology",
+    "pulmonology",
+    "nephrology",
+    "endocrinology",
+    "psychiatry",
+    "podiatry",
+    "audiology",
+    "hospice",
+    "homecare",
+    "memorial",
+    "regional",
 ];
 
 /// The place recognizer.

@@ -280,7 +280,7 @@ fn key_label(key: &str) -> Option<Label> {
         Label::Account
     } else if has("license") || has("licence") || has("npi") || has("dea") {
         Label::License
-    } else if has("vin") || has("plate") {
+    } else if has("vin") || (has("plate") && !has("template")) {
         Label::Vehicle
     } else if has("serial") || has("deviceid") || has("udi") || has("imei") || has("transmitter") {
         Label::Device

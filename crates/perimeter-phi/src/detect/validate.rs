@@ -328,11 +328,11 @@ pub(crate) fn is_measurement(s: &str) -> bool {
 
 /// Rejects "addresses" whose words are ordinary prose (`2 miles down the road`).
 pub(crate) fn address_words_ok(s: &str) -> bool {
-    const STOP: [&str; 40] = [
+    const STOP: [&str; 41] = [
         "the", "a", "an", "of", "to", "in", "on", "at", "for", "and", "or", "my", "your", "his",
         "her", "mg", "mcg", "ml", "tablets", "tablet", "pills", "pill", "times", "days", "weeks",
         "months", "years", "hours", "minutes", "miles", "blocks", "steps", "units", "doses", "am",
-        "pm", "is", "was", "down", "up",
+        "pm", "is", "was", "down", "up", "dear",
     ];
     let mut words = s.split_whitespace();
     words.next();
