@@ -34,6 +34,18 @@ const MIN_PRECISION: f64 = 0.98;
 /// (`L-E-F-E-V-R-E`), a lower-case name after `she is`.
 const STYLES_B: &str = include_str!("data/styles_b.jsonl");
 
+/// The third set (`tests/data/styles_c.jsonl`, from `styles_c1.txt` and `styles_c2.txt` by
+/// `make_styles_c.py`): 90 messages written blind, by writers who had seen neither the
+/// engine nor its other test data. Measured before any rule was changed for it: entity
+/// recall 0.888, character precision 0.919 (NAME 0.833, ADDRESS 0.658). The miss families
+/// were then fixed with general rules tried on other words in `tests/styles.rs`
+/// (`generalised_third_set_*`); it measures recall 0.973 and precision 0.958 now, so it too
+/// is a regression set. Left: lower-case names without a cue (`remind jumoke adewale`),
+/// spoken letters and digits mixed (`h w eight eight ...`), a town after `out past`, HL7
+/// message timestamps and control ids taken as a date and an id (kept: a message's time is
+/// often the visit's).
+const STYLES_C: &str = include_str!("data/styles_c.jsonl");
+
 #[test]
 fn heldout_set_meets_generalisation_floors() {
     evaluate(
@@ -50,6 +62,13 @@ fn heldout_set_meets_generalisation_floors() {
 fn second_set_keeps_its_measured_floors() {
     // Floors just under what it measured (NAME 0.930 is its lowest label).
     evaluate("second set", STYLES_B, 40, 0.96, 0.9, 0.97);
+}
+
+#[test]
+fn third_set_keeps_its_measured_floors() {
+    // Floors just under what it measured (HEALTH_PLAN 15/16 and LOCATION 0.93 are its
+    // lowest labels).
+    evaluate("third set", STYLES_C, 90, 0.965, 0.9, 0.95);
 }
 
 fn evaluate(

@@ -723,6 +723,26 @@ fn generalised_third_set_shapes() {
         &[],
     );
     check("Patient: Lâm, Thu Hà", &["Lâm, Thu Hà"], &[]);
+    let text = "towed: plate NY KLM 2290, and my licence is 44 019 872 (Ohio)";
+    // (`NY` is still taken as part of a name `NY KLM` and cut down to itself: precision only.)
+    let t = check(text, &["KLM 2290", "44 019 872"], &["Ohio"]);
+    assert_eq!(label_of(text, &t, "KLM"), Some(Label::Vehicle));
+    assert_eq!(label_of(text, &t, "44 019"), Some(Label::License));
+    check("plate 8-XRT-331 is mine", &["8-XRT-331"], &["mine"]);
+    check("her grandma Tevita Fonua (97!) fell", &["97"], &["fell"]);
+    check(
+        "moved to 8 Elm St, 2nd floor, New Britain, CT",
+        &["New Britain"],
+        &["CT"],
+    );
+    check("at 9 Oak Rd, Cedar Falls, IA", &["Cedar Falls"], &["IA"]);
+    check("a sign-in from Porto, Portugal", &["Porto"], &["Portugal"]);
+    check("paid with card ending 3391 today", &["3391"], &["today"]);
+    check(
+        "first name ludmila, last name ostrowska",
+        &["ludmila", "ostrowska"],
+        &[],
+    );
 }
 
 /// Look-alikes of the rules above that must stay untouched.
@@ -776,4 +796,11 @@ fn generalised_third_set_keep_precision() {
         &[],
         &["English", "urology"],
     );
+    check(
+        "plate is fine, licence renewal due",
+        &[],
+        &["fine", "renewal"],
+    );
+    check("the new city office (92 pages)", &[], &["92"]);
+    check("first name only please", &[], &["only"]);
 }

@@ -116,6 +116,8 @@ const CUES: &[(&str, Cue)] = &[
     ("social", Cue::Ident(Label::Ssn)),
     ("ss#", Cue::Ident(Label::Ssn)),
     ("ending in", Cue::Ident(Label::Ssn)),
+    // The corpus labels a card's last four after `card ending in` as SSN; so does this.
+    ("card ending", Cue::Ident(Label::Ssn)),
     ("last 4", Cue::Ident(Label::Ssn)),
     ("last four", Cue::Ident(Label::Ssn)),
     ("fax", Cue::Ident(Label::Fax)),
@@ -184,6 +186,9 @@ const CUES: &[(&str, Cue)] = &[
     ("prescriber:", Cue::NameIntro),
     ("witness:", Cue::NameIntro),
     ("submitted by", Cue::NameIntro),
+    ("first name", Cue::NameIntro),
+    ("last name", Cue::NameIntro),
+    ("surname", Cue::NameIntro),
     ("pcp", Cue::NameIntro),
     ("dr", Cue::Title),
     ("dr.", Cue::Title),

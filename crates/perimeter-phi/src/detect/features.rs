@@ -122,7 +122,11 @@ impl TokenLists {
         if f.word && !f.stop && (f.cap || !f.common()) {
             self.mentions.push(k);
         }
-        if f.word && !f.stop && (f.cap || prev.is_some_and(|p| p.is(class::PRE))) {
+        // `New Britain`: a capitalised stop word that opens a listed place name too.
+        if f.word
+            && (!f.stop || (f.cap && f.flags & lexicon::PLACE_PREFIX != 0))
+            && (f.cap || prev.is_some_and(|p| p.is(class::PRE)))
+        {
             self.places.push(k);
         }
     }

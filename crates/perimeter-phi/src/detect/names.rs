@@ -301,16 +301,12 @@ impl Recognizer for Names {
             else {
                 continue;
             };
-            // `Opelousas, LA 70570`: a state code after a place and comma is not a name.
+            // `Opelousas, LA 70570`, `plate NY KLM 2290`: a state's two-letter code alone is
+            // not a name.
             if a + 1 == b
                 && first.all_caps
+                && first.end - first.start == 2
                 && super::validate::is_state(first.text(doc.text))
-                && ((a > 0
-                    && (gap(doc, a - 1, a).starts_with(',') || lower_tok(doc, a - 1) == "state"))
-                    || doc.tokens.get(b).is_some_and(|t| {
-                        let z = t.text(doc.text);
-                        gap(doc, a, b) == " " && super::validate::zip(z)
-                    }))
             {
                 continue;
             }

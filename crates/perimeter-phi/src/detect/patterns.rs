@@ -305,6 +305,76 @@ impl Recognizer for Patterns {
             }
             pos = end.max(next_boundary(text, m.start()));
         }
+        grouped_after_cues(doc, out);
+    }
+}
+
+/// `plate CV 48213`, `plate VT HRM 442`, `driver's licence is 11 223 458`: after a plate or
+/// licence cue, a number written in groups (capitals and digits, a space or hyphen apart, a
+/// digit somewhere), which the one-token patterns see only in pieces. A state code opening
+/// a plate is not part of it.
+fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
+    let text = doc.text;
+    for c in &doc.cues {
+        let label = match c.cue {
+            Cue::Ident(l @ (Label::Vehicle | Label::License)) => l,
+            _ => continue,
+        };
+        let rest = text.get(c.end..).unwrap_or("");
+        let lead = rest.len()
+            - rest
+                .trim_start_matches([' ', ':', '#', '.'])
+                .trim_start_matches("is ")
+                .trim_start_matches("no. ")
+                .len();
+        let start = c.end + lead;
+        let b = text.as_bytes();
+        let mut at = start;
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        while groups.len() < 4 {
+            let len = b.get(at..).map_or(0, |r| {
+                r.iter()
+                    .take_while(|x| x.is_ascii_uppercase() || x.is_ascii_digit())
+                    .count()
+            });
+            if len == 0 || len > 8 || b.get(at + len).is_some_and(u8::is_ascii_alphabetic) {
+                break;
+            }
+            groups.push((at, at + len));
+            match (b.get(at + len), b.get(at + len + 1)) {
+                (Some(b' ' | b'-'), Some(n)) if n.is_ascii_uppercase() || n.is_ascii_digit() => {
+                    at += len + 1;
+                }
+                _ => break,
+            }
+        }
+        // A state code first: `VT HRM 442` is plate `HRM 442`.
+        if label == Label::Vehicle
+            && groups.len() >= 2
+            && groups
+                .first()
+                .and_then(|&(s, e)| text.get(s..e))
+                .is_some_and(|g| g.len() == 2 && validate::is_state(g))
+        {
+            groups.remove(0);
+        }
+        let (Some(&(s, _)), Some(&(_, e))) = (groups.first(), groups.last()) else {
+            continue;
+        };
+        let piece = text.get(s..e).unwrap_or("");
+        let alnum = piece.bytes().filter(u8::is_ascii_alphanumeric).count();
+        if groups.len() >= 2
+            && (4..=12).contains(&alnum)
+            && piece.bytes().any(|x| x.is_ascii_digit())
+        {
+            out.push(Span {
+                start: s,
+                end: e,
+                label,
+                confidence: 0.85,
+                recognizer: "patterns",
+            });
+        }
     }
 }
 
@@ -931,10 +1001,19 @@ fn spoken_extension_end(lower: &str, end: usize) -> usize {
 /// not more digits).
 fn age_after_person(doc: &Text<'_>, start: usize, end: usize) -> bool {
     let text = doc.text;
-    if !text.get(..start).is_some_and(|b| b.ends_with(", ")) {
+    // `Efua Asante, 91,` or in parentheses: `Lesieli 'Aho (101!)`.
+    let paren = text.get(..start).is_some_and(|b| b.ends_with(" ("));
+    if !paren && !text.get(..start).is_some_and(|b| b.ends_with(", ")) {
         return false;
     }
-    // The word right before the comma.
+    if paren
+        && !text
+            .get(end..)
+            .is_some_and(|a| a.starts_with(')') || a.starts_with("!)") || a.starts_with(" y"))
+    {
+        return false;
+    }
+    // The word right before the comma or the parenthesis.
     let before = start - 2;
     let Some(k) = doc
         .tokens
@@ -952,11 +1031,12 @@ fn age_after_person(doc: &Text<'_>, start: usize, end: usize) -> bool {
         || cue_before(&doc.cues, start, 2)
             .is_some_and(|c| c.end == before && matches!(c.cue, Cue::Relation | Cue::NameIntro));
     let after = text.get(end..).unwrap_or("");
-    let closes = match after.as_bytes() {
-        [] | [b'\n' | b')' | b';', ..] => true,
-        [b',' | b'.', rest @ ..] => !rest.first().is_some_and(u8::is_ascii_digit),
-        _ => false,
-    };
+    let closes = paren
+        || match after.as_bytes() {
+            [] | [b'\n' | b')' | b';', ..] => true,
+            [b',' | b'.', rest @ ..] => !rest.first().is_some_and(u8::is_ascii_digit),
+            _ => false,
+        };
     person && closes
 }
 

@@ -143,7 +143,8 @@ impl Recognizer for Places {
                 next = i + 1;
                 continue;
             }
-            if !f.cap || !f.word || f.stop {
+            // `New Bedford`: a stop word can open a listed place name.
+            if !f.cap || !f.word || (f.stop && f.flags & PLACE_PREFIX == 0) {
                 next = i + 1;
                 continue;
             }
@@ -179,6 +180,26 @@ impl Recognizer for Places {
             if best.is_none() {
                 best = unlisted_town(doc, i);
             }
+            // `Marathon City`, `Cedar Falls`: a listed word and a place-name word after it.
+            let best = best.map(|b| {
+                let more = doc.tokens.get(b).is_some_and(|t| {
+                    doc.text.get(doc.tokens[b - 1].end..t.start) == Some(" ")
+                        && matches!(
+                            t.text(doc.text),
+                            "City"
+                                | "Township"
+                                | "Village"
+                                | "Falls"
+                                | "Springs"
+                                | "Heights"
+                                | "Junction"
+                                | "Beach"
+                                | "Lake"
+                                | "Creek"
+                        )
+                });
+                if more { b + 1 } else { b }
+            });
             let Some(b) = best else {
                 next = i + 1;
                 continue;
@@ -408,13 +429,24 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
     if feats[b - 1].possessive {
         return None;
     }
-    if doc.tokens.get(b).is_some() && doc.feats[b].is(class::ORG_AFTER) {
+    // `Springfield Clinic`, `Elm Ct`; but not across a comma (`New Britain, CT`).
+    if doc.tokens.get(b).is_some()
+        && doc.feats[b].is(class::ORG_AFTER)
+        && text.get(doc.tokens[b - 1].end..doc.tokens[b].start) == Some(" ")
+    {
         return None;
     }
     let next = doc.tokens.get(b);
     let after = next.map_or("", |t| {
         text.get(doc.tokens[b - 1].end..t.start).unwrap_or("")
     });
+    // `Frankfurt, Germany`.
+    if let Some(t) = next
+        && after == ", "
+        && COUNTRIES.contains(&t.text(text))
+    {
+        return Some(0.8);
+    }
     // `Springfield, IL`, `Dover, Delaware`, `Akron OH 44301`.
     if let Some(t) = next
         && (after == ", " || after == " " || after == ",")
