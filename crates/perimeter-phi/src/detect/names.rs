@@ -292,9 +292,7 @@ impl Recognizer for Names {
         by_lines(doc, lists, found);
         by_shapes(doc, lists, found);
         spelled(doc, found);
-        if doc.text.contains([':', '·']) {
-            speakers(doc, found);
-        }
+        speakers(doc, found);
         propagate(doc, lists, found, covered, known_at);
         for &(a, b, conf) in found.iter() {
             let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
@@ -1154,19 +1152,25 @@ fn spelled(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     // `L-E-F-E-V-R-E`: one joined token of single letters.
     let hyphened = |k: usize| {
         toks.get(k).is_some_and(|t| {
-            let w = t.text(doc.text).as_bytes();
-            w.len() >= 7
-                && w.iter().enumerate().all(|(i, &b)| {
+            t.joined && t.end - t.start >= 7 && {
+                let w = t.text(doc.text).as_bytes();
+                w.iter().enumerate().all(|(i, &b)| {
                     if i % 2 == 0 {
                         b.is_ascii_alphabetic()
                     } else {
                         b == b'-'
                     }
                 })
+            }
         })
     };
     let mut k = 0;
     while k < toks.len() {
+        // Most tokens are longer words: one length test each.
+        if toks[k].end - toks[k].start != 1 && !toks[k].joined {
+            k += 1;
+            continue;
+        }
         let (a, mut b) = (k, k);
         if hyphened(k) {
             b = k + 1;
@@ -1214,96 +1218,144 @@ const ROLE_WORDS: [&str; 16] = [
 /// the name in parentheses or between `·`. Every word of the name must look like one.
 fn speakers(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let text = doc.text;
-    let mut base = 0;
-    for line in text.split_inclusive('\n') {
-        let at = base;
-        base += line.len();
-        let mut rest = line.trim_start();
-        let mut off = at + (line.len() - rest.len());
-        if rest.starts_with('[') {
-            let Some(close) = rest.find(']').filter(|&c| c < 40) else {
-                continue;
-            };
-            let after = &rest[close + 1..];
-            let trimmed = after.trim_start_matches(' ');
-            off += close + 1 + (after.len() - trimmed.len());
-            rest = trimmed;
+    let b = text.as_bytes();
+    // Colons are found with `memchr`; the rarer `·` labels walk every line.
+    if !b.contains(&b':') && !text.contains('·') {
+        return;
+    }
+    if text.contains('·') {
+        let mut base = 0;
+        for line in text.split_inclusive('\n') {
+            speaker_line(doc, line, base, found);
+            base += line.len();
         }
-        let head = rest.get(..rest.len().min(60)).unwrap_or(rest);
-        let Some(d) = head.find([':', '(', '[', '·']) else {
-            continue;
-        };
-        let label = head[..d].trim_end();
-        if label.is_empty() || label.len() + 1 < d {
-            // `Name:` or `Name (`: one space at most before the delimiter.
-            if label.is_empty() {
-                continue;
-            }
-        }
-        let words: Vec<&str> = label.split(' ').filter(|w| !w.is_empty()).collect();
-        let roles = words
+        return;
+    }
+    // Only the lines with a colon near their start can hold a label: found from the colons
+    // (a few per message), not by walking every line.
+    let mut last_line = usize::MAX;
+    for (p, _) in text.match_indices(':') {
+        let ls = b[..p]
             .iter()
-            .take_while(|w| ROLE_WORDS.contains(&w.to_ascii_lowercase().as_str()))
-            .count();
-        let delim = head[d..].chars().next().unwrap_or(':');
-        let (s, e) = if roles == words.len() {
-            // Only role words: the name is in the parentheses or between the dots.
-            let inner = &head[d + delim.len_utf8()..];
-            let end = match delim {
-                '(' => inner
-                    .find(')')
-                    .filter(|&c| inner[c + 1..].trim_start().starts_with(':')),
-                '·' => inner.find('·'),
-                _ => None,
-            };
-            let Some(end) = end else { continue };
-            let name = inner[..end].trim();
-            let lead = inner[..end].len() - inner[..end].trim_start().len();
-            let s = off + d + delim.len_utf8() + lead;
-            (s, s + name.len())
-        } else {
-            // The name after the role words, closed by `:`, or by ` (role):`, ` [time]:`
-            // and ` ·` (a bare `Name (` in prose is no label).
-            let closed = match delim {
-                ':' => true,
-                '(' | '[' => {
-                    let close = if delim == '(' { ')' } else { ']' };
-                    head[d..]
-                        .find(close)
-                        .is_some_and(|c| head[d + c + 1..].trim_start().starts_with(':'))
-                }
-                _ => true,
-            };
-            if !closed {
-                continue;
-            }
-            let skip: usize = words[..roles].iter().map(|w| w.len() + 1).sum();
-            let s = off + skip.min(label.len());
-            (s, off + label.len())
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        if ls == last_line || p - ls > 70 {
+            continue;
+        }
+        last_line = ls;
+        let le = b[p..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |i| p + i + 1);
+        if let Some(line) = text.get(ls..le) {
+            speaker_line(doc, line, ls, found);
+        }
+    }
+}
+
+/// One line of [`speakers`], starting at byte `at` of the message.
+fn speaker_line(doc: &Text<'_>, line: &str, at: usize, found: &mut Vec<(usize, usize, f32)>) {
+    let mut rest = line.trim_start();
+    let mut off = at + (line.len() - rest.len());
+    if rest.starts_with('[') {
+        let Some(close) = rest.find(']').filter(|&c| c < 40) else {
+            return;
         };
-        if s >= e {
-            continue;
+        let after = &rest[close + 1..];
+        let trimmed = after.trim_start_matches(' ');
+        off += close + 1 + (after.len() - trimmed.len());
+        rest = trimmed;
+    }
+    // A name starts with a capital (or a letter beyond ASCII): most lines stop here.
+    if !rest
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| b.is_ascii_uppercase() || b >= 0x80)
+    {
+        return;
+    }
+    let head = rest.get(..rest.len().min(60)).unwrap_or(rest);
+    let hb = head.as_bytes();
+    // The first delimiter; punctuation before it (`Hi, this is`, `Dr. ...`) is no
+    // label's, except an initial's full stop (`Nurse Hope K.:`, `Tomás R. [10:16]:`).
+    let initial_stop = |i: usize| i >= 2 && hb[i - 1].is_ascii_uppercase() && hb[i - 2] == b' ';
+    let Some(d) = (0..hb.len()).find(|&i| {
+        matches!(hb[i], b':' | b'(' | b'[' | b',' | b'!' | b'?' | b'"')
+            || (hb[i] == b'.' && !initial_stop(i))
+            || (hb[i] == 0xC2 && hb.get(i + 1) == Some(&0xB7))
+    }) else {
+        return;
+    };
+    if !matches!(hb[d], b':' | b'(' | b'[' | 0xC2) {
+        return;
+    }
+    let label = head[..d].trim_end();
+    if label.is_empty() || label.bytes().filter(|&b| b == b' ').count() > 4 {
+        return;
+    }
+    let words: Vec<&str> = label.split(' ').filter(|w| !w.is_empty()).collect();
+    let roles = words
+        .iter()
+        .take_while(|w| ROLE_WORDS.iter().any(|r| w.eq_ignore_ascii_case(r)))
+        .count();
+    let delim = head[d..].chars().next().unwrap_or(':');
+    let (s, e) = if roles == words.len() {
+        // Only role words: the name is in the parentheses or between the dots.
+        let inner = &head[d + delim.len_utf8()..];
+        let end = match delim {
+            '(' => inner
+                .find(')')
+                .filter(|&c| inner[c + 1..].trim_start().starts_with(':')),
+            '·' => inner.find('·'),
+            _ => None,
+        };
+        let Some(end) = end else { return };
+        let name = inner[..end].trim();
+        let lead = inner[..end].len() - inner[..end].trim_start().len();
+        let s = off + d + delim.len_utf8() + lead;
+        (s, s + name.len())
+    } else {
+        // The name after the role words, closed by `:`, or by ` (role):`, ` [time]:`
+        // and ` ·` (a bare `Name (` in prose is no label).
+        let closed = match delim {
+            ':' => true,
+            '(' | '[' => {
+                let close = if delim == '(' { ')' } else { ']' };
+                head[d..]
+                    .find(close)
+                    .is_some_and(|c| head[d + c + 1..].trim_start().starts_with(':'))
+            }
+            _ => true,
+        };
+        if !closed {
+            return;
         }
-        let a = doc.tokens.partition_point(|t| t.start < s);
-        let b = doc.tokens.partition_point(|t| t.start < e);
-        if b <= a || b - a > 3 || doc.tokens.get(a).is_none_or(|t| t.start != s) {
-            continue;
-        }
-        // Each word a name's: an initial, a word no dictionary has, or a listed first name
-        // (`Dale`, `Hope`); a form's labels are dictionary words (`Name:`, `Pages:`).
-        let namey = (a..b).all(|k| {
-            doc.feats.get(k).is_some_and(|f| {
-                f.initial || (f.word && f.cap && !f.stop && (!f.common() || f.first()))
-            })
-        });
-        // A label ending in an acronym (`MRN:`, `Prescriber DEA:`) is a form's.
-        let acronym = doc
-            .tokens
-            .get(b - 1)
-            .is_some_and(|t| t.all_caps && t.end - t.start <= 4);
-        if namey && !acronym && (a..b).any(|k| !doc.feats[k].initial) {
-            found.push((a, b, 0.75));
-        }
+        let skip: usize = words[..roles].iter().map(|w| w.len() + 1).sum();
+        let s = off + skip.min(label.len());
+        (s, off + label.len())
+    };
+    if s >= e {
+        return;
+    }
+    let a = doc.tokens.partition_point(|t| t.start < s);
+    let b = doc.tokens.partition_point(|t| t.start < e);
+    if b <= a || b - a > 3 || doc.tokens.get(a).is_none_or(|t| t.start != s) {
+        return;
+    }
+    // Each word a name's: an initial, a word no dictionary has, or a listed first name
+    // (`Dale`, `Hope`); a form's labels are dictionary words (`Name:`, `Pages:`).
+    let namey = (a..b).all(|k| {
+        doc.feats.get(k).is_some_and(|f| {
+            f.initial || (f.word && f.cap && !f.stop && (!f.common() || f.first()))
+        })
+    });
+    // A label ending in an acronym (`MRN:`, `Prescriber DEA:`) is a form's.
+    let acronym = doc
+        .tokens
+        .get(b - 1)
+        .is_some_and(|t| t.all_caps && t.end - t.start <= 4);
+    if namey && !acronym && (a..b).any(|k| !doc.feats[k].initial) {
+        found.push((a, b, 0.75));
     }
 }
 
