@@ -461,6 +461,8 @@ fn relation_name(doc: &Text<'_>, j: usize) -> bool {
                                 | "and"
                                 | "who"
                                 | "can"
+                                | "her"
+                                | "his"
                         )
                 })
         }
@@ -627,8 +629,10 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     while k > j + 1 && is_particle_tok(doc, k - 1) {
         k -= 1;
     }
-    // Do not end on an initial alone unless it is the whole name (`J.` after `Dr.` is odd).
-    while k > j && feats.get(k - 1).is_some_and(|f| f.initial) && k - j > 1 {
+    // Do not end on an initial alone unless it is the whole name (`J.` after `Dr.` is odd),
+    // or a middle initial after `Last, First` (`BRANDT, JUNE A.`).
+    let last_first_name = k > j + 2 && last_first_given(doc, j, j + 1);
+    while !last_first_name && k > j && feats.get(k - 1).is_some_and(|f| f.initial) && k - j > 1 {
         k -= 1;
     }
     if k == j {

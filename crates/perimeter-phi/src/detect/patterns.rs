@@ -40,6 +40,9 @@ enum P {
     AddressSpoken,
     Unit,
     DateSpoken,
+    DateEs,
+    SpelledEs,
+    AgeEs,
     County,
     Code,
 }
@@ -72,7 +75,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateMonthFirst,
             format!(
-                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:(?:,?\s*|-)(?:1[89]|20)\d\d\b)?|(?:of\s+)?(?:1[89]|20)\d\d\b)"
+                r"(?i)\b{MONTH}\.?(?:\s+|-)(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:(?:,?\s*|-)(?:1[89]|20)\d\d\b|,?\s*'\d\d\b)?|(?:of\s+)?(?:1[89]|20)\d\d\b)"
             ),
         ),
         (
@@ -94,7 +97,7 @@ fn patterns() -> Vec<(P, String)> {
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
         (
             P::Phone,
-            r"(?i)(?:\+?\b1[\s.-]?)?(?:(?:\(\d{3}\)\s?|\b\d{3}(?: [.-] |[\s.-])?)\d{3}(?: [.-] |[\s.-])?\d{4}|\b\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){3})\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
+            r"(?i)(?:\+?\b1[\s.-]?)?(?:(?:\(\d{3}\)\s?|\b\d{3}(?: [.-] |\.{2,3} ?|[\s.-])?)\d{3}(?: [.-] |\.{2,3} ?|[\s.-])?\d{4}|\b\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){3})\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
         ),
         (
             P::PhoneIntl,
@@ -118,12 +121,12 @@ fn patterns() -> Vec<(P, String)> {
         // `PO Box 3008`; rural delivery (`Rural Route 2 Box 15`, `RR 3, Box 41`, `HC 1 Box 23`).
         (
             P::PoBox,
-            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
+            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-[a-z]\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
         ),
         (
             P::Address,
             format!(
-                r"(?i)\b(?:[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
+                r"(?i)\b(?:\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+\d{{1,4}}[a-z]?\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
             ),
         ),
         // `four twelve birch hollow road apartment three` (a voicemail): after `at`, `on` or a
@@ -143,7 +146,21 @@ fn patterns() -> Vec<(P, String)> {
         // A date in number words after a birth cue (`born eleven oh six nineteen sixty four`).
         (
             P::DateSpoken,
-            format!(r"(?i)\b{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{2,6}}\b"),
+            format!(r"(?i)\b{NUMBER_WORD}(?:,?[\s-]+{NUMBER_WORD}){{2,6}}\b"),
+        ),
+        // Spanish, the second language of many practices' patients: `13 de noviembre`,
+        // `3 de mayo de 1925`; a phone number in Spanish digit words; `cien años`.
+        (
+            P::DateEs,
+            r"(?i)\b(?:0?[1-9]|[12]\d|3[01])\s+de\s+(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|sep?tiembre|octubre|noviembre|diciembre)(?:\s+(?:de|del)\s+(?:1[89]|20)\d\d)?\b".into(),
+        ),
+        (
+            P::SpelledEs,
+            r"(?i)\b(?:cero|uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)(?:(?:\s*[,.-]\s*|\s+)(?:cero|uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)){6,}\b".into(),
+        ),
+        (
+            P::AgeEs,
+            r"(?i)\b(?:noventa(?:\s+y\s+(?:uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve))?|cien(?:to\s+(?:uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve))?|\d{2,3})\s+años\b".into(),
         ),
         (
             P::County,
@@ -317,7 +334,14 @@ fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
     let text = doc.text;
     for c in &doc.cues {
         let label = match c.cue {
-            Cue::Ident(l @ (Label::Vehicle | Label::License)) => l,
+            Cue::Ident(
+                l @ (Label::Vehicle
+                | Label::License
+                | Label::HealthPlan
+                | Label::Mrn
+                | Label::Account
+                | Label::Id),
+            ) => l,
             _ => continue,
         };
         let rest = text.get(c.end..).unwrap_or("");
@@ -357,6 +381,27 @@ fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
                 .is_some_and(|g| g.len() == 2 && validate::is_state(g))
         {
             groups.remove(0);
+        }
+        // Other numbers (`MOH 8837 2201 A`, `CIH 0114 782`): a letter prefix, then groups
+        // with digits, perhaps a final letter; a label after the number (`H4418 DOB`) is
+        // not part of it.
+        if !matches!(label, Label::Vehicle | Label::License) {
+            let has_digit = |&(s, e): &(usize, usize)| b[s..e].iter().any(u8::is_ascii_digit);
+            let mut keep = 0;
+            for (i, g) in groups.iter().enumerate() {
+                let len = g.1 - g.0;
+                let ok = has_digit(g)
+                    || (i == 0 && len <= 4)
+                    || (i > 0 && len == 1 && i + 1 == groups.len());
+                if !ok {
+                    break;
+                }
+                keep = i + 1;
+            }
+            groups.truncate(keep);
+            if groups.len() == 1 && !groups.first().is_some_and(has_digit) {
+                continue;
+            }
         }
         let (Some(&(s, _)), Some(&(_, e))) = (groups.first(), groups.last()) else {
             continue;
@@ -674,6 +719,21 @@ impl Patterns {
                 } else {
                     None
                 }
+            }
+            P::DateEs => found(Label::Date, 0.85),
+            P::SpelledEs => found(phone_label(cues, start), 0.8),
+            P::AgeEs => {
+                let number = s.trim_end_matches("años").trim_end();
+                let over = match number.parse::<u32>() {
+                    Ok(n) => n >= 90,
+                    Err(_) => true,
+                };
+                over.then_some(Found {
+                    start,
+                    end: start + number.len(),
+                    label: Label::Age,
+                    confidence: 0.85,
+                })
             }
             P::County => found(Label::Location, 0.85),
             P::Code => self.judge_code(doc, start, end),
@@ -1074,6 +1134,8 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
         .any(|u| a.starts_with(u));
     !unit_after
         && (ends("age")
+            || ends("age of")
+            || ends("is now")
             || ends("aged")
             || ends("is")
             || ends("turned")

@@ -46,7 +46,7 @@ pub(crate) const STREET_SUFFIXES: &[&str] = &[
 ];
 
 pub(crate) const PRE_WORDS: &[&str] = &[
-    "in", "from", "near", "to", "outside", "around", "visiting", "moved",
+    "in", "from", "near", "to", "outside", "around", "visiting", "moved", "past", "en",
 ];
 
 /// Words that make the place part of an organisation's name (`Riverbend Family Medicine`).
@@ -473,7 +473,14 @@ fn judge(doc: &Text<'_>, a: usize, b: usize) -> Option<f32> {
             .get(doc.tokens[a - 1].end..doc.tokens[a].start)
             .unwrap_or("");
         // After a street address: `12 Elm St, Bend`, `Apt 4B, Utica`, `PO Box 12\nMacon`.
+        // `22 Wainwright St #3, Dorchester`: a unit number after `#`.
+        let unit_number = doc.tokens[a - 1].kind != super::tokens::Kind::Word
+            && a >= 2
+            && text
+                .get(doc.tokens[a - 2].end..doc.tokens[a - 1].start)
+                .is_some_and(|g| g.ends_with('#'));
         let prev_is_addr_end = feats[a - 1].is(class::STREET)
+            || unit_number
             || matches!(lower(doc, a - 1), "floor" | "fl")
             || (a >= 2 && {
                 let pp = lower(doc, a - 2);
