@@ -869,4 +869,19 @@ fn generalised_fourth_set_keep_precision() {
     check("the lola dress and 3 de 4 pills", &[], &["lola", "3 de 4"]);
     check("the past year en route", &[], &["year", "route"]);
     check("the age of the building", &[], &["building"]);
+    check(
+        "la hija de Doña Marisol Arriaga; pitit fi Manmi Claudette",
+        &["Marisol Arriaga", "Claudette"],
+        &["Doña", "Manmi"],
+    );
+    check(
+        "Callback: 218-555-0100\nCB: 320.555.0199\nStairs: 4 steps",
+        &[],
+        &["Callback", "CB", "Stairs"],
+    );
+    check(
+        "I'm at my son Oleksandr's place",
+        &["Oleksandr"],
+        &["place"],
+    );
 }

@@ -667,6 +667,30 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "optometry",
     "ophthalmology",
     "geriatrics",
+    // Kin words and honorifics of other languages before a name (`Manmi Roselène`, `Doña
+    // Ximena`), and function words of Tagalog and Haitian Creole that open sentences.
+    "kuya",
+    "tita",
+    "tito",
+    "lola",
+    "lolo",
+    "manmi",
+    "tonton",
+    "matant",
+    "abuela",
+    "abuelo",
+    "abuelito",
+    "abuelita",
+    "doña",
+    "dra",
+    "sra",
+    "srta",
+    "señora",
+    "señor",
+    "si",
+    "po",
+    "yung",
+    "mwen",
 ];
 
 /// Lower-case particles inside names: `Semat de la Fuente`, `Ludwig van Beethoven`.

@@ -642,7 +642,14 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     if k - j == 1 && first.initial {
         return None;
     }
-    if k < doc.tokens.len() && is_org_word(doc, k) && cap_mode && !matches!(cue, Cue::Title) {
+    // `Lakeview Clinic` is an organisation, but in `Iryna's place` the word after a
+    // possessive is the person's.
+    if k < doc.tokens.len()
+        && is_org_word(doc, k)
+        && cap_mode
+        && !matches!(cue, Cue::Title)
+        && !feats.get(k - 1).is_some_and(|f| f.possessive)
+    {
         return None;
     }
     // `- Ozempic 0.5 mg`: a product and its dose, not a signature.
@@ -1126,7 +1133,12 @@ fn by_lines(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f
             let label_acronym = b - i >= 2
                 && feats[b - 1].all_caps
                 && doc.tokens[b - 1].end - doc.tokens[b - 1].start <= 4;
-            let speaker = tail.starts_with(':') && feats[i].sent_start && !label_acronym;
+            // A one-word label (`Callback:`, `CB:`, `Stairs:`) is a form's unless the word is
+            // a listed name (`Xiomara:`); the speakers pass reads chat labels more closely.
+            let one_word_label =
+                b - i == 1 && (feats[i].all_caps || feats[i].flags & crate::lexicon::FIRST == 0);
+            let speaker =
+                tail.starts_with(':') && feats[i].sent_start && !label_acronym && !one_word_label;
             let ends_line = b == n && tail.trim().chars().all(|c| ".!?)".contains(c))
                 || tail.contains('\n')
                 || speaker;
@@ -1227,14 +1239,36 @@ fn speakers(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     if !b.contains(&b':') && !text.contains('·') {
         return;
     }
+    let mut labels: Vec<(usize, usize, bool)> = Vec::new();
     if text.contains('·') {
         let mut base = 0;
         for line in text.split_inclusive('\n') {
-            speaker_line(doc, line, base, found);
+            speaker_line(doc, line, base, &mut labels);
             base += line.len();
         }
-        return;
+    } else {
+        speaker_lines_at_colons(doc, &mut labels);
     }
+    // A lone unlisted word counts when it labels two lines or more.
+    let word = |a: usize| doc.tokens.get(a).map_or("", |t| t.text(text));
+    let mut lone: Vec<&str> = labels.iter().filter(|l| l.2).map(|l| word(l.0)).collect();
+    lone.sort_unstable();
+    for &(a, end, is_lone) in &labels {
+        let w = word(a);
+        let repeated = is_lone && {
+            let i = lone.partition_point(|x| *x < w);
+            lone.get(i + 1) == Some(&w)
+        };
+        if !is_lone || repeated {
+            found.push((a, end, 0.75));
+        }
+    }
+}
+
+/// The lines of [`speakers`] that have a colon near their start.
+fn speaker_lines_at_colons(doc: &Text<'_>, labels: &mut Vec<(usize, usize, bool)>) {
+    let text = doc.text;
+    let b = text.as_bytes();
     // Only the lines with a colon near their start can hold a label: found from the colons
     // (a few per message), not by walking every line.
     let mut last_line = usize::MAX;
@@ -1252,13 +1286,14 @@ fn speakers(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
             .position(|&c| c == b'\n')
             .map_or(b.len(), |i| p + i + 1);
         if let Some(line) = text.get(ls..le) {
-            speaker_line(doc, line, ls, found);
+            speaker_line(doc, line, ls, labels);
         }
     }
 }
 
-/// One line of [`speakers`], starting at byte `at` of the message.
-fn speaker_line(doc: &Text<'_>, line: &str, at: usize, found: &mut Vec<(usize, usize, f32)>) {
+/// One line of [`speakers`], starting at byte `at` of the message: the label's tokens, and
+/// whether it is a lone unlisted word before a colon (kept only if it labels another line).
+fn speaker_line(doc: &Text<'_>, line: &str, at: usize, out: &mut Vec<(usize, usize, bool)>) {
     let mut rest = line.trim_start();
     let mut off = at + (line.len() - rest.len());
     if rest.starts_with('[') {
@@ -1358,8 +1393,14 @@ fn speaker_line(doc: &Text<'_>, line: &str, at: usize, found: &mut Vec<(usize, u
         .tokens
         .get(b - 1)
         .is_some_and(|t| t.all_caps && t.end - t.start <= 4);
+    // One word and a colon (`Kasia:` or `Callback:`): a listed first name, or a label that
+    // opens another line too (a transcript's speaker speaks more than once; `speakers`
+    // counts them).
+    let lone = b - a == 1
+        && doc.text.as_bytes().get(e) == Some(&b':')
+        && doc.feats[a].flags & crate::lexicon::FIRST == 0;
     if namey && !acronym && (a..b).any(|k| !doc.feats[k].initial) {
-        found.push((a, b, 0.75));
+        out.push((a, b, lone));
     }
 }
 
