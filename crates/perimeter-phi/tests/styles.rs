@@ -805,8 +805,8 @@ fn generalised_third_set_keep_precision() {
     check("first name only please", &[], &["only"]);
 }
 
-/// Families a fourth blind set (stop 14's `D1`, not committed: it is kept for tuning, the
-/// second blind set `D2` for measuring) showed missing, tried on other words: Spanish dates,
+/// Families the fourth set's first half (`tests/data/styles_d1.txt`, written blind) showed
+/// missing, tried on other words: Spanish dates,
 /// digits and ages, kin words of other languages, `tell`/`ask for` before a name, a middle
 /// initial after `Last, First`, grouped member and chart numbers after their cue, phones
 /// broken by ellipses, county roads and lettered boxes, places after `past`, `en` or a `#`
