@@ -46,6 +46,18 @@ const STYLES_B: &str = include_str!("data/styles_b.jsonl");
 /// often the visit's).
 const STYLES_C: &str = include_str!("data/styles_c.jsonl");
 
+/// The fourth set (`tests/data/styles_d.jsonl`, from `styles_d1.txt` and `styles_d2.txt` by
+/// `make_styles_d.py`): 100 messages by two more blind writers. Its first half measured
+/// recall 0.894 and precision 0.911 before it was tuned on; its second half was measured
+/// once after the tuning on the third set and the first half, before any rule was changed
+/// for it: recall 0.932, precision 0.920 (the best figure of how the engine does on text it
+/// has never seen). Both halves were then used to tune; the whole set measures recall 0.959,
+/// precision 0.925. Left: numbers said in pieces with fillers and corrections, lower-case
+/// names without a cue in teenagers' texts, non-English sentence-opening words taken for
+/// names, clinics' and insurers' contact details (the writers marked them; the engine finds
+/// most), FHIR `display` names.
+const STYLES_D: &str = include_str!("data/styles_d.jsonl");
+
 #[test]
 fn heldout_set_meets_generalisation_floors() {
     evaluate(
@@ -69,6 +81,12 @@ fn third_set_keeps_its_measured_floors() {
     // Floors just under what it measured (HEALTH_PLAN 15/16 and LOCATION 0.93 are its
     // lowest labels).
     evaluate("third set", STYLES_C, 90, 0.965, 0.9, 0.95);
+}
+
+#[test]
+fn fourth_set_keeps_its_measured_floors() {
+    // Floors just under what it measured (VEHICLE 3/5 and ACCOUNT 7/9 are its lowest labels).
+    evaluate("fourth set", STYLES_D, 100, 0.955, 0.6, 0.92);
 }
 
 fn evaluate(

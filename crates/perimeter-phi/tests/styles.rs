@@ -885,3 +885,70 @@ fn generalised_fourth_set_keep_precision() {
         &["place"],
     );
 }
+
+/// Families the fourth set's second half (`tests/data/styles_d2.txt`, measured blind before
+/// these rules) showed missing, tried on other words: pasted CSV exports read by their
+/// header, a name label's value in dictionary words, letters spelled with commas and
+/// `as in`, an introduced word-name before a verb in -ing, a quoted speaker label, `LAST,FIRST`
+/// without a space, a name in its own script after it, in-laws, Broadway and full
+/// directional words, lettered county roads and boxes, `City:` and `County:` labels.
+#[test]
+fn generalised_fourth_set_second_half() {
+    let text = "last,first,dob,phone,zip,last_a1c\nVang,Tou,1961-02-03,612-555-0101,55106,7.1\n\"Lor, K\",,1970-05-06,612-555-0102,55117,8.2";
+    let t = check(
+        text,
+        &["Vang", "Tou", "612-555-0101", "55106", "Lor, K", "55117"],
+        &["7.1", "8.2", "last_a1c"],
+    );
+    assert_eq!(label_of(text, &t, "55106"), Some(Label::Location));
+    check(
+        "Name (Last): Little Bear\nName (First): Winona",
+        &["Little Bear", "Winona"],
+        &[],
+    );
+    check(
+        "that's j as in juliet, e, s, s, i, c, a and the last name d, apostrophe, a, r, c, y",
+        &[
+            "j as in juliet, e, s, s, i, c, a",
+            "d, apostrophe, a, r, c, y",
+        ],
+        &["last name"],
+    );
+    check("hi this is grace calling about", &["grace"], &["calling"]);
+    check("> Tavita: is my refill in?", &["Tavita"], &["refill"]);
+    check(
+        "Patient: MARKARYAN,ARMEN K  DOB 1/2/1950",
+        &["MARKARYAN,ARMEN K"],
+        &["DOB"],
+    );
+    check(
+        "for Kenji Watanabe (渡辺 健二) and",
+        &["Kenji Watanabe", "渡辺 健二"],
+        &[],
+    );
+    check("my son-in-law Vartan can call", &["Vartan"], &["call"]);
+    check(
+        "at 2290 Broadway, 4th Floor and 77 Elm Road West, apt 2",
+        &["2290 Broadway, 4th Floor", "77 Elm Road West, apt 2"],
+        &[],
+    );
+    check(
+        "W2210 County Rd KK or Rte 2 Box 14B",
+        &["W2210 County Rd KK", "Rte 2 Box 14B"],
+        &[],
+    );
+    check(
+        "Street: 12 Oak St\nCity: Fennimore   State: WI\nCounty: Grant",
+        &["Fennimore", "Grant"],
+        &["WI"],
+    );
+}
+
+/// Look-alikes of the second half's rules.
+#[test]
+fn generalised_fourth_set_second_half_keeps_precision() {
+    check("qty,dose,route\n30,10 mg,PO", &[], &["30", "10 mg", "PO"]);
+    check("Name: \nCity: \nthe city: big", &[], &["big"]);
+    check("this is going to hurt", &[], &["going"]);
+    check("press a, b or c", &[], &["a, b"]);
+}

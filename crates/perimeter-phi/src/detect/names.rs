@@ -334,12 +334,37 @@ impl Recognizer for Names {
                 confidence: conf,
                 recognizer: "names",
             });
+            // `Michiko Nakagawa (中川 美智子)`: the name in its own script after it.
+            if let Some(script) = script_name_after(doc.text, end) {
+                out.push(Span {
+                    start: script.0,
+                    end: script.1,
+                    label: Label::Name,
+                    confidence: conf,
+                    recognizer: "names",
+                });
+            }
         }
         // Very large messages do not keep their buffers (bounded memory per thread).
         if n <= 16 * 1024 {
             SCRATCH.with(|s| s.set(Some(sc)));
         }
     }
+}
+
+/// A name in Chinese, Japanese or Korean script in parentheses right after `end`
+/// (` (中川 美智子)`, ` (김민준,`): its byte range.
+fn script_name_after(text: &str, end: usize) -> Option<(usize, usize)> {
+    let rest = text.get(end..)?.strip_prefix(" (")?;
+    let cjk = |c: char| matches!(c, '\u{3040}'..='\u{30FF}' | '\u{3400}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7AF}');
+    let len: usize = rest
+        .chars()
+        .take_while(|&c| cjk(c) || c == ' ')
+        .map(char::len_utf8)
+        .sum();
+    let name = rest.get(..len)?.trim_end();
+    let start = end + 2;
+    (name.chars().filter(|&c| cjk(c)).count() >= 2).then_some((start, start + name.len()))
 }
 
 /// Whether a dose follows `end`: a number and a unit (`10mg`, ` 0.5 mg`, ` 25 mcg`).
@@ -406,7 +431,9 @@ fn is_org_word(doc: &Text<'_>, i: usize) -> bool {
 
 /// Whether token `k` is the first given name after `Last, ` in a name taken from token `j`.
 fn last_first_given(doc: &Text<'_>, j: usize, k: usize) -> bool {
-    k == j + 1 && matches!(gap(doc, j, k), ", " | " , ")
+    k == j + 1
+        && (matches!(gap(doc, j, k), ", " | " , ")
+            || (gap(doc, j, k) == "," && doc.feats.get(k).is_some_and(|f| f.all_caps)))
 }
 
 /// Whether the gap between two name parts keeps them in one name.
@@ -468,6 +495,21 @@ fn relation_name(doc: &Text<'_>, j: usize) -> bool {
         }
     };
     owner && closes
+}
+
+/// The capitalised words (one to four, one space apart, on one line) that fill a name
+/// label's value.
+fn label_value(doc: &Text<'_>, j: usize) -> Option<(usize, usize)> {
+    let mut k = j;
+    while k < doc.tokens.len() && k - j < 4 {
+        let f = doc.feats.get(k)?;
+        let ok = (f.word && f.cap && !f.stop && !is_org_word(doc, k)) || f.initial;
+        if !ok || (k > j && !joins(gap(doc, k - 1, k), doc.feats[k - 1].initial)) {
+            break;
+        }
+        k += 1;
+    }
+    (k > j && !doc.feats[j].initial).then_some((j, k))
 }
 
 /// Takes the name that starts at token `j` after a cue of kind `cue`.
@@ -543,8 +585,8 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     {
         k = j + 2;
     }
-    // `this is grace from 3b`: a first name that is also a word, closed by a stop word or
-    // punctuation right after an introduction.
+    // `this is grace from 3b`, `this is dawn bringing`: a first name that is also a word,
+    // closed by a stop word, punctuation or a verb in -ing right after an introduction.
     if !cap_mode
         && k == j
         && matches!(cue, Cue::NameIntro)
@@ -558,6 +600,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
                 let g = gap(doc, j, j + 1);
                 g.contains([',', '.', '!', '?', '\n', '-'])
                     || (g == " " && feats.get(j + 1).is_some_and(|n| n.stop))
+                    || (g == " " && lower_tok(doc, j + 1).ends_with("ing"))
             }
         };
         if closed {
@@ -584,7 +627,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             let prev_initial = feats.get(k - 1).is_some_and(|p| p.initial);
             // `Phạm, Thu Trang`, `Ahn , Ji-woo`: the given names after the surname.
             // A stop word (`Thu`) counts when a name-like word follows it.
-            let last_first = (g == ", " || g == " , ")
+            let last_first = (g == ", " || g == " , " || (g == "," && f.all_caps))
                 && k - j == 1
                 && cap_mode
                 && matches!(cue, Cue::NameIntro)
@@ -703,6 +746,17 @@ fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
         }
         if let Some((a, b)) = take_after_cue(doc, j, c.cue) {
             found.push((a, b, strength));
+        } else if c.cue == Cue::NameIntro
+            && doc
+                .lower
+                .get(c.start..c.end)
+                .is_some_and(|w| w.contains("name"))
+            && (g.contains(':') || doc.text.as_bytes().get(c.end - 1) == Some(&b':'))
+            && let Some((a, b)) = label_value(doc, j)
+        {
+            // `Name (Last): Yellow Hawk`: after a name label, capitalised words are the
+            // name even when they are dictionary words.
+            found.push((a, b, 0.8));
         }
     }
     // A dash before a closing name: `- Dominic`, `— Ana Ruiz` at a line end.
@@ -1160,10 +1214,16 @@ fn by_lines(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f
 /// said just before it when that is a listed first name (`joy o y e w o l e`).
 fn spelled(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let toks = &doc.tokens;
+    // A letter, or `apostrophe` said between letters (`o, apostrophe, r, o, u, r, k, e`).
     let one_letter = |k: usize| {
         toks.get(k).is_some_and(|t| {
-            t.end - t.start == 1 && doc.text.as_bytes()[t.start].is_ascii_alphabetic()
+            (t.end - t.start == 1 && doc.text.as_bytes()[t.start].is_ascii_alphabetic())
+                || (t.end - t.start == 10 && doc.lower.get(t.start..t.end) == Some("apostrophe"))
         })
+    };
+    // `m as in mary, c, k, ...`: a letter, `as in` and a word stand for the letter.
+    let as_in = |k: usize| {
+        k + 3 < toks.len() && lower_tok(doc, k + 1) == "as" && lower_tok(doc, k + 2) == "in"
     };
     // `L-E-F-E-V-R-E`: one joined token of single letters.
     let hyphened = |k: usize| {
@@ -1183,7 +1243,7 @@ fn spelled(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
     let mut k = 0;
     while k < toks.len() {
         // Most tokens are longer words: one length test each.
-        if toks[k].end - toks[k].start != 1 && !toks[k].joined {
+        if toks[k].end - toks[k].start != 1 && !toks[k].joined && !one_letter(k) {
             k += 1;
             continue;
         }
@@ -1191,10 +1251,14 @@ fn spelled(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
         if hyphened(k) {
             b = k + 1;
         } else {
-            while one_letter(b) && (b == a || matches!(gap(doc, b - 1, b), " " | "-" | " - ")) {
-                b += 1;
+            let mut letters = 0;
+            while one_letter(b)
+                && (b == a || matches!(gap(doc, b - 1, b), " " | "-" | " - " | ", " | ","))
+            {
+                letters += 1;
+                b += if as_in(b) { 4 } else { 1 };
             }
-            if b - a < 4 {
+            if letters < 4 {
                 k += 1;
                 continue;
             }
@@ -1271,20 +1335,25 @@ fn speaker_lines_at_colons(doc: &Text<'_>, labels: &mut Vec<(usize, usize, bool)
     let b = text.as_bytes();
     // Only the lines with a colon near their start can hold a label: found from the colons
     // (a few per message), not by walking every line.
+    // The colons come in order: the line start is carried from one to the next, and each
+    // line is read once (linear time however many colons a line has).
     let mut last_line = usize::MAX;
+    let mut ls = 0;
+    let mut scanned = 0;
     for (p, _) in text.match_indices(':') {
-        let ls = b[..p]
-            .iter()
-            .rposition(|&c| c == b'\n')
-            .map_or(0, |i| i + 1);
+        if let Some(nl) = b[scanned..p].iter().rposition(|&c| c == b'\n') {
+            ls = scanned + nl + 1;
+        }
+        scanned = p;
         if ls == last_line || p - ls > 70 {
             continue;
         }
         last_line = ls;
         let le = b[p..]
             .iter()
+            .take(256)
             .position(|&c| c == b'\n')
-            .map_or(b.len(), |i| p + i + 1);
+            .map_or((p + 256).min(b.len()), |i| p + i + 1);
         if let Some(line) = text.get(ls..le) {
             speaker_line(doc, line, ls, labels);
         }
@@ -1294,7 +1363,8 @@ fn speaker_lines_at_colons(doc: &Text<'_>, labels: &mut Vec<(usize, usize, bool)
 /// One line of [`speakers`], starting at byte `at` of the message: the label's tokens, and
 /// whether it is a lone unlisted word before a colon (kept only if it labels another line).
 fn speaker_line(doc: &Text<'_>, line: &str, at: usize, out: &mut Vec<(usize, usize, bool)>) {
-    let mut rest = line.trim_start();
+    // `> Sue: is this ...`: a quoted reply's markers first.
+    let mut rest = line.trim_start().trim_start_matches(['>', ' ']);
     let mut off = at + (line.len() - rest.len());
     if rest.starts_with('[') {
         let Some(close) = rest.find(']').filter(|&c| c < 40) else {

@@ -121,12 +121,12 @@ fn patterns() -> Vec<(P, String)> {
         // `PO Box 3008`; rural delivery (`Rural Route 2 Box 15`, `RR 3, Box 41`, `HC 1 Box 23`).
         (
             P::PoBox,
-            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-[a-z]\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
+            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-?[a-z]\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
         ),
         (
             P::Address,
             format!(
-                r"(?i)\b(?:\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+\d{{1,4}}[a-z]?\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
+                r"(?i)\b(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
             ),
         ),
         // `four twelve birch hollow road apartment three` (a voicemail): after `at`, `on` or a

@@ -220,7 +220,63 @@ impl Recognizer for Places {
                 next = i + 1;
             }
         }
+        form_places(doc, out);
         propagate(doc, out);
+    }
+}
+
+/// `City: Mondovi`, `County: Buffalo`, `Place of birth: Gyumri`: the value of a form's place
+/// label (found from the colons, with `memchr`), up to two spaces, a comma or the line's end.
+fn form_places(doc: &Text<'_>, out: &mut Vec<Candidate>) {
+    const LABELS: [&str; 6] = [
+        "city",
+        "town",
+        "county",
+        "city/town",
+        "birthplace",
+        "place of birth",
+    ];
+    for (p, _) in doc.lower.match_indices(':') {
+        let before = doc
+            .lower
+            .get(p.saturating_sub(16)..p)
+            .unwrap_or("")
+            .trim_end();
+        let Some(label) = LABELS.iter().find(|l| before.ends_with(*l)) else {
+            continue;
+        };
+        let ls = before.len() - label.len();
+        if before[..ls].ends_with(|c: char| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let rest = doc.text.get(p + 1..).unwrap_or("");
+        let value_at = p + 1 + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
+        // A value is short: look at most 64 bytes ahead (linear time with many colons).
+        let tail_all = doc.text.get(value_at..).unwrap_or("");
+        let mut cut = tail_all.len().min(64);
+        while !tail_all.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let tail = &tail_all[..cut];
+        let mut len = tail
+            .find(['\n', '\r', ',', ';', '|', '(', '\t'])
+            .unwrap_or(tail.len())
+            .min(40);
+        if let Some(two) = tail.get(..len).and_then(|t| t.find("  ")) {
+            len = two;
+        }
+        let value = tail.get(..len).unwrap_or("").trim_end();
+        let starts_upper = value.starts_with(|c: char| c.is_uppercase());
+        if value.is_empty() || !starts_upper || validate::is_state(value) {
+            continue;
+        }
+        out.push(Span {
+            start: value_at,
+            end: value_at + value.len(),
+            label: Label::Location,
+            confidence: 0.8,
+            recognizer: "places",
+        });
     }
 }
 

@@ -23,6 +23,9 @@ impl Recognizer for Structured {
         {
             json(doc, out);
         }
+        if text.contains('\n') && text.contains([',', ';', '\t']) {
+            csv(text, out);
+        }
     }
 }
 
@@ -457,6 +460,101 @@ fn value(text: &str, vs: usize, ve: usize, l: Label, out: &mut Vec<Span>) {
     if ok {
         push(out, vs + lead, vs + lead + t.len(), l, 0.9);
     }
+}
+
+/// Pasted exports (`name,dob,phone,zip` then rows): a header line whose fields are mostly
+/// keys that say what a value is (the JSON keys' words), then the lines below it with the
+/// same separator, each field labelled by its column. Quoted fields (`"Khoury, N"`) are one.
+fn csv(text: &str, out: &mut Vec<Span>) {
+    let mut lines = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        lines.push((at, line.trim_end_matches(['\n', '\r'])));
+        at += line.len();
+    }
+    let mut i = 0;
+    while i < lines.len() {
+        let (_, header) = lines[i];
+        let Some(sep) = [',', ';', '\t', '|']
+            .into_iter()
+            .find(|&c| header.matches(c).count() >= 2)
+        else {
+            i += 1;
+            continue;
+        };
+        let cols: Vec<Option<Label>> = fields(header, sep)
+            .map(|(_, f)| {
+                let f = f.trim().trim_matches('"');
+                (f.len() <= 30).then(|| key_label(f)).flatten().or_else(|| {
+                    // `first`, `last`, `zip` alone, as exports name them.
+                    matches!(
+                        f.to_ascii_lowercase().as_str(),
+                        "first" | "last" | "given" | "family"
+                    )
+                    .then_some(Label::Name)
+                })
+            })
+            .collect();
+        let known = cols.iter().filter(|c| c.is_some()).count();
+        // A header: three fields or more, at least two of them known keys, every field a
+        // word (`a1c` is one; `1961-02-03` is a value, not a column's name).
+        let worded = fields(header, sep).all(|(_, f)| {
+            let f = f.trim().trim_matches('"');
+            f.is_empty() || f.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        });
+        if cols.len() < 3 || known < 2 || !worded {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while let Some(&(base, row)) = lines.get(j) {
+            let cells: Vec<(usize, &str)> = fields(row, sep).collect();
+            if row.trim().is_empty() || cells.len() + 1 < cols.len() || cells.len() > cols.len() + 1
+            {
+                break;
+            }
+            for ((off, cell), col) in cells.iter().zip(&cols) {
+                let Some(l) = *col else { continue };
+                let t = cell.trim();
+                let t = t
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .unwrap_or(t);
+                if t.is_empty() {
+                    continue;
+                }
+                let lead = cell.find(t).unwrap_or(0);
+                let s = base + off + lead;
+                let ok = match l {
+                    Label::Age => t.parse::<u32>().is_ok_and(|a| a >= 90),
+                    Label::Name => t.chars().any(char::is_alphabetic) && t.len() <= 80,
+                    _ => t.chars().any(|c| c.is_ascii_alphanumeric()),
+                };
+                if ok {
+                    push(out, s, s + t.len(), l, 0.85);
+                }
+            }
+            j += 1;
+        }
+        i = j.max(i + 1);
+    }
+}
+
+/// The fields of one line split at `sep` outside double quotes, each with its offset.
+fn fields(line: &str, sep: char) -> impl Iterator<Item = (usize, &str)> {
+    let mut start = 0;
+    let mut quoted = false;
+    let mut cuts = Vec::new();
+    for (i, c) in line.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            cuts.push((start, &line[start..i]));
+            start = i + c.len_utf8();
+        }
+    }
+    cuts.push((start, &line[start..]));
+    cuts.into_iter()
 }
 
 fn memchr_from(b: &[u8], needle: u8, from: usize) -> Option<usize> {
