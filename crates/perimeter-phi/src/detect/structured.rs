@@ -23,7 +23,8 @@ impl Recognizer for Structured {
         {
             json(doc, out);
         }
-        if text.contains('\n') && text.contains([',', ';', '\t']) {
+        let b = text.as_bytes();
+        if b.contains(&b'\n') && (b.contains(&b',') || b.contains(&b';') || b.contains(&b'\t')) {
             csv(text, out);
         }
     }
@@ -475,13 +476,24 @@ fn csv(text: &str, out: &mut Vec<Span>) {
     let mut i = 0;
     while i < lines.len() {
         let (_, header) = lines[i];
-        let Some(sep) = [',', ';', '\t', '|']
+        // Most lines are prose: a header is short, has no full stop and no long field.
+        let hb = header.as_bytes();
+        if hb.len() > 300 || hb.contains(&b'.') || hb.contains(&b'?') {
+            i += 1;
+            continue;
+        }
+        let Some(sep) = [b',', b';', b'\t', b'|']
             .into_iter()
-            .find(|&c| header.matches(c).count() >= 2)
+            .find(|&c| hb.iter().filter(|&&x| x == c).count() >= 2)
+            .map(char::from)
         else {
             i += 1;
             continue;
         };
+        if fields(header, sep).any(|(_, f)| f.trim().len() > 30) {
+            i += 1;
+            continue;
+        }
         let cols: Vec<Option<Label>> = fields(header, sep)
             .map(|(_, f)| {
                 let f = f.trim().trim_matches('"');
