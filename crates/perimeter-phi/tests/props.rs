@@ -175,3 +175,32 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// Runs that one pattern could keep extending without ever matching (an e-mail's local part
+/// without its `@`, a host name without its top-level domain, a street word without a
+/// space): each search used to read to the end of the text, so a 128 KiB message of
+/// `192.168.0.1192.168.0.1...` took seconds (quadratic). The patterns' repetitions are
+/// bounded now; these messages at the size limit finish like any other (a regression shows
+/// as a suite that suddenly takes minutes, not as a timing assertion).
+#[test]
+fn runs_a_pattern_cannot_finish_stay_linear() {
+    let max = perimeter_phi::DEFAULT_MAX_MESSAGE_BYTES;
+    for unit in [
+        "192.168.0.1",
+        "00123456'",
+        "a.b-c.",
+        "x'y%z+",
+        "12 abcdefgh.",
+        "::",
+        "Springfield, IL 62704-1234\n",
+        "City: X ",
+        "a: b ",
+        "name,dob,zip\n",
+    ] {
+        let mut s = String::with_capacity(max);
+        while s.len() + unit.len() <= max {
+            s.push_str(unit);
+        }
+        check(&s);
+    }
+}

@@ -952,3 +952,17 @@ fn generalised_fourth_set_second_half_keeps_precision() {
     check("this is going to hurt", &[], &["going"]);
     check("press a, b or c", &[], &["a, b"]);
 }
+
+/// HL7's compact date-times: the date is a DATE, the time of day is left (not PHI, the
+/// corpus's rule), and a 12- or 14-digit date-time is never taken for a card or an account.
+#[test]
+fn compact_date_times_keep_only_the_date() {
+    let text = "MSH|^~\\&|RIS|STB|EHR|STB|20250603143055||ORU^R01|R1|P|2.5\nSCH|||^^30^202507080930^202507081000|";
+    let t = check(text, &["20250603", "20250708"], &["143055", "0930", "1000"]);
+    assert!(
+        t.iter()
+            .all(|s| s.label == Label::Date || !s.text(text).starts_with("2025")),
+        "{t:?}"
+    );
+    check("visit 202513011200 is no date", &[], &["no date"]);
+}

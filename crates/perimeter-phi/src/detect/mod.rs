@@ -233,6 +233,17 @@ thread_local! {
 /// otherwise cut down to its larger uncovered part (dropped if that part has no letters or
 /// digits). O(n log n) in the number of candidates.
 pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
+    prepare(text, cands);
+    // Thousands of candidates (an adversarial or machine-made message): the tree.
+    if cands.len() > 512 {
+        return resolve_with_tree(text, cands);
+    }
+    resolve_with_vec(text, cands)
+}
+
+/// Drops malformed candidates and sorts the rest by priority (confidence, then length, then
+/// start).
+fn prepare(text: &str, cands: &mut Vec<Span>) {
     cands.retain(|s| {
         s.start < s.end
             && s.end <= text.len()
@@ -245,6 +256,10 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             .then((b.end - b.start).cmp(&(a.end - a.start)))
             .then(a.start.cmp(&b.start))
     });
+}
+
+/// [`resolve`] with the accepted spans in a vector (for the usual few candidates).
+fn resolve_with_vec(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
     // Accepted spans are disjoint and kept sorted by start: the only one that can overlap a
     // candidate is the last one starting before the candidate ends (a binary search; a
     // message has few spans, so inserting into the vector is cheaper than a tree).
@@ -302,13 +317,65 @@ pub(crate) fn resolve(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
     accepted
 }
 
+/// [`resolve`] with the accepted spans in a `BTreeMap`: O(n log n) however many candidates
+/// there are (the vector's inserts are quadratic on a message with thousands of spans).
+fn resolve_with_tree(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
+    let mut accepted: std::collections::BTreeMap<usize, Span> = std::collections::BTreeMap::new();
+    'next: for mut c in cands.drain(..) {
+        let mut guard = accepted.len() + 2;
+        while guard > 0 {
+            guard -= 1;
+            let hit = accepted
+                .range(..c.end)
+                .next_back()
+                .filter(|(_, a)| a.end > c.start)
+                .map(|(k, _)| *k);
+            let Some(k) = hit else {
+                accepted.insert(c.start, c);
+                continue 'next;
+            };
+            let Some(a) = accepted.remove(&k) else {
+                continue 'next;
+            };
+            if c.label == a.label {
+                let keep_conf = a.confidence.max(c.confidence);
+                c = Span {
+                    start: a.start.min(c.start),
+                    end: a.end.max(c.end),
+                    confidence: keep_conf,
+                    ..a
+                };
+                continue;
+            }
+            let left = (c.start, a.start.max(c.start));
+            let right = (a.end.min(c.end), c.end);
+            accepted.insert(k, a);
+            let keep = if left.1 - left.0 >= right.1 - right.0 {
+                left
+            } else {
+                right
+            };
+            let piece = text.get(keep.0..keep.1).unwrap_or("");
+            let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
+            if trimmed.is_empty() {
+                continue 'next;
+            }
+            let lead = piece.len()
+                - piece
+                    .trim_start_matches(|ch: char| !ch.is_alphanumeric())
+                    .len();
+            c.start = keep.0 + lead;
+            c.end = c.start + trimmed.len();
+        }
+    }
+    accepted.into_values().collect()
+}
+
 /// The fast paths (plain ASCII tokens in the tokenizer, the features and the cue search;
 /// the vector in `resolve`) give exactly what the general code gives.
 #[cfg(test)]
 mod fast_paths {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-    use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
@@ -429,69 +496,6 @@ mod fast_paths {
         }
     }
 
-    /// `resolve` as it was, with the accepted spans in a `BTreeMap`.
-    fn resolve_with_tree(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
-        cands.retain(|s| {
-            s.start < s.end
-                && s.end <= text.len()
-                && text.is_char_boundary(s.start)
-                && text.is_char_boundary(s.end)
-        });
-        cands.sort_by(|a, b| {
-            b.confidence
-                .total_cmp(&a.confidence)
-                .then((b.end - b.start).cmp(&(a.end - a.start)))
-                .then(a.start.cmp(&b.start))
-        });
-        let mut accepted: BTreeMap<usize, Span> = BTreeMap::new();
-        'next: for mut c in cands.drain(..) {
-            let mut guard = accepted.len() + 2;
-            while guard > 0 {
-                guard -= 1;
-                let hit = accepted
-                    .range(..c.end)
-                    .next_back()
-                    .filter(|(_, a)| a.end > c.start)
-                    .map(|(k, _)| *k);
-                let Some(k) = hit else {
-                    accepted.insert(c.start, c);
-                    continue 'next;
-                };
-                let a = accepted.remove(&k).unwrap();
-                if c.label == a.label {
-                    let keep_conf = a.confidence.max(c.confidence);
-                    c = Span {
-                        start: a.start.min(c.start),
-                        end: a.end.max(c.end),
-                        confidence: keep_conf,
-                        ..a
-                    };
-                    continue;
-                }
-                let left = (c.start, a.start.max(c.start));
-                let right = (a.end.min(c.end), c.end);
-                accepted.insert(k, a);
-                let keep = if left.1 - left.0 >= right.1 - right.0 {
-                    left
-                } else {
-                    right
-                };
-                let piece = text.get(keep.0..keep.1).unwrap_or("");
-                let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
-                if trimmed.is_empty() {
-                    continue 'next;
-                }
-                let lead = piece.len()
-                    - piece
-                        .trim_start_matches(|ch: char| !ch.is_alphanumeric())
-                        .len();
-                c.start = keep.0 + lead;
-                c.end = c.start + trimmed.len();
-            }
-        }
-        accepted.into_values().collect()
-    }
-
     const FRAGMENTS: &[&str] = &[
         "Ana", " ", "o'", "-", "’s", "\\n", "é", "x\u{301}", "12", "MRN", "Dr.", ", ", "\n",
         "this is ", "County", "call ", "4B", "—", "'", "ü", "ß", "İ", "_", "@", ".", "::", "|",
@@ -527,6 +531,7 @@ mod fast_paths {
                 .collect();
             let mut a = cands.clone();
             let mut b = cands;
+            prepare(text, &mut b);
             prop_assert_eq!(resolve(text, &mut a), resolve_with_tree(text, &mut b));
         }
     }

@@ -58,11 +58,11 @@ fn patterns() -> Vec<(P, String)> {
         (P::Url, r#"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}"\\]+"#.into()),
         (
             P::BareUrl,
-            r#"(?i)\b(?:[a-z0-9-]+\.)+(?:com|org|net|edu|gov|io|us|me|info|health|co)/[^\s<>()\[\]{}"\\]+"#.into(),
+            r#"(?i)\b(?:[a-z0-9-]{1,63}\.){1,8}(?:com|org|net|edu|gov|io|us|me|info|health|co)/[^\s<>()\[\]{}"\\]+"#.into(),
         ),
         (
             P::Email,
-            r"(?i)\b[a-z0-9][a-z0-9._%+'-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}\b".into(),
+            r"(?i)\b[a-z0-9][a-z0-9._%+'-]{0,63}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?){0,8}\.[a-z]{2,24}\b".into(),
         ),
         (P::Ipv4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b".into()),
         (P::Ipv6, r"(?i)(?:\b[0-9a-f]{1,4}|::?)(?::{1,2}[0-9a-f]{0,4}){2,8}".into()),
@@ -126,7 +126,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::Address,
             format!(
-                r"(?i)\b(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]*\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
+                r"(?i)\b(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]{{0,30}}\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
             ),
         ),
         // `four twelve birch hollow road apartment three` (a voicemail): after `at`, `on` or a
@@ -658,6 +658,10 @@ impl Patterns {
                 })
             }
             P::Card => {
+                // `20250603143055`: an HL7 date-time, not a card number.
+                if compact_datetime(s) {
+                    return None;
+                }
                 let cue = ident_label_before(cues, start, 40);
                 if validate::luhn(s) && cue.is_none_or(|l| l == Label::Account) {
                     found(Label::Account, 0.9)
@@ -769,6 +773,16 @@ impl Patterns {
             _ => start,
         };
         let s = text.get(start..end)?;
+        // `202507080930`, `20250603143055`: a compact date-time (HL7's DTM); the date is PHI,
+        // the time of day is not.
+        if compact_datetime(s) {
+            return Some(Found {
+                start,
+                end: start + 8,
+                label: Label::Date,
+                confidence: 0.9,
+            });
+        }
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
         let letters = s.bytes().filter(u8::is_ascii_alphabetic).count();
         let alnum = digits + letters;
@@ -1021,6 +1035,20 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
         at = from + len;
     }
     at
+}
+
+/// `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS` with a real calendar date and a real time of day.
+fn compact_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
+    matches!(b.len(), 12 | 14)
+        && b.iter().all(u8::is_ascii_digit)
+        && (s.starts_with("19") || s.starts_with("20"))
+        && num(8..10).is_some_and(|h| h < 24)
+        && num(10..12).is_some_and(|m| m < 60)
+        && (b.len() == 12 || num(12..14).is_some_and(|x| x < 60))
+        && s.get(..8)
+            .is_some_and(|d| validate::iso_date(&format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8])))
 }
 
 /// Where a spoken extension after a spoken phone number ends (`... one extension two one

@@ -284,7 +284,8 @@ fn form_places(doc: &Text<'_>, out: &mut Vec<Candidate>) {
 /// message is a place at its other mentions too (not inside an organisation's name or a
 /// possessive).
 fn propagate(doc: &Text<'_>, out: &mut Vec<Candidate>) {
-    let found: Vec<(usize, usize)> = out
+    let text = doc.text;
+    let mut found: Vec<(usize, usize)> = out
         .iter()
         .filter(|s| s.recognizer == "places" && s.label == Label::Location)
         .map(|s| (s.start, s.end))
@@ -292,42 +293,62 @@ fn propagate(doc: &Text<'_>, out: &mut Vec<Candidate>) {
     if found.is_empty() {
         return;
     }
-    let text = doc.text;
+    found.sort_unstable();
+    // The capitalised names found, and which tokens they cover: then one walk over the
+    // tokens, trying the names (of up to four words) that start at each (linear time).
+    let names: std::collections::HashSet<&str> = found
+        .iter()
+        .filter_map(|&(s, e)| text.get(s..e))
+        .filter(|n| n.starts_with(|c: char| c.is_uppercase()))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let n = doc.tokens.len();
+    let mut covered = vec![false; n];
+    for &(s, e) in &found {
+        let from = doc.tokens.partition_point(|t| t.end <= s);
+        let to = doc.tokens.partition_point(|t| t.start < e).max(from);
+        if let Some(c) = covered.get_mut(from..to) {
+            c.fill(true);
+        }
+    }
     let mut extra = Vec::new();
-    for &(fs, fe) in &found {
-        let Some(name) = text.get(fs..fe) else {
-            continue;
-        };
-        if !name.starts_with(|c: char| c.is_uppercase()) {
+    let mut i = 0;
+    while i < n {
+        if covered[i] || !doc.feats[i].cap {
+            i += 1;
             continue;
         }
-        let mut from = 0;
-        while let Some(p) = text.get(from..).and_then(|t| t.find(name)) {
-            let (s, e) = (from + p, from + p + name.len());
-            from = e;
-            let bounded = !text[..s].ends_with(|c: char| c.is_alphanumeric())
-                && !text[e..].starts_with(|c: char| c.is_alphanumeric() || c == '\'');
-            if !bounded || found.iter().any(|&(a, b)| a < e && s < b) {
+        let mut taken = 0;
+        for len in 1..=4 {
+            let j = i + len - 1;
+            if j >= n || covered[j] {
+                break;
+            }
+            let (s, e) = (doc.tokens[i].start, doc.tokens[j].end);
+            if !text.get(s..e).is_some_and(|w| names.contains(w)) {
                 continue;
             }
-            let b = doc.tokens.partition_point(|t| t.start < e);
             // `Ganado Clinic` names an organisation; `the Ganado clinic` a place's.
-            if doc
+            let org = doc
                 .feats
-                .get(b)
+                .get(j + 1)
                 .is_some_and(|f| f.cap && f.is(class::ORG_AFTER) && !f.is(class::STREET))
-                && text.get(e..e + 1) == Some(" ")
-            {
-                continue;
+                && text.get(e..e + 1) == Some(" ");
+            if !org {
+                extra.push(Span {
+                    start: s,
+                    end: e,
+                    label: Label::Location,
+                    confidence: 0.7,
+                    recognizer: "places",
+                });
+                taken = len;
             }
-            extra.push(Span {
-                start: s,
-                end: e,
-                label: Label::Location,
-                confidence: 0.7,
-                recognizer: "places",
-            });
+            break;
         }
+        i += taken.max(1);
     }
     out.extend(extra);
 }
