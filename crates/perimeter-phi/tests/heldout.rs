@@ -46,16 +46,18 @@ const STYLES_B: &str = include_str!("data/styles_b.jsonl");
 /// often the visit's).
 const STYLES_C: &str = include_str!("data/styles_c.jsonl");
 
-/// The fourth set (`tests/data/styles_d.jsonl`, from `styles_d1.txt` and `styles_d2.txt` by
-/// `make_styles_d.py`): 100 messages by two more blind writers. Its first half measured
-/// recall 0.894 and precision 0.911 before it was tuned on; its second half was measured
-/// once after the tuning on the third set and the first half, before any rule was changed
-/// for it: recall 0.932, precision 0.920 (the best figure of how the engine does on text it
-/// has never seen). Both halves were then used to tune; the whole set measures recall 0.959,
-/// precision 0.925. Left: numbers said in pieces with fillers and corrections, lower-case
-/// names without a cue in teenagers' texts, non-English sentence-opening words taken for
-/// names, clinics' and insurers' contact details (the writers marked them; the engine finds
-/// most), FHIR `display` names.
+/// The fourth set (`tests/data/styles_d.jsonl`, from `styles_d1.txt`, `styles_d2.txt` and
+/// `styles_d3.txt` by `make_styles_d.py`): 150 messages by three more blind writers, each
+/// third measured before any rule was fitted to it. The first third measured recall 0.894,
+/// precision 0.911; the second, after the tuning on the third set and the first third,
+/// 0.932 and 0.920; the last, after the tuning on the second, 0.933 and 0.937 (00d5b54, before
+/// this stop's rules: 0.876, 0.909 and 0.895 recall). Those untouched figures, about 0.93, are
+/// the engine's recall on text it has never seen; the 0.995 target is not met there. All three
+/// were then used to tune; the whole set measures recall 0.958, precision 0.935. Left: numbers
+/// said in pieces with fillers and corrections, lower-case names without a cue in
+/// teenagers' texts, non-English words opening sentences taken for names, clinics' and
+/// insurers' contact details (the writers marked them; the engine finds most), FHIR
+/// `display` names, licence numbers without a cue.
 const STYLES_D: &str = include_str!("data/styles_d.jsonl");
 
 #[test]
@@ -85,8 +87,8 @@ fn third_set_keeps_its_measured_floors() {
 
 #[test]
 fn fourth_set_keeps_its_measured_floors() {
-    // Floors just under what it measured (VEHICLE 3/5 and ACCOUNT 7/9 are its lowest labels).
-    evaluate("fourth set", STYLES_D, 100, 0.955, 0.6, 0.92);
+    // Floors just under what it measured (LICENSE 8/12 and VEHICLE 6/8 are its lowest labels).
+    evaluate("fourth set", STYLES_D, 150, 0.955, 0.6, 0.93);
 }
 
 fn evaluate(

@@ -43,6 +43,10 @@ enum P {
     DateEs,
     SpelledEs,
     AgeEs,
+    TheDay,
+    MonthYear,
+    PhoneMixed,
+    EmailSpoken,
     County,
     Code,
 }
@@ -51,7 +55,7 @@ const MONTH: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|ju
 const ORDINAL_WORD: &str = r"(?:(?:twenty|thirty)[\s-]?)?(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)";
 const NUMBER_WORD: &str = r"(?:oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)";
 const DIGIT_WORD: &str = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)";
-const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|walk|path|plaza|xing|crossing|alley|aly)";
+const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|walk|path|plaza|xing|crossing|alley|aly|expy|expressway|fwy|freeway|tpke|turnpike|hollow|ridge)";
 
 fn patterns() -> Vec<(P, String)> {
     vec![
@@ -121,7 +125,7 @@ fn patterns() -> Vec<(P, String)> {
         // `PO Box 3008`; rural delivery (`Rural Route 2 Box 15`, `RR 3, Box 41`, `HC 1 Box 23`).
         (
             P::PoBox,
-            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-?[a-z]\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
+            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-?[a-z]\b|\s(?-i:[A-Z])\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
         ),
         (
             P::Address,
@@ -161,6 +165,27 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::AgeEs,
             r"(?i)\b(?:noventa(?:\s+y\s+(?:uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve))?|cien(?:to\s+(?:uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve))?|\d{2,3})\s+años\b".into(),
+        ),
+        // `can u move me to the 19th?`, `the 26th works`: a day of the month after `the`,
+        // unless a noun follows (`the 3rd floor`, checked in `judge`).
+        (
+            P::TheDay,
+            r"(?i)\bthe\s+(?:uh\s+|um\s+)?(?:(?:[12]?\d|3[01])(?:st|nd|rd|th)|(?:(?:twenty|thirty)[\s-]?)?(?:fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth|first|second|third))\b".into(),
+        ),
+        // `04/2025`: a month and a year, more specific than a year.
+        (
+            P::MonthYear,
+            r"\b(?:0?[1-9]|1[0-2])/(?:19|20)\d\d\b".into(),
+        ),
+        // `540 four three three nine oh one six`: an area code in digits, the rest spoken.
+        (
+            P::PhoneMixed,
+            format!(r"(?i)\b\d{{3}}(?:\s*[,.-]\s*|\s+){DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+){DIGIT_WORD}){{6}}\b"),
+        ),
+        // `k dot zebari at gmail dot com`: an address read out.
+        (
+            P::EmailSpoken,
+            r"(?i)\b[a-z0-9]+(?:\s+dot\s+[a-z0-9]+){0,3}\s+at\s+[a-z0-9]+(?:\s+dot\s+[a-z0-9]+){0,3}\s+dot\s+(?:com|org|net|edu|gov|us)\b".into(),
         ),
         (
             P::County,
@@ -644,6 +669,7 @@ impl Patterns {
                 }
                 found(phone_label(cues, start), 0.85)
             }
+            P::DayOrdinal if ordinal_noun_after(&doc.lower, end) => None,
             P::DayOrdinal => {
                 // `on the 3rd`, `Friday the 13th`, `on the 26th of November`: the day (and
                 // month), without the words before it.
@@ -739,6 +765,53 @@ impl Patterns {
                     confidence: 0.85,
                 })
             }
+            P::TheDay => {
+                // Not `the 3rd floor`, `the first time`, `the 2nd dose`.
+                let noun = ordinal_noun_after(&doc.lower, end);
+                let lower = s.to_ascii_lowercase();
+                // `first`, `second`, `third` alone are too common a word: only with a cue.
+                let common = ["first", "second", "third"]
+                    .iter()
+                    .any(|w| lower.ends_with(w))
+                    && !lower.contains("twenty")
+                    && !lower.contains("thirty");
+                if noun || (common && cue_before(cues, start, 20).is_none()) {
+                    return None;
+                }
+                let day = s
+                    .rfind(|c: char| c.is_ascii_whitespace())
+                    .map_or(start, |i| start + i + 1);
+                // `the twenty second`: both words.
+                let day = if lower.contains("twenty ") || lower.contains("thirty ") {
+                    start
+                        + lower
+                            .find("twenty ")
+                            .or_else(|| lower.find("thirty "))
+                            .unwrap_or(0)
+                } else {
+                    day
+                };
+                Some(Found {
+                    start: day,
+                    end,
+                    label: Label::Date,
+                    confidence: 0.7,
+                })
+            }
+            P::MonthYear => {
+                if fraction_context(&doc.lower, start, end) {
+                    None
+                } else {
+                    found(Label::Date, 0.8)
+                }
+            }
+            P::PhoneMixed => Some(Found {
+                start,
+                end: spoken_extension_end(&doc.lower, end),
+                label: phone_label(cues, start),
+                confidence: 0.8,
+            }),
+            P::EmailSpoken => found(Label::Email, 0.8),
             P::County => found(Label::Location, 0.85),
             P::Code => self.judge_code(doc, start, end),
         }
@@ -1037,6 +1110,56 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
     at
 }
 
+/// Whether a noun follows an ordinal at `end` (`the 3rd floor`, `the 2nd dose`), making it
+/// no day of the month.
+fn ordinal_noun_after(lower: &str, end: usize) -> bool {
+    const NOUNS: [&str; 38] = [
+        "floor",
+        "time",
+        "grade",
+        "street",
+        "st",
+        "ave",
+        "avenue",
+        "percentile",
+        "century",
+        "round",
+        "dose",
+        "shot",
+        "visit",
+        "week",
+        "day",
+        "month",
+        "year",
+        "cycle",
+        "place",
+        "attempt",
+        "one",
+        "try",
+        "child",
+        "kid",
+        "baby",
+        "trimester",
+        "birthday",
+        "pill",
+        "injection",
+        "infusion",
+        "session",
+        "appointment",
+        "of",
+        "thing",
+        "step",
+        "page",
+        "line",
+        "option",
+    ];
+    let next = after_window(lower, end, 16).trim_start();
+    NOUNS.iter().any(|w| {
+        next.strip_prefix(w)
+            .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric()))
+    })
+}
+
 /// `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS` with a real calendar date and a real time of day.
 fn compact_datetime(s: &str) -> bool {
     let b = s.as_bytes();
@@ -1057,14 +1180,15 @@ fn spoken_extension_end(lower: &str, end: usize) -> usize {
     const DIGITS: [&str; 11] = [
         "oh", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     ];
-    let rest = lower.get(end..).unwrap_or("");
+    let full = lower.get(end..).unwrap_or("");
+    let rest = full.strip_prefix(',').unwrap_or(full);
     let Some(after) = rest
         .strip_prefix(" extension ")
         .or_else(|| rest.strip_prefix(" ext "))
     else {
         return end;
     };
-    let mut at = end + (rest.len() - after.len());
+    let mut at = end + (full.len() - after.len());
     let mut last = None;
     for _ in 0..6 {
         let word_len = lower

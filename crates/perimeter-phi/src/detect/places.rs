@@ -228,13 +228,15 @@ impl Recognizer for Places {
 /// `City: Mondovi`, `County: Buffalo`, `Place of birth: Gyumri`: the value of a form's place
 /// label (found from the colons, with `memchr`), up to two spaces, a comma or the line's end.
 fn form_places(doc: &Text<'_>, out: &mut Vec<Candidate>) {
-    const LABELS: [&str; 6] = [
+    const LABELS: [&str; 8] = [
         "city",
         "town",
         "county",
         "city/town",
         "birthplace",
         "place of birth",
+        "city / zip",
+        "city/zip",
     ];
     for (p, _) in doc.lower.match_indices(':') {
         let before = doc
