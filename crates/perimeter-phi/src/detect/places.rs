@@ -298,13 +298,22 @@ fn propagate(doc: &Text<'_>, out: &mut Vec<Candidate>) {
     found.sort_unstable();
     // The capitalised names found, and which tokens they cover: then one walk over the
     // tokens, trying the names (of up to four words) that start at each (linear time).
-    let names: std::collections::HashSet<&str> = found
+    let mut names: Vec<&str> = found
         .iter()
         .filter_map(|&(s, e)| text.get(s..e))
         .filter(|n| n.starts_with(|c: char| c.is_uppercase()))
         .collect();
+    names.sort_unstable();
+    names.dedup();
     if names.is_empty() {
         return;
+    }
+    // The names' first bytes: most tokens start with none of them (no lookup at all).
+    let mut firsts = [false; 256];
+    for n in &names {
+        if let Some(&b) = n.as_bytes().first() {
+            firsts[usize::from(b)] = true;
+        }
     }
     let n = doc.tokens.len();
     let mut covered = vec![false; n];
@@ -318,7 +327,12 @@ fn propagate(doc: &Text<'_>, out: &mut Vec<Candidate>) {
     let mut extra = Vec::new();
     let mut i = 0;
     while i < n {
-        if covered[i] || !doc.feats[i].cap {
+        let first = text
+            .as_bytes()
+            .get(doc.tokens[i].start)
+            .copied()
+            .unwrap_or(0);
+        if covered[i] || !doc.feats[i].cap || !firsts[usize::from(first)] {
             i += 1;
             continue;
         }
@@ -329,7 +343,10 @@ fn propagate(doc: &Text<'_>, out: &mut Vec<Candidate>) {
                 break;
             }
             let (s, e) = (doc.tokens[i].start, doc.tokens[j].end);
-            if !text.get(s..e).is_some_and(|w| names.contains(w)) {
+            if text
+                .get(s..e)
+                .is_none_or(|w| names.binary_search(&w).is_err())
+            {
                 continue;
             }
             // `Ganado Clinic` names an organisation; `the Ganado clinic` a place's.

@@ -468,6 +468,19 @@ fn value(text: &str, vs: usize, ve: usize, l: Label, out: &mut Vec<Span>) {
 /// keys that say what a value is (the JSON keys' words), then the lines below it with the
 /// same separator, each field labelled by its column. Quoted fields (`"Khoury, N"`) are one.
 fn csv(text: &str, out: &mut Vec<Span>) {
+    // First, without allocating: is any line a plausible header (short, two separators or
+    // more, no full stop)? Most messages have none.
+    let plausible = text.split('\n').any(|l| {
+        let b = l.as_bytes();
+        b.len() <= 300
+            && !b.contains(&b'.')
+            && [b',', b';', b'\t', b'|']
+                .iter()
+                .any(|&c| b.iter().filter(|&&x| x == c).count() >= 2)
+    });
+    if !plausible {
+        return;
+    }
     let mut lines = Vec::new();
     let mut at = 0;
     for line in text.split_inclusive('\n') {
