@@ -283,35 +283,16 @@ fn resolve_with_vec(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
             if c.label == a.label {
                 accepted.remove(k);
                 // Same label: one span covering both (it may now reach further spans).
-                let keep_conf = a.confidence.max(c.confidence);
-                c = Span {
-                    start: a.start.min(c.start),
-                    end: a.end.max(c.end),
-                    confidence: keep_conf,
-                    ..a
-                };
+                c = merged(&a, &c);
                 continue;
             }
             // Another label keeps its span; the candidate keeps its larger uncovered part
             // if that part still has letters or digits.
-            let left = (c.start, a.start.max(c.start));
-            let right = (a.end.min(c.end), c.end);
-            let keep = if left.1 - left.0 >= right.1 - right.0 {
-                left
-            } else {
-                right
-            };
-            let piece = text.get(keep.0..keep.1).unwrap_or("");
-            let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
-            if trimmed.is_empty() {
+            let Some((start, end)) = uncovered_part(text, &c, &a) else {
                 continue 'next;
-            }
-            let lead = piece.len()
-                - piece
-                    .trim_start_matches(|ch: char| !ch.is_alphanumeric())
-                    .len();
-            c.start = keep.0 + lead;
-            c.end = c.start + trimmed.len();
+            };
+            c.start = start;
+            c.end = end;
         }
     }
     accepted
@@ -338,37 +319,52 @@ fn resolve_with_tree(text: &str, cands: &mut Vec<Span>) -> Vec<Span> {
                 continue 'next;
             };
             if c.label == a.label {
-                let keep_conf = a.confidence.max(c.confidence);
-                c = Span {
-                    start: a.start.min(c.start),
-                    end: a.end.max(c.end),
-                    confidence: keep_conf,
-                    ..a
-                };
+                c = merged(&a, &c);
                 continue;
             }
-            let left = (c.start, a.start.max(c.start));
-            let right = (a.end.min(c.end), c.end);
+            let part = uncovered_part(text, &c, &a);
             accepted.insert(k, a);
-            let keep = if left.1 - left.0 >= right.1 - right.0 {
-                left
-            } else {
-                right
-            };
-            let piece = text.get(keep.0..keep.1).unwrap_or("");
-            let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
-            if trimmed.is_empty() {
+            let Some((start, end)) = part else {
                 continue 'next;
-            }
-            let lead = piece.len()
-                - piece
-                    .trim_start_matches(|ch: char| !ch.is_alphanumeric())
-                    .len();
-            c.start = keep.0 + lead;
-            c.end = c.start + trimmed.len();
+            };
+            c.start = start;
+            c.end = end;
         }
     }
     accepted.into_values().collect()
+}
+
+/// Two overlapping spans of one label as one, with the higher confidence (and the accepted
+/// span's recognizer).
+fn merged(a: &Span, c: &Span) -> Span {
+    Span {
+        start: a.start.min(c.start),
+        end: a.end.max(c.end),
+        confidence: a.confidence.max(c.confidence),
+        ..a.clone()
+    }
+}
+
+/// The larger part of candidate `c` outside accepted span `a`, trimmed to its letters and
+/// digits; `None` when it has none.
+fn uncovered_part(text: &str, c: &Span, a: &Span) -> Option<(usize, usize)> {
+    let left = (c.start, a.start.max(c.start));
+    let right = (a.end.min(c.end), c.end);
+    let keep = if left.1 - left.0 >= right.1 - right.0 {
+        left
+    } else {
+        right
+    };
+    let piece = text.get(keep.0..keep.1).unwrap_or("");
+    let trimmed = piece.trim_matches(|ch: char| !ch.is_alphanumeric());
+    if trimmed.is_empty() {
+        return None;
+    }
+    let lead = piece.len()
+        - piece
+            .trim_start_matches(|ch: char| !ch.is_alphanumeric())
+            .len();
+    Some((keep.0 + lead, keep.0 + lead + trimmed.len()))
 }
 
 /// The fast paths (plain ASCII tokens in the tokenizer, the features and the cue search;

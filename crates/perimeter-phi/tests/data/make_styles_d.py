@@ -27,58 +27,16 @@ with start/end as code point offsets, end exclusive:
 """
 import json, re, sys, os
 
-LABELS = {"NAME", "ADDRESS", "LOCATION", "DATE", "AGE", "PHONE", "FAX", "EMAIL", "SSN",
-          "MRN", "HEALTH_PLAN", "ACCOUNT", "LICENSE", "VEHICLE", "DEVICE", "URL", "IP", "ID"}
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = [("D1", os.path.join(HERE, "styles_d1.txt")), ("D2", os.path.join(HERE, "styles_d2.txt")), ("D3", os.path.join(HERE, "styles_d3.txt"))]
+sys.path.insert(0, HERE)
+from make_styles_c import parse  # noqa: E402  (one markup parser for both sets)
+
+SOURCES = [
+    ("D1", os.path.join(HERE, "styles_d1.txt")),
+    ("D2", os.path.join(HERE, "styles_d2.txt")),
+    ("D3", os.path.join(HERE, "styles_d3.txt")),
+]
 DST = os.path.join(HERE, "styles_d.jsonl")
-
-
-def parse(raw, lineno):
-    out, spans = [], []
-    cur = None  # (label, start) while inside a span
-    i, n = 0, len(raw)
-    while i < n:
-        c = raw[i]
-        if c == "\\":
-            nxt = raw[i + 1] if i + 1 < n else ""
-            if nxt == "n":
-                out.append("\n")
-            elif nxt == "\\":
-                out.append("\\")
-            else:
-                raise ValueError(f"line {lineno}: bad escape \\{nxt!r} at col {i}")
-            i += 2
-            continue
-        if raw.startswith("{{", i):
-            m = re.match(r"\{\{([A-Z_]+)\|", raw[i:])
-            if not m:
-                raise ValueError(f"line {lineno}: '{{{{' not starting a span at col {i}")
-            if cur is not None:
-                raise ValueError(f"line {lineno}: nested span at col {i}")
-            if m.group(1) not in LABELS:
-                raise ValueError(f"line {lineno}: unknown label {m.group(1)}")
-            cur = (m.group(1), len("".join(out)))
-            i += m.end()
-            continue
-        if raw.startswith("}}", i):
-            if cur is None:
-                raise ValueError(f"line {lineno}: stray '}}}}' at col {i}")
-            label, start = cur
-            text = "".join(out)
-            end = len(text)
-            if end == start:
-                raise ValueError(f"line {lineno}: empty span")
-            spans.append({"start": start, "end": end, "label": label, "text": text[start:end]})
-            cur = None
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    if cur is not None:
-        raise ValueError(f"line {lineno}: unclosed span")
-    return "".join(out), spans
-
 
 def main():
     recs = []
