@@ -792,9 +792,9 @@ fn generalised_third_set_keep_precision() {
     check("dr imoh said to rest", &["imoh"], &["said"]);
     check("Obrigada, Inês", &["Inês"], &["Obrigada"]);
     check(
-        "his English is good, referred to urology",
+        "his Spanish is good, referred to urology",
         &[],
-        &["English", "urology"],
+        &["Spanish", "urology"],
     );
     check(
         "plate is fine, licence renewal due",
@@ -1021,4 +1021,15 @@ fn generalised_fourth_set_last_third_keeps_precision() {
     );
     check("he scored 3/2019 points", &[], &[]);
     check("meet me at the mall", &[], &["at the mall"]);
+}
+
+/// Words kept out of the stop and kin lists because they are names too: `Lola`, `Tito`,
+/// `Yung`, and the surnames `English` and `French`.
+#[test]
+fn kin_words_and_languages_that_are_names_stay_names() {
+    check(
+        "Patient: Lola Whitcomb; Dr. French and Dr. English saw Tito Ramos with Anh Yung",
+        &["Lola Whitcomb", "French", "English", "Tito Ramos", "Yung"],
+        &["Patient"],
+    );
 }

@@ -271,12 +271,9 @@ const CUES: &[(&str, Cue)] = &[
     ("sister-in-law", Cue::Relation),
     ("brother-in-law", Cue::Relation),
     ("moms", Cue::Relation),
-    // Kin words of other languages, used before a name (`kuya Jun`, `tía Rosa`).
+    // Kin words of other languages, used before a name (`kuya Jun`, `tía Rosa`); not `lola`
+    // or `tito`, which are names too.
     ("kuya", Cue::Relation),
-    ("tita", Cue::Relation),
-    ("tito", Cue::Relation),
-    ("lola", Cue::Relation),
-    ("lolo", Cue::Relation),
     ("abuela", Cue::Relation),
     ("abuelo", Cue::Relation),
     ("tía", Cue::Relation),

@@ -630,9 +630,7 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "grandma",
     "grandpa",
     "cousin",
-    "english",
     "spanish",
-    "french",
     "vietnamese",
     "tagalog",
     "somali",
@@ -668,12 +666,9 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "ophthalmology",
     "geriatrics",
     // Kin words and honorifics of other languages before a name (`Manmi Roselène`, `Doña
-    // Ximena`), and function words of Tagalog and Haitian Creole that open sentences.
+    // Ximena`), and a Creole pronoun that opens sentences. Not `lola`, `tito`, `po`, `yung`:
+    // they are names too (Lola, Tito, Po, Yung), as `english` and `french` are surnames.
     "kuya",
-    "tita",
-    "tito",
-    "lola",
-    "lolo",
     "manmi",
     "tonton",
     "matant",
@@ -687,9 +682,6 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "srta",
     "señora",
     "señor",
-    "si",
-    "po",
-    "yung",
     "mwen",
 ];
 

@@ -687,11 +687,13 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
     }
     // `Lakeview Clinic` is an organisation, but in `Iryna's place` the word after a
     // possessive is the person's.
+    // Nor across punctuation: in `Patient: Anna Whitcomb; Dr. French` the `Dr` is a title.
     if k < doc.tokens.len()
         && is_org_word(doc, k)
         && cap_mode
         && !matches!(cue, Cue::Title)
         && !feats.get(k - 1).is_some_and(|f| f.possessive)
+        && gap(doc, k - 1, k) == " "
     {
         return None;
     }
