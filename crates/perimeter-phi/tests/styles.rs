@@ -1033,3 +1033,14 @@ fn kin_words_and_languages_that_are_names_stay_names() {
         &["Patient"],
     );
 }
+
+/// `doc` is a title, and a verb after a title is no name.
+#[test]
+fn a_title_then_a_verb_is_no_name() {
+    check(
+        "the doc said it's fine, dr says rest",
+        &[],
+        &["said", "says"],
+    );
+    check("Hi po Doc Bautista!", &["Bautista"], &["Doc"]);
+}

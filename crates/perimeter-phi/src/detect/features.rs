@@ -683,6 +683,7 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "señora",
     "señor",
     "mwen",
+    "doc",
 ];
 
 /// Lower-case particles inside names: `Semat de la Fuente`, `Ludwig van Beethoven`.

@@ -533,8 +533,9 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
         match cue {
             // `dr tuiasosopo said`: after the first word, no dictionary word (`said`,
             // `see` are also listed surnames).
+            // (`the doc said`: a verb after the title is no name, though `Said` is one.)
             Cue::Title => {
-                (f.listed_name() && (i == j || !f.common()))
+                (f.listed_name() && (i == j || !f.common()) && !is_subject_verb(s))
                     || (!f.common() && s.len() >= 2 && !verbish)
             }
             Cue::NameIntro => {
