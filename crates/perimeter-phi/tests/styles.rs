@@ -1044,3 +1044,13 @@ fn a_title_then_a_verb_is_no_name() {
     );
     check("Hi po Doc Bautista!", &["Bautista"], &["Doc"]);
 }
+
+/// A language after `language:` or `speaks` is no surname (`English`, `French` are ones).
+#[test]
+fn a_language_after_its_label_is_no_name() {
+    check(
+        "Primary language: English\nHe speaks French",
+        &[],
+        &["English", "French"],
+    );
+}

@@ -308,6 +308,15 @@ impl Recognizer for Names {
             {
                 continue;
             }
+            // `Primary language: English`, `speaks French`: a language, not the surname.
+            if a + 1 == b && {
+                let before = doc.lower.get(..first.start).unwrap_or("").trim_end();
+                before.ends_with("language:")
+                    || before.ends_with("speaks")
+                    || before.ends_with("language is")
+            } {
+                continue;
+            }
             // `add jardiance 10mg`, `Ozempic 0.5 mg`: a product and its dose.
             if a + 1 == b && dose_after(doc.text, last.end) {
                 continue;
