@@ -1054,3 +1054,14 @@ fn a_language_after_its_label_is_no_name() {
         &["English", "French"],
     );
 }
+
+/// Spoken digits with a caller's fillers between them are one number.
+#[test]
+fn spoken_digits_with_fillers() {
+    check(
+        "call me back at eight one two, uh, five five five, um, zero one nine nine thanks",
+        &["eight one two, uh, five five five, um, zero one nine nine"],
+        &["thanks"],
+    );
+    check("one, uh, moment please", &[], &["moment"]);
+}

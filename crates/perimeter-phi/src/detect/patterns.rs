@@ -114,7 +114,8 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::Spelled,
             format!(
-                r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+dash\s+|\s+){DIGIT_WORD}){{3,}}\b"
+                // A caller's fillers between the digits too (`nine five six, uh, three ...`).
+                r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+dash\s+|,?\s+(?:uh|um|er)[,.]*\s+|\s+){DIGIT_WORD}){{3,}}\b"
             ),
         ),
         // `ninety four`, `ninety-one`, `a hundred and two`: an age when the context says so.
