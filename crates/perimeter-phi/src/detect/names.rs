@@ -387,16 +387,13 @@ fn dose_after(text: &str, end: usize) -> bool {
     if digits == 0 || !rest.as_bytes()[0].is_ascii_digit() {
         return false;
     }
+    const UNITS: [&str; 11] = [
+        "mg", "mcg", "ml", "g", "units", "unit", "iu", "mgs", "tab", "tabs", "caps",
+    ];
     let unit = rest[digits..].trim_start_matches(' ');
-    let word: String = unit
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    matches!(
-        word.as_str(),
-        "mg" | "mcg" | "ml" | "g" | "units" | "unit" | "iu" | "mgs" | "tab" | "tabs" | "caps"
-    )
+    let len = unit.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let word = &unit[..len];
+    UNITS.iter().any(|u| word.eq_ignore_ascii_case(u))
 }
 
 /// Whether `start..end` is a whole HL7 field or component: a delimiter (`|`, `^`, `~`, `&`)

@@ -836,7 +836,8 @@ impl Patterns {
         {
             return None;
         }
-        // `XXX-XX-4471`: the masked part is no identifier, the digits are.
+        // A masked SSN (`xxx-xx-4471`, `***-**-4471`): the mask is no identifier, the
+        // digits are.
         let start = match text.get(start..end) {
             Some(m)
                 if m.len() > 7
@@ -1053,42 +1054,44 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
                 .is_some_and(|f| f.cap && f.flags & crate::lexicon::PLACE != 0))
 }
 
+/// The number words spoken numbers are made of; the first eleven are the digits.
+const SPOKEN_NUMBERS: [&str; 31] = [
+    "oh",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+];
+
 /// Where the number words right after `end` stop (`... nine| seventy six`, `nineteen
 /// eighty`): at most four more words, each a number word, separated by spaces or hyphens.
 fn spoken_number_end(lower: &str, end: usize) -> usize {
-    const WORDS: [&str; 31] = [
-        "oh",
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
-        "hundred",
-        "thousand",
-    ];
     let bytes = lower.as_bytes();
     let mut at = end;
     for _ in 0..4 {
@@ -1103,7 +1106,7 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
             b.iter().take_while(|c| c.is_ascii_lowercase()).count()
         });
         let word = lower.get(from..from + len).unwrap_or("");
-        if !WORDS.contains(&word) {
+        if !SPOKEN_NUMBERS.contains(&word) {
             break;
         }
         at = from + len;
@@ -1178,9 +1181,7 @@ fn compact_datetime(s: &str) -> bool {
 /// Where a spoken extension after a spoken phone number ends (`... one extension two one
 /// four`): `extension` or `ext` and one to six digit words; `end` when there is none.
 fn spoken_extension_end(lower: &str, end: usize) -> usize {
-    const DIGITS: [&str; 11] = [
-        "oh", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    ];
+    let digits = &SPOKEN_NUMBERS[..11];
     let full = lower.get(end..).unwrap_or("");
     let rest = full.strip_prefix(',').unwrap_or(full);
     let Some(after) = rest
@@ -1196,7 +1197,7 @@ fn spoken_extension_end(lower: &str, end: usize) -> usize {
             .get(at..)
             .map_or(0, |r| r.bytes().take_while(u8::is_ascii_lowercase).count());
         let word = lower.get(at..at + word_len).unwrap_or("");
-        if !DIGITS.contains(&word) {
+        if !digits.contains(&word) {
             break;
         }
         last = Some(at + word_len);

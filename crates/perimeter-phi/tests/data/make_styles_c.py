@@ -73,9 +73,10 @@ def parse(raw, lineno):
     return "".join(out), spans
 
 
-def main():
+def write(sources, dst):
+    """Converts each `(id prefix, txt file)` of `sources` and writes them, in order, to `dst`."""
     recs = []
-    for prefix, src in SOURCES:
+    for prefix, src in sources:
         n = 0
         with open(src, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -88,11 +89,11 @@ def main():
                 text, spans = parse(raw, lineno)
                 recs.append({"id": f"{prefix}-{n:03d}", "kind": kind, "text": text, "spans": spans})
                 n += 1
-    with open(DST, "w", encoding="utf-8") as f:
+    with open(dst, "w", encoding="utf-8") as f:
         for r in recs:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"wrote {len(recs)} messages, {sum(len(r['spans']) for r in recs)} spans to {DST}")
+    print(f"wrote {len(recs)} messages, {sum(len(r['spans']) for r in recs)} spans to {dst}")
 
 
 if __name__ == "__main__":
-    main()
+    write(SOURCES, DST)

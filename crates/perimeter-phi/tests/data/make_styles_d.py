@@ -25,11 +25,12 @@ with start/end as code point offsets, end exclusive:
 
     python3 crates/perimeter-phi/tests/data/make_styles_d.py
 """
-import json, re, sys, os
+import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_styles_c import parse  # noqa: E402  (one markup parser for both sets)
+from make_styles_c import write  # noqa: E402  (one markup parser and writer for both sets)
 
 SOURCES = [
     ("D1", os.path.join(HERE, "styles_d1.txt")),
@@ -38,26 +39,5 @@ SOURCES = [
 ]
 DST = os.path.join(HERE, "styles_d.jsonl")
 
-def main():
-    recs = []
-    for prefix, src in SOURCES:
-        n = 0
-        with open(src, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                kind, sep, raw = line.partition("\t")
-                if not sep:
-                    raise ValueError(f"{src} line {lineno}: no TAB after kind")
-                text, spans = parse(raw, lineno)
-                recs.append({"id": f"{prefix}-{n:03d}", "kind": kind, "text": text, "spans": spans})
-                n += 1
-    with open(DST, "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"wrote {len(recs)} messages, {sum(len(r['spans']) for r in recs)} spans to {DST}")
-
-
 if __name__ == "__main__":
-    main()
+    write(SOURCES, DST)
