@@ -116,11 +116,12 @@ struct Inner {
     entries: Vec<Entry>,
     /// Normalised original to entry index, one map per kind and label that occur ([`slot`]),
     /// so that a lookup builds no composite key. The keys hold PHI: wiped on drop.
-    by_key: Vec<(u8, HashMap<Box<str>, usize>)>,
-    /// Token text to entry index (pseudonyms and escapes).
-    by_token: HashMap<Box<str>, usize>,
+    by_key: Vec<(u8, Map<Box<str>, usize>)>,
+    /// Token (its label and number) to entry index (pseudonyms and escapes): no key to
+    /// allocate per token.
+    by_token: Map<(Label, u32), usize>,
     /// Every surrogate handed out, to keep them unique.
-    used: HashSet<Box<str>>,
+    used: HashSet<Box<str>, Hasher>,
     /// Last token number per label (indexed by `label as usize`).
     counters: [u32; Label::ALL.len()],
 }
@@ -135,6 +136,16 @@ impl Drop for Inner {
         // `Entry::original` is `Zeroizing` and wipes itself.
     }
 }
+
+/// The vault's maps hash with foldhash, seeded at random per map (keys come from patients'
+/// text, so the seed keeps collisions unpredictable), which costs a fraction of SipHash on
+/// the short keys a vault holds.
+type Hasher = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Hasher>;
+
+/// Room a new map starts with: a message's identifiers of one kind and label seldom outgrow
+/// it, so the maps seldom rehash.
+const MAP_ROOM: usize = 8;
 
 /// The map of `kind` and `label` in [`Inner::by_key`].
 fn slot(kind: EntryKind, label: Label) -> u8 {
@@ -291,7 +302,7 @@ impl Vault {
                 let replacement = loop {
                     n = n.saturating_add(1);
                     let t = token::format_token(label, n);
-                    if !inner.is_used(&t) {
+                    if !inner.by_token.contains_key(&(label, n)) && !inner.used.contains(&*t) {
                         break t;
                     }
                 };
@@ -386,8 +397,8 @@ impl Inner {
             date_shift_days,
             entries: Vec::new(),
             by_key: Vec::new(),
-            by_token: HashMap::new(),
-            used: HashSet::new(),
+            by_token: Map::with_capacity_and_hasher(MAP_ROOM, Hasher::default()),
+            used: HashSet::default(),
             counters: [0; Label::ALL.len()],
         }
     }
@@ -402,7 +413,8 @@ impl Inner {
 
     /// True when `replacement` was handed out already (as a token or a surrogate).
     fn is_used(&self, replacement: &str) -> bool {
-        self.by_token.contains_key(replacement) || self.used.contains(replacement)
+        token::parse_token(replacement).is_some_and(|k| self.by_token.contains_key(&k))
+            || self.used.contains(replacement)
     }
 
     /// Adds an entry and files it; returns its index.
@@ -429,16 +441,12 @@ impl Inner {
     fn index(&mut self, i: usize, slot: u8, normalised: &str) {
         let e = &self.entries[i];
         if matches!(e.kind, EntryKind::Token | EntryKind::Escape) {
-            self.by_token.insert(e.replacement.as_str().into(), i);
-            if let Some(n) = e
-                .replacement
-                .strip_prefix('[')
-                .and_then(|r| r.strip_suffix(']'))
-                .and_then(|r| r.rsplit_once('_'))
-                .and_then(|(_, n)| n.parse::<u32>().ok())
-            {
+            // Issued tokens always parse; a deserialised entry whose replacement does not is
+            // refused before it gets here.
+            if let Some(key) = token::parse_token(&e.replacement) {
+                self.by_token.insert(key, i);
                 let c = &mut self.counters[e.label as usize];
-                *c = (*c).max(n);
+                *c = (*c).max(key.1);
             }
         } else {
             self.used.insert(e.replacement.as_str().into());
@@ -446,7 +454,10 @@ impl Inner {
         let map = match self.by_key.iter().position(|(s, _)| *s == slot) {
             Some(m) => m,
             None => {
-                self.by_key.push((slot, HashMap::new()));
+                self.by_key.push((
+                    slot,
+                    Map::with_capacity_and_hasher(MAP_ROOM, Hasher::default()),
+                ));
                 self.by_key.len() - 1
             }
         };
@@ -456,7 +467,7 @@ impl Inner {
     fn restore_piece(&self, p: Piece<'_>, out: &mut String, unknown: &mut Vec<String>) {
         match p {
             Piece::Text(t) => out.push_str(t),
-            Piece::Token(t) => match self.by_token.get(t) {
+            Piece::Token(t) => match token::parse_token(t).and_then(|k| self.by_token.get(&k)) {
                 Some(&i) => out.push_str(&self.entries[i].original),
                 None => {
                     out.push_str(t);
@@ -538,6 +549,13 @@ impl<'de> Deserialize<'de> for Vault {
                     "vault: entries: a replacement appears twice",
                 ));
             }
+            if matches!(e.kind, EntryKind::Token | EntryKind::Escape)
+                && token::parse_token(&e.replacement).is_none()
+            {
+                return Err(serde::de::Error::custom(
+                    "vault: entries: a token entry's replacement is not a [LABEL_N] token",
+                ));
+            }
             let normalised = Zeroizing::new(match e.kind {
                 EntryKind::Escape => e.original.to_string(),
                 EntryKind::NamePart => crate::deid::normalize::name_part(&e.original),
@@ -611,6 +629,19 @@ mod tests {
         assert!(
             serde_json::from_str::<Vault>(&json.replace("\"version\":1", "\"version\":9")).is_err()
         );
+        // A snapshot that files a token under a replacement that is no token, or one token
+        // twice, is refused with a message that names the problem (and no original).
+        for (from, to, why) in [
+            ("\"[SSN_1]\"", "\"SSN-1\"", "not a [LABEL_N] token"),
+            ("\"[SSN_1]\"", "\"[NAME_1]\"", "appears twice"),
+        ] {
+            assert!(json.contains(from), "{json}");
+            let err = serde_json::from_str::<Vault>(&json.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{err}");
+            assert!(!err.contains("6789") && !err.contains("Maria"), "{err}");
+        }
     }
 
     #[test]

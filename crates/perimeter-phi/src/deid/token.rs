@@ -20,7 +20,36 @@ pub(crate) const MAX_TOKEN_LEN: usize = 1 + 11 + 1 + MAX_DIGITS + 1;
 
 /// Formats the token for `label` and `n`.
 pub(crate) fn format_token(label: Label, n: u32) -> String {
-    format!("[{}_{}]", label.as_str(), n)
+    let mut out = String::with_capacity(MAX_TOKEN_LEN);
+    out.push('[');
+    out.push_str(label.as_str());
+    out.push('_');
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+    out.push(']');
+    out
+}
+
+/// The label and number of `s` when the whole of it is one token.
+pub(crate) fn parse_token(s: &str) -> Option<(Label, u32)> {
+    if !s.starts_with('[') || shape(s.as_bytes()) != Shape::Token(s.len()) {
+        return None;
+    }
+    let (name, n) = s.get(1..s.len() - 1)?.rsplit_once('_')?;
+    let label = Label::ALL.iter().copied().find(|l| l.as_str() == name)?;
+    Some((label, n.parse().ok()?))
 }
 
 /// What the text starting at a `[` is.
@@ -156,6 +185,37 @@ mod tests {
         assert_eq!(tokens("[NAME_1234567890]"), Vec::<&str>::new());
         assert_eq!(tokens("[NAME_123456789]"), vec!["[NAME_123456789]"]);
         assert_eq!(format_token(Label::HealthPlan, 3), "[HEALTH_PLAN_3]");
+        assert_eq!(format_token(Label::Name, 0), "[NAME_0]");
+        assert_eq!(format_token(Label::Ip, u32::MAX), "[IP_4294967295]");
+    }
+
+    #[test]
+    fn parses_exactly_the_tokens() {
+        for l in Label::ALL {
+            for n in [1, 9, 10, 12, 999_999_999] {
+                assert_eq!(parse_token(&format_token(l, n)), Some((l, n)));
+            }
+        }
+        for s in [
+            "",
+            "[",
+            "[NAME]",
+            "[NAME_]",
+            "[NAME_0]",
+            "[NAME_01]",
+            "[name_1]",
+            "[FOO_1]",
+            "[NAME_1] ",
+            " [NAME_1]",
+            "[NAME_1]]",
+            "[NAME_1234567890]",
+            "NAME_1",
+            "[NAME_1",
+            "[HEALTH_1]",
+            "[NAME_PLAN_1]",
+        ] {
+            assert_eq!(parse_token(s), None, "{s:?}");
+        }
     }
 
     #[test]
