@@ -1065,3 +1065,77 @@ fn spoken_digits_with_fillers() {
     );
     check("one, uh, moment please", &[], &["moment"]);
 }
+
+/// An ASR voicemail in lower case: `niner`, `double four` and `triple five` digits, a ZIP
+/// read out after its state, a town before its state or after `lane in`, a place of two
+/// words after `in`, letters and digits read out after an identifier cue, a spoken PO box,
+/// a unit with its letter, an extension in number words, a spoken e-mail with an initial
+/// and number words, a two-word year, ages said as words.
+#[test]
+fn lower_case_voicemail_read_out() {
+    let t = "my address its fourteen twenty two north alder street apartment six b beaverton \
+             oregon nine seven zero zero six my medicare number is two r w five q eight three n k \
+             four four and my chart number is p four four zero one nine two i had a visit call \
+             me at five oh three two two seven double four one eight or two oh eight triple \
+             five one nine two oh or two zero six five five five zero one four seven extension \
+             two twelve email mtillery eighty two at gmail dot com or t becerra at outlook dot \
+             com mail goes to p o box seventy one twelve sandpoint idaho";
+    let spans = check(
+        t,
+        &[
+            "fourteen twenty two north alder street apartment six b",
+            "beaverton",
+            "nine seven zero zero six",
+            "two r w five q eight three n k four four",
+            "p four four zero one nine two",
+            "five oh three two two seven double four one eight",
+            "two oh eight triple five one nine two oh",
+            "two zero six five five five zero one four seven extension two twelve",
+            "mtillery eighty two at gmail dot com",
+            "t becerra at outlook dot com",
+            "p o box seventy one twelve",
+            "sandpoint",
+        ],
+        &["oregon", "idaho", "had a visit", "call"],
+    );
+    assert_eq!(
+        label_of(t, &spans, "nine seven zero"),
+        Some(Label::Location)
+    );
+    assert_eq!(label_of(t, &spans, "two r w"), Some(Label::HealthPlan));
+    assert_eq!(label_of(t, &spans, "p four four"), Some(Label::Mrn));
+    check(
+        "she lives at thirty one oak hollow court in greer south carolina and he is at forty \
+         two sugar maple lane in jasper and my son is in mount vernon",
+        &["greer", "jasper", "mount vernon"],
+        &["south carolina"],
+    );
+    check(
+        "born the tenth of april thirty five she turned one oh two and he'll be ninety five \
+         on his birthday",
+        &["tenth of april thirty five", "one oh two", "ninety five"],
+        &["birthday"],
+    );
+    // Facilities named after a place, and an `F` after a labelled age, are what they seem.
+    let t = "moving to cedar ridge rehab. Age  94  F  and Beatrix Olumide (103 F) temp 101 F";
+    let spans = check(t, &["94", "103"], &["cedar ridge", "101"]);
+    assert_eq!(label_of(t, &spans, "94"), Some(Label::Age));
+    // Lower-case names after a caller's cues.
+    check(
+        "doctor nwachukwu calling for james pruitt, and on behalf of our client shaniqua bell \
+         for my grandmother ruby ellsworth she is fine, a hundred and one year old female \
+         agnes whitcombe",
+        &[
+            "james pruitt",
+            "shaniqua bell",
+            "ruby ellsworth",
+            "agnes whitcombe",
+        ],
+        &["calling", "behalf", "client", "female"],
+    );
+    check(
+        "calling for a refill and calling about my appointment",
+        &[],
+        &["refill", "appointment"],
+    );
+}

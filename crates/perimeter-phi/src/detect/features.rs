@@ -79,6 +79,8 @@ pub(crate) struct TokenLists {
     pub mentions: Vec<u32>,
     /// Words that may start a place: capitalised, or after `in`, `from`... (not stop words).
     pub places: Vec<u32>,
+    /// State names in lower case (`oregon`, `carolina`): a lower-case town may precede them.
+    pub states: Vec<u32>,
 }
 
 impl TokenLists {
@@ -89,6 +91,7 @@ impl TokenLists {
         self.dashes.clear();
         self.mentions.clear();
         self.places.clear();
+        self.states.clear();
     }
 
     /// Adds token `i` of `n` (`gap`: the bytes before it; `prev`: the token before it) to the
@@ -128,6 +131,9 @@ impl TokenLists {
             && (f.cap || prev.is_some_and(|p| p.is(class::PRE)))
         {
             self.places.push(k);
+        }
+        if !f.cap && f.is(class::STATE) {
+            self.states.push(k);
         }
     }
 }
@@ -743,6 +749,8 @@ pub(crate) mod class {
     /// The first run of letters and digits of a context cue (`this` of `this is`, `dr` of
     /// `dr.`).
     pub const CUE_START: u16 = 256;
+    /// A state's name or its last word (`oregon`, `carolina`; places).
+    pub const STATE: u16 = 512;
 }
 
 /// The closed word lists in one small open-addressing table keyed by the lexicon's 64-bit
@@ -768,6 +776,7 @@ impl Vocab {
             (super::places::STREET_SUFFIXES, class::STREET),
             (super::places::ORG_AFTER, class::ORG_AFTER),
             (super::places::PRE_WORDS, class::PRE),
+            (&super::validate::STATE_NAMES[..], class::STATE),
         ] {
             for w in list {
                 v.insert(lexicon::hash(w.as_bytes()), c);

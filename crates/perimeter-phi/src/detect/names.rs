@@ -458,24 +458,33 @@ fn relation_owned(doc: &Text<'_>, j: usize) -> bool {
 
 /// `my mom małgorzata zielińska cant`, `the son of inti yupanqui he's`: two lower-case words
 /// after an owned relative's word, neither a stop word nor a dictionary word, are the
-/// relative's name.
+/// relative's name; so are a listed first name that is also a word and such a word when the
+/// phrase closes after them (`my grandmother ruby ellsworth she`).
 fn relation_pair(doc: &Text<'_>, j: usize) -> bool {
-    let plain = |k: usize| {
+    let lower_word = |k: usize| {
         doc.feats
             .get(k)
             .is_some_and(|f| f.word && !f.cap && !f.stop)
-            && flags_of(doc, k) & crate::lexicon::WORD == 0
             && lower_tok(doc, k).chars().count() >= 3
     };
-    relation_owned(doc, j) && plain(j) && plain(j + 1) && gap(doc, j, j + 1) == " "
+    let plain = |k: usize| lower_word(k) && flags_of(doc, k) & crate::lexicon::WORD == 0;
+    let first_name = |k: usize| lower_word(k) && flags_of(doc, k) & crate::lexicon::FIRST != 0;
+    relation_owned(doc, j)
+        && gap(doc, j, j + 1) == " "
+        && plain(j + 1)
+        && (plain(j) || (first_name(j) && closes_after(doc, j + 1)))
 }
 
 /// `my mother yevgenia she's 94`, `our son tadeo, he`: after `my`/`our`/`his`/`her`/`your`
 /// and a word for a relative, a lower-case word that is no dictionary word is the relative's
 /// name when the phrase closes right after it (punctuation, the end, or a pronoun or verb).
 fn relation_name(doc: &Text<'_>, j: usize) -> bool {
-    let owner = relation_owned(doc, j);
-    let closes = match doc.tokens.get(j + 1) {
+    relation_owned(doc, j) && closes_after(doc, j)
+}
+
+/// Whether the phrase closes after token `j`: punctuation, the end, or a pronoun or verb.
+fn closes_after(doc: &Text<'_>, j: usize) -> bool {
+    match doc.tokens.get(j + 1) {
         None => true,
         Some(_) => {
             let g = gap(doc, j, j + 1);
@@ -499,8 +508,7 @@ fn relation_name(doc: &Text<'_>, j: usize) -> bool {
                         )
                 })
         }
-    };
-    owner && closes
+    }
 }
 
 /// The capitalised words (one to four, one space apart, on one line) that fill a name

@@ -47,6 +47,7 @@ enum P {
     MonthYear,
     PhoneMixed,
     EmailSpoken,
+    SpelledCode,
     County,
     Code,
 }
@@ -54,7 +55,11 @@ enum P {
 const MONTH: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
 const ORDINAL_WORD: &str = r"(?:(?:twenty|thirty)[\s-]?)?(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)";
 const NUMBER_WORD: &str = r"(?:oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)";
-const DIGIT_WORD: &str = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)";
+/// A spoken digit as callers say them: `five`, `niner`, `double four`, `triple five`.
+const SPOKEN_DIGIT: &str =
+    r"(?:(?:double|triple)[\s-]+)?(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|niner)";
+/// The decade words of a two-word year (`thirty five` in `the tenth of april thirty five`).
+const DECADE_YEAR: &str = r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine))?";
 const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|walk|path|plaza|xing|crossing|alley|aly|expy|expressway|fwy|freeway|tpke|turnpike|hollow|ridge)";
 
 fn patterns() -> Vec<(P, String)> {
@@ -95,7 +100,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateSpelled,
             format!(
-                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD}(?:\s+of\s+{MONTH})?)\b(?:,?\s+(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}\b)?"
+                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD}(?:\s+of\s+{MONTH})?)\b(?:,?\s+(?:(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}|{DECADE_YEAR})\b)?"
             ),
         ),
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
@@ -115,18 +120,18 @@ fn patterns() -> Vec<(P, String)> {
             P::Spelled,
             format!(
                 // A caller's fillers between the digits too (`nine five six, uh, three ...`).
-                r"(?i)\b{DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+dash\s+|,?\s+(?:uh|um|er)[,.]*\s+|\s+){DIGIT_WORD}){{3,}}\b"
+                r"(?i)\b{SPOKEN_DIGIT}(?:(?:\s*[,.-]\s*|\s+dash\s+|,?\s+(?:uh|um|er)[,.]*\s+|\s+){SPOKEN_DIGIT}){{3,}}\b"
             ),
         ),
         // `ninety four`, `ninety-one`, `a hundred and two`: an age when the context says so.
         (
             P::AgeSpelled,
-            r"(?i)\b(?:ninety(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine))?|(?:a|one)\s+hundred(?:\s+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten))?)\b".into(),
+            r"(?i)\b(?:ninety(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine))?|(?:a|one)\s+hundred(?:\s+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten))?|one\s+oh\s+(?:one|two|three|four|five|six|seven|eight|nine))\b".into(),
         ),
         // `PO Box 3008`; rural delivery (`Rural Route 2 Box 15`, `RR 3, Box 41`, `HC 1 Box 23`).
         (
             P::PoBox,
-            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-?[a-z]\b|\s(?-i:[A-Z])\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}})\b"),
+            format!(r"(?i)\b(?:(?:p\.?\s?o\.?\s*box|post\s+office\s+box)\s*#?\s*\d+|(?:rural\s+route|r\.?r\.?|hc|(?-i:[A-Z][a-z]+\s+)?(?:route|rte|rt)\.?)\s*\d+\s*,?\s*box\s*#?\s*\d+(?:-?[a-z]\b|\s(?-i:[A-Z])\b)?|(?:rural\s+)?route\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\s+box\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,3}}|(?:p\s+o|p\.\s?o\.|po|post\s+office)\s+box\s+(?:number\s+)?{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,4}})\b"),
         ),
         (
             P::Address,
@@ -139,7 +144,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::AddressSpoken,
             format!(
-                r"(?i)\b{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,4}}\s+(?:[a-z]+\s+){{1,3}}(?:street|road|avenue|drive|lane|court|boulevard|place|circle|trail|highway|parkway|way)\b(?:\s+(?:apartment|apt|unit|suite|number)\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\b)?"
+                r"(?i)\b{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,4}}\s+(?:[a-z]+\s+){{1,3}}(?:street|road|avenue|drive|lane|court|boulevard|place|circle|trail|highway|parkway|way)\b(?:\s+(?:apartment|apt|unit|suite|number)\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\b(?:\s+[a-h]\b)?)?"
             ),
         ),
         // An apartment on its own (`Address line 2: Apt 12C`); not a suite, which is more
@@ -181,12 +186,18 @@ fn patterns() -> Vec<(P, String)> {
         // `540 four three three nine oh one six`: an area code in digits, the rest spoken.
         (
             P::PhoneMixed,
-            format!(r"(?i)\b\d{{3}}(?:\s*[,.-]\s*|\s+){DIGIT_WORD}(?:(?:\s*[,.-]\s*|\s+){DIGIT_WORD}){{6}}\b"),
+            format!(r"(?i)\b\d{{3}}(?:\s*[,.-]\s*|\s+){SPOKEN_DIGIT}(?:(?:\s*[,.-]\s*|\s+){SPOKEN_DIGIT}){{3,6}}\b"),
         ),
         // `k dot zebari at gmail dot com`: an address read out.
         (
             P::EmailSpoken,
-            r"(?i)\b[a-z0-9]+(?:\s+dot\s+[a-z0-9]+){0,3}\s+at\s+[a-z0-9]+(?:\s+dot\s+[a-z0-9]+){0,3}\s+dot\s+(?:com|org|net|edu|gov|us)\b".into(),
+            format!(r"(?i)\b(?:[a-z]\s+)?[a-z0-9]+(?:\s+(?:dot|underscore)\s+[a-z0-9]+|\s+{NUMBER_WORD}){{0,3}}\s+at\s+[a-z0-9]+(?:\s+dot\s+[a-z0-9]+){{0,3}}\s+dot\s+(?:com|org|net|edu|gov|us)\b"),
+        ),
+        // `medicare number is two r w five q eight ...`: letters and digits read out, after
+        // an identifier cue (checked in `judge`).
+        (
+            P::SpelledCode,
+            format!(r"(?i)\b(?:[a-z]|{SPOKEN_DIGIT})(?:[\s,-]+(?:[a-z]|{SPOKEN_DIGIT})){{4,15}}\b"),
         ),
         (
             P::County,
@@ -620,13 +631,14 @@ impl Patterns {
                         confidence: 0.85,
                     });
                 }
-                // Seven or more digit words make a phone number; four to six need a cue
-                // (`MRN one two three four five`).
-                let words = s
-                    .split(|c: char| !c.is_ascii_alphabetic())
-                    .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("dash"))
-                    .count();
+                // Seven or more digits make a phone number; four to six need a cue
+                // (`MRN one two three four five`), five or nine after a state are a ZIP code
+                // (`oregon nine seven zero zero six`).
+                let words = spoken_digit_count(s);
                 let cue = ident_label_before(cues, start, 30);
+                if matches!(words, 5 | 9) && zip_context(doc, start) {
+                    return found(Label::Location, 0.85);
+                }
                 if words < 7 && cue.is_none() {
                     return None;
                 }
@@ -726,8 +738,10 @@ impl Patterns {
             P::AddressSpoken => {
                 let before = before_window(&doc.lower, start, 24);
                 let last = before.trim_end().rsplit(' ').next().unwrap_or("");
-                let cue = ["at", "on", "is", "to", "address", "live", "lives", "living"]
-                    .contains(&last)
+                let cue = [
+                    "at", "on", "is", "its", "it's", "to", "address", "live", "lives", "living",
+                ]
+                .contains(&last)
                     && before.ends_with(' ');
                 (cue && validate::address_words_ok(s)).then_some(Found {
                     start,
@@ -806,6 +820,7 @@ impl Patterns {
                     found(Label::Date, 0.8)
                 }
             }
+            P::PhoneMixed if spoken_digit_count(s) != 10 => None,
             P::PhoneMixed => Some(Found {
                 start,
                 end: spoken_extension_end(&doc.lower, end),
@@ -813,6 +828,40 @@ impl Patterns {
                 confidence: 0.8,
             }),
             P::EmailSpoken => found(Label::Email, 0.8),
+            P::SpelledCode => {
+                // Letters and digits read out after an identifier cue, with two digits or
+                // more and a letter (digits alone are `Spelled`'s).
+                let cue = ident_label_before(cues, start, 30)?;
+                let letters = s
+                    .split(|c: char| !c.is_ascii_alphabetic())
+                    .filter(|w| w.len() == 1)
+                    .count();
+                if letters == 0
+                    || spoken_digit_count(s) < 2
+                    || matches!(cue, Label::Phone | Label::Fax | Label::Location | Label::Ip)
+                {
+                    return None;
+                }
+                // `... nine two i had a visit`: a last `i` or `a` before more words is the
+                // caller's next word.
+                let tail = after_window(&doc.lower, end, 2);
+                let end = if (s.ends_with(" i") || s.ends_with(" a"))
+                    && tail.starts_with(' ')
+                    && tail
+                        .get(1..)
+                        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic()))
+                {
+                    end - 2
+                } else {
+                    end
+                };
+                Some(Found {
+                    start,
+                    end,
+                    label: cue,
+                    confidence: 0.8,
+                })
+            }
             P::County => found(Label::Location, 0.85),
             P::Code => self.judge_code(doc, start, end),
         }
@@ -1054,8 +1103,8 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
                 .is_some_and(|f| f.cap && f.flags & crate::lexicon::PLACE != 0))
 }
 
-/// The number words spoken numbers are made of; the first eleven are the digits.
-const SPOKEN_NUMBERS: [&str; 31] = [
+/// The number words spoken numbers are made of; the first twelve are the digits.
+const SPOKEN_NUMBERS: [&str; 32] = [
     "oh",
     "zero",
     "one",
@@ -1067,6 +1116,7 @@ const SPOKEN_NUMBERS: [&str; 31] = [
     "seven",
     "eight",
     "nine",
+    "niner",
     "ten",
     "eleven",
     "twelve",
@@ -1178,10 +1228,39 @@ fn compact_datetime(s: &str) -> bool {
             .is_some_and(|d| validate::iso_date(&format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8])))
 }
 
+/// How many digits the spoken digits in `s` stand for: a digit word is one, `double five`
+/// two, `triple five` three; digits written as digits count too; other words none.
+fn spoken_digit_count(s: &str) -> usize {
+    let digits = &SPOKEN_NUMBERS[..12];
+    let mut n = 0;
+    let mut times = 1;
+    for w in s.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if w.is_empty() {
+            continue;
+        }
+        if w.eq_ignore_ascii_case("double") {
+            times = 2;
+            continue;
+        }
+        if w.eq_ignore_ascii_case("triple") {
+            times = 3;
+            continue;
+        }
+        if digits.iter().any(|d| d.eq_ignore_ascii_case(w)) {
+            n += times;
+        } else {
+            n += w.bytes().filter(u8::is_ascii_digit).count();
+        }
+        times = 1;
+    }
+    n
+}
+
 /// Where a spoken extension after a spoken phone number ends (`... one extension two one
-/// four`): `extension` or `ext` and one to six digit words; `end` when there is none.
+/// four`, `extension two twelve`): `extension` or `ext` and one to six number words; `end`
+/// when there is none.
 fn spoken_extension_end(lower: &str, end: usize) -> usize {
-    let digits = &SPOKEN_NUMBERS[..11];
+    let digits = &SPOKEN_NUMBERS[..];
     let full = lower.get(end..).unwrap_or("");
     let rest = full.strip_prefix(',').unwrap_or(full);
     let Some(after) = rest
@@ -1221,9 +1300,13 @@ fn age_after_person(doc: &Text<'_>, start: usize, end: usize) -> bool {
         return false;
     }
     if paren
-        && !text
-            .get(end..)
-            .is_some_and(|a| a.starts_with(')') || a.starts_with("!)") || a.starts_with(" y"))
+        && !text.get(end..).is_some_and(|a| {
+            a.starts_with(')')
+                || a.starts_with("!)")
+                || a.starts_with(" y")
+                || a.starts_with(" F)")
+                || a.starts_with(" M)")
+        })
     {
         return false;
     }
@@ -1273,24 +1356,38 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
         b.strip_suffix(w)
             .is_some_and(|rest| !rest.ends_with(|c: char| c.is_alphanumeric()))
     };
+    // `F` alone after the number: degrees Fahrenheit, or the sex after an age.
+    let f_after = a.starts_with('f')
+        && a.get(1..)
+            .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphabetic()));
     // A quantity, not an age: `is 95 kg`, `is ninety dollars`, `is a hundred minutes`.
     let unit_after = a.starts_with("lb")
         || a.starts_with("kg")
         || a.starts_with('%')
         || a.starts_with("mg")
         || a.starts_with("degree")
-        || a.starts_with('f')
+        || f_after
         || [
             "dollar", "buck", "cent", "percent", "min", "hour", "hr", "day", "week", "wk", "month",
             "mile", "pound", "unit", "time", "page", "pill", "tablet", "dose", "ml", "cc", "mmhg",
         ]
         .iter()
         .any(|u| a.starts_with(u));
+    // An age named as one (`Age  94  F`, `aged 103 F`): `F` is the sex there, not degrees.
+    let labelled = ends("age") || ends("age of") || ends("aged");
+    if labelled && f_after {
+        return true;
+    }
+    // `how old is he` ... `ninety four`: the answer to the question.
+    if before_window(lower, start, 48).contains("how old") {
+        return !unit_after;
+    }
     !unit_after
-        && (ends("age")
-            || ends("age of")
+        && (labelled
             || ends("is now")
-            || ends("aged")
+            || ends("will be")
+            || b.ends_with("'ll be")
+            || b.ends_with("’ll be")
             || ends("is")
             || ends("turned")
             || ends("turning")

@@ -221,7 +221,60 @@ impl Recognizer for Places {
             }
         }
         form_places(doc, out);
+        state_towns(doc, out);
         propagate(doc, out);
+    }
+}
+
+/// `beaverton oregon`, `greer south carolina`: a listed town in lower case right before a
+/// state's name (a voicemail transcript's address), one to three words.
+fn state_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
+    for &k in &doc.lists.states {
+        let mut k = k as usize;
+        // The state's first word when it has two (`south carolina`, `new york`).
+        if k >= 1
+            && matches!(
+                (doc.lower_tok(k - 1), doc.lower_tok(k)),
+                ("north" | "south", "carolina" | "dakota")
+                    | ("new", "york" | "jersey" | "mexico" | "hampshire")
+                    | ("west", "virginia")
+                    | ("rhode", "island")
+            )
+        {
+            k -= 1;
+        }
+        let Some(state) = doc.tokens.get(k) else {
+            continue;
+        };
+        // The longest listed place of up to three words ending right before the state.
+        let mut best = None;
+        for words in 1..=3usize {
+            let Some(first) = k.checked_sub(words) else {
+                break;
+            };
+            let (a, b) = (&doc.tokens[first], &doc.tokens[k - 1]);
+            if doc.text.get(b.end..state.start) != Some(" ")
+                || doc.feats.get(first).is_some_and(|f| f.cap || f.stop)
+            {
+                break;
+            }
+            if !single_spaced(doc, first, k - 1) {
+                break;
+            }
+            let phrase = doc.lower.get(a.start..b.end).unwrap_or("");
+            if doc.lex.flags_lower(phrase) & PLACE != 0 {
+                best = Some(a.start..b.end);
+            }
+        }
+        if let Some(r) = best {
+            out.push(Span {
+                start: r.start,
+                end: r.end,
+                label: Label::Location,
+                confidence: 0.65,
+                recognizer: "places",
+            });
+        }
     }
 }
 
@@ -502,9 +555,46 @@ fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
             });
         }
     }
+    // `in mount vernon`, `from grand rapids`: a listed place of two or three words (its
+    // words may be dictionary words).
+    for words in [3usize, 2] {
+        let Some(last) = doc.tokens.get(i + words - 1) else {
+            continue;
+        };
+        let phrase = doc.lower.get(t.start..last.end).unwrap_or("");
+        // Not a facility named after the place (`to cedar ridge rehab`).
+        let org_after = doc
+            .feats
+            .get(i + words)
+            .is_some_and(|f| f.is(class::ORG_AFTER));
+        if single_spaced(doc, i, i + words - 1)
+            && !org_after
+            && !doc.feats[i + 1].stop
+            && doc.lex.flags_lower(phrase) & PLACE != 0
+            && phrase.bytes().all(|b| b == b' ' || b.is_ascii_lowercase())
+        {
+            return Some(Span {
+                start: t.start,
+                end: last.end,
+                label: Label::Location,
+                confidence: 0.6,
+                recognizer: "places",
+            });
+        }
+    }
     let flags = doc.lex.flags_lower(doc.lower_tok(i));
-    if flags & PLACE == 0 || flags & crate::lexicon::WORD != 0 {
+    if flags & PLACE == 0 {
         return None;
+    }
+    // A listed town that is also a word (`jasper`, `greer`) after an address (`oak lane in
+    // jasper`) or before a state (`in greer south carolina`).
+    if flags & crate::lexicon::WORD != 0 {
+        let after_street = i >= 2 && doc.feats[i - 2].is(class::STREET);
+        let state_after = doc.feats.get(i + 1).is_some_and(|f| f.is(class::STATE))
+            && doc.text.get(t.end..doc.tokens[i + 1].start) == Some(" ");
+        if !after_street && !state_after {
+            return None;
+        }
     }
     Some(Span {
         start: t.start,
@@ -512,6 +602,14 @@ fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
         label: Label::Location,
         confidence: 0.6,
         recognizer: "places",
+    })
+}
+
+/// Whether tokens `from..=to` are separated by single spaces.
+fn single_spaced(doc: &Text<'_>, from: usize, to: usize) -> bool {
+    (from..to).all(|j| match (doc.tokens.get(j), doc.tokens.get(j + 1)) {
+        (Some(a), Some(b)) => doc.text.get(a.end..b.start) == Some(" "),
+        _ => false,
     })
 }
 

@@ -204,7 +204,7 @@ const STATES: [&str; 59] = [
     "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP", "UM", "FM", "MH",
 ];
 
-const STATE_NAMES: [&str; 51] = [
+pub(crate) const STATE_NAMES: [&str; 51] = [
     "alabama",
     "alaska",
     "arizona",
