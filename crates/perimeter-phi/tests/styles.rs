@@ -1138,4 +1138,11 @@ fn lower_case_voicemail_read_out() {
         &[],
         &["refill", "appointment"],
     );
+    // A town before a state's postal code in lower case, and the ZIP after it; a code that
+    // is also a word is left alone.
+    check(
+        "we moved to boone nc 28607 last week, my sister is in tulsa ok and we love jackson ms!",
+        &["boone", "28607", "jackson"],
+        &["nc", "ok", "ms", "week"],
+    );
 }

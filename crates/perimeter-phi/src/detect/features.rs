@@ -777,6 +777,7 @@ impl Vocab {
             (super::places::ORG_AFTER, class::ORG_AFTER),
             (super::places::PRE_WORDS, class::PRE),
             (&super::validate::STATE_NAMES[..], class::STATE),
+            (super::places::STATE_CODES_LOWER, class::STATE),
         ] {
             for w in list {
                 v.insert(lexicon::hash(w.as_bytes()), c);

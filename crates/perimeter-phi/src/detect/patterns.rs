@@ -1095,6 +1095,7 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
             doc.lex.flags_lower(joined) & crate::lexicon::PLACE != 0
         });
     validate::is_state(word)
+        || super::places::STATE_CODES_LOWER.contains(&word)
         || two_word_place
         || (between == " "
             && doc

@@ -226,11 +226,33 @@ impl Recognizer for Places {
     }
 }
 
-/// `beaverton oregon`, `greer south carolina`: a listed town in lower case right before a
-/// state's name (a voicemail transcript's address), one to three words.
+/// The postal codes of states that are no English word, in lower case (`boone nc`); `in`,
+/// `me`, `ok`, `or`, `hi`, `oh`, `pa`, `de`, `co`, `al`, `ga`, `la`, `ma`, `md`, `mo`, `mt`,
+/// `wa`, `va`, `id` and `ne` are left out.
+pub(crate) const STATE_CODES_LOWER: &[&str] = &[
+    "ak", "az", "ar", "ct", "fl", "ia", "il", "ks", "ky", "mn", "ms", "nc", "nd", "nh", "nj", "nm",
+    "nv", "ny", "ri", "sc", "sd", "tn", "tx", "ut", "vt", "wi", "wv", "wy",
+];
+
+/// `beaverton oregon`, `greer south carolina`, `boone nc`: a listed town in lower case right
+/// before a state's name or code (a voicemail transcript's or a text's address), one to three
+/// words. After a code, the text must end or go on with punctuation or a ZIP code.
 fn state_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
     for &k in &doc.lists.states {
         let mut k = k as usize;
+        if doc.tokens.get(k).is_some_and(|t| t.end - t.start == 2) {
+            let next = doc
+                .tokens
+                .get(k)
+                .and_then(|t| doc.text.get(t.end..))
+                .unwrap_or("");
+            let next = next.trim_start_matches(' ');
+            if !(next.is_empty()
+                || next.starts_with(|c: char| c.is_ascii_digit() || ",.;!?)\n".contains(c)))
+            {
+                continue;
+            }
+        }
         // The state's first word when it has two (`south carolina`, `new york`).
         if k >= 1
             && matches!(
