@@ -88,7 +88,9 @@ fn third_set_keeps_its_measured_floors() {
 #[test]
 fn fourth_set_keeps_its_measured_floors() {
     // Floors just under what it measured (LICENSE 8/12 and VEHICLE 6/8 are its lowest labels).
-    evaluate("fourth set", STYLES_D, 150, 0.955, 0.6, 0.93);
+    // Precision 0.933 -> 0.927 when compact HL7 date-times came to be covered whole: this
+    // set's writers marked the date only, the fifth set's writer the whole date-time.
+    evaluate("fourth set", STYLES_D, 150, 0.96, 0.6, 0.92);
 }
 
 fn evaluate(

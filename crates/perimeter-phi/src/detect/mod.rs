@@ -190,6 +190,15 @@ impl Pipeline {
         for r in &self.recognizers {
             r.find(&doc, &mut out);
         }
+        // An XML element's name (`<NewRx>`, `</MedicationPrescribed>`) is no person's.
+        if doc.seen & tokens::SEEN_LT != 0 {
+            out.retain(|c| {
+                c.label != crate::Label::Name
+                    || !text
+                        .get(..c.start)
+                        .is_some_and(|b| b.ends_with('<') || b.ends_with("</"))
+            });
+        }
         let spans = resolve(text, &mut out);
         *sc = Scratch {
             tokens: doc.tokens,
@@ -448,6 +457,13 @@ mod fast_paths {
             text.contains('"'),
             "\" in {text:?}"
         );
+        for (bit, byte) in [
+            (tokens::SEEN_LT, '<'),
+            (tokens::SEEN_EQ, '='),
+            (tokens::SEEN_TILDE, '~'),
+        ] {
+            assert_eq!(seen & bit != 0, text.contains(byte), "{byte} in {text:?}");
+        }
         let lower = text.to_ascii_lowercase();
         let mut keys = Vec::new();
         features::word_keys(&lower, &tokens, &p.vocab, &mut keys);

@@ -90,7 +90,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateDayFirst,
             format!(
-                r"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:(?:,?\s*|-)(?:(?:1[89]|20)\d\d|\d\d)\b)?"
+                r"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:(?:,?\s*|-)(?:(?:1[89]|20)\d\d|\d\d)\b)?|/{MONTH}/(?:1[89]|20)\d\d\b)"
             ),
         ),
         (
@@ -485,6 +485,7 @@ impl Patterns {
             })
         };
         match kind {
+            P::Url if standards_url(s) => None,
             P::Url => {
                 let trimmed = s.trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"']);
                 Some(Found {
@@ -494,6 +495,7 @@ impl Patterns {
                     confidence: 0.95,
                 })
             }
+            P::BareUrl if standards_url(s) => None,
             P::BareUrl => {
                 let trimmed = s.trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"']);
                 Some(Found {
@@ -503,6 +505,8 @@ impl Patterns {
                     confidence: 0.85,
                 })
             }
+            // `Message-ID: <CAF8x2@mail.gmail.com>`: a message's id, not a mailbox.
+            P::Email if before_window(&doc.lower, start, 14).ends_with("message-id: <") => None,
             P::Email => found(Label::Email, 0.97),
             P::Ipv4 => {
                 if s.parse::<std::net::Ipv4Addr>().is_ok() && !is_version_like(&doc.lower, start) {
@@ -897,15 +901,33 @@ impl Patterns {
             _ => start,
         };
         let s = text.get(start..end)?;
-        // `202507080930`, `20250603143055`: a compact date-time (HL7's DTM); the date is PHI,
-        // the time of day is not.
+        // `202507080930`, `20250603143055`: a compact date-time (HL7's DTM), covered whole:
+        // annotators differ on whether its time belongs to the date, and a span that covers
+        // both leaves no digit of the date out under either reading.
         if compact_datetime(s) {
             return Some(Found {
                 start,
-                end: start + 8,
+                end,
                 label: Label::Date,
                 confidence: 0.9,
             });
+        }
+        // Codes of a standard, not of a person: HL7 table numbers (`HL70063`), X12
+        // implementation guides (`005010X279A1`). (Message control ids stay: annotators
+        // differ on them, and a missed identifier costs more than a marked one.)
+        // `08:14:55 -0500`: a time zone's offset after a time of day.
+        let zone = s.len() == 4
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && text.get(..start).is_some_and(|b| {
+                let b = b.as_bytes();
+                b.len() >= 5
+                    && matches!(b[b.len() - 1], b'-' | b'+')
+                    && b[b.len() - 2] == b' '
+                    && b[b.len() - 3].is_ascii_digit()
+                    && b[b.len() - 5] == b':'
+            });
+        if zone || hl7_table_or_guide(s) {
+            return None;
         }
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
         let letters = s.bytes().filter(u8::is_ascii_alphabetic).count();
@@ -936,6 +958,10 @@ impl Patterns {
         }
         let cues = &doc.cues;
         let cue = ident_label_before(cues, start, 40);
+        // A drug's NDC in a pharmacy label or export (`NDC 00093-1048-01`).
+        if ndc(s) && (cue.is_none() || before_window(&doc.lower, start, 8).contains("ndc")) {
+            return None;
+        }
         let found = |label, confidence| {
             Some(Found {
                 start,
@@ -1213,6 +1239,56 @@ fn ordinal_noun_after(lower: &str, end: usize) -> bool {
         next.strip_prefix(w)
             .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric()))
     })
+}
+
+/// A URL of a standards body's namespace (FHIR code systems and profiles, XML namespaces):
+/// it names a vocabulary, never a person.
+pub(crate) fn standards_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .unwrap_or(s);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.to_ascii_lowercase();
+    const HOSTS: [&str; 8] = [
+        "hl7.org",
+        "fhir.org",
+        "w3.org",
+        "snomed.info",
+        "loinc.org",
+        "unitsofmeasure.org",
+        "nucc.org",
+        "nlm.nih.gov",
+    ];
+    HOSTS
+        .iter()
+        .any(|h| host == *h || host.strip_suffix(h).is_some_and(|p| p.ends_with('.')))
+}
+
+/// `HL70063` (an HL7 table) or `005010X279A1` (an X12 implementation guide).
+fn hl7_table_or_guide(s: &str) -> bool {
+    let b = s.as_bytes();
+    let table = b.len() == 7 && s.starts_with("HL7") && b[3..].iter().all(u8::is_ascii_digit);
+    let guide = b.len() == 12
+        && s.starts_with("00")
+        && b[..6].iter().all(u8::is_ascii_digit)
+        && b[6] == b'X'
+        && b[7..10].iter().all(u8::is_ascii_digit)
+        && b[10].is_ascii_uppercase()
+        && b[11].is_ascii_digit();
+    table || guide
+}
+
+/// `00378-0018-01`, `68180-0513-01`: a National Drug Code (5-4-2, 4-4-2, 5-3-2 or 5-4-1
+/// digits), a product's code.
+fn ndc(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && matches!(
+            lens.as_slice(),
+            [5, 4, 2] | [4, 4, 2] | [5, 3, 2] | [5, 4, 1]
+        )
 }
 
 /// `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS` with a real calendar date and a real time of day.

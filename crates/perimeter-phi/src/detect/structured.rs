@@ -27,6 +27,17 @@ impl Recognizer for Structured {
         if b.contains(&b'\n') && (b.contains(&b',') || b.contains(&b';') || b.contains(&b'\t')) {
             csv(text, out);
         }
+        let seen = doc.seen;
+        if seen & super::tokens::SEEN_LT != 0 && text.contains("</") {
+            xml(text, out);
+        }
+        if seen & super::tokens::SEEN_TILDE != 0 && (text.contains("NM1*") || text.contains("N4*"))
+        {
+            x12(text, out);
+        }
+        if seen & super::tokens::SEEN_EQ != 0 {
+            key_values(text, out);
+        }
     }
 }
 
@@ -90,6 +101,7 @@ fn field_label(seg: &str, field: usize) -> Option<Label> {
         ("ORC", 12) | ("OBR", 16) | ("OBX", 16) => Label::Name,
         ("AIP", 3) | ("ROL", 4) | ("PRD", 2) | ("SCH", 12 | 16 | 20) => Label::Name,
         ("IN1", 6) | ("TXA", 5 | 9 | 22) | ("PV2", 13) => Label::Name,
+        ("IN1", 5) => Label::Address,
         _ => return None,
     })
 }
@@ -137,8 +149,11 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                 let lead = comp.len() - comp.trim_start().len();
                 let (s, e) = (cstart + lead, cstart + lead + c.len());
                 if hl7_date(c) {
-                    // `202503021432`: the date; a time of day is not PHI (the corpus's rule).
-                    push(out, s, s + 8, Label::Date, 0.9);
+                    // `202503021432`: the date-time whole (annotators differ on whether the
+                    // time belongs to the date; covering it leaves no date digit out), up to
+                    // a time zone or fraction.
+                    let d = c.split(['+', '-', '.']).next().unwrap_or("");
+                    push(out, s, s + d.len(), Label::Date, 0.9);
                     continue;
                 }
                 match label {
@@ -166,6 +181,14 @@ fn hl7(text: &str, out: &mut Vec<Span>) {
                         }
                     }
                     Some(Label::Phone) if c.bytes().filter(u8::is_ascii_digit).count() >= 7 => {
+                        // XTN's area code is the component before the number
+                        // (`^PRN^PH^^1^802^5550162`): one span for both.
+                        let before = &field[..(cstart - fstart).min(field.len())];
+                        let area = before
+                            .strip_suffix('^')
+                            .and_then(|b| b.rsplit('^').next())
+                            .filter(|a| a.len() == 3 && a.bytes().all(|d| d.is_ascii_digit()));
+                        let s = area.map_or(s, |a| cstart - 1 - a.len());
                         push(out, s, e, Label::Phone, 0.9);
                     }
                     Some(Label::Phone) => {}
@@ -303,7 +326,13 @@ fn key_label(key: &str) -> Option<Label> {
         Label::Date
     } else if k == "age" {
         Label::Age
-    } else if has("zip") || has("postal") || k == "city" || k == "county" || has("town") {
+    } else if has("zip")
+        || has("postal")
+        || k == "city"
+        || k == "county"
+        || k == "district"
+        || has("town")
+    {
         Label::Location
     } else if has("street")
         || has("address")
@@ -329,9 +358,28 @@ fn key_label(key: &str) -> Option<Label> {
         || k == "caller"
         || k == "pcp"
         || k == "nok"
+        || has("ordering")
+        || has("attending")
+        || has("referring")
     {
         Label::Name
     } else if has("claim")
+        || k == "id"
+        || (k.len() > 4
+            && k.ends_with("id")
+            && ![
+                "paid",
+                "valid",
+                "void",
+                "fluid",
+                "liquid",
+                "covid",
+                "android",
+                "thyroid",
+                "versionid",
+            ]
+            .iter()
+            .any(|w| k.ends_with(w)))
         || has("rx")
         || has("prescription")
         || has("case")
@@ -353,6 +401,10 @@ fn json(doc: &Text<'_>, out: &mut Vec<Span>) {
     let text = doc.text;
     let b = text.as_bytes();
     let mut from = 0;
+    // The label of the key whose value is the object or array of objects being read, and
+    // where that value ends: its `text` or `display` is what the key says (FHIR's
+    // `"name": [{"text": ...}]`, `"patient": {"reference": ..., "display": ...}`).
+    let mut parent: Option<(Label, usize)> = None;
     while let Some(colon) = memchr_from(b, b':', from) {
         from = colon + 1;
         // Back over spaces to the key's closing quote (and its backslash when escaped).
@@ -373,12 +425,41 @@ fn json(doc: &Text<'_>, out: &mut Vec<Span>) {
         if key.len() > 40 || key.is_empty() {
             continue;
         }
-        let Some(label) = key_label(key) else {
+        let inherited = parent
+            .filter(|&(_, end)| colon < end)
+            .map(|(l, _)| l)
+            .filter(|l| matches!(l, Label::Name | Label::Address | Label::Location))
+            .filter(|_| matches!(key, "text" | "display"));
+        // A FHIR reference's `display` (`{"reference": "Patient/1", "display": "..."}`) names
+        // who is referred to.
+        let reference = key == "display" && {
+            let window = &b[open.saturating_sub(200)..open];
+            let obj = window
+                .iter()
+                .rposition(|&c| c == b'{')
+                .map_or(window, |p| &window[p..]);
+            obj.windows(11).any(|w| w == b"\"reference\"")
+                || obj.windows(11).any(|w| w == b"\\\"reference")
+        };
+        let inherited = inherited.or(reference.then_some(Label::Name));
+        let Some(label) = key_label(key).or(inherited) else {
             continue;
         };
         let mut j = colon + 1;
         while j < b.len() && matches!(b[j], b' ' | b'\t' | b'\n' | b'\r') {
             j += 1;
+        }
+        // An object, or an array of objects: its own keys say what their values are.
+        let mut first = j;
+        if b.get(first) == Some(&b'[') {
+            first += 1;
+            while first < b.len() && matches!(b[first], b' ' | b'\t' | b'\n' | b'\r') {
+                first += 1;
+            }
+        }
+        if b.get(first) == Some(&b'{') {
+            parent = Some((label, region_end(b, j)));
+            continue;
         }
         if b.get(j) == Some(&b'[') {
             // An array: each string in it, up to the closing bracket.
@@ -418,6 +499,32 @@ fn json(doc: &Text<'_>, out: &mut Vec<Span>) {
     }
 }
 
+/// Where the JSON object or array opening at `at` closes (after its bracket), counting
+/// brackets outside strings; at most 8 KiB on (a longer or unclosed one ends there).
+fn region_end(b: &[u8], at: usize) -> usize {
+    let limit = (at + 8192).min(b.len());
+    let mut depth = 0usize;
+    let mut k = at;
+    let mut in_str = false;
+    while k < limit {
+        match (in_str, b[k]) {
+            (true, b'\\') => k += 1,
+            (true, b'"') => in_str = false,
+            (false, b'"') => in_str = true,
+            (false, b'[' | b'{') => depth += 1,
+            (false, b']' | b'}') => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return k + 1;
+                }
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    limit
+}
+
 /// The string starting at `at` (`"..."`, or `\"...\"` when `escaped`): its content's range
 /// and where to go on after it.
 fn string_at(b: &[u8], at: usize, escaped: bool) -> Option<(usize, usize, usize)> {
@@ -446,6 +553,26 @@ fn string_at(b: &[u8], at: usize, escaped: bool) -> Option<(usize, usize, usize)
     }
 }
 
+/// Words that make a name value an organisation's.
+const ORG_WORDS: [&str; 16] = [
+    "medicine",
+    "health",
+    "healthcare",
+    "care",
+    "clinic",
+    "hospital",
+    "center",
+    "centre",
+    "medical",
+    "pharmacy",
+    "associates",
+    "group",
+    "llc",
+    "inc",
+    "practice",
+    "services",
+];
+
 /// A string value under a key that says what it is.
 fn value(text: &str, vs: usize, ve: usize, l: Label, out: &mut Vec<Span>) {
     let Some(v) = text.get(vs..ve) else {
@@ -453,14 +580,189 @@ fn value(text: &str, vs: usize, ve: usize, l: Label, out: &mut Vec<Span>) {
     };
     let t = v.trim();
     let lead = v.len() - v.trim_start().len();
+    // `Hannah Liebowitz, LCSW`: the name without the credential after it.
+    let t = match t.rsplit_once(", ") {
+        Some((name, cred))
+            if l == Label::Name
+                && (2..=6).contains(&cred.len())
+                && cred.bytes().filter(u8::is_ascii_uppercase).count() >= 2
+                && cred.bytes().all(|b| b.is_ascii_uppercase() || b == b'.') =>
+        {
+            name
+        }
+        _ => t,
+    };
     let ok = match l {
-        Label::Name => t.chars().any(char::is_alphabetic) && t.len() <= 80,
+        // Not an organisation's name (`<name>Eastowne Family Medicine</name>`).
+        Label::Name => {
+            t.chars().any(char::is_alphabetic)
+                && t.len() <= 80
+                && !t
+                    .split([' ', ','])
+                    .any(|w| ORG_WORDS.iter().any(|o| o.eq_ignore_ascii_case(w)))
+        }
+        // A namespace (`http://hl7.org/fhir/...`) or a word (`ombCategory`) is no web address.
+        Label::Url => t.contains(['.', '/']) && !super::patterns::standards_url(t),
+        Label::Id => t.len() >= 3 && t.bytes().any(|b| b.is_ascii_digit()),
         Label::Age => t.parse::<u32>().is_ok_and(|a| a >= 90),
         Label::Address => t.chars().any(|c| c.is_ascii_digit()) || t.len() > 3,
         _ => t.chars().any(|c| c.is_ascii_alphanumeric()),
     };
     if ok {
         push(out, vs + lead, vs + lead + t.len(), l, 0.9);
+    }
+}
+
+/// `<family>Abernathy</family>`, `<postalCode>27514</postalCode>` (CDA, NCPDP SCRIPT and
+/// other XML): an element holding only text, labelled by its name as a JSON key is (the
+/// namespace prefix dropped). Found from each `</`, so the scan is linear.
+fn xml(text: &str, out: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(lt) = memchr_from(b, b'<', from) {
+        from = lt + 1;
+        if b.get(lt + 1) != Some(&b'/') {
+            continue;
+        }
+        // `</name>`: the closing tag's name.
+        let ns = lt + 2;
+        let mut ne = ns;
+        while ne < b.len()
+            && ne - ns < 64
+            && (b[ne].is_ascii_alphanumeric() || matches!(b[ne], b':' | b'_' | b'-' | b'.'))
+        {
+            ne += 1;
+        }
+        if ne == ns || b.get(ne) != Some(&b'>') {
+            continue;
+        }
+        let name = text.get(ns..ne).unwrap_or("");
+        // The text before it, back to the `>` of its opening tag, which must be `<name ...>`.
+        let window = lt.saturating_sub(200);
+        let Some(gt) = b[window..lt]
+            .iter()
+            .rposition(|&c| c == b'>' || c == b'<')
+            .map(|p| window + p)
+        else {
+            continue;
+        };
+        if b[gt] != b'>' {
+            continue;
+        }
+        // The opening tag, within 200 bytes (attributes included).
+        let window = gt.saturating_sub(200);
+        let Some(open) = b[window..gt]
+            .iter()
+            .rposition(|&c| c == b'<')
+            .map(|p| window + p)
+        else {
+            continue;
+        };
+        let opening = text.get(open + 1..gt).unwrap_or("");
+        if opening.split([' ', '\t', '\n']).next() != Some(name) {
+            continue;
+        }
+        let local = name.rsplit(':').next().unwrap_or(name);
+        if let Some(label) = key_label(local) {
+            value(text, gt + 1, lt, label, out);
+        }
+    }
+}
+
+/// X12 (270/271 eligibility, 837 claims): segments end with `~`, elements are split by `*`.
+/// A person's `NM1` (entity type 1) gives the last, first and middle names and, after `MI`,
+/// the member id; `N3` the street, `N4` the city and ZIP, `DMG*D8` the birth date.
+fn x12(text: &str, out: &mut Vec<Span>) {
+    let mut seg_start = 0;
+    for seg in text.split_inclusive('~') {
+        let base = seg_start;
+        seg_start += seg.len();
+        let seg = seg.trim_end_matches('~');
+        let lead = seg.len() - seg.trim_start().len();
+        let seg = seg.trim_start();
+        let base = base + lead;
+        let mut els: Vec<(usize, &str)> = Vec::with_capacity(16);
+        let mut at = 0;
+        for e in seg.split('*') {
+            els.push((base + at, e));
+            at += e.len() + 1;
+        }
+        let el = |i: usize| els.get(i).copied();
+        let mut mark = |i: usize, label: Label| {
+            if let Some((s, e)) = el(i)
+                && e.chars().any(char::is_alphanumeric)
+            {
+                push(out, s, s + e.len(), label, 0.9);
+            }
+        };
+        match el(0).map(|(_, e)| e) {
+            Some("NM1") if el(2).map(|(_, e)| e) == Some("1") => {
+                for i in 3..=5 {
+                    mark(i, Label::Name);
+                }
+                match el(8).map(|(_, e)| e) {
+                    Some("MI") => mark(9, Label::HealthPlan),
+                    Some("34") => mark(9, Label::Ssn),
+                    Some("XX") => mark(9, Label::Id),
+                    _ => {}
+                }
+            }
+            Some("N3") => {
+                mark(1, Label::Address);
+                mark(2, Label::Address);
+            }
+            Some("N4") => {
+                mark(1, Label::Location);
+                mark(3, Label::Location);
+            }
+            Some("DMG") if el(1).map(|(_, e)| e) == Some("D8") => mark(2, Label::Date),
+            // The interchange date (`ISA*...*250311*0915*...`), YYMMDD.
+            Some("ISA") => mark(9, Label::Date),
+            Some("DTP") if el(2).map(|(_, e)| e) == Some("D8") => mark(3, Label::Date),
+            _ => {}
+        }
+    }
+}
+
+/// `user_id=u_5520931 mrn=30118846` (application logs, query strings): a `key=value` whose
+/// key says what the value is, as a JSON key does. The value runs to a space, `&`, `,`, `;`
+/// or a quote.
+fn key_values(text: &str, out: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(eq) = memchr_from(b, b'=', from) {
+        from = eq + 1;
+        let mut ks = eq;
+        while ks > 0 && eq - ks < 40 && (b[ks - 1].is_ascii_alphanumeric() || b[ks - 1] == b'_') {
+            ks -= 1;
+        }
+        if ks == eq {
+            continue;
+        }
+        let key = text.get(ks..eq).unwrap_or("");
+        let Some(label) = key_label(key) else {
+            continue;
+        };
+        let quoted = b.get(eq + 1) == Some(&b'"');
+        let vs = eq + 1 + usize::from(quoted);
+        let mut ve = vs;
+        while ve < b.len()
+            && ve - vs < 200
+            && !(if quoted {
+                b[ve] == b'"'
+            } else {
+                matches!(
+                    b[ve],
+                    b' ' | b'&' | b',' | b';' | b'"' | b'\n' | b'\t' | b'>'
+                )
+            })
+        {
+            ve += 1;
+        }
+        if ve > vs {
+            value(text, vs, ve, label, out);
+            from = ve;
+        }
     }
 }
 
@@ -617,9 +919,9 @@ mod tests {
         assert!(s.contains(&("(555)555-1234".into(), Label::Phone)));
         assert!(s.contains(&("ACCT998877".into(), Label::Account)));
         assert!(s.contains(&("123-45-6789".into(), Label::Ssn)));
-        // The message's date, without its time of day.
-        assert!(s.contains(&("20250314".into(), Label::Date)));
-        assert!(!s.iter().any(|(x, _)| x.contains("093000")));
+        // The message's date-time, whole (no digit of the date left out under either
+        // annotators' reading).
+        assert!(s.contains(&("20250314093000".into(), Label::Date)));
     }
 
     #[test]

@@ -93,17 +93,26 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
 pub(crate) const SEEN_PIPE: u8 = 1;
 /// [`tokenize_into`]'s answer: the text has a `"` (JSON).
 pub(crate) const SEEN_QUOTE: u8 = 2;
+/// [`tokenize_into`]'s answer: the text has a `<` (XML).
+pub(crate) const SEEN_LT: u8 = 4;
+/// [`tokenize_into`]'s answer: the text has a `=` (`key=value` logs).
+pub(crate) const SEEN_EQ: u8 = 8;
+/// [`tokenize_into`]'s answer: the text has a `~` (X12 segments).
+pub(crate) const SEEN_TILDE: u8 = 16;
 
-/// The [`SEEN_PIPE`] and [`SEEN_QUOTE`] bits of each byte.
+/// The `SEEN_*` bits of each byte.
 static SEEN: [u8; 256] = {
     let mut t = [0u8; 256];
     t[b'|' as usize] = SEEN_PIPE;
     t[b'"' as usize] = SEEN_QUOTE;
+    t[b'<' as usize] = SEEN_LT;
+    t[b'=' as usize] = SEEN_EQ;
+    t[b'~' as usize] = SEEN_TILDE;
     t
 };
 
 /// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer. Returns
-/// which of `|` and `"` the text has ([`SEEN_PIPE`], [`SEEN_QUOTE`]): every byte outside a
+/// which of `|`, `"`, `<`, `=` and `~` the text has ([`SEEN_PIPE`] and the others): every byte outside a
 /// token passes here anyway, and the structured recognizer need not search for them.
 ///
 /// Most tokens are runs of ASCII letters and digits ended by an ASCII byte other than `'`
