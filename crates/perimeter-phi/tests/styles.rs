@@ -1232,3 +1232,36 @@ fn machine_payloads_by_their_structure() {
         &["68180-0513-01", "CAF8x2"],
     );
 }
+
+/// Texts' addresses in lower case: the town after the street (or before the ZIP), numbers in
+/// groups a few words after their cue, a filler inside a typed number, digits one by one
+/// after a cue, a lower-case signature of two words, a Portuguese title.
+#[test]
+fn texts_lower_case_towns_and_numbers() {
+    check(
+        "new address 55 ocean pkwy apt 6f brooklyn 11218. we moved to 3412 s othello st unit \
+         204 seattle! yes minneapolis 55454 is right",
+        &["brooklyn", "11218", "seattle", "minneapolis", "55454"],
+        &["moved", "right"],
+    );
+    let t = "his medicaid # its WQ 88 21 07 3C and her medi-cal card, number was 9182 0447 3A ok";
+    let spans = check(t, &["WQ 88 21 07 3C", "9182 0447 3A"], &["ok"]);
+    assert_eq!(label_of(t, &spans, "9182"), Some(Label::HealthPlan));
+    check(
+        "best callback? 704 uhh 918 2265. And the Rx number? 6 0 4 4 8 1 2 thanks",
+        &["704 uhh 918 2265", "6 0 4 4 8 1 2"],
+        &["thanks"],
+    );
+    check(
+        "my old one its 919 555 0126 - hunter reyes",
+        &["hunter reyes"],
+        &[],
+    );
+    check("sou filho da dona Cida, ela caiu", &["Cida"], &["filho"]);
+    // A number in groups without its cue, and a sign-off of words, stay as they are.
+    check(
+        "we had 3 4 5 6 people - see you soon",
+        &[],
+        &["3 4 5 6", "see you soon"],
+    );
+}

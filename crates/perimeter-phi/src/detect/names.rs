@@ -801,6 +801,23 @@ fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
                 fl & (crate::lexicon::FIRST | crate::lexicon::LAST) != 0
                     && fl & crate::lexicon::WORD == 0
             };
+        // `... 0126 - hunter reyes`: a listed first name (a word too, perhaps) and a listed
+        // surname that is no word, in lower case, closing the message.
+        if dash_alone
+            && j + 2 == doc.tokens.len()
+            && [j, j + 1]
+                .iter()
+                .all(|&k| doc.feats[k].word && !doc.feats[k].cap && !doc.feats[k].stop)
+            && gap(doc, j, j + 1) == " "
+            && flags_of(doc, j) & crate::lexicon::FIRST != 0
+            && {
+                let fl = flags_of(doc, j + 1);
+                fl & crate::lexicon::LAST != 0 && fl & crate::lexicon::WORD == 0
+            }
+        {
+            found.push((j, j + 2, 0.75));
+            continue;
+        }
         // `... tomorrow? -K` at a line's end: an initial signing the message.
         let t = &doc.tokens[j];
         if dash_alone

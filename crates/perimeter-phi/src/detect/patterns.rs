@@ -48,6 +48,8 @@ enum P {
     PhoneMixed,
     EmailSpoken,
     SpelledCode,
+    PhoneFiller,
+    DigitsSpaced,
     County,
     Code,
 }
@@ -198,6 +200,17 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::SpelledCode,
             format!(r"(?i)\b(?:[a-z]|{SPOKEN_DIGIT})(?:[\s,-]+(?:[a-z]|{SPOKEN_DIGIT})){{4,15}}\b"),
+        ),
+        // `704 uhh 918 2265`: a caller's filler inside a number typed or transcribed.
+        (
+            P::PhoneFiller,
+            r"(?i)\b\d{3}[,.]?\s+(?:u+h+|u+m+|er|like|hmm)[,.]*\s+\d{3}[\s.-]?\d{4}\b".into(),
+        ),
+        // `Rx number? 6 0 4 4 8 1 2`, `DOB? 3 3 1977`: digits one by one, or a date's parts,
+        // after a cue (checked in `judge`).
+        (
+            P::DigitsSpaced,
+            r"\b(?:\d(?: \d){3,11}|\d{1,2} \d{1,2} (?:19|20)\d\d)\b".into(),
         ),
         (
             P::County,
@@ -382,17 +395,20 @@ fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
             _ => continue,
         };
         let rest = text.get(c.end..).unwrap_or("");
-        let lead = rest.len()
-            - rest
-                .trim_start_matches([' ', ':', '#', '.'])
-                .trim_start_matches("is ")
-                .trim_start_matches("no. ")
-                .len();
+        // `medicaid # its WQ 88 ...`, `card, number was 9182 ...`: words between the cue and
+        // the number.
+        let mut r = rest.trim_start_matches([' ', ':', '#', '.', ',']);
+        for w in ["card", "number", "no.", "is", "its", "it's", "was", "#"] {
+            if let Some(x) = r.strip_prefix(w).filter(|x| x.starts_with([' ', ','])) {
+                r = x.trim_start_matches([' ', ':', '#', ',']);
+            }
+        }
+        let lead = rest.len() - r.len();
         let start = c.end + lead;
         let b = text.as_bytes();
         let mut at = start;
         let mut groups: Vec<(usize, usize)> = Vec::new();
-        while groups.len() < 4 {
+        while groups.len() < 6 {
             let len = b.get(at..).map_or(0, |r| {
                 r.iter()
                     .take_while(|x| x.is_ascii_uppercase() || x.is_ascii_digit())
@@ -832,6 +848,21 @@ impl Patterns {
                 confidence: 0.8,
             }),
             P::EmailSpoken => found(Label::Email, 0.8),
+            P::PhoneFiller => found(phone_label(cues, start), 0.8),
+            P::DigitsSpaced => {
+                let date_shaped = s.len() >= 8
+                    && s.get(s.len() - 4..)
+                        .is_some_and(|y| y.starts_with("19") || y.starts_with("20"))
+                    && s.split(' ').count() == 3;
+                if date_shaped && cue_before(cues, start, 16).is_some_and(|c| c.cue == Cue::Birth) {
+                    return found(Label::Date, 0.85);
+                }
+                let cue = ident_label_before(cues, start, 30)?;
+                if matches!(cue, Label::Location | Label::Ip) {
+                    return None;
+                }
+                found(cue, 0.8)
+            }
             P::SpelledCode => {
                 // Letters and digits read out after an identifier cue, with two digits or
                 // more and a letter (digits alone are `Spelled`'s).
@@ -1128,6 +1159,13 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
                 .feats
                 .get(idx - 1)
                 .is_some_and(|f| f.cap && f.flags & crate::lexicon::PLACE != 0))
+        // `minneapolis 55454`: a listed town in lower case that is no dictionary word.
+        || (matches!(between, " " | ", ")
+            && prev.kind == super::tokens::Kind::Word
+            && {
+                let flags = doc.lex.flags_lower(doc.lower_tok(idx - 1));
+                flags & crate::lexicon::PLACE != 0 && flags & crate::lexicon::WORD == 0
+            })
 }
 
 /// The number words spoken numbers are made of; the first twelve are the digits.

@@ -3,6 +3,7 @@
 //! `the Edison office`), or when a multi-word place name is unambiguous.
 
 use super::features::{Feat, class};
+use super::tokens::Kind;
 use super::validate;
 use super::{Candidate, Recognizer, Text};
 use crate::lexicon::{PLACE, PLACE_PREFIX};
@@ -222,6 +223,7 @@ impl Recognizer for Places {
         }
         form_places(doc, out);
         state_towns(doc, out);
+        address_towns(doc, out);
         propagate(doc, out);
     }
 }
@@ -625,6 +627,79 @@ fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
         confidence: 0.6,
         recognizer: "places",
     })
+}
+
+/// `55 ocean pkwy apt 6f brooklyn 11218`, `3412 s othello st unit 204 seattle`,
+/// `yes minneapolis 55454`: a listed town in lower case (one to three words) right after a
+/// street address (a space or `, ` between), or right before a ZIP code. After an address a
+/// town that is also a word counts too (`88 hope st apt 3r providence`).
+fn address_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
+    let mut starts: Vec<(usize, bool)> = Vec::new();
+    for c in out.iter().filter(|c| c.label == Label::Address) {
+        let k = doc.tokens.partition_point(|t| t.start < c.end);
+        if let Some(t) = doc.tokens.get(k)
+            && matches!(doc.text.get(c.end..t.start), Some(" " | ", "))
+        {
+            starts.push((k, true));
+        }
+    }
+    for (k, t) in doc.tokens.iter().enumerate() {
+        if t.kind == Kind::Number && t.end - t.start == 5 && k > 0 {
+            // The town's first word: up to three words back, tried longest first below.
+            for words in (1..=3usize).rev() {
+                if let Some(first) = k.checked_sub(words)
+                    && matches!(
+                        doc.text.get(doc.tokens[k - 1].end..t.start),
+                        Some(" " | ", ")
+                    )
+                    && single_spaced(doc, first, k - 1)
+                {
+                    let phrase = doc
+                        .lower
+                        .get(doc.tokens[first].start..doc.tokens[k - 1].end)
+                        .unwrap_or("");
+                    let flags = doc.lex.flags_lower(phrase);
+                    if flags & PLACE != 0
+                        && (words > 1 || flags & crate::lexicon::WORD == 0)
+                        && !doc.feats[first].cap
+                    {
+                        push_town(doc, first, k - 1, out);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for (k, after_address) in starts {
+        for words in (1..=3usize).rev() {
+            let last = k + words - 1;
+            if last >= doc.tokens.len() || !single_spaced(doc, k, last) {
+                continue;
+            }
+            let f = &doc.feats[k];
+            if f.cap || f.stop || !f.word {
+                break;
+            }
+            let phrase = doc
+                .lower
+                .get(doc.tokens[k].start..doc.tokens[last].end)
+                .unwrap_or("");
+            if doc.lex.flags_lower(phrase) & PLACE != 0 && after_address {
+                push_town(doc, k, last, out);
+                break;
+            }
+        }
+    }
+}
+
+fn push_town(doc: &Text<'_>, first: usize, last: usize, out: &mut Vec<Candidate>) {
+    out.push(Span {
+        start: doc.tokens[first].start,
+        end: doc.tokens[last].end,
+        label: Label::Location,
+        confidence: 0.65,
+        recognizer: "places",
+    });
 }
 
 /// Whether tokens `from..=to` are separated by single spaces.
