@@ -60,6 +60,13 @@ const STYLES_C: &str = include_str!("data/styles_c.jsonl");
 /// `display` names, licence numbers without a cue.
 const STYLES_D: &str = include_str!("data/styles_d.jsonl");
 
+/// The fifth hand-annotated set (`data/styles_e{1,2,3}.txt`, by `data/make_styles_e.py`):
+/// three more blind writers (texting and chat with corrections and casual addresses;
+/// machine payloads: HL7, FHIR, CDA/NCPDP XML, X12, logs, device reports; lower-case ASR
+/// voicemail and clinical operations). Measured untouched first: e1 0.859 / 0.991, e2
+/// 0.877 / 0.815, e3 0.872 / 0.969; after this stop's rules, 0.966 / 0.954 whole.
+const STYLES_E: &str = include_str!("data/styles_e.jsonl");
+
 #[test]
 fn heldout_set_meets_generalisation_floors() {
     evaluate(
@@ -91,6 +98,13 @@ fn fourth_set_keeps_its_measured_floors() {
     // Precision 0.933 -> 0.927 when compact HL7 date-times came to be covered whole: this
     // set's writers marked the date only, the fifth set's writer the whole date-time.
     evaluate("fourth set", STYLES_D, 150, 0.96, 0.6, 0.92);
+}
+
+#[test]
+fn fifth_set_keeps_its_measured_floors() {
+    // Floors just under what it measured (ACCOUNT 8/9 and HEALTH_PLAN 26/29 are its lowest
+    // labels).
+    evaluate("fifth set", STYLES_E, 150, 0.96, 0.85, 0.95);
 }
 
 fn evaluate(
