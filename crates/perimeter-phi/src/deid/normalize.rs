@@ -40,27 +40,21 @@ pub(crate) fn normalize(label: Label, value: &str) -> String {
         | Label::License
         | Label::Vehicle
         | Label::Device
-        | Label::Id
-            if value.is_ascii() =>
-        {
-            value
-                .bytes()
-                .filter(u8::is_ascii_alphanumeric)
-                .map(|b| char::from(b.to_ascii_uppercase()))
-                .collect()
+        | Label::Id => {
+            if value.is_ascii() {
+                value
+                    .bytes()
+                    .filter(u8::is_ascii_alphanumeric)
+                    .map(|b| char::from(b.to_ascii_uppercase()))
+                    .collect()
+            } else {
+                value
+                    .chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .flat_map(char::to_uppercase)
+                    .collect()
+            }
         }
-        Label::Ssn
-        | Label::Mrn
-        | Label::HealthPlan
-        | Label::Account
-        | Label::License
-        | Label::Vehicle
-        | Label::Device
-        | Label::Id => value
-            .chars()
-            .filter(|c| c.is_alphanumeric())
-            .flat_map(char::to_uppercase)
-            .collect(),
         Label::Name => name(value),
         Label::Date => match date::parse(value) {
             Some(d) => d.key(),
