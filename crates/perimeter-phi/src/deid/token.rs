@@ -20,25 +20,10 @@ pub(crate) const MAX_TOKEN_LEN: usize = 1 + 11 + 1 + MAX_DIGITS + 1;
 
 /// Formats the token for `label` and `n`.
 pub(crate) fn format_token(label: Label, n: u32) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(MAX_TOKEN_LEN);
-    out.push('[');
-    out.push_str(label.as_str());
-    out.push('_');
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
-    out.push(']');
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "[{}_{n}]", label.as_str());
     out
 }
 

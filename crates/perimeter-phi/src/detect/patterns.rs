@@ -1320,13 +1320,15 @@ fn hl7_table_or_guide(s: &str) -> bool {
 /// `00378-0018-01`, `68180-0513-01`: a National Drug Code (5-4-2, 4-4-2, 5-3-2 or 5-4-1
 /// digits), a product's code.
 fn ndc(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
-        && matches!(
-            lens.as_slice(),
-            [5, 4, 2] | [4, 4, 2] | [5, 3, 2] | [5, 4, 1]
-        )
+    let mut lens = [0usize; 3];
+    let mut parts = s.split('-');
+    for len in &mut lens {
+        match parts.next() {
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => *len = p.len(),
+            _ => return false,
+        }
+    }
+    parts.next().is_none() && matches!(lens, [5, 4, 2] | [4, 4, 2] | [5, 3, 2] | [5, 4, 1])
 }
 
 /// `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS` with a real calendar date and a real time of day.
@@ -1375,7 +1377,6 @@ fn spoken_digit_count(s: &str) -> usize {
 /// four`, `extension two twelve`): `extension` or `ext` and one to six number words; `end`
 /// when there is none.
 fn spoken_extension_end(lower: &str, end: usize) -> usize {
-    let digits = &SPOKEN_NUMBERS[..];
     let full = lower.get(end..).unwrap_or("");
     let rest = full.strip_prefix(',').unwrap_or(full);
     let Some(after) = rest
@@ -1391,7 +1392,7 @@ fn spoken_extension_end(lower: &str, end: usize) -> usize {
             .get(at..)
             .map_or(0, |r| r.bytes().take_while(u8::is_ascii_lowercase).count());
         let word = lower.get(at..at + word_len).unwrap_or("");
-        if !digits.contains(&word) {
+        if !SPOKEN_NUMBERS.contains(&word) {
             break;
         }
         last = Some(at + word_len);

@@ -287,17 +287,11 @@ fn state_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
             }
             let phrase = doc.lower.get(a.start..b.end).unwrap_or("");
             if doc.lex.flags_lower(phrase) & PLACE != 0 {
-                best = Some(a.start..b.end);
+                best = Some(first);
             }
         }
-        if let Some(r) = best {
-            out.push(Span {
-                start: r.start,
-                end: r.end,
-                label: Label::Location,
-                confidence: 0.65,
-                recognizer: "places",
-            });
+        if let Some(first) = best {
+            push_town(doc, first, k - 1, out);
         }
     }
 }
@@ -634,24 +628,28 @@ fn lower_town(doc: &Text<'_>, i: usize) -> Option<Span> {
 /// street address (a space or `, ` between), or right before a ZIP code. After an address a
 /// town that is also a word counts too (`88 hope st apt 3r providence`).
 fn address_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
-    let mut starts: Vec<(usize, bool)> = Vec::new();
+    // The first token after each street address.
+    let mut starts: Vec<usize> = Vec::new();
     for c in out.iter().filter(|c| c.label == Label::Address) {
         let k = doc.tokens.partition_point(|t| t.start < c.end);
         if let Some(t) = doc.tokens.get(k)
             && matches!(doc.text.get(c.end..t.start), Some(" " | ", "))
         {
-            starts.push((k, true));
+            starts.push(k);
         }
     }
     for (k, t) in doc.tokens.iter().enumerate() {
-        if t.kind == Kind::Number && t.end - t.start == 5 && k > 0 {
-            // The town's first word: up to three words back, tried longest first below.
+        if t.kind == Kind::Number
+            && t.end - t.start == 5
+            && k > 0
+            && matches!(
+                doc.text.get(doc.tokens[k - 1].end..t.start),
+                Some(" " | ", ")
+            )
+        {
+            // The town's words: up to three back, the longest listed one.
             for words in (1..=3usize).rev() {
                 if let Some(first) = k.checked_sub(words)
-                    && matches!(
-                        doc.text.get(doc.tokens[k - 1].end..t.start),
-                        Some(" " | ", ")
-                    )
                     && single_spaced(doc, first, k - 1)
                 {
                     let phrase = doc
@@ -670,7 +668,7 @@ fn address_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
             }
         }
     }
-    for (k, after_address) in starts {
+    for k in starts {
         for words in (1..=3usize).rev() {
             let last = k + words - 1;
             if last >= doc.tokens.len() || !single_spaced(doc, k, last) {
@@ -684,7 +682,7 @@ fn address_towns(doc: &Text<'_>, out: &mut Vec<Candidate>) {
                 .lower
                 .get(doc.tokens[k].start..doc.tokens[last].end)
                 .unwrap_or("");
-            if doc.lex.flags_lower(phrase) & PLACE != 0 && after_address {
+            if doc.lex.flags_lower(phrase) & PLACE != 0 {
                 push_town(doc, k, last, out);
                 break;
             }
