@@ -6,7 +6,7 @@ use crate::Label;
 use crate::surrogate::date;
 
 /// The spoken digit words.
-const DIGIT_WORDS: [(&str, char); 11] = [
+const DIGIT_WORDS: [(&str, char); 12] = [
     ("zero", '0'),
     ("oh", '0'),
     ("one", '1'),
@@ -18,6 +18,7 @@ const DIGIT_WORDS: [(&str, char); 11] = [
     ("seven", '7'),
     ("eight", '8'),
     ("nine", '9'),
+    ("niner", '9'),
 ];
 
 /// The comparison key for `value` labelled `label`.
@@ -131,19 +132,34 @@ fn name(value: &str) -> String {
     out
 }
 
-/// The digits of `value`, with spoken digit words (`five five five`) read as digits.
+/// The digits of `value`, with spoken digit words (`five five five`, `niner`, `double four`,
+/// `triple five`) read as digits, as the detector reads them.
 fn spoken_digits(value: &str) -> String {
     let mut out = String::new();
+    let mut times = 1;
     for word in value.split(|c: char| !c.is_alphanumeric()) {
+        if word.eq_ignore_ascii_case("double") {
+            times = 2;
+            continue;
+        }
+        if word.eq_ignore_ascii_case("triple") {
+            times = 3;
+            continue;
+        }
         if word.chars().all(|c| c.is_ascii_digit()) {
             out.push_str(word);
         } else if let Some((_, d)) = DIGIT_WORDS
             .iter()
             .find(|(w, _)| w.eq_ignore_ascii_case(word))
         {
-            out.push(*d);
+            for _ in 0..times {
+                out.push(*d);
+            }
         } else {
             out.extend(word.chars().filter(char::is_ascii_digit));
+        }
+        if !word.is_empty() {
+            times = 1;
         }
     }
     out
@@ -166,6 +182,17 @@ mod tests {
                 "five five five, one two three, four five six seven"
             ),
             "5551234567"
+        );
+        assert_eq!(
+            n(
+                Label::Phone,
+                "five oh three two two seven double four one eight"
+            ),
+            n(Label::Phone, "(503) 227-4418")
+        );
+        assert_eq!(
+            n(Label::Phone, "two oh eight triple five one niner two oh"),
+            "2085551920"
         );
         assert_eq!(
             n(Label::Name, "Maria  Gonzalez"),
