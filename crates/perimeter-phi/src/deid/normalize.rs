@@ -21,6 +21,32 @@ const DIGIT_WORDS: [(&str, char); 12] = [
     ("niner", '9'),
 ];
 
+/// The spoken pairs (`twenty`, `seventy four`) and their first digit.
+const PAIR_WORDS: [(&str, char); 8] = [
+    ("twenty", '2'),
+    ("thirty", '3'),
+    ("forty", '4'),
+    ("fifty", '5'),
+    ("sixty", '6'),
+    ("seventy", '7'),
+    ("eighty", '8'),
+    ("ninety", '9'),
+];
+
+/// The teens, read as two digits (`twelve`).
+const TEEN_WORDS: [(&str, &str); 10] = [
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("thirteen", "13"),
+    ("fourteen", "14"),
+    ("fifteen", "15"),
+    ("sixteen", "16"),
+    ("seventeen", "17"),
+    ("eighteen", "18"),
+    ("nineteen", "19"),
+];
+
 /// The comparison key for `value` labelled `label`.
 pub(crate) fn normalize(label: Label, value: &str) -> String {
     match label {
@@ -133,11 +159,44 @@ fn name(value: &str) -> String {
 }
 
 /// The digits of `value`, with spoken digit words (`five five five`, `niner`, `double four`,
-/// `triple five`) read as digits, as the detector reads them.
+/// `triple five`) and pairs (`seventy four`, `twenty`) read as digits, as the detector reads
+/// them.
 fn spoken_digits(value: &str) -> String {
     let mut out = String::new();
     let mut times = 1;
+    // After a pair word, whether its second digit is still to come (`seventy` `four`).
+    let mut pair_open = false;
     for word in value.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        if std::mem::replace(&mut pair_open, false) {
+            if let Some((_, d)) = DIGIT_WORDS[2..11]
+                .iter()
+                .find(|(w, _)| w.eq_ignore_ascii_case(word))
+            {
+                out.push(*d);
+                continue;
+            }
+            out.push('0');
+        }
+        if let Some((_, d)) = TEEN_WORDS
+            .iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(word))
+        {
+            out.push_str(d);
+            times = 1;
+            continue;
+        }
+        if let Some((_, d)) = PAIR_WORDS
+            .iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(word))
+        {
+            out.push(*d);
+            pair_open = true;
+            times = 1;
+            continue;
+        }
         if word.eq_ignore_ascii_case("double") {
             times = 2;
             continue;
@@ -158,9 +217,10 @@ fn spoken_digits(value: &str) -> String {
         } else {
             out.extend(word.chars().filter(char::is_ascii_digit));
         }
-        if !word.is_empty() {
-            times = 1;
-        }
+        times = 1;
+    }
+    if pair_open {
+        out.push('0');
     }
     out
 }
@@ -193,6 +253,15 @@ mod tests {
         assert_eq!(
             n(Label::Phone, "two oh eight triple five one niner two oh"),
             "2085551920"
+        );
+        assert_eq!(
+            n(Label::Phone, "7 7 3 nine oh five twenty two seventy four"),
+            "7739052274"
+        );
+        assert_eq!(n(Label::Phone, "five five five one two twenty"), "5551220");
+        assert_eq!(
+            n(Label::Phone, "four four zero 7 1 3 nine eighty one twelve"),
+            "44071398112"
         );
         assert_eq!(
             n(Label::Name, "Maria  Gonzalez"),

@@ -46,6 +46,7 @@ enum P {
     TheDay,
     MonthYear,
     PhoneMixed,
+    SpokenMixed,
     EmailSpoken,
     SpelledCode,
     PhoneFiller,
@@ -60,11 +61,17 @@ const NUMBER_WORD: &str = r"(?:oh|one|two|three|four|five|six|seven|eight|nine|t
 /// A spoken digit as callers say them: `five`, `niner`, `double four`, `triple five`.
 const SPOKEN_DIGIT: &str =
     r"(?:(?:double|triple)[\s-]+)?(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|niner)";
+/// A spoken pair of digits (`twenty two`, `seventy`, `forty-four`, `twelve`), as callers read
+/// the last four digits of a phone number.
+const SPOKEN_PAIR: &str = r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine)\b)?|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)";
 /// The decade words of a two-word year (`thirty five` in `the tenth of april thirty five`).
 const DECADE_YEAR: &str = r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine))?";
 const STREET_SUFFIX: &str = r"(?:st|street|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|way|pl|place|ter|terrace|cir|circle|pkwy|parkway|hwy|highway|trl|trail|sq|square|loop|pike|row|crescent|cres|walk|path|plaza|xing|crossing|alley|aly|expy|expressway|fwy|freeway|tpke|turnpike|hollow|ridge)";
 
 fn patterns() -> Vec<(P, String)> {
+    // One token of a number read out in pieces: a spoken digit, a spoken pair or a group of
+    // digits as a transcriber wrote them (`seven seven three 482 oh nine one six`).
+    let piece = format!(r"(?:{SPOKEN_DIGIT}|{SPOKEN_PAIR}|\d{{1,4}})");
     vec![
         (P::Url, r#"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}"\\]+"#.into()),
         (
@@ -190,6 +197,14 @@ fn patterns() -> Vec<(P, String)> {
             P::PhoneMixed,
             format!(r"(?i)\b\d{{3}}(?:\s*[,.-]\s*|\s+){SPOKEN_DIGIT}(?:(?:\s*[,.-]\s*|\s+){SPOKEN_DIGIT}){{3,6}}\b"),
         ),
+        // `four one five 3 9 2 zero seven seven one`, `7 7 3 nine oh five twenty two seventy
+        // four`: spoken digits and written digits mixed (checked in `judge`).
+        (
+            P::SpokenMixed,
+            format!(
+                r"(?i)\b{piece}(?:(?:\s*[,.-]\s*|\s+dash\s+|,?\s+(?:uh|um|er)[,.]*\s+|\s+){piece}){{3,15}}\b"
+            ),
+        ),
         // `k dot zebari at gmail dot com`: an address read out.
         (
             P::EmailSpoken,
@@ -199,7 +214,7 @@ fn patterns() -> Vec<(P, String)> {
         // an identifier cue (checked in `judge`).
         (
             P::SpelledCode,
-            format!(r"(?i)\b(?:[a-z]|{SPOKEN_DIGIT})(?:[\s,-]+(?:[a-z]|{SPOKEN_DIGIT})){{4,15}}\b"),
+            format!(r"(?i)\b(?:[a-z]\s+as\s+in\s+[a-z]+|[a-z]|{SPOKEN_DIGIT}|\d{{1,4}})(?:[\s,-]+(?:[a-z]\s+as\s+in\s+[a-z]+|[a-z]|{SPOKEN_DIGIT}|\d{{1,4}})){{4,15}}\b"),
         ),
         // `704 uhh 918 2265`: a caller's filler inside a number typed or transcribed.
         (
@@ -655,6 +670,15 @@ impl Patterns {
                 // (`MRN one two three four five`), five or nine after a state are a ZIP code
                 // (`oregon nine seven zero zero six`).
                 let words = spoken_digit_count(s);
+                // `nine one seven three three oh 2 6 4 8`: written digits go on where the
+                // words stop, and `SpokenMixed` reads the whole number.
+                if words < 10
+                    && after_window(&doc.lower, end, 3)
+                        .strip_prefix(' ')
+                        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                {
+                    return None;
+                }
                 let cue = ident_label_before(cues, start, 30);
                 if matches!(words, 5 | 9) && zip_context(doc, start) {
                     return found(Label::Location, 0.85);
@@ -847,6 +871,54 @@ impl Patterns {
                 label: phone_label(cues, start),
                 confidence: 0.8,
             }),
+            P::SpokenMixed => {
+                // Both kinds of piece: digits alone are `Phone`'s and `DigitsSpaced`'s, words
+                // alone `Spelled`'s, which judge them with their own rules.
+                let mut written = false;
+                let mut spoken = false;
+                for w in s.split(|c: char| !c.is_ascii_alphanumeric()) {
+                    if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) {
+                        written = true;
+                    } else if SPOKEN_NUMBERS[..30]
+                        .iter()
+                        .any(|d| d.eq_ignore_ascii_case(w))
+                    {
+                        spoken = true;
+                    }
+                }
+                if !(written && spoken) {
+                    return None;
+                }
+                let digits = spoken_digit_count(s);
+                if cue_before(cues, start, 12).is_some_and(|c| c.cue == Cue::Birth) {
+                    return found(Label::Date, 0.8);
+                }
+                let label = match ident_label_before(cues, start, 60) {
+                    Some(Label::Fax) => Label::Fax,
+                    Some(
+                        l @ (Label::Ssn
+                        | Label::Mrn
+                        | Label::Account
+                        | Label::HealthPlan
+                        | Label::Id
+                        | Label::License),
+                    ) => l,
+                    Some(Label::Location) if matches!(digits, 5 | 9) => Label::Location,
+                    _ if (7..=11).contains(&digits) => phone_label(cues, start),
+                    _ => return None,
+                };
+                let end = if matches!(label, Label::Phone | Label::Fax) {
+                    spoken_extension_end(&doc.lower, end)
+                } else {
+                    end
+                };
+                Some(Found {
+                    start,
+                    end,
+                    label,
+                    confidence: 0.8,
+                })
+            }
             P::EmailSpoken => found(Label::Email, 0.8),
             P::PhoneFiller => found(phone_label(cues, start), 0.8),
             P::DigitsSpaced => {
@@ -1346,13 +1418,33 @@ fn compact_datetime(s: &str) -> bool {
 }
 
 /// How many digits the spoken digits in `s` stand for: a digit word is one, `double five`
-/// two, `triple five` three; digits written as digits count too; other words none.
+/// two, `triple five` three, a pair (`twenty`, `seventy four`) two; digits written as digits
+/// count too; other words none.
 fn spoken_digit_count(s: &str) -> usize {
     let digits = &SPOKEN_NUMBERS[..12];
+    let pairs = &SPOKEN_NUMBERS[22..30];
+    let teens = &SPOKEN_NUMBERS[12..22];
     let mut n = 0;
     let mut times = 1;
+    let mut after_pair = false;
     for w in s.split(|c: char| !c.is_ascii_alphanumeric()) {
         if w.is_empty() {
+            continue;
+        }
+        let was_pair = std::mem::replace(&mut after_pair, false);
+        if pairs.iter().any(|d| d.eq_ignore_ascii_case(w)) {
+            n += 2;
+            after_pair = true;
+            times = 1;
+            continue;
+        }
+        if teens.iter().any(|d| d.eq_ignore_ascii_case(w)) {
+            n += 2;
+            times = 1;
+            continue;
+        }
+        // `seventy four`: the four is the pair's second digit.
+        if was_pair && digits[2..11].iter().any(|d| d.eq_ignore_ascii_case(w)) {
             continue;
         }
         if w.eq_ignore_ascii_case("double") {
