@@ -129,6 +129,21 @@ impl Pipeline {
     }
 
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
+        let (spans, ocr) = self.run_once(text, true);
+        let Some(fixed) = ocr else {
+            return spans;
+        };
+        // A scanned form's digits read as letters: what the text says with them read as
+        // digits counts too (same byte offsets: ASCII for ASCII).
+        let (more, _) = self.run_once(&fixed, false);
+        let mut all = spans;
+        all.extend(more);
+        resolve(text, &mut all)
+    }
+
+    /// One pass of the recognizers over `text`; with `ocr`, also the text with OCR's letters
+    /// for digits read as digits, when it has any ([`ocr_digits`]).
+    fn run_once(&self, text: &str, ocr: bool) -> (Vec<Span>, Option<String>) {
         // The per-message buffers are kept per thread and reused (a recognizer that calls the
         // engine again finds the slot empty and gets fresh ones).
         let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_default();
@@ -200,6 +215,11 @@ impl Pipeline {
             });
         }
         let spans = resolve(text, &mut out);
+        let fixed = if ocr {
+            ocr_digits(text, &doc.tokens)
+        } else {
+            None
+        };
         *sc = Scratch {
             tokens: doc.tokens,
             lower: doc.lower,
@@ -214,8 +234,98 @@ impl Pipeline {
         if text.len() <= 64 * 1024 {
             SCRATCH.with(|s| s.set(Some(sc)));
         }
-        spans
+        (spans, fixed)
     }
+}
+
+/// A scanned form's OCR confusions read back (`(86O) 2l9-44O7`, `O7 / 2l / l958`, `Member
+/// lD`, `ZHAO, MlNGYU`, `Grzeg0rz`, `cIearly`): `text` with each token that mixes them
+/// mended by [`ocr_token`]; `None` when no token needs it.
+fn ocr_digits(text: &str, tokens: &[Token]) -> Option<String> {
+    let mut fixed: Option<Vec<u8>> = None;
+    for t in tokens {
+        // An all-capital word has no `l`, `0` or `1`; a word without `I` or `l` past its
+        // first letter has nothing to mend.
+        if !t.ascii || t.kind == tokens::Kind::Word && t.all_caps {
+            continue;
+        }
+        let Some(w) = text.as_bytes().get(t.start..t.end) else {
+            continue;
+        };
+        if t.kind == tokens::Kind::Word
+            && !w.iter().skip(1).any(|b| matches!(b, b'I' | b'l'))
+            && w.first() != Some(&b'l')
+        {
+            continue;
+        }
+        let mut buf = [0u8; 64];
+        let Some(mended) = buf.get_mut(..w.len()) else {
+            continue;
+        };
+        if ocr_token(w, mended) {
+            let f = fixed.get_or_insert_with(|| text.as_bytes().to_vec());
+            if let Some(dst) = f.get_mut(t.start..t.end) {
+                dst.copy_from_slice(mended);
+            }
+        }
+    }
+    fixed.and_then(|f| String::from_utf8(f).ok())
+}
+
+/// One ASCII token `w` with OCR's confusions mended into `out` (same length); whether any
+/// byte changed. Digits with letters that look like digits (`O`, `o`, `l`, `I`) and no
+/// other letter are a number; a word of capitals with an `l` among them has an `I`
+/// (`MlNGYU`, `lD`); a lower-case word's `I` after its first letter is an `l` (`cIearly`,
+/// `ceII`); a `0` or `1` between letters is an `o` or an `l` (`Grzeg0rz`, `Mi1ler`), in
+/// capitals an `O` or an `I` (`CR0SS`).
+fn ocr_token(w: &[u8], out: &mut [u8]) -> bool {
+    out.copy_from_slice(w);
+    let digits = w.iter().filter(|b| b.is_ascii_digit()).count();
+    let looks = |b: &u8| matches!(b, b'O' | b'o' | b'l' | b'I');
+    if digits > 0 && w.len() >= 2 && w.iter().all(|b| b.is_ascii_digit() || looks(b)) {
+        for b in out.iter_mut() {
+            *b = match *b {
+                b'O' | b'o' => b'0',
+                b'l' | b'I' => b'1',
+                other => other,
+            };
+        }
+        return out != w;
+    }
+    let upper = w.iter().filter(|b| b.is_ascii_uppercase()).count();
+    let lower = w.iter().filter(|b| b.is_ascii_lowercase()).count();
+    let ells = w.iter().filter(|&&b| b == b'l').count();
+    if upper >= 1 && lower == ells && ells > 0 && upper + ells + digits == w.len() {
+        // Capitals and `l`s (`MlNGYU`, `lD`, `SHlELD`).
+        for b in out.iter_mut() {
+            if *b == b'l' {
+                *b = b'I';
+            }
+        }
+    } else if lower >= 2 {
+        for i in 1..out.len() {
+            let prev = out.get(i - 1).copied().unwrap_or(b' ');
+            let next = w.get(i + 1).copied().unwrap_or(b' ');
+            if let Some(b) = out.get_mut(i) {
+                if *b == b'I' && prev.is_ascii_lowercase() {
+                    *b = b'l';
+                } else if matches!(*b, b'0' | b'1')
+                    && prev.is_ascii_alphabetic()
+                    && (next.is_ascii_alphabetic() || next == b' ')
+                    && digits == 1
+                {
+                    let caps = prev.is_ascii_uppercase() && !next.is_ascii_lowercase();
+                    *b = match (*b, caps) {
+                        (b'0', false) => b'o',
+                        (b'0', true) => b'O',
+                        (_, false) => b'l',
+                        (_, true) => b'I',
+                    };
+                }
+            }
+        }
+    }
+    out != w
 }
 
 /// Buffers reused from one message to the next on a thread.
