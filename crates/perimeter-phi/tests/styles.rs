@@ -1265,3 +1265,94 @@ fn texts_lower_case_towns_and_numbers() {
         &["3 4 5 6", "see you soon"],
     );
 }
+
+/// Numbers read out half in digits (a transcriber writes some groups as digits), identifiers
+/// read out with `as in`, and the look-alikes: counts and times in a voicemail.
+#[test]
+fn spoken_numbers_mixed_with_digits() {
+    let t = "hey its about my refill you can reach me at six two six 418 oh two nine seven \
+             or at work 3 1 2 five five five oh one four four, i take 2 pills at 8";
+    let spans = check(
+        t,
+        &[
+            "six two six 418 oh two nine seven",
+            "3 1 2 five five five oh one four four",
+        ],
+        &["2 pills", "at 8"],
+    );
+    assert_eq!(label_of(t, &spans, "418"), Some(Label::Phone));
+    check(
+        "call me back at four four zero 7 1 3 nine eighty one twelve thanks",
+        &["four four zero 7 1 3 nine eighty one twelve"],
+        &["thanks"],
+    );
+    let t = "my member id is w as in whiskey q 4 4 1 8 three zero two and my chart number is \
+             5 5 two one oh nine";
+    let spans = check(
+        t,
+        &[
+            "w as in whiskey q 4 4 1 8 three zero two",
+            "5 5 two one oh nine",
+        ],
+        &[],
+    );
+    assert_eq!(label_of(t, &spans, "whiskey"), Some(Label::HealthPlan));
+    assert_eq!(label_of(t, &spans, "5 5 two"), Some(Label::Mrn));
+    check(
+        "we need one 2 more chairs and three 4 5 minute slots",
+        &[],
+        &["one 2 more", "three 4 5"],
+    );
+}
+
+/// A scanned form read by OCR: digits read as letters (`O`, `l`, `I`) and letters as digits,
+/// which the patterns must read through; the words around them stay as they are.
+#[test]
+fn ocr_letters_for_digits() {
+    let t = "PATlENT lNTAKE (scan)\nName: Kaczmarek, Wiesława  DOB: O4/l7/l949\nPhone: (4l3) \
+             5O2-9l84  Zip: Ol1O3\nMember lD: QHT 7O2 44l 9O\nAllergies: none  Room: B2";
+    let spans = check(
+        t,
+        &[
+            "Kaczmarek, Wiesława",
+            "O4/l7/l949",
+            "(4l3) 5O2-9l84",
+            "Ol1O3",
+            "QHT 7O2 44l 9O",
+        ],
+        &["Allergies", "none", "B2"],
+    );
+    assert_eq!(label_of(t, &spans, "O4/l7"), Some(Label::Date));
+    assert_eq!(label_of(t, &spans, "(4l3)"), Some(Label::Phone));
+    // Clean text that merely has `O2` and `Il` in it is not re-read into identifiers.
+    check(
+        "On 2L O2 via nasal cannula, Il-6 pending, Type II DM",
+        &[],
+        &["2L O2", "Il-6", "Type II"],
+    );
+}
+
+/// Exports and reports: `LAST, FIRST` in capitals in a column, `Last^First` outside HL7,
+/// `Surname, I` with an initial; and capitals that are not names.
+#[test]
+fn table_cells_last_first() {
+    check(
+        "ACCT      NAME                  DOB       BAL\n\
+         400112093 OSTERGAARD, LISBETH   19510302  120.00\n\
+         400112177 QUARLES, DONOVAN R    19770611  0.00\n\
+         400113020 MBEKI, T              19880904  45.10",
+        &["OSTERGAARD, LISBETH", "QUARLES, DONOVAN R", "MBEKI, T"],
+        &["ACCT", "BAL", "NAME"],
+    );
+    check(
+        "RX 881204 | VELLANKI^PRIYA | metformin 500 mg | READY\nRX 881205 | Okoro, C  | \
+         lisinopril 10 mg | HOLD",
+        &["VELLANKI^PRIYA", "Okoro, C"],
+        &["metformin", "READY", "HOLD"],
+    );
+    check(
+        "CHIEF COMPLAINT: PAIN, CHEST  ONSET: SUDDEN\nGLUCOSE^LN  NORMAL, STABLE",
+        &[],
+        &["PAIN, CHEST", "GLUCOSE^LN", "NORMAL, STABLE"],
+    );
+}

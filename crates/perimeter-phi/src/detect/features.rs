@@ -422,6 +422,9 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "prn",
     "po",
     "iv",
+    // Roman numerals of a type or stage (`Type II DM`, `stage III`).
+    "ii",
+    "iii",
     "er",
     "ed",
     "icu",

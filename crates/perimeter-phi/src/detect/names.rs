@@ -291,6 +291,7 @@ impl Recognizer for Names {
         by_runs(doc, lists, found);
         by_lines(doc, lists, found);
         by_shapes(doc, lists, found);
+        table_last_first(doc, lists, found);
         spelled(doc, found);
         speakers(doc, found);
         propagate(doc, lists, found, covered, known_at);
@@ -1643,6 +1644,8 @@ fn by_shapes(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, 
                     let w = t.text(doc.text).to_ascii_lowercase();
                     g.trim() != ""
                         || feats[i + 2].all_caps
+                        // A column break (`PETRAKIS, HARLAN        0.00`): a table's cell.
+                        || g.len() >= 2 && g.bytes().all(|b| b == b' ')
                         || matches!(w.as_str(), "mrn" | "dob" | "md" | "do" | "rn" | "np")
                         // `Subramaniam, Bogdan called re: ...`: a line that opens with the
                         // name, followed by what the person did.
@@ -1656,6 +1659,77 @@ fn by_shapes(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, 
             if next_ok {
                 found.push((i, i + 2, 0.7));
             }
+        }
+    }
+}
+
+/// `PETRAKIS, HARLAN`, `VU, THANH HUONG`, `RASMUSSEN^INGRID`, `Mahlangu, M`: the `LAST,
+/// FIRST` of a report's or an export's cell, in capitals or with a bare initial, which the
+/// prose passes leave alone. A listed surname (or a word no dictionary has) and a listed
+/// given name, or an initial, then up to two more given names; the cell must close after it
+/// (two spaces, a delimiter, a quote, the line's end, or a number in the next column).
+fn table_last_first(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f32)>) {
+    let feats = &doc.feats;
+    let toks = &doc.tokens;
+    let n = toks.len();
+    let len = |k: usize| toks.get(k).map_or(0, |t| t.end - t.start);
+    for &i in &lists.runs {
+        let i = i as usize;
+        let (Some(f), Some(g)) = (feats.get(i), feats.get(i + 1)) else {
+            continue;
+        };
+        let sep = gap(doc, i, i + 1);
+        let caret = sep == "^";
+        if !matches!(sep, ", " | "," | "^")
+            || !f.word
+            || f.stop
+            || len(i) < 2
+            || (!f.last() && f.common())
+            || !g.word
+            || !g.cap
+            || g.stop
+        {
+            continue;
+        }
+        let initial = len(i + 1) == 1;
+        // In capitals the words carry no case to read: both must be names, or the given
+        // name an initial. Mixed case with a full given name is `by_shapes`'s.
+        let ok = if caret {
+            g.first() && len(i + 1) >= 2
+        } else if f.all_caps {
+            (g.all_caps && g.first()) || initial
+        } else {
+            f.cap && initial && sep == ", "
+        };
+        if !ok {
+            continue;
+        }
+        let mut b = i + 2;
+        if !initial {
+            while b < n
+                && b < i + 4
+                && gap(doc, b - 1, b) == " "
+                && feats[b].word
+                && (feats[b].all_caps == g.all_caps || len(b) == 1)
+                && feats[b].cap
+                && !feats[b].stop
+                && (feats[b].first() || !feats[b].common() || len(b) == 1)
+            {
+                b += 1;
+            }
+        }
+        let closes = match toks.get(b) {
+            None => true,
+            Some(next) => {
+                let tail = doc.text.get(toks[b - 1].end..next.start).unwrap_or("");
+                tail.starts_with("  ")
+                    || tail.starts_with(['|', '^', '"', '\n', '\t', ',', ';', ')'])
+                    || tail.starts_with(" |")
+                    || (tail == " " && next.kind != super::tokens::Kind::Word)
+            }
+        };
+        if closes {
+            found.push((i, b, 0.7));
         }
     }
 }
