@@ -1356,3 +1356,64 @@ fn table_cells_last_first() {
         &["PAIN, CHEST", "GLUCOSE^LN", "NORMAL, STABLE"],
     );
 }
+
+/// Letters from abroad: national numbers with their trunk `0`, UK, Canadian and Australian
+/// postcodes, and dates as `the 9th of March 2024`; and what is none of these.
+#[test]
+fn international_numbers_postcodes_and_prose_dates() {
+    let t = "Dear Sir, my aunt lives at 14 Priory Lane, Ripon HG4 1DX and her landline is \
+             01765 602 118; my mobile 07911 123 456. My cousin in Brisbane: (07) 3369 4410, \
+             Paddington QLD 4064. The letter is dated the 9th of March 2024 and her scan was \
+             on the 3rd of this month at 3 PM, B12 shot given.";
+    let spans = check(
+        t,
+        &[
+            "HG4 1DX",
+            "01765 602 118",
+            "07911 123 456",
+            "(07) 3369 4410",
+            "4064",
+            "9th of March 2024",
+            "3rd",
+        ],
+        &["3 PM", "B12 shot", "QLD"],
+    );
+    assert_eq!(label_of(t, &spans, "HG4"), Some(Label::Location));
+    assert_eq!(label_of(t, &spans, "07911"), Some(Label::Phone));
+    check(
+        "New address: 88 Lakeshore Rd E, Mississauga ON L5G 1E2. Lagos line 0803 555 0192.",
+        &["L5G 1E2", "0803 555 0192"],
+        &[],
+    );
+    // Doses, lot numbers and codes that look a little like them stay.
+    check(
+        "Take 0.5 mg at 08 00 and 20 00. Lot 0012 334 expires. Code A1C 7.2 today.",
+        &[],
+        &["0.5 mg", "0012 334", "A1C 7.2"],
+    );
+}
+
+/// Staff text: initials with a credential, chat exports with several time stamps on one
+/// line and lower-case display names, nicknames inside a name, logins in audit logs.
+#[test]
+fn staff_chat_credentials_nicknames_and_logins() {
+    check(
+        "Handoff: K. Osei RN -> D. Varga LPN, pt in 12B stable",
+        &["K. Osei", "D. Varga"],
+        &["RN", "LPN", "12B", "stable"],
+    );
+    check(
+        "[9:02 AM] tamsin k: is bed 4 clean? [9:03 AM] oduya: yes [9:04 AM] System: message \
+         deleted",
+        &["tamsin k", "oduya"],
+        &["System", "bed 4"],
+    );
+    check(
+        "Re: my late husband, Robert \"Bobby\" Kincannon, and my son Thaddeus (Tad) Wolcott",
+        &["Robert \"Bobby\" Kincannon", "Thaddeus (Tad) Wolcott"],
+        &["husband"],
+    );
+    let t = "2026-03-12T09:14:03 evt=CHART_OPEN user=HOSP\\bkowalsky role=RN dept=5E";
+    let spans = check(t, &["bkowalsky"], &["CHART_OPEN", "HOSP", "5E"]);
+    assert_eq!(label_of(t, &spans, "bkowalsky"), Some(Label::Id));
+}

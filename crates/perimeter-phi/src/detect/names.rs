@@ -294,6 +294,8 @@ impl Recognizer for Names {
         table_last_first(doc, lists, found);
         spelled(doc, found);
         speakers(doc, found);
+        chat_stamps(doc, found);
+        nicknames(doc, found);
         propagate(doc, lists, found, covered, known_at);
         for &(a, b, conf) in found.iter() {
             let (Some(first), Some(last)) = (doc.tokens.get(a), doc.tokens.get(b.wrapping_sub(1)))
@@ -304,8 +306,12 @@ impl Recognizer for Names {
             // not a name.
             if a + 1 == b
                 && first.all_caps
-                && first.end - first.start == 2
-                && super::validate::is_state(first.text(doc.text))
+                && (first.end - first.start == 2 && super::validate::is_state(first.text(doc.text))
+                    || super::validate::is_foreign_region(first.text(doc.text))
+                        && doc
+                            .tokens
+                            .get(b)
+                            .is_some_and(|t| t.kind != super::tokens::Kind::Word))
             {
                 continue;
             }
@@ -395,6 +401,16 @@ fn dose_after(text: &str, end: usize) -> bool {
     let len = unit.bytes().take_while(u8::is_ascii_alphabetic).count();
     let word = &unit[..len];
     UNITS.iter().any(|u| word.eq_ignore_ascii_case(u))
+}
+
+/// A clinician's credential after a name (`C. Ibarra RN`, `Ana Ruiz, PA-C`): it ends the name
+/// and is no part of it.
+fn credential(doc: &Text<'_>, k: usize) -> bool {
+    const CREDENTIALS: [&str; 22] = [
+        "rn", "md", "np", "pa", "do", "lpn", "lvn", "cna", "cma", "rph", "pharmd", "dds", "lcsw",
+        "fnp", "aprn", "crna", "dnp", "phd", "bsn", "msn", "rt", "mbbs",
+    ];
+    doc.feats.get(k).is_some_and(|f| f.cap) && CREDENTIALS.contains(&lower_tok(doc, k))
 }
 
 /// Whether `start..end` is a whole HL7 field or component: a delimiter (`|`, `^`, `~`, `&`)
@@ -868,7 +884,11 @@ fn by_runs(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
         }
         let a = i;
         let mut b = i + 1;
-        while b < n && b - a < 5 && (feats[b].cap_nameish() || is_particle(doc, b)) {
+        while b < n
+            && b - a < 5
+            && (feats[b].cap_nameish() || is_particle(doc, b))
+            && !credential(doc, b)
+        {
             let prev_initial = feats[b - 1].initial;
             if !joins(gap(doc, b - 1, b), prev_initial) || feats[b - 1].possessive {
                 break;
@@ -1046,8 +1066,13 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
             })
             .starts_with(':');
         // `Oshkosh LA 28955`: a place and its state code.
-        let place_state =
-            feats[a].place() && super::validate::is_state(doc.tokens[b - 1].text(doc.text));
+        let code = doc.tokens[b - 1].text(doc.text);
+        let place_state = feats[a].place() && super::validate::is_state(code)
+            || super::validate::is_foreign_region(code)
+                && doc
+                    .tokens
+                    .get(b)
+                    .is_some_and(|t| t.kind != super::tokens::Kind::Word);
         if label_colon || place_state || (feats[a].sent_start && feats[a].common()) {
             return;
         }
@@ -1063,6 +1088,8 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
         && feats[a].sent_start
         && feats[a].common()
         && !feats[a].first()
+        // `C. Ibarra RN`: an initial is no sentence-opening word (`c` is in the dictionary).
+        && !feats[a].initial
         && !(b - a == 2 && followed_by_comma)
     {
         a += 1;
@@ -1506,6 +1533,89 @@ fn speaker_line(doc: &Text<'_>, line: &str, at: usize, out: &mut Vec<(usize, usi
         && doc.feats[a].flags & crate::lexicon::FIRST == 0;
     if namey && !acronym && (a..b).any(|k| !doc.feats[k].initial) {
         out.push((a, b, lone));
+    }
+}
+
+/// `[2:41 PM] rosa t: did anyone call`, `[04/02 08:15] marcus: yes`: after a chat export's
+/// time stamp, one to three words closed by a colon are the speaker, in any case (display
+/// names are often typed in lower case); several stamps may share one line, which the
+/// line-start labels of [`speakers`] do not see.
+fn chat_stamps(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let text = doc.text;
+    if !text.as_bytes().contains(&b']') {
+        return;
+    }
+    for (p, _) in text.match_indices(']') {
+        let from = p.saturating_sub(24);
+        let Some(open) = text
+            .get(from..p)
+            .and_then(|w| w.rfind('['))
+            .map(|i| from + i)
+        else {
+            continue;
+        };
+        let stamp = text.get(open + 1..p).unwrap_or("");
+        let time = stamp.contains(':')
+            && stamp.bytes().any(|b| b.is_ascii_digit())
+            && stamp
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b" :/-.,APMapm".contains(&b));
+        if !time {
+            continue;
+        }
+        let Some(rest) = text.get(p + 1..).and_then(|r| r.strip_prefix(' ')) else {
+            continue;
+        };
+        let head = rest.get(..rest.len().min(40)).unwrap_or(rest);
+        let Some(colon) = head.find(':') else {
+            continue;
+        };
+        let s = p + 2;
+        let e = s + head[..colon].trim_end().len();
+        let a = doc.tokens.partition_point(|t| t.start < s);
+        let b = doc.tokens.partition_point(|t| t.start < e);
+        if b <= a || b - a > 3 || doc.tokens.get(a).is_none_or(|t| t.start != s) {
+            continue;
+        }
+        // Only words and the spaces between them (`rosa t`), each a name's: not a stop
+        // word, not a role (`Agent:`), not a dictionary word unless a listed first name.
+        let plain = (a + 1..b).all(|k| gap(doc, k - 1, k) == " ");
+        let namey = (a..b).all(|k| {
+            doc.feats.get(k).is_some_and(|f| {
+                let w = lower_tok(doc, k);
+                f.word
+                    && !f.stop
+                    && (!f.common() || f.first() || w.len() == 1)
+                    && !ROLE_WORDS.contains(&w)
+                    && !matches!(w, "system" | "bot" | "auto" | "you" | "me" | "patient")
+            })
+        });
+        if plain && namey && (a..b).any(|k| lower_tok(doc, k).len() >= 2) {
+            found.push((a, b, 0.75));
+        }
+    }
+}
+
+/// `William "Bill" Ostrowski`, `Oluwaseun (Seun) Balogun`: a nickname in quotes or
+/// parentheses between a found given name and a capitalised surname makes one name of the
+/// three.
+fn nicknames(doc: &Text<'_>, found: &mut Vec<(usize, usize, f32)>) {
+    let feats = &doc.feats;
+    let opens = [" \"", " (", " “", " '"];
+    let closes = ["\" ", ") ", "” ", "' "];
+    for i in 0..found.len() {
+        let (a, b, conf) = found[i];
+        let (Some(nick), Some(last)) = (feats.get(b), feats.get(b + 1)) else {
+            continue;
+        };
+        let (before, after) = (gap(doc, b - 1, b), gap(doc, b, b + 1));
+        let pair = opens
+            .iter()
+            .zip(closes)
+            .any(|(o, c)| before == *o && after == c);
+        if pair && nick.word && nick.cap && !nick.stop && last.cap_nameish() && !last.initial {
+            found.push((a, b + 2, conf));
+        }
     }
 }
 

@@ -32,6 +32,10 @@ enum P {
     Ssn,
     Phone,
     PhoneIntl,
+    PhoneTrunk,
+    PostcodeUk,
+    PostcodeCa,
+    PostcodeAu,
     DayOrdinal,
     Spelled,
     AgeSpelled,
@@ -121,9 +125,30 @@ fn patterns() -> Vec<(P, String)> {
             P::PhoneIntl,
             r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}\b".into(),
         ),
+        // `01423 567 890`, `0412 558 903`, `(07) 3870 5521`, `0809 555 2271`: a national
+        // number with its trunk `0` (UK, Australia, India, Nigeria...), in groups.
+        (
+            P::PhoneTrunk,
+            r"(?:\(0\d{1,4}\)\s?|\b0\d{2,4}[\s-])\d{3,4}[\s-]?\d{3,4}\b".into(),
+        ),
+        // Postcodes: UK (`HG1 4RF`, `CB22 5EJ`; the inward code's letters are never C, I, K,
+        // M, O or V, so `3 PM` is none), Canadian (`L5H 2X9`), and Australian after the
+        // state (`QLD 4066`).
+        (
+            P::PostcodeUk,
+            r"\b[A-Z]{1,2}\d[A-Z\d]? \d[ABD-HJLNP-UW-Z]{2}\b".into(),
+        ),
+        (
+            P::PostcodeCa,
+            r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d\b".into(),
+        ),
+        (
+            P::PostcodeAu,
+            r"\b(?:NSW|VIC|QLD|TAS|ACT|NT|SA|WA)\s+\d{4}\b".into(),
+        ),
         (
             P::DayOrdinal,
-            r"(?i)\b(?:on|by|until|before|after|since|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b(?:\s+of\s+MONTH\b)?".replace("MONTH", MONTH),
+            r"(?i)\b(?:on|by|until|before|after|since|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\s+the\s+(?:[12]?\d|3[01])(?:st|nd|rd|th)\b(?:\s+of\s+MONTH\b(?:,?\s+(?:1[89]|20)\d\d\b)?)?".replace("MONTH", MONTH),
         ),
         (
             P::Spelled,
@@ -726,6 +751,24 @@ impl Patterns {
                 }
                 found(phone_label(cues, start), 0.85)
             }
+            P::PhoneTrunk => {
+                let digits = s.bytes().filter(u8::is_ascii_digit).count();
+                let second = s.bytes().filter(u8::is_ascii_digit).nth(1);
+                if !(10..=11).contains(&digits) || second == Some(b'0') {
+                    return None;
+                }
+                found(phone_label(cues, start), 0.8)
+            }
+            P::PostcodeUk | P::PostcodeCa => found(Label::Location, 0.8),
+            P::PostcodeAu => {
+                let code = s.len() - 4;
+                Some(Found {
+                    start: start + code,
+                    end,
+                    label: Label::Location,
+                    confidence: 0.8,
+                })
+            }
             P::DayOrdinal if ordinal_noun_after(&doc.lower, end) => None,
             P::DayOrdinal => {
                 // `on the 3rd`, `Friday the 13th`, `on the 26th of November`: the day (and
@@ -825,8 +868,12 @@ impl Patterns {
                 })
             }
             P::TheDay => {
+                // `the 18th of this month`, `the 22nd of January 2025`: a day, and the month
+                // and year that follow.
+                let of_month = month_after_of(&doc.lower, end);
                 // Not `the 3rd floor`, `the first time`, `the 2nd dose`.
-                let noun = ordinal_noun_after(&doc.lower, end);
+                let noun = of_month.is_none() && ordinal_noun_after(&doc.lower, end);
+                let end = of_month.unwrap_or(end);
                 let lower = s.to_ascii_lowercase();
                 // `first`, `second`, `third` alone are too common a word: only with a cue.
                 let common = ["first", "second", "third"]
@@ -1303,6 +1350,48 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
 
 /// Whether a noun follows an ordinal at `end` (`the 3rd floor`, `the 2nd dose`), making it
 /// no day of the month.
+/// After an ordinal day ending at `end`: ` of this month` (`Some(end)`), ` of January` or ` of
+/// January 2025` (`Some` of where the month or year ends); `None` otherwise.
+fn month_after_of(lower: &str, end: usize) -> Option<usize> {
+    const MONTHS: [&str; 15] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "this month",
+        "last month",
+        "next month",
+    ];
+    let rest = lower.get(end..)?.strip_prefix(" of ")?;
+    let m = MONTHS.iter().position(|m| {
+        rest.strip_prefix(m)
+            .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric()))
+    })?;
+    if m >= 12 {
+        return Some(end);
+    }
+    let month_end = end + 4 + MONTHS[m].len();
+    let after = lower.get(month_end..).unwrap_or("");
+    let year = after
+        .strip_prefix(", ")
+        .or_else(|| after.strip_prefix(' '))
+        .filter(|y| {
+            y.len() >= 4
+                && y.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+                && (y.starts_with("19") || y.starts_with("20") || y.starts_with("18"))
+                && !y.as_bytes().get(4).is_some_and(u8::is_ascii_alphanumeric)
+        });
+    Some(year.map_or(month_end, |y| lower.len() - y.len() + 4))
+}
+
 fn ordinal_noun_after(lower: &str, end: usize) -> bool {
     const NOUNS: [&str; 38] = [
         "floor",

@@ -459,15 +459,26 @@ fn unlisted_town(doc: &Text<'_>, i: usize) -> Option<usize> {
             .tokens
             .get(b)
             .map(|t| text.get(doc.tokens[b - 1].end..t.start).unwrap_or(""));
-        let state_next = doc.tokens.get(b).is_some_and(|t| {
-            let w = t.text(text);
-            w.len() == 2 && validate::is_state(w)
-        });
-        // `Talkeetna AK 99676`: a state code and then a ZIP code.
+        let foreign = doc
+            .tokens
+            .get(b)
+            .is_some_and(|t| validate::is_foreign_region(t.text(text)));
+        let state_next = foreign
+            || doc.tokens.get(b).is_some_and(|t| {
+                let w = t.text(text);
+                w.len() == 2 && validate::is_state(w)
+            });
+        // `Talkeetna AK 99676`: a state code and then a ZIP code; `Toowong QLD 4066`,
+        // `Mississauga ON L5G 1E2`: a region's code and its postcode.
         let state_zip = after == Some(" ")
             && state_next
             && doc.tokens.get(b + 1).is_some_and(|z| {
-                text.get(doc.tokens[b].end..z.start) == Some(" ") && validate::zip(z.text(text))
+                let code = z.text(text);
+                text.get(doc.tokens[b].end..z.start) == Some(" ")
+                    && (validate::zip(code)
+                        || foreign
+                            && (code.len() == 4 && code.bytes().all(|c| c.is_ascii_digit())
+                                || code.len() == 3 && z.kind != super::tokens::Kind::Word))
             });
         // `(Frankfurt, Germany)`: a city before a country.
         if after == Some(", ")

@@ -344,6 +344,8 @@ fn key_label(key: &str) -> Option<Label> {
         Label::Address
     } else if has("name")
         || k == "patient"
+        || k == "pt"
+        || k == "guarantor"
         || k == "given"
         || k == "family"
         || k == "first"
@@ -740,7 +742,7 @@ fn key_values(text: &str, out: &mut Vec<Span>) {
             continue;
         }
         let key = text.get(ks..eq).unwrap_or("");
-        let Some(label) = key_label(key) else {
+        let Some(label) = key_label(key).or_else(|| login_key(key).then_some(Label::Id)) else {
             continue;
         };
         let quoted = b.get(eq + 1) == Some(&b'"');
@@ -759,11 +761,35 @@ fn key_values(text: &str, out: &mut Vec<Span>) {
         {
             ve += 1;
         }
-        if ve > vs {
+        // `user=CORP\ahaddad`: the login without its domain.
+        let vs = match text.get(vs..ve).and_then(|v| v.find('\\')) {
+            Some(i) if label == Label::Id && i + 1 < ve - vs => vs + i + 1,
+            _ => vs,
+        };
+        if ve > vs && login_key(key) {
+            // A login names one person as surely as a number does (`user=dmcalister`),
+            // digits or not.
+            let v = text.get(vs..ve).unwrap_or("");
+            if v.len() >= 3
+                && v.bytes().any(|b| b.is_ascii_alphabetic())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                push(out, vs, ve, Label::Id, 0.85);
+            }
+            from = ve;
+        } else if ve > vs {
             value(text, vs, ve, label, out);
             from = ve;
         }
     }
+}
+
+/// A log's key for a person's login (`user`, `username`, `login`, `operator`).
+fn login_key(key: &str) -> bool {
+    ["user", "username", "user_name", "login", "operator", "uid"]
+        .iter()
+        .any(|k| key.eq_ignore_ascii_case(k))
 }
 
 /// Pasted exports (`name,dob,phone,zip` then rows): a header line whose fields are mostly

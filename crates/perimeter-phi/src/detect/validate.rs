@@ -269,6 +269,16 @@ pub(crate) fn is_state(word: &str) -> bool {
     w.len() <= 13 && STATE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(w))
 }
 
+/// A Canadian province's or an Australian state's postal code (`ON`, `BC`, `QLD`, `NSW`):
+/// after a town and before a postcode, as a US state's code is.
+pub(crate) fn is_foreign_region(word: &str) -> bool {
+    const REGIONS: [&str; 21] = [
+        "AB", "BC", "MB", "NB", "NL", "NS", "NT", "NU", "ON", "PE", "QC", "SK", "YT", "NSW", "VIC",
+        "QLD", "TAS", "ACT", "SA", "WA", "NT",
+    ];
+    REGIONS.contains(&word)
+}
+
 /// `500mg`, `10ml`, `5units`: a dose or lab value glued to its unit.
 pub(crate) fn is_measurement(s: &str) -> bool {
     let unit_len = s.bytes().skip_while(u8::is_ascii_digit).count();
