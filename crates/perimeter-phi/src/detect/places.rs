@@ -47,7 +47,8 @@ pub(crate) const STREET_SUFFIXES: &[&str] = &[
 ];
 
 pub(crate) const PRE_WORDS: &[&str] = &[
-    "in", "from", "near", "to", "outside", "around", "visiting", "moved", "past", "en",
+    "in", "from", "near", "to", "outside", "around", "visiting", "moved", "past", "en", "leaving",
+    "left", "toward", "towards", "via",
 ];
 
 /// Words that make the place part of an organisation's name (`Riverbend Family Medicine`).
