@@ -1417,3 +1417,15 @@ fn staff_chat_credentials_nicknames_and_logins() {
     let spans = check(t, &["bkowalsky"], &["CHART_OPEN", "HOSP", "5E"]);
     assert_eq!(label_of(t, &spans, "bkowalsky"), Some(Label::Id));
 }
+
+/// Towns abroad in prose (the built-in list has the larger cities of every country), and
+/// towns whose names are common words, which stay words.
+#[test]
+fn towns_abroad_in_prose() {
+    check(
+        "My brother in Chennai may ring, and my niece flew in from Quezon City last week; we \
+         were leaving Tucson on Friday. It was a nice visit, most of it reading.",
+        &["Chennai", "Quezon City", "Tucson"],
+        &["nice visit", "most", "reading", "Friday"],
+    );
+}

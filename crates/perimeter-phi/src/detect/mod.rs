@@ -215,7 +215,7 @@ impl Pipeline {
             });
         }
         let spans = resolve(text, &mut out);
-        let fixed = if ocr {
+        let fixed = if ocr && doc.seen & tokens::SEEN_MIXED != 0 {
             ocr_digits(text, &doc.tokens)
         } else {
             None
@@ -244,19 +244,18 @@ impl Pipeline {
 fn ocr_digits(text: &str, tokens: &[Token]) -> Option<String> {
     let mut fixed: Option<Vec<u8>> = None;
     for t in tokens {
-        // An all-capital word has no `l`, `0` or `1`; a word without `I` or `l` past its
-        // first letter has nothing to mend.
-        if !t.ascii || t.kind == tokens::Kind::Word && t.all_caps {
+        // Most tokens: a word with no capital after its first letter, or a number.
+        if !t.mixed || !t.ascii {
             continue;
         }
         let Some(w) = text.as_bytes().get(t.start..t.end) else {
             continue;
         };
-        if t.kind == tokens::Kind::Word
-            && !w.iter().skip(1).any(|b| matches!(b, b'I' | b'l'))
-            && w.first() != Some(&b'l')
-        {
-            continue;
+        if t.kind == tokens::Kind::Alnum {
+            let digits = w.iter().filter(|b| b.is_ascii_digit()).count();
+            if digits != 1 && !w.iter().all(|b| b.is_ascii_digit() || b"OolI".contains(b)) {
+                continue;
+            }
         }
         let mut buf = [0u8; 64];
         let Some(mended) = buf.get_mut(..w.len()) else {
@@ -282,7 +281,15 @@ fn ocr_token(w: &[u8], out: &mut [u8]) -> bool {
     out.copy_from_slice(w);
     let digits = w.iter().filter(|b| b.is_ascii_digit()).count();
     let looks = |b: &u8| matches!(b, b'O' | b'o' | b'l' | b'I');
-    if digits > 0 && w.len() >= 2 && w.iter().all(|b| b.is_ascii_digit() || looks(b)) {
+    // `I10`, `O1175344`: a code's capital before two digits or more is a letter.
+    let code_prefix = matches!(w.first(), Some(b'O' | b'I'))
+        && w.len() >= 3
+        && w.iter().skip(1).all(u8::is_ascii_digit);
+    if digits > 0
+        && w.len() >= 2
+        && !code_prefix
+        && w.iter().all(|b| b.is_ascii_digit() || looks(b))
+    {
         for b in out.iter_mut() {
             *b = match *b {
                 b'O' | b'o' => b'0',
@@ -295,14 +302,20 @@ fn ocr_token(w: &[u8], out: &mut [u8]) -> bool {
     let upper = w.iter().filter(|b| b.is_ascii_uppercase()).count();
     let lower = w.iter().filter(|b| b.is_ascii_lowercase()).count();
     let ells = w.iter().filter(|&&b| b == b'l').count();
-    if upper >= 1 && lower == ells && ells > 0 && upper + ells + digits == w.len() {
-        // Capitals and `l`s (`MlNGYU`, `lD`, `SHlELD`).
+    // `Mc`, `Mac`: `McIntyre`'s capital I is a capital.
+    let mac = w.starts_with(b"Mc") || w.starts_with(b"Mac");
+    if (upper >= 2 || w.len() == 2 && w.first() == Some(&b'l'))
+        && lower == ells
+        && ells > 0
+        && upper + ells + digits == w.len()
+    {
+        // Capitals and `l`s (`MlNGYU`, `lD`, `SHlELD`; not `Al`).
         for b in out.iter_mut() {
             if *b == b'l' {
                 *b = b'I';
             }
         }
-    } else if lower >= 2 {
+    } else if (lower >= 2 || upper >= 3 && digits == 1) && !mac {
         for i in 1..out.len() {
             let prev = out.get(i - 1).copied().unwrap_or(b' ');
             let next = w.get(i + 1).copied().unwrap_or(b' ');
@@ -608,6 +621,27 @@ mod fast_paths {
 
     fn pipeline() -> Pipeline {
         Pipeline::new(Arc::new(Lexicon::load()), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn ocr_confusions_are_mended_and_words_are_not() {
+        let mend = |w: &str| {
+            let mut out = vec![0u8; w.len()];
+            let changed = ocr_token(w.as_bytes(), &mut out);
+            (changed, String::from_utf8(out).unwrap_or_default())
+        };
+        assert_eq!(mend("2l9"), (true, "219".into()));
+        assert_eq!(mend("O6O53"), (true, "06053".into()));
+        assert_eq!(mend("lD"), (true, "ID".into()));
+        assert_eq!(mend("MlNGYU"), (true, "MINGYU".into()));
+        assert_eq!(mend("cIearly"), (true, "clearly".into()));
+        assert_eq!(mend("Grzeg0rz"), (true, "Grzegorz".into()));
+        assert_eq!(mend("CR0SS"), (true, "CROSS".into()));
+        for same in [
+            "I10", "O1175344", "Al", "El", "McIntyre", "MyChart", "2nd", "5pm",
+        ] {
+            assert_eq!(mend(same), (false, same.into()), "{same}");
+        }
     }
 
     #[test]

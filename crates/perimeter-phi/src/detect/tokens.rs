@@ -25,6 +25,9 @@ pub(crate) struct Token {
     pub ascii: bool,
     /// Has an inner `'`, `’` or `-`.
     pub joined: bool,
+    /// Letters and digits mixed, or a capital after the first letter (`2l9`, `MlNGYU`,
+    /// `McIntyre`): where OCR's confusions can hide.
+    pub mixed: bool,
 }
 
 impl Token {
@@ -100,6 +103,10 @@ pub(crate) const SEEN_EQ: u8 = 8;
 /// [`tokenize_into`]'s answer: the text has a `~` (X12 segments).
 pub(crate) const SEEN_TILDE: u8 = 16;
 
+/// [`tokenize_into`]'s answer: the text has a token of letters and digits mixed, or a word
+/// with a capital after its first letter (where OCR's confusions hide: `2l9`, `MlNGYU`).
+pub(crate) const SEEN_MIXED: u8 = 32;
+
 /// The `SEEN_*` bits of each byte.
 static SEEN: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -140,22 +147,24 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
                 };
                 continue;
             }
-            i = general_step(text, i, out);
+            i = general_step(text, i, out, &mut seen);
             continue;
         }
         let mut end = i + 1;
-        let mut acc = cb;
+        // The classes of the bytes after the first.
+        let mut rest = 0;
         while end < n {
             let c = CLASS[usize::from(bytes[end])];
             if c == 0 {
                 break;
             }
-            acc |= c;
+            rest |= c;
             end += 1;
         }
+        let acc = cb | rest;
         if end < n && matches!(bytes[end], b'\'' | b'-' | 0x80..) {
             // A joiner or a non-ASCII character next: the general path.
-            i = general_step(text, i, out);
+            i = general_step(text, i, out, &mut seen);
             continue;
         }
         let kind = if acc & DIGIT == 0 {
@@ -165,6 +174,10 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
         } else {
             Kind::Alnum
         };
+        let mixed = kind == Kind::Alnum || rest & UPPER != 0;
+        if mixed {
+            seen |= SEEN_MIXED;
+        }
         // Two or more letters, none lower case.
         let all_caps = acc & (LOWER | UPPER) == UPPER
             && (kind == Kind::Word && end - i >= 2
@@ -182,6 +195,7 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
             all_caps,
             ascii: true,
             joined: false,
+            mixed,
         });
         // Most words are followed by one space: step over it here.
         i = if end < n && bytes[end] == b' ' {
@@ -196,10 +210,13 @@ pub(crate) fn tokenize_into(text: &str, out: &mut Vec<Token>) -> u8 {
 /// The general path at byte `i`: pushes the token that starts there, if any; returns where to
 /// go on from.
 #[inline]
-fn general_step(text: &str, i: usize, out: &mut Vec<Token>) -> usize {
+fn general_step(text: &str, i: usize, out: &mut Vec<Token>, seen: &mut u8) -> usize {
     match token_at(text, i) {
         Ok(t) => {
             let end = t.end;
+            if t.mixed {
+                *seen |= SEEN_MIXED;
+            }
             out.push(t);
             end
         }
@@ -290,6 +307,10 @@ pub(crate) fn token_at(text: &str, i: usize) -> Result<Token, usize> {
     } else {
         Kind::Alnum
     };
+    let mixed = kind == Kind::Alnum
+        || bytes
+            .get(start..end)
+            .is_some_and(|w| w.iter().skip(1).any(u8::is_ascii_uppercase));
     Ok(Token {
         start,
         end,
@@ -298,6 +319,7 @@ pub(crate) fn token_at(text: &str, i: usize) -> Result<Token, usize> {
         all_caps: letters >= 2 && lower == 0,
         ascii,
         joined,
+        mixed,
     })
 }
 
