@@ -1429,3 +1429,25 @@ fn towns_abroad_in_prose() {
         &["nice visit", "most", "reading", "Friday"],
     );
 }
+
+/// Ages over 89 in words after a person's name or `turn`, and in an export's row after the
+/// sex's cell; a card's last four after `ending`; addresses that open with a flat, unit or
+/// plot; and numbers that are none of these.
+#[test]
+fn ages_card_endings_and_unit_first_addresses() {
+    let t = "re: pt Ignatius Pell, ninety-two, and his sister will turn one hundred in May. \
+             Refund to Visa ending 4417.\nROW | PELL^IGNATIUS | M | 92 | 4W | 88 | 3E";
+    let spans = check(t, &["ninety-two", "one hundred", "4417", "92 |"], &["88 |"]);
+    assert_eq!(label_of(t, &spans, "ninety-two"), Some(Label::Age));
+    assert_eq!(label_of(t, &spans, "4417"), Some(Label::Account));
+    check(
+        "She lives at Flat 3, 27 Kingsley Road, Ripon; post to Unit 4/18 Jacaranda Street or \
+         space 12 at 11840 SE Foster Rd Spc 44. The order was 4 units, ending in 2 weeks.",
+        &[
+            "Flat 3, 27 Kingsley Road",
+            "Unit 4/18 Jacaranda Street",
+            "11840 SE Foster Rd Spc 44",
+        ],
+        &["4 units", "2 weeks"],
+    );
+}

@@ -170,7 +170,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::Address,
             format!(
-                r"(?i)\b(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]{{0,30}}\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
+                r"(?i)\b(?:(?:flat|unit|plot|apartment|apt)\.?\s*#?\s*\d{{1,5}}[a-z]?(?:,\s*|\s*/\s*|\s+))?(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]{{0,30}}\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|spc|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
             ),
         ),
         // `four twelve birch hollow road apartment three` (a voicemail): after `at`, `on` or a
@@ -738,7 +738,7 @@ impl Patterns {
                 })
             }
             P::AgeSpelled => {
-                if age_context(&doc.lower, start, end) {
+                if age_context(&doc.lower, start, end) || age_after_person(doc, start, end) {
                     found(Label::Age, 0.85)
                 } else {
                     None
@@ -1154,6 +1154,10 @@ impl Patterns {
             if s.len() == 10 {
                 return found(Label::Location, 0.75);
             }
+        }
+        // `Amex ending 5109`, `card ending in 9451`: a payment card's last four.
+        if letters == 0 && s.len() == 4 && card_last_four(&doc.lower, start) {
+            return found(Label::Account, 0.85);
         }
         if validate::age_over_89(s) == Some(true)
             && (age_context(&doc.lower, start, end) || age_after_person(doc, start, end))
@@ -1634,6 +1638,33 @@ fn age_after_person(doc: &Text<'_>, start: usize, end: usize) -> bool {
     person && closes
 }
 
+/// Whether the four digits at `start` follow `ending` (or `ending in`) with a payment card's
+/// word shortly before (`card`, `visa`, `amex`, `mc`, `debit`...).
+fn card_last_four(lower: &str, start: usize) -> bool {
+    let before = before_window(lower, start, 48);
+    let Some(head) = before
+        .strip_suffix("ending in ")
+        .or_else(|| before.strip_suffix("ending "))
+    else {
+        return false;
+    };
+    const CARDS: [&str; 9] = [
+        "card",
+        "visa",
+        "amex",
+        "mastercard",
+        "mc",
+        "discover",
+        "debit",
+        "credit",
+        "account",
+    ];
+    head.split(|c: char| !c.is_ascii_alphanumeric())
+        .rev()
+        .take(4)
+        .any(|w| CARDS.contains(&w))
+}
+
 /// `93 years old`, `she is 93`, `age 93`, `93 yo`, `93-year-old`.
 fn age_context(lower: &str, start: usize, end: usize) -> bool {
     let a = after_window(lower, end, 12).trim_start_matches([' ', '-']);
@@ -1671,7 +1702,13 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
         .iter()
         .any(|u| a.starts_with(u));
     // An age named as one (`Age  94  F`, `aged 103 F`): `F` is the sex there, not degrees.
-    let labelled = ends("age") || ends("age of") || ends("aged");
+    // In an export's row the sex's cell before it names it too (`| F | 93 |`, `,M,101,`).
+    let sex_cell = [
+        "| f |", "| m |", "|f|", "|m|", ",f,", ",m,", "\tf\t", "\tm\t",
+    ]
+    .iter()
+    .any(|c| before.trim_end_matches(' ').ends_with(c));
+    let labelled = ends("age") || ends("age of") || ends("aged") || sex_cell;
     if labelled && f_after {
         return true;
     }
@@ -1689,6 +1726,7 @@ fn age_context(lower: &str, start: usize, end: usize) -> bool {
             || ends("turned")
             || ends("turning")
             || ends("turns")
+            || ends("turn")
             || ends("am")
             || b.ends_with("'m")
             || b.ends_with("’m")
