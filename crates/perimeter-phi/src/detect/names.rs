@@ -307,11 +307,7 @@ impl Recognizer for Names {
             if a + 1 == b
                 && first.all_caps
                 && (first.end - first.start == 2 && super::validate::is_state(first.text(doc.text))
-                    || super::validate::is_foreign_region(first.text(doc.text))
-                        && doc
-                            .tokens
-                            .get(b)
-                            .is_some_and(|t| t.kind != super::tokens::Kind::Word))
+                    || region_code(doc, a))
             {
                 continue;
             }
@@ -401,6 +397,18 @@ fn dose_after(text: &str, end: usize) -> bool {
     let len = unit.bytes().take_while(u8::is_ascii_alphabetic).count();
     let word = &unit[..len];
     UNITS.iter().any(|u| word.eq_ignore_ascii_case(u))
+}
+
+/// Token `k` is a province's or an Australian state's code with a postcode after it
+/// (`QLD 4066`, `ON L5G 1E2`), not a name or a name's part (`MB, RN` is someone's initials).
+fn region_code(doc: &Text<'_>, k: usize) -> bool {
+    doc.tokens
+        .get(k)
+        .is_some_and(|t| super::validate::is_foreign_region(t.text(doc.text)))
+        && doc
+            .tokens
+            .get(k + 1)
+            .is_some_and(|t| t.kind != super::tokens::Kind::Word)
 }
 
 /// A clinician's credential after a name (`C. Ibarra RN`, `Ana Ruiz, PA-C`): it ends the name
@@ -1067,12 +1075,8 @@ fn judge_run(doc: &Text<'_>, a: usize, b: usize, found: &mut Vec<(usize, usize, 
             .starts_with(':');
         // `Oshkosh LA 28955`: a place and its state code.
         let code = doc.tokens[b - 1].text(doc.text);
-        let place_state = feats[a].place() && super::validate::is_state(code)
-            || super::validate::is_foreign_region(code)
-                && doc
-                    .tokens
-                    .get(b)
-                    .is_some_and(|t| t.kind != super::tokens::Kind::Word);
+        let place_state =
+            feats[a].place() && super::validate::is_state(code) || region_code(doc, b - 1);
         if label_colon || place_state || (feats[a].sent_start && feats[a].common()) {
             return;
         }

@@ -724,18 +724,7 @@ impl Patterns {
                     ) => l,
                     _ => Label::Phone,
                 };
-                // `... zero one nine one extension two one four`: the extension too.
-                let end = if matches!(label, Label::Phone | Label::Fax) {
-                    spoken_extension_end(&doc.lower, end)
-                } else {
-                    end
-                };
-                Some(Found {
-                    start,
-                    end,
-                    label,
-                    confidence: 0.85,
-                })
+                spoken_found(doc, start, end, label, 0.85)
             }
             P::AgeSpelled => {
                 if age_context(&doc.lower, start, end) || age_after_person(doc, start, end) {
@@ -954,17 +943,7 @@ impl Patterns {
                     _ if (7..=11).contains(&digits) => phone_label(cues, start),
                     _ => return None,
                 };
-                let end = if matches!(label, Label::Phone | Label::Fax) {
-                    spoken_extension_end(&doc.lower, end)
-                } else {
-                    end
-                };
-                Some(Found {
-                    start,
-                    end,
-                    label,
-                    confidence: 0.8,
-                })
+                spoken_found(doc, start, end, label, 0.8)
             }
             P::EmailSpoken => found(Label::Email, 0.8),
             P::PhoneFiller => found(phone_label(cues, start), 0.8),
@@ -1357,39 +1336,27 @@ fn spoken_number_end(lower: &str, end: usize) -> usize {
 /// After an ordinal day ending at `end`: ` of this month` (`Some(end)`), ` of January` or ` of
 /// January 2025` (`Some` of where the month or year ends); `None` otherwise.
 fn month_after_of(lower: &str, end: usize) -> Option<usize> {
-    const MONTHS: [&str; 15] = [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "this month",
-        "last month",
-        "next month",
-    ];
     let rest = lower.get(end..)?.strip_prefix(" of ")?;
-    let m = MONTHS.iter().position(|m| {
-        rest.strip_prefix(m)
+    let word_at = |w: &str| {
+        rest.strip_prefix(w)
             .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric()))
-    })?;
-    if m >= 12 {
+    };
+    if ["this month", "last month", "next month"]
+        .iter()
+        .any(|w| word_at(w))
+    {
         return Some(end);
     }
-    let month_end = end + 4 + MONTHS[m].len();
+    let month = crate::surrogate::date::MONTHS.iter().find(|m| word_at(m))?;
+    let month_end = end + 4 + month.len();
     let after = lower.get(month_end..).unwrap_or("");
     let year = after
         .strip_prefix(", ")
         .or_else(|| after.strip_prefix(' '))
         .filter(|y| {
-            y.len() >= 4
-                && y.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+            y.as_bytes()
+                .get(..4)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
                 && (y.starts_with("19") || y.starts_with("20") || y.starts_with("18"))
                 && !y.as_bytes().get(4).is_some_and(u8::is_ascii_alphanumeric)
         });
@@ -1556,6 +1523,28 @@ fn spoken_digit_count(s: &str) -> usize {
         times = 1;
     }
     n
+}
+
+/// A number read out, found at `start..end` with `label`: a phone or fax number with its
+/// spoken extension (`... zero one nine one extension two one four`).
+fn spoken_found(
+    doc: &Text<'_>,
+    start: usize,
+    end: usize,
+    label: Label,
+    confidence: f32,
+) -> Option<Found> {
+    let end = if matches!(label, Label::Phone | Label::Fax) {
+        spoken_extension_end(&doc.lower, end)
+    } else {
+        end
+    };
+    Some(Found {
+        start,
+        end,
+        label,
+        confidence,
+    })
 }
 
 /// Where a spoken extension after a spoken phone number ends (`... one extension two one

@@ -4,7 +4,8 @@
 
 use time::{Date, Duration, Month, Weekday};
 
-const MONTHS: [&str; 12] = [
+/// The months' names, January first (the detector reads them too).
+pub(crate) const MONTHS: [&str; 12] = [
     "january",
     "february",
     "march",
