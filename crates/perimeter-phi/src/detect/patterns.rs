@@ -282,8 +282,6 @@ pub(crate) struct Patterns {
     /// same leftmost-first matches.
     fast: Arc<hybrid::regex::Regex>,
     caches: Pool<hybrid::regex::Cache, CacheFn>,
-    /// Each pattern alone, for an anchored retry when the preferred match fails validation.
-    singles: Vec<Regex>,
     kinds: Vec<P>,
 }
 
@@ -325,7 +323,11 @@ impl Patterns {
                     .cache_capacity(8 * 1024 * 1024)
                     // Give up (and let the meta engine search) rather than thrash.
                     .minimum_cache_clear_count(Some(3))
-                    .minimum_bytes_per_state(Some(10)),
+                    .minimum_bytes_per_state(Some(10))
+                    // Anchored searches for one pattern: the retry when the preferred match
+                    // fails validation (one automaton, rather than one regex per pattern
+                    // built at start-up).
+                    .starts_for_each_pattern(true),
             )
             .build_many(&srcs)
             .map_err(|_| PhiError::Build {
@@ -335,15 +337,10 @@ impl Patterns {
         let for_cache = Arc::clone(&fast);
         let make: CacheFn = Box::new(move || for_cache.create_cache());
         let caches = Pool::new(make);
-        let singles = srcs
-            .iter()
-            .map(|s| build(std::slice::from_ref(s)))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Patterns {
             re,
             fast,
             caches,
-            singles,
             kinds,
         })
     }
@@ -381,12 +378,17 @@ impl Recognizer for Patterns {
                 // The preferred pattern failed validation: try the later ones anchored here.
                 let first = m.pattern().as_usize() + 1;
                 for pid in first..self.kinds.len() {
-                    let (Some(p), Some(single)) = (PatternID::new(pid).ok(), self.singles.get(pid))
-                    else {
+                    let Ok(p) = PatternID::new(pid) else {
                         break;
                     };
-                    let input = Input::new(text).range(m.start()..).anchored(Anchored::Yes);
-                    if let Some(m2) = single.search(&input)
+                    let input = Input::new(text)
+                        .range(m.start()..)
+                        .anchored(Anchored::Pattern(p));
+                    let m2 = match self.fast.try_search(&mut cache, &input) {
+                        Ok(m2) => m2,
+                        Err(_) => self.re.search(&input),
+                    };
+                    if let Some(m2) = m2
                         && let Some(f) = self.judge(doc, p, m2.start(), m2.end())
                     {
                         {
