@@ -9,15 +9,28 @@
 //! checked to find exactly the same spans: `prof A.jsonl B.jsonl`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use perimeter_phi::deid::{DeidOptions, Mode, deidentify};
 use perimeter_phi::eval::GoldRecord;
-use perimeter_phi::{Engine, EngineConfig};
+use perimeter_phi::{Engine, EngineConfig, Vault};
 
 #[inline(never)]
 fn passes(engine: &Engine, texts: &[String], n: u32) -> usize {
+    // With `PROF_DEID=1`, each message is also pseudonymized in a vault of its own, as
+    // `perimeter deid bench` does.
+    let deid = std::env::var_os("PROF_DEID").is_some();
+    let options = DeidOptions {
+        mode: Mode::Pseudonymize,
+        reference_year: 2026,
+    };
     let mut spans = 0;
     for _ in 0..n {
         for t in texts {
-            spans += std::hint::black_box(engine.detect(t).expect("detect")).len();
+            let found = engine.detect(t).expect("detect");
+            if deid {
+                let vault = Vault::with_seed(1);
+                std::hint::black_box(deidentify(t, &found, &options, &vault).expect("deid"));
+            }
+            spans += std::hint::black_box(found).len();
         }
     }
     spans

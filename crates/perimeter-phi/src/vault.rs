@@ -307,7 +307,15 @@ impl Vault {
                     }
                 };
                 inner.counters[label as usize] = n;
-                inner.insert(kind, label, original, replacement, slot, normalised)
+                inner.insert(
+                    kind,
+                    label,
+                    original,
+                    replacement,
+                    slot,
+                    normalised,
+                    Some((label, n)),
+                )
             }
         };
         out.push_str(&inner.entries[i].replacement);
@@ -368,7 +376,7 @@ impl Vault {
                 candidate = format!("{base} {i}");
             }
         }
-        let i = inner.insert(kind, label, original, candidate, slot, normalised);
+        let i = inner.insert(kind, label, original, candidate, slot, normalised, None);
         inner.entries[i].replacement.clone()
     }
 
@@ -417,7 +425,9 @@ impl Inner {
             || self.used.contains(replacement)
     }
 
-    /// Adds an entry and files it; returns its index.
+    /// Adds an entry and files it (`token`: the replacement's label and number when the
+    /// caller knows them); returns its index.
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         kind: EntryKind,
@@ -426,6 +436,7 @@ impl Inner {
         replacement: String,
         slot: u8,
         normalised: &str,
+        token: Option<(Label, u32)>,
     ) -> usize {
         let i = self.entries.len();
         self.entries.push(Entry {
@@ -434,16 +445,18 @@ impl Inner {
             original: Zeroizing::new(original.to_string()),
             replacement,
         });
-        self.index(i, slot, normalised);
+        self.index(i, slot, normalised, token);
         i
     }
 
-    fn index(&mut self, i: usize, slot: u8, normalised: &str) {
+    /// Files entry `i` (`token`: its replacement's label and number, when known; otherwise
+    /// read from the replacement).
+    fn index(&mut self, i: usize, slot: u8, normalised: &str, token: Option<(Label, u32)>) {
         let e = &self.entries[i];
         if matches!(e.kind, EntryKind::Token | EntryKind::Escape) {
             // Issued tokens always parse; a deserialised entry whose replacement does not is
             // refused before it gets here.
-            if let Some(key) = token::parse_token(&e.replacement) {
+            if let Some(key) = token.or_else(|| token::parse_token(&e.replacement)) {
                 self.by_token.insert(key, i);
                 let c = &mut self.counters[e.label as usize];
                 *c = (*c).max(key.1);
@@ -570,7 +583,7 @@ impl<'de> Deserialize<'de> for Vault {
                 original: Zeroizing::new(e.original),
                 replacement: e.replacement,
             });
-            inner.index(i, slot(e.kind, e.label), &normalised);
+            inner.index(i, slot(e.kind, e.label), &normalised, None);
         }
         Ok(Vault {
             inner: RwLock::new(inner),

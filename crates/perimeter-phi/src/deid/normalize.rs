@@ -83,10 +83,7 @@ pub(crate) fn normalize(label: Label, value: &str) -> String {
             }
         }
         Label::Name => name(value),
-        Label::Date => match date::parse(value) {
-            Some(d) => d.key(),
-            None => words(value),
-        },
+        Label::Date => date::key_of(value).unwrap_or_else(|| words(value)),
         Label::Email | Label::Url | Label::Ip => value.trim().to_lowercase(),
         Label::Address | Label::Location | Label::Age => words(value),
     }

@@ -127,14 +127,30 @@ fn tokenize(s: &str) -> Vec<Tok<'_>> {
     out
 }
 
+/// `word` in ASCII lower case when it is ASCII and at most nine bytes long (the longest
+/// month or weekday name); `None` otherwise, since no other word can be one. (No non-ASCII
+/// character lower-cases to a letter of a month's or weekday's name.)
+fn lower_short(word: &str, buf: &mut [u8; 9]) -> Option<usize> {
+    let b = word.as_bytes();
+    if !word.is_ascii() || b.len() > buf.len() {
+        return None;
+    }
+    for (o, c) in buf.iter_mut().zip(b) {
+        *o = c.to_ascii_lowercase();
+    }
+    Some(b.len())
+}
+
 fn month_of(word: &str) -> Option<(u8, bool)> {
-    let w = word.to_lowercase();
+    let mut buf = [0u8; 9];
+    let len = lower_short(word, &mut buf)?;
+    let w = std::str::from_utf8(buf.get(..len)?).ok()?;
     for (i, m) in MONTHS.iter().enumerate() {
         let n = u8::try_from(i + 1).ok()?;
         if w == *m {
             return Some((n, false));
         }
-        if w.len() >= 3 && m.starts_with(w.as_str()) && (w.len() == 3 || w == "sept") {
+        if w.len() >= 3 && m.starts_with(w) && (w.len() == 3 || w == "sept") {
             return Some((n, true));
         }
     }
@@ -142,11 +158,13 @@ fn month_of(word: &str) -> Option<(u8, bool)> {
 }
 
 fn weekday_of(word: &str) -> Option<bool> {
-    let w = word.to_lowercase();
+    let mut buf = [0u8; 9];
+    let len = lower_short(word, &mut buf)?;
+    let w = std::str::from_utf8(buf.get(..len)?).ok()?;
     WEEKDAYS.iter().find_map(|d| {
         if w == *d {
             Some(false)
-        } else if (w.len() == 3 || w.len() == 4) && d.starts_with(w.as_str()) {
+        } else if (w.len() == 3 || w.len() == 4) && d.starts_with(w) {
             Some(true)
         } else {
             None
@@ -155,7 +173,10 @@ fn weekday_of(word: &str) -> Option<bool> {
 }
 
 fn is_ordinal(word: &str) -> bool {
-    matches!(word.to_lowercase().as_str(), "st" | "nd" | "rd" | "th")
+    // ASCII comparison: no non-ASCII character lower-cases to one of these letters.
+    ["st", "nd", "rd", "th"]
+        .iter()
+        .any(|o| word.eq_ignore_ascii_case(o))
 }
 
 fn days_in(month: u8, year: Option<i32>) -> u8 {
@@ -165,6 +186,24 @@ fn days_in(month: u8, year: Option<i32>) -> u8 {
 
 /// Reads `s` as a date, or `None` if it is not one of the recognised shapes.
 pub(crate) fn parse(s: &str) -> Option<ParsedDate> {
+    parse_with(s, true)
+}
+
+/// The [`ParsedDate::key`] of `s`, when it reads as a date (without keeping its written
+/// shape, which only a surrogate needs).
+pub(crate) fn key_of(s: &str) -> Option<String> {
+    parse_with(s, false).map(|d| d.key())
+}
+
+/// [`parse`]; without `keep_text`, the literal pieces of the written shape are left empty.
+fn parse_with(s: &str, keep_text: bool) -> Option<ParsedDate> {
+    let lit = |x: &str| {
+        Part::Lit(if keep_text {
+            x.to_string()
+        } else {
+            String::new()
+        })
+    };
     let toks = tokenize(s.trim());
     // Content tokens with the index of their part; separators become literals.
     let mut parts: Vec<Part> = Vec::new();
@@ -172,10 +211,10 @@ pub(crate) fn parse(s: &str) -> Option<ParsedDate> {
     let mut weekday_seen = false;
     for t in &toks {
         match *t {
-            Tok::Sep(x) => parts.push(Part::Lit(x.to_string())),
+            Tok::Sep(x) => parts.push(lit(x)),
             Tok::Num(x) => {
                 content.push((parts.len(), true, x));
-                parts.push(Part::Lit(x.to_string()));
+                parts.push(lit(x));
             }
             Tok::Word(x) => {
                 if is_ordinal(x)
@@ -193,7 +232,7 @@ pub(crate) fn parse(s: &str) -> Option<ParsedDate> {
                     });
                 } else {
                     content.push((parts.len(), false, x));
-                    parts.push(Part::Lit(x.to_string()));
+                    parts.push(lit(x));
                 }
             }
         }
@@ -308,12 +347,44 @@ pub(crate) fn parse(s: &str) -> Option<ParsedDate> {
     })
 }
 
+/// Appends `v` in decimal, as `Display` writes it.
+fn push_int(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut v = v.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut k = digits.len();
+    // A `u64` has at most twenty digits, so `k` stays in range.
+    while k > 0 {
+        k -= 1;
+        digits[k] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(digits[k..].iter().map(|&d| char::from(d)));
+}
+
 impl ParsedDate {
     /// The comparison key: `year-month-day` with `?` for what is not written.
     pub(crate) fn key(&self) -> String {
-        let y = self.year.map_or_else(|| "?".to_string(), |y| y.to_string());
-        let d = self.day.map_or_else(|| "?".to_string(), |d| d.to_string());
-        format!("{y}-{}-{d}", self.month)
+        // By hand: every date pseudonymized is keyed, and `format!` with its temporaries
+        // cost more than parsing the date.
+        let mut out = String::with_capacity(12);
+        match self.year {
+            Some(y) => push_int(&mut out, i64::from(y)),
+            None => out.push('?'),
+        }
+        out.push('-');
+        push_int(&mut out, i64::from(self.month));
+        out.push('-');
+        match self.day {
+            Some(d) => push_int(&mut out, i64::from(d)),
+            None => out.push('?'),
+        }
+        out
     }
 
     /// The four-digit year, if the date has one (two-digit years read relative to
@@ -425,6 +496,71 @@ mod tests {
         );
         assert_eq!(shift("03/2024", 40), "05/2024");
         assert_eq!(shift("July 19, 1951", -19), "June 30, 1951");
+    }
+
+    #[test]
+    fn keys_show_what_is_written() {
+        for (s, key) in [
+            ("03/02/1981", "1981-3-2"),
+            ("March 2, 1981", "1981-3-2"),
+            ("March 1981", "1981-3-?"),
+            ("December 19th", "?-12-19"),
+            ("12/25", "?-12-25"),
+            ("3/2/81", "81-3-2"),
+        ] {
+            assert_eq!(parse(s).map(|d| d.key()).as_deref(), Some(key), "{s}");
+            assert_eq!(key_of(s).as_deref(), Some(key), "{s}");
+        }
+        let mut out = String::new();
+        for v in [0, 7, 10, 99, 2026, -5, i64::MAX, i64::MIN] {
+            out.clear();
+            push_int(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
+    }
+
+    /// The allocating spellings the month, weekday and ordinal readers replaced.
+    fn month_reference(word: &str) -> Option<(u8, bool)> {
+        let w = word.to_lowercase();
+        MONTHS.iter().zip(1u8..).find_map(|(m, n)| {
+            if w == *m {
+                Some((n, false))
+            } else if w.len() >= 3 && m.starts_with(w.as_str()) && (w.len() == 3 || w == "sept") {
+                Some((n, true))
+            } else {
+                None
+            }
+        })
+    }
+
+    fn weekday_reference(word: &str) -> Option<bool> {
+        let w = word.to_lowercase();
+        WEEKDAYS.iter().find_map(|d| {
+            if w == *d {
+                Some(false)
+            } else if (w.len() == 3 || w.len() == 4) && d.starts_with(w.as_str()) {
+                Some(true)
+            } else {
+                None
+            }
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_readers_match_the_reference(word in "(?i)(jan|sept|september|mon|tues|wednesday|st|th|[a-zK\u{212A}İßſ]{1,10})") {
+            proptest::prop_assert_eq!(month_of(&word), month_reference(&word));
+            proptest::prop_assert_eq!(weekday_of(&word), weekday_reference(&word));
+            proptest::prop_assert_eq!(
+                is_ordinal(&word),
+                matches!(word.to_lowercase().as_str(), "st" | "nd" | "rd" | "th")
+            );
+        }
+
+        #[test]
+        fn keys_need_no_written_shape(s in "[0-9A-Za-z /.,-]{0,24}") {
+            proptest::prop_assert_eq!(key_of(&s), parse(&s).map(|d| d.key()));
+        }
     }
 
     #[test]
