@@ -1451,3 +1451,85 @@ fn ages_card_endings_and_unit_first_addresses() {
         &["4 units", "2 weeks"],
     );
 }
+
+/// Speech-to-text writes digits that sound like words as the words (`for` 4, `too` 2, `ate`
+/// 8, `won` 1); a transcript's pauses (`...`) between groups; `g like golf`. Prose with the
+/// same words is left alone.
+#[test]
+fn transcribed_digits_that_sound_like_words() {
+    let t = "hi its me again call me back at five five five three for too one oh oh eight \
+             thanks. or my cell for one to five five five oh eight eight too. confirmation \
+             number G like golf 7 7 2 1 9 [00:21] call me 9 1 7 ... 4 4 2 ... 0 6 6 3 ok bye";
+    let spans = check(
+        t,
+        &[
+            "five five five three for too one oh oh eight",
+            "for one to five five five oh eight eight too",
+            "G like golf 7 7 2 1 9",
+            "9 1 7 ... 4 4 2 ... 0 6 6 3",
+        ],
+        &["thanks", "ok bye"],
+    );
+    assert_eq!(
+        label_of(t, &spans, "five five five three"),
+        Some(Label::Phone)
+    );
+    check(
+        "I need to go to two stores for four days, then one to one with the nurse for two \
+         hours to eight.",
+        &[],
+        &[
+            "to two stores for four days",
+            "one to one",
+            "two hours to eight",
+        ],
+    );
+}
+
+/// Dates in the other languages patients write in, and the calendar forms of Vietnamese,
+/// Chinese, Japanese and Korean; a day and a number that are not a date stay unmarked.
+#[test]
+fn dates_in_other_languages() {
+    check(
+        "Maman est rentrée le 5 mai, née le 12 décembre 1947. Geburtstag 5. März 1961. \
+         nasceu em 12 de março de 1950. urodzona 14 lutego 1958. дата рождения 3 мая 1941, \
+         был на приёме 28 января у доктора. sinh ngày 23 tháng 9 năm 1988. born \
+         1972年3月8日, 1985년 3월 5일. I take 5 mai tai pills, 2 out of 3 days.",
+        &[
+            "5 mai,",
+            "12 décembre 1947",
+            "5. März 1961",
+            "12 de março de 1950",
+            "14 lutego 1958",
+            "3 мая 1941",
+            "28 января",
+            "23 tháng 9 năm 1988",
+            "1972年3月8日",
+            "1985년 3월 5일",
+        ],
+        &["2 out of 3"],
+    );
+}
+
+/// iCalendar and vCard text: the components are not names, and a date-time's date is a
+/// date while its time of day is not.
+#[test]
+fn calendar_and_vcard_components() {
+    let t = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nDTSTART;TZID=America/New_York:\
+             20260311T094000\nDTSTAMP:20260304T211500Z\nSUMMARY:Follow-up\nBEGIN:VALARM\n\
+             TRIGGER:-PT24H\nEND:VALARM\nEND:VEVENT\nEND:VCALENDAR\nBEGIN:VCARD\nEND:VCARD";
+    let spans = check(
+        t,
+        &["20260311", "20260304"],
+        &[
+            "VCALENDAR",
+            "VEVENT",
+            "VALARM",
+            "TRIGGER",
+            "VCARD",
+            "094000",
+            "211500Z",
+        ],
+    );
+    assert_eq!(label_of(t, &spans, "20260311"), Some(Label::Date));
+}

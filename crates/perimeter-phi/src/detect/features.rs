@@ -693,6 +693,21 @@ pub(crate) const STOP_WORDS: &[&str] = &[
     "señor",
     "mwen",
     "doc",
+    // vCard and iCalendar components and properties (`BEGIN:VCARD`, `TRIGGER:-PT24H`).
+    "vcard",
+    "vcalendar",
+    "vevent",
+    "valarm",
+    "vtodo",
+    "vtimezone",
+    "vjournal",
+    "trigger",
+    "prodid",
+    "dtstamp",
+    "dtstart",
+    "dtend",
+    "rrule",
+    "exdate",
 ];
 
 /// Lower-case particles inside names: `Semat de la Fuente`, `Ludwig van Beethoven`.

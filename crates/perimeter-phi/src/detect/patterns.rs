@@ -38,6 +38,7 @@ enum P {
     PostcodeAu,
     DayOrdinal,
     Spelled,
+    SpelledHomophone,
     AgeSpelled,
     PoBox,
     Address,
@@ -45,6 +46,7 @@ enum P {
     Unit,
     DateSpoken,
     DateEs,
+    DateIntl,
     SpelledEs,
     AgeEs,
     TheDay,
@@ -65,6 +67,8 @@ const NUMBER_WORD: &str = r"(?:oh|one|two|three|four|five|six|seven|eight|nine|t
 /// A spoken digit as callers say them: `five`, `niner`, `double four`, `triple five`.
 const SPOKEN_DIGIT: &str =
     r"(?:(?:double|triple)[\s-]+)?(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|niner)";
+/// Words speech-to-text writes for spoken digits (`for` 4, `to`/`too` 2, `ate` 8, `won` 1).
+const HOMOPHONE: &str = r"(?:for|fore|to|too|ate|won)";
 /// A spoken pair of digits (`twenty two`, `seventy`, `forty-four`, `twelve`), as callers read
 /// the last four digits of a phone number.
 const SPOKEN_PAIR: &str = r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine)\b)?|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)";
@@ -157,6 +161,14 @@ fn patterns() -> Vec<(P, String)> {
                 r"(?i)\b{SPOKEN_DIGIT}(?:(?:\s*[,.-]\s*|\s+dash\s+|,?\s+(?:uh|um|er)[,.]*\s+|\s+){SPOKEN_DIGIT}){{3,}}\b"
             ),
         ),
+        // `five five five for too one oh oh eight`: speech-to-text writes the digits that
+        // sound like words as the words (checked in `judge`).
+        (
+            P::SpelledHomophone,
+            format!(
+                r"(?i)\b(?:{SPOKEN_DIGIT}|{HOMOPHONE})(?:(?:\s*[,.-]\s*|\s+)(?:{SPOKEN_DIGIT}|{HOMOPHONE})){{6,14}}\b"
+            ),
+        ),
         // `ninety four`, `ninety-one`, `a hundred and two`: an age when the context says so.
         (
             P::AgeSpelled,
@@ -197,6 +209,14 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateEs,
             r"(?i)\b(?:0?[1-9]|[12]\d|3[01])\s+de\s+(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|sep?tiembre|octubre|noviembre|diciembre)(?:\s+(?:de|del)\s+(?:1[89]|20)\d\d)?\b".into(),
+        ),
+        // The same in the other languages patients write in: `5 mai 1961`, `5. Mai 1961`,
+        // `12 de março de 1950`, `14 lutego`, `3 мая 1941 г.`, `23 tháng 9 năm 1988`,
+        // `1972年3月8日`, `1985년 3월 5일`. (Month words that are also English words, such as
+        // Creole `me` and `out`, are left out.)
+        (
+            P::DateIntl,
+            r"(?i)(?:\b(?:0?[1-9]|[12]\d|3[01])\.?\s+(?:de\s+)?(?:janvier|f(?:e|é)vrier|mars|avril|mai|juin|juillet|ao(?:u|û)t|septembre|octobre|novembre|d(?:e|é)cembre|janeiro|fevereiro|mar(?:c|ç)o|maio|junho|julho|setembro|outubro|dezembro|gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|januar|februar|m(?:a|ä)rz|maerz|juni|juli|oktober|dezember|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|wrze(?:s|ś)nia|pa(?:z|ź)dziernika|listopada|grudnia|janvye|fevriye|avril|jiy(?:e|è)|septanm|okt(?:o|ò)b|novanm|desanm)(?:\s+(?:de\s+)?(?:1[89]|20)\d\d(?:\s*r\.)?)?\b|\b(?:0?[1-9]|[12]\d|3[01])\s+(?:января|февраля|марта|апреля|мая|июня|июля|августа|сентября|октября|ноября|декабря)(?:\s+(?:1[89]|20)\d\d\b(?:\s*г\.)?)?|\b(?:0?[1-9]|[12]\d|3[01])\s+tháng\s+(?:0?[1-9]|1[0-2])\b(?:(?:\s+năm|,)\s+(?:1[89]|20)\d\d\b)?|(?:(?:1[89]|20)\d\d\s?年\s?)?(?:0?[1-9]|1[0-2])\s?月\s?(?:0?[1-9]|[12]\d|3[01])\s?日|(?:(?:1[89]|20)\d\d\s?년\s?)?(?:0?[1-9]|1[0-2])\s?월\s?(?:0?[1-9]|[12]\d|3[01])\s?일)".into(),
         ),
         (
             P::SpelledEs,
@@ -239,7 +259,8 @@ fn patterns() -> Vec<(P, String)> {
         // an identifier cue (checked in `judge`).
         (
             P::SpelledCode,
-            format!(r"(?i)\b(?:[a-z]\s+as\s+in\s+[a-z]+|[a-z]|{SPOKEN_DIGIT}|\d{{1,4}})(?:[\s,-]+(?:[a-z]\s+as\s+in\s+[a-z]+|[a-z]|{SPOKEN_DIGIT}|\d{{1,4}})){{4,15}}\b"),
+            // `m as in mary`, `g like golf`; a transcript's pauses (`...`) between groups.
+            format!(r"(?i)\b(?:[a-z]\s+(?:as\s+in|like)\s+[a-z]+|[a-z]|{SPOKEN_DIGIT}|\d{{1,4}})(?:(?:[\s,-]|\.\.\.?|…)+(?:[a-z]\s+(?:as\s+in|like)\s+[a-z]+|[a-z]|{SPOKEN_DIGIT}|\d{{1,4}})){{4,15}}\b"),
         ),
         // `704 uhh 918 2265`: a caller's filler inside a number typed or transcribed.
         (
@@ -250,7 +271,8 @@ fn patterns() -> Vec<(P, String)> {
         // after a cue (checked in `judge`).
         (
             P::DigitsSpaced,
-            r"\b(?:\d(?: \d){3,11}|\d{1,2} \d{1,2} (?:19|20)\d\d)\b".into(),
+            // A transcript's pauses as `...` between groups too (`9 1 7 ... 4 4 2 ... 0 6 6 3`).
+            r"\b(?:\d(?:(?: | ?(?:\.{2,3}|…) ?)\d){3,11}|\d{1,2} \d{1,2} (?:19|20)\d\d)\b".into(),
         ),
         (
             P::County,
@@ -697,6 +719,11 @@ impl Patterns {
                 // (`MRN one two three four five`), five or nine after a state are a ZIP code
                 // (`oregon nine seven zero zero six`).
                 let words = spoken_digit_count(s);
+                // `five five five three for too one ...`: speech-to-text wrote some digits as
+                // words that sound like them; `SpelledHomophone` reads the whole number.
+                if words < 10 && homophone_then_digit(&doc.lower, end) {
+                    return None;
+                }
                 // `nine one seven three three oh 2 6 4 8`: written digits go on where the
                 // words stop, and `SpokenMixed` reads the whole number.
                 if words < 10
@@ -728,6 +755,7 @@ impl Patterns {
                 };
                 spoken_found(doc, start, end, label, 0.85)
             }
+            P::SpelledHomophone => self.judge_homophones(doc, start, end),
             P::AgeSpelled => {
                 if age_context(&doc.lower, start, end) || age_after_person(doc, start, end) {
                     found(Label::Age, 0.85)
@@ -843,7 +871,7 @@ impl Patterns {
                     None
                 }
             }
-            P::DateEs => found(Label::Date, 0.85),
+            P::DateEs | P::DateIntl => found(Label::Date, 0.85),
             P::SpelledEs => found(phone_label(cues, start), 0.8),
             P::AgeEs => {
                 let number = s.trim_end_matches("años").trim_end();
@@ -1002,6 +1030,72 @@ impl Patterns {
         }
     }
 
+    /// A run of spoken digits with some written as the words they sound like (`five five
+    /// five for too one oh oh eight`): a phone number, or the number a cue before it names,
+    /// when most of it is real digit words. A word at either end that only sounds like a
+    /// digit (`to`, `for`) is left out unless it makes the run a phone number's length.
+    fn judge_homophones(&self, doc: &Text<'_>, start: usize, end: usize) -> Option<Found> {
+        let text = doc.text;
+        let mut pieces: Vec<(usize, usize, bool)> = Vec::new();
+        let mut at = start;
+        let b = text.as_bytes();
+        while at < end {
+            let len = b
+                .get(at..end)?
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
+            if len == 0 {
+                at += 1;
+                continue;
+            }
+            let w = text.get(at..at + len)?;
+            let homophone = ["for", "fore", "to", "too", "ate", "won"]
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(w));
+            // `double`/`triple` join the digit after them.
+            if !(w.eq_ignore_ascii_case("double") || w.eq_ignore_ascii_case("triple")) {
+                pieces.push((at, at + len, homophone));
+            }
+            at += len;
+        }
+        // An end word is needed when the run is a phone number's length with it and not
+        // without it.
+        let phone_len = |n: usize| matches!(n, 7 | 10 | 11);
+        let needed = |n: usize| phone_len(n) && !phone_len(n - 1);
+        let (mut a, mut z) = (0, pieces.len());
+        while a < z && pieces.get(a).is_some_and(|p| p.2) && !needed(z - a) {
+            a += 1;
+        }
+        while a < z && pieces.get(z - 1).is_some_and(|p| p.2) && !needed(z - a) {
+            z -= 1;
+        }
+        let kept = pieces.get(a..z)?;
+        let homophones = kept.iter().filter(|p| p.2).count();
+        let digits = kept.len() - homophones;
+        if homophones == 0 || digits < 5 || homophones * 2 > kept.len() {
+            return None;
+        }
+        let (s, e) = (kept.first()?.0, kept.last()?.1);
+        let cue = ident_label_before(&doc.cues, s, 60);
+        if kept.len() < 7 && cue.is_none() {
+            return None;
+        }
+        let label = match cue {
+            Some(
+                l @ (Label::Fax
+                | Label::Ssn
+                | Label::Mrn
+                | Label::Account
+                | Label::HealthPlan
+                | Label::Id
+                | Label::License),
+            ) => l,
+            _ => Label::Phone,
+        };
+        spoken_found(doc, s, e, label, 0.8)
+    }
+
     fn judge_code(&self, doc: &Text<'_>, start: usize, end: usize) -> Option<Found> {
         let text = doc.text;
         // A leading '#' belongs to the cue, not the number.
@@ -1039,6 +1133,16 @@ impl Patterns {
             return Some(Found {
                 start,
                 end,
+                label: Label::Date,
+                confidence: 0.9,
+            });
+        }
+        // `DTSTART:20260311T094000`, `REV:20260105T143000Z`: an iCalendar or vCard date-time;
+        // the date is the identifier, the time of day is not.
+        if ics_datetime(s) {
+            return Some(Found {
+                start,
+                end: start + 8,
                 label: Label::Date,
                 confidence: 0.9,
             });
@@ -1479,6 +1583,20 @@ fn compact_datetime(s: &str) -> bool {
             .is_some_and(|d| validate::iso_date(&format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8])))
 }
 
+/// `20260311T094000`, `20260105T143000Z`: an iCalendar (RFC 5545) date-time, with a real
+/// date and time of day.
+fn ics_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    let body = s.strip_suffix('Z').unwrap_or(s);
+    let (Some(date), Some(time)) = (body.get(..8), body.get(9..)) else {
+        return false;
+    };
+    b.get(8) == Some(&b'T')
+        && matches!(time.len(), 4 | 6)
+        && date.bytes().chain(time.bytes()).all(|c| c.is_ascii_digit())
+        && compact_datetime(&format!("{date}{time}"))
+}
+
 /// How many digits the spoken digits in `s` stand for: a digit word is one, `double five`
 /// two, `triple five` three, a pair (`twenty`, `seventy four`) two; digits written as digits
 /// count too; other words none.
@@ -1525,6 +1643,22 @@ fn spoken_digit_count(s: &str) -> usize {
         times = 1;
     }
     n
+}
+
+/// Whether the words after `end` are a word that sounds like a digit (`for`, `too`) and a
+/// spoken digit or another such word: a transcribed number goes on.
+fn homophone_then_digit(lower: &str, end: usize) -> bool {
+    let rest = after_window(lower, end, 24);
+    let mut words = rest
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty());
+    let (Some(a), Some(b)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let homophone = |w: &str| matches!(w, "for" | "fore" | "to" | "too" | "ate" | "won");
+    rest.starts_with([' ', ',', '.', '-'])
+        && homophone(a)
+        && (homophone(b) || SPOKEN_NUMBERS[..12].contains(&b))
 }
 
 /// A number read out, found at `start..end` with `label`: a phone or fax number with its
