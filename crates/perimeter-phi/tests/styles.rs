@@ -344,7 +344,7 @@ fn clinical_prose_is_left_alone() {
 Labs: Na 138, K 4.1, Cr 1.2, glucose 145, WBC 11.2. ICD-10 I10, E78.5. CPT 99214 billed. Follow up in 2 weeks.\n\
 The Mayo Clinic protocol was used. Discussed with Cleveland Clinic. Epic MyChart message sent. COVID-19 vaccine given.\n\
 I hope the Will of God is done. Grace period ends on Friday. Faith and hope helped me. Rose petals. Mark my words.\n\
-She is 89 years old and weighs 140 lbs. He turned 65 in June. Blood pressure 120/80. Room 204. Suite 300.\n\
+She is 89 years old and weighs 140 lbs. He turned 65 last year. Blood pressure 120/80. Room 204. Suite 300.\n\
 Take 1/2 tablet twice daily. Version 2.0.1.4 of the app. Step 2 of 5.\n\
 Metformin ER 1000mg, Ozempic 0.5mg weekly, Eliquis 5 mg BID, Januvia, Humira Pen, Synthroid 75 mcg.";
     let spans = engine().detect(t).unwrap();
@@ -1532,4 +1532,60 @@ fn calendar_and_vcard_components() {
         ],
     );
     assert_eq!(label_of(t, &spans, "20260311"), Some(Label::Date));
+}
+
+/// Numbers after a generic `ID` or `#` of a rep, interpreter or employee, tracking and
+/// booking references; a generic `ID` after a cue that says what the number is keeps that
+/// cue's label; logins named in prose and help-desk chats; a chat's `User:` label and words
+/// after `username` are not logins.
+#[test]
+fn generic_ids_and_logins_in_prose() {
+    let t = "Spoke w/ rep Kendra (rep ID A7Q31). Interpreter Widline ID 307714, interp \
+             #51190. Emp #044120. Medicaid ID W400017384. booking reference K7QX2M, tracking \
+             9400 1118 9922 3817 4420 17. Portal username: peggyosh47. Username \
+             jwashington_clt. your login is mreyes.77 ok. Bot: enter your username. User: \
+             whunter85 Bot: sent. User: yes please. I forgot my username and password.";
+    let spans = check(
+        t,
+        &[
+            "A7Q31",
+            "307714",
+            "51190",
+            "044120",
+            "W400017384",
+            "K7QX2M",
+            "9400 1118 9922 3817 4420 17",
+            "peggyosh47",
+            "jwashington_clt",
+            "mreyes.77",
+            "whunter85",
+        ],
+        &["yes please", "and password", "Bot"],
+    );
+    assert_eq!(label_of(t, &spans, "W400017384"), Some(Label::HealthPlan));
+    assert_eq!(label_of(t, &spans, "307714"), Some(Label::Id));
+}
+
+/// A month on its own after `since`, `in`, `last`... or `~` is a date; one that begins a
+/// fuller date or a name is left to those.
+#[test]
+fn months_on_their_own() {
+    let t = "PT visits since January. Cushion last replaced ~Nov. Ordered new. Fevers since \
+             Feb. 28 and back in March of 2019; since April Nguyen came. I will march in May.";
+    let spans = check(
+        t,
+        &[
+            "January",
+            "Nov",
+            "Feb. 28",
+            "March of 2019",
+            "April Nguyen",
+            "May",
+        ],
+        &[],
+    );
+    assert_eq!(label_of(t, &spans, "January"), Some(Label::Date));
+    assert_eq!(label_of(t, &spans, "April Nguyen"), Some(Label::Name));
+    let t2 = "We march on. The marchers went in. Mayor Lee spoke.";
+    check(t2, &[], &["march on", "marchers", "Mayor"]);
 }

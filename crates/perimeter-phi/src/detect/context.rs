@@ -111,6 +111,16 @@ const CUES: &[(&str, Cue)] = &[
     ("order", Cue::Ident(Label::Id)),
     ("accession", Cue::Ident(Label::Id)),
     ("employee id", Cue::Ident(Label::Id)),
+    ("employee #", Cue::Ident(Label::Id)),
+    ("employee no", Cue::Ident(Label::Id)),
+    ("emp #", Cue::Ident(Label::Id)),
+    // `rep ID A7Q31`, `interpreter Widline ID 307714`, `interp #51190`.
+    ("id", Cue::Ident(Label::Id)),
+    ("id #", Cue::Ident(Label::Id)),
+    ("interpreter", Cue::Ident(Label::Id)),
+    ("interp", Cue::Ident(Label::Id)),
+    ("tracking", Cue::Ident(Label::Id)),
+    ("booking", Cue::Ident(Label::Id)),
     ("student id", Cue::Ident(Label::Id)),
     ("passport", Cue::Ident(Label::License)),
     ("ssn", Cue::Ident(Label::Ssn)),
@@ -531,14 +541,27 @@ impl Cues {
 /// over other identifier-like material. Returns its label.
 pub(crate) fn ident_label_before(cues: &[CueHit], pos: usize, window: usize) -> Option<Label> {
     let idx = cues.partition_point(|c| c.end <= pos);
-    cues[..idx]
+    let before = &cues[..idx];
+    let (k, hit, label) = before
         .iter()
+        .enumerate()
         .rev()
-        .take_while(|c| pos - c.end <= window)
-        .find_map(|c| match c.cue {
-            Cue::Ident(l) => Some(l),
+        .take_while(|(_, c)| pos - c.end <= window)
+        .find_map(|(k, c)| match c.cue {
+            Cue::Ident(l) => Some((k, c, l)),
             _ => None,
-        })
+        })?;
+    // `Medicaid ID`, `DEA #`: a generic `ID` right after a cue that says what the number
+    // is takes that cue's label.
+    if label == Label::Id
+        && let Some(prev) = k.checked_sub(1).and_then(|j| before.get(j))
+        && let Cue::Ident(l) = prev.cue
+        && prev.end <= hit.start
+        && hit.start - prev.end <= 2
+    {
+        return Some(l);
+    }
+    Some(label)
 }
 
 /// The nearest cue of any kind that ends at most `window` bytes before `pos`.

@@ -51,6 +51,7 @@ enum P {
     AgeEs,
     TheDay,
     MonthYear,
+    MonthAlone,
     PhoneMixed,
     SpokenMixed,
     EmailSpoken,
@@ -236,6 +237,12 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::MonthYear,
             r"\b(?:0?[1-9]|1[0-2])/(?:19|20)\d\d\b".into(),
+        ),
+        // `since January`, `in Jan`, `last replaced ~Nov`: a month on its own is a date
+        // element more specific than a year (written with a capital; checked in `judge`).
+        (
+            P::MonthAlone,
+            r"(?:\b(?i:since|until|till|through|thru|in|by|last|next|early|mid|late|before|after|from)\s+|~)(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b".into(),
         ),
         // `540 four three three nine oh one six`: an area code in digits, the rest spoken.
         (
@@ -458,16 +465,19 @@ fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
             ) => l,
             _ => continue,
         };
-        let rest = text.get(c.end..).unwrap_or("");
-        // `medicaid # its WQ 88 ...`, `card, number was 9182 ...`: words between the cue and
-        // the number.
-        let mut r = rest.trim_start_matches([' ', ':', '#', '.', ',']);
-        for w in ["card", "number", "no.", "is", "its", "it's", "was", "#"] {
+        // `medicaid # its WQ 88 ...`, `card, number was 9182 ...`, `Medicaid ID ...`: words
+        // between the cue and the number (compared in lower case: the lower-cased text has
+        // the same offsets).
+        let rest_lower = doc.lower.get(c.end..).unwrap_or("");
+        let mut r = rest_lower.trim_start_matches([' ', ':', '#', '.', ',']);
+        for w in [
+            "id", "card", "number", "no.", "is", "its", "it's", "was", "#",
+        ] {
             if let Some(x) = r.strip_prefix(w).filter(|x| x.starts_with([' ', ','])) {
                 r = x.trim_start_matches([' ', ':', '#', ',']);
             }
         }
-        let lead = rest.len() - r.len();
+        let lead = rest_lower.len() - r.len();
         let start = c.end + lead;
         let b = text.as_bytes();
         let mut at = start;
@@ -525,8 +535,15 @@ fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
         };
         let piece = text.get(s..e).unwrap_or("");
         let alnum = piece.bytes().filter(u8::is_ascii_alphanumeric).count();
+        // Plates and licences are short; member, account and tracking numbers can be long
+        // (`MXR 4408 1172 09`, `9400 1118 9922 3817 4420 17`).
+        let most = if matches!(label, Label::Vehicle | Label::License) {
+            12
+        } else {
+            24
+        };
         if groups.len() >= 2
-            && (4..=12).contains(&alnum)
+            && (4..=most).contains(&alnum)
             && piece.bytes().any(|x| x.is_ascii_digit())
         {
             out.push(Span {
@@ -930,6 +947,32 @@ impl Patterns {
                     found(Label::Date, 0.8)
                 }
             }
+            P::MonthAlone => {
+                let at = s.rfind([' ', '~', '\t', '\n']).map_or(0, |i| i + 1);
+                // `since January 5` and `in March 2019` are other patterns' dates; `since
+                // April Nguyen` is a name.
+                let after = after_window(doc.text, end, 8);
+                let digit_after = |p: &str| {
+                    after
+                        .strip_prefix(p)
+                        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                };
+                if after.starts_with(" of ")
+                    || digit_after(" ")
+                    || digit_after(". ")
+                    || after
+                        .strip_prefix(' ')
+                        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_uppercase()))
+                {
+                    return None;
+                }
+                Some(Found {
+                    start: start + at,
+                    end,
+                    label: Label::Date,
+                    confidence: 0.7,
+                })
+            }
             P::PhoneMixed if spoken_digit_count(s) != 10 => None,
             P::PhoneMixed => Some(Found {
                 start,
@@ -1256,13 +1299,24 @@ impl Patterns {
             && s.parse::<u16>().is_ok_and(|y| (1900..=2099).contains(&y));
         if let Some(label) = cue.filter(|l| !year_like || *l == Label::Ssn) {
             let near_not_phi = not_phi_before(cues, start);
-            if !near_not_phi && digits >= 3 {
+            // `booking reference K7QX2M`: letters and digits mixed need fewer digits.
+            // (Not a piece of a longer machine string: `<CAF8x2+Qm0Lw@mail.gmail.com>`.)
+            let tb = text.as_bytes();
+            let in_string = tb
+                .get(end)
+                .is_some_and(|b| matches!(b, b'+' | b'@' | b'.' | b'=' | b'%' | b'/'))
+                || start.checked_sub(1).and_then(|i| tb.get(i)) == Some(&b'<');
+            let mixed_code = digits >= 2 && letters >= 2 && alnum >= 5 && !in_string;
+            if !near_not_phi && (digits >= 3 || mixed_code) {
                 let label = match label {
                     Label::Ip | Label::Location | Label::Phone | Label::Fax if digits < 7 => {
                         return None;
                     }
                     Label::Ip => Label::Id,
                     Label::Location => Label::Id,
+                    // `transmitter ID SN242744525`: a serial number's own prefix says what
+                    // a generic `ID` does not.
+                    Label::Id if serial_shaped(s) => Label::Device,
                     l => l,
                 };
                 return found(label, 0.85);
@@ -1279,6 +1333,13 @@ impl Patterns {
         }
         None
     }
+}
+
+/// `SN242744525`: `SN` and six digits or more.
+fn serial_shaped(s: &str) -> bool {
+    s.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("sn"))
+        && s.len() >= 8
+        && s.bytes().skip(2).all(|b| b.is_ascii_digit())
 }
 
 fn has_year(s: &str) -> bool {
