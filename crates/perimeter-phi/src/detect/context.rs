@@ -29,6 +29,9 @@ pub(crate) enum Cue {
     Birth,
     /// A cue that the following number is not PHI (`mg`, `BP`, `CPT`, `ICD`, `pain`).
     NotPhi,
+    /// A bare `ID` or `ID #`: the number right after it is an identifier, of the kind a cue
+    /// just before it names (`Medicaid ID`), else [`Label::Id`].
+    GenericId,
 }
 
 /// One cue found in the text.
@@ -115,8 +118,8 @@ const CUES: &[(&str, Cue)] = &[
     ("employee no", Cue::Ident(Label::Id)),
     ("emp #", Cue::Ident(Label::Id)),
     // `rep ID A7Q31`, `interpreter Widline ID 307714`, `interp #51190`.
-    ("id", Cue::Ident(Label::Id)),
-    ("id #", Cue::Ident(Label::Id)),
+    ("id", Cue::GenericId),
+    ("id #", Cue::GenericId),
     ("interpreter", Cue::Ident(Label::Id)),
     ("interp", Cue::Ident(Label::Id)),
     ("tracking", Cue::Ident(Label::Id)),
@@ -549,11 +552,14 @@ pub(crate) fn ident_label_before(cues: &[CueHit], pos: usize, window: usize) -> 
         .take_while(|(_, c)| pos - c.end <= window)
         .find_map(|(k, c)| match c.cue {
             Cue::Ident(l) => Some((k, c, l)),
+            // A bare `ID` names only what follows it closely (`rep ID A7Q31`), not a dose
+            // or an amount further on.
+            Cue::GenericId if pos - c.end <= 12 => Some((k, c, Label::Id)),
             _ => None,
         })?;
-    // `Medicaid ID`, `DEA #`: a generic `ID` right after a cue that says what the number
-    // is takes that cue's label.
-    if label == Label::Id
+    // `Medicaid ID`: a generic `ID` right after a cue that says what the number is takes
+    // that cue's label.
+    if hit.cue == Cue::GenericId
         && let Some(prev) = k.checked_sub(1).and_then(|j| before.get(j))
         && let Cue::Ident(l) = prev.cue
         && prev.end <= hit.start

@@ -463,6 +463,9 @@ fn grouped_after_cues(doc: &Text<'_>, out: &mut Vec<Candidate>) {
                 | Label::Account
                 | Label::Id),
             ) => l,
+            // `ucare id UC 0093 4471 02`: the label of the cue just before a bare `ID`, if
+            // any.
+            Cue::GenericId => ident_label_before(&doc.cues, c.end, 0).unwrap_or(Label::Id),
             _ => continue,
         };
         // `medicaid # its WQ 88 ...`, `card, number was 9182 ...`, `Medicaid ID ...`: words
@@ -1297,11 +1300,19 @@ impl Patterns {
         let year_like = letters == 0
             && s.len() == 4
             && s.parse::<u16>().is_ok_and(|y| (1900..=2099).contains(&y));
-        if let Some(label) = cue.filter(|l| !year_like || *l == Label::Ssn) {
+        // `Deductible $2,500`, `sertraline 100 mg`: an amount or a dose after a cue's words.
+        let tb = text.as_bytes();
+        let amount = start
+            .checked_sub(1)
+            .and_then(|i| tb.get(i))
+            .is_some_and(|&b| {
+                b == b'$' || (b == b',' && start >= 2 && tb[start - 2].is_ascii_digit())
+            })
+            || (letters == 0 && names_dose(after_window(&doc.lower, end, 8)));
+        if let Some(label) = cue.filter(|l| (!year_like || *l == Label::Ssn) && !amount) {
             let near_not_phi = not_phi_before(cues, start);
             // `booking reference K7QX2M`: letters and digits mixed need fewer digits.
             // (Not a piece of a longer machine string: `<CAF8x2+Qm0Lw@mail.gmail.com>`.)
-            let tb = text.as_bytes();
             let in_string = tb
                 .get(end)
                 .is_some_and(|b| matches!(b, b'+' | b'@' | b'.' | b'=' | b'%' | b'/'))
@@ -1333,6 +1344,17 @@ impl Patterns {
         }
         None
     }
+}
+
+/// Whether `after` (the text after a number) opens with a unit of dose or amount.
+fn names_dose(after: &str) -> bool {
+    let r = after.trim_start_matches(' ');
+    ["mg", "mcg", "ml", "units", "iu", "%", "tabs", "caps"]
+        .iter()
+        .any(|u| {
+            r.strip_prefix(u)
+                .is_some_and(|x| !x.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        })
 }
 
 /// `SN242744525`: `SN` and six digits or more.
