@@ -1589,3 +1589,25 @@ fn months_on_their_own() {
     let t2 = "We march on. The marchers went in. Mayor Lee spoke.";
     check(t2, &[], &["march on", "marchers", "Mayor"]);
 }
+
+/// Lower-case names with particles after an introduction, `Jun` after a title, a name
+/// after `named`, and towns after French and Portuguese prepositions.
+#[test]
+fn particles_titles_and_prepositions_abroad() {
+    let t = "hi um yes this is pauline de la cruz calling. To whom it may concern: Mr. Jun \
+             Takahashi was seen on Jun 1, 2026. I talked to someone named kevin who said it \
+             was fine. Maman est chez elle à Villeurbanne; minha mãe mora em Campinas.";
+    let spans = check(
+        t,
+        &[
+            "pauline de la cruz",
+            "Jun Takahashi",
+            "kevin",
+            "Villeurbanne",
+            "Campinas",
+        ],
+        &["calling", "said"],
+    );
+    assert_eq!(label_of(t, &spans, "Jun 1"), Some(Label::Date));
+    assert_eq!(label_of(t, &spans, "Villeurbanne"), Some(Label::Location));
+}

@@ -186,6 +186,8 @@ const CUES: &[(&str, Cue)] = &[
     ("to:", Cue::NameIntro),
     ("cc:", Cue::NameIntro),
     ("caller:", Cue::NameIntro),
+    // `someone named kevin`.
+    ("named", Cue::NameIntro),
     // `Re: DOE, JANE  DOB ...` on fax covers and letters.
     ("re:", Cue::NameIntro),
     ("contact:", Cue::NameIntro),

@@ -955,7 +955,7 @@ pub(crate) fn compute(
             let cased_name = t.upper
                 && matches!(
                     lw,
-                    b"will" | b"may" | b"jan" | b"june" | b"april" | b"august"
+                    b"will" | b"may" | b"jan" | b"jun" | b"june" | b"april" | b"august"
                 );
             // `I` is the one contraction without an apostrophe.
             let stop = !cased_name && (stop_listed || lw == b"i");
@@ -1047,7 +1047,7 @@ pub(crate) fn compute(
         let cased_name = t.upper
             && matches!(
                 lb,
-                b"will" | b"may" | b"jan" | b"june" | b"april" | b"august"
+                b"will" | b"may" | b"jan" | b"jun" | b"june" | b"april" | b"august"
             );
         let stop_listed = if ascii_word {
             class & class::STOP != 0

@@ -634,12 +634,26 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
         && !first.stop
         && first.first()
     {
+        // (`pauline de la cruz`: particles and a surname go on.)
+        let particles = (j + 1..j + 3)
+            .take_while(|&m| is_particle_tok(doc, m) && gap(doc, m - 1, m) == " ")
+            .count();
+        let surname_after_particles = particles > 0
+            && feats
+                .get(j + 1 + particles)
+                .is_some_and(|n| lower_ok(n, j + 1 + particles))
+            && gap(doc, j + particles, j + 1 + particles) == " ";
+        if surname_after_particles {
+            return Some((j, j + 2 + particles));
+        }
         let closed = match doc.tokens.get(j + 1) {
             None => true,
             Some(_) => {
                 let g = gap(doc, j, j + 1);
                 g.contains([',', '.', '!', '?', '\n', '-'])
-                    || (g == " " && feats.get(j + 1).is_some_and(|n| n.stop))
+                    || (g == " "
+                        && feats.get(j + 1).is_some_and(|n| n.stop)
+                        && !surname_after_particles)
                     || (g == " " && lower_tok(doc, j + 1).ends_with("ing"))
             }
         };
@@ -698,10 +712,14 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
                     && !f.stop
                     && !f.cap
                     && f.last())
-                // `jörg-peter dos santos`: a particle between two lower-case name parts.
+                // `jörg-peter dos santos`, `pauline de la cruz`: one or two particles
+                // between two lower-case name parts.
                 || (k > j
                     && is_particle_tok(doc, k)
-                    && feats.get(k + 1).is_some_and(|n| lower_ok(n, k + 1))
+                    && (feats.get(k + 1).is_some_and(|n| lower_ok(n, k + 1))
+                        || (is_particle_tok(doc, k + 1)
+                            && gap(doc, k, k + 1) == " "
+                            && feats.get(k + 2).is_some_and(|n| lower_ok(n, k + 2))))
                     && joins(gap(doc, k, k + 1), false))
         };
         if !ok {

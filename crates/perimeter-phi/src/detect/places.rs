@@ -48,7 +48,8 @@ pub(crate) const STREET_SUFFIXES: &[&str] = &[
 
 pub(crate) const PRE_WORDS: &[&str] = &[
     "in", "from", "near", "to", "outside", "around", "visiting", "moved", "past", "en", "leaving",
-    "left", "toward", "towards", "via",
+    "left", "toward", "towards", "via", // French and Portuguese `à Lyon`, `em Recife`.
+    "à", "em",
 ];
 
 /// Words that make the place part of an organisation's name (`Riverbend Family Medicine`).
