@@ -1611,3 +1611,13 @@ fn particles_titles_and_prepositions_abroad() {
     assert_eq!(label_of(t, &spans, "Jun 1"), Some(Label::Date));
     assert_eq!(label_of(t, &spans, "Villeurbanne"), Some(Label::Location));
 }
+
+/// `LAST, FIRST` in capitals before a note in parentheses; a six-digit postcode after a
+/// listed town, but not a LOINC code after a state's abbreviation.
+#[test]
+fn capital_last_first_and_six_digit_postcodes() {
+    let t = "lab trend for GRIEVE, ANNIKA (00781146). Address: near Koregaon Park, Pune 411001, \
+             Maharashtra.\nOBX|1|NM|4548-4^Hemoglobin A1c^LN||7.2|%";
+    let spans = check(t, &["GRIEVE, ANNIKA", "411001"], &["4548-4", "7.2"]);
+    assert_eq!(label_of(t, &spans, "411001"), Some(Label::Location));
+}

@@ -1857,6 +1857,8 @@ fn table_last_first(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, 
                 tail.starts_with("  ")
                     || tail.starts_with(['|', '^', '"', '\n', '\t', ',', ';', ')'])
                     || tail.starts_with(" |")
+                    // `GRIEVE, ANNIKA (00781146)`: a number or note in parentheses.
+                    || tail == " ("
                     || (tail == " " && next.kind != super::tokens::Kind::Word)
             }
         };

@@ -1286,6 +1286,11 @@ impl Patterns {
                 return found(Label::Location, 0.75);
             }
         }
+        // `Koregaon Park, Pune 411001`, `Almaty 050008`: a six-digit postcode (India,
+        // Russia, Kazakhstan, China...) right after a listed town.
+        if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) && after_listed_town(doc, start) {
+            return found(Label::Location, 0.8);
+        }
         // `Amex ending 5109`, `card ending in 9451`: a payment card's last four.
         if letters == 0 && s.len() == 4 && card_last_four(&doc.lower, start) {
             return found(Label::Account, 0.85);
@@ -1457,6 +1462,26 @@ fn zip_context(doc: &Text<'_>, start: usize) -> bool {
                 let flags = doc.lex.flags_lower(doc.lower_tok(idx - 1));
                 flags & crate::lexicon::PLACE != 0 && flags & crate::lexicon::WORD == 0
             })
+}
+
+/// Whether the token before `start` is a capitalised listed town (not a state, not a
+/// dictionary word), a space or `, ` before it.
+fn after_listed_town(doc: &Text<'_>, start: usize) -> bool {
+    let idx = doc.tokens.partition_point(|t| t.end <= start);
+    let Some(k) = idx.checked_sub(1) else {
+        return false;
+    };
+    let (Some(prev), Some(f)) = (doc.tokens.get(k), doc.feats.get(k)) else {
+        return false;
+    };
+    let between = doc.text.get(prev.end..start).unwrap_or("");
+    matches!(between, " " | ", ")
+        && f.word
+        && f.cap
+        && !f.all_caps
+        && f.place()
+        && !f.common()
+        && !validate::is_state(prev.text(doc.text))
 }
 
 /// The number words spoken numbers are made of; the first twelve are the digits.
