@@ -73,6 +73,13 @@ const STYLES_E: &str = include_str!("data/styles_e.jsonl");
 /// this stop's rules, 0.934 / 0.934 whole.
 const STYLES_F: &str = include_str!("data/styles_f.jsonl");
 
+/// The seventh hand-annotated set (`data/styles_g{1,2,3}.txt`, by `data/make_styles_g.py`):
+/// paperwork as text (vCards, iCalendar, FHIR, CDA, signature blocks), messy multilingual
+/// patient writing, the scheduling and call-centre side. Measured untouched first: g1 0.972
+/// / 0.902, g2 0.852 / 0.892, g3 0.928 / 0.943 (0.928 / 0.911 whole); after this stop's
+/// rules, 0.959 / 0.929 whole.
+const STYLES_G: &str = include_str!("data/styles_g.jsonl");
+
 #[test]
 fn heldout_set_meets_generalisation_floors() {
     evaluate(
@@ -118,6 +125,13 @@ fn sixth_set_keeps_its_measured_floors() {
     // Floors just under what it measured (DEVICE 8/10 and HEALTH_PLAN 22/27 are its lowest
     // labels).
     evaluate("sixth set", STYLES_F, 150, 0.93, 0.78, 0.93);
+}
+
+#[test]
+fn seventh_set_keeps_its_measured_floors() {
+    // Floors just under what it measured (VEHICLE 1/2 and LICENSE 9/11 are its lowest
+    // labels).
+    evaluate("seventh set", STYLES_G, 150, 0.955, 0.45, 0.925);
 }
 
 fn evaluate(
