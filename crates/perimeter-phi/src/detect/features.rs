@@ -769,6 +769,8 @@ pub(crate) mod class {
     pub const CUE_START: u16 = 256;
     /// A state's name or its last word (`oregon`, `carolina`; places).
     pub const STATE: u16 = 512;
+    /// A word that names a login (`username`, `user`, `login`; structured).
+    pub const LOGIN: u16 = 1024;
 }
 
 /// The closed word lists in one small open-addressing table keyed by the lexicon's 64-bit
@@ -796,6 +798,7 @@ impl Vocab {
             (super::places::PRE_WORDS, class::PRE),
             (&super::validate::STATE_NAMES[..], class::STATE),
             (super::places::STATE_CODES_LOWER, class::STATE),
+            (super::structured::LOGIN_WORDS, class::LOGIN),
         ] {
             for w in list {
                 v.insert(lexicon::hash(w.as_bytes()), c);

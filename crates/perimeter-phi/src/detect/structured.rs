@@ -42,86 +42,83 @@ impl Recognizer for Structured {
     }
 }
 
+/// The words that name a login in prose ([`logins_in_prose`]).
+pub(crate) const LOGIN_WORDS: &[&str] = &["username", "userid", "login", "user"];
+
 /// `Portal username: peggyosh47`, `Username jwashington_clt`, `login is mreyes.77`, `User:
 /// whunter85`: a login named in prose or a help-desk chat. The value must look like a login:
 /// a digit, `_` or `.` in it, or (after `username` or `login`) a lower-case word no
-/// dictionary lists. E-mail addresses are left to the e-mail pattern.
+/// dictionary lists. E-mail addresses are left to the e-mail pattern. The key words are
+/// found from the tokens' word classes (no text search per message).
 fn logins_in_prose(doc: &Text<'_>, out: &mut Vec<Span>) {
     let lower = doc.lower.as_str();
     let b = lower.as_bytes();
-    for key in [
-        "username",
-        "user name",
-        "user id",
-        "userid",
-        "login",
-        "log-in",
-        "user",
-    ] {
-        let mut from = 0;
-        while let Some(i) = lower
-            .get(from..)
-            .and_then(|r| r.find(key))
-            .map(|i| i + from)
+    for (k, f) in doc.feats.iter().enumerate() {
+        if f.class & super::features::class::LOGIN == 0 {
+            continue;
+        }
+        let Some(t) = doc.tokens.get(k) else {
+            continue;
+        };
+        let word = doc.lower_tok(k);
+        // `user name`, `user id`: two words.
+        let second = (word == "user")
+            .then(|| doc.tokens.get(k + 1))
+            .flatten()
+            .filter(|n| {
+                b.get(t.end..n.start) == Some(b" ") && matches!(doc.lower_tok(k + 1), "name" | "id")
+            });
+        let key_end = second.map_or(t.end, |n| n.end);
+        let bare_user = word == "user" && second.is_none();
+        let mut at = key_end;
+        // `User:` alone is a chat's speaker label: only a login-shaped value counts.
+        if bare_user && b.get(at) != Some(&b':') {
+            continue;
+        }
+        while b
+            .get(at)
+            .is_some_and(|c| matches!(c, b' ' | b':' | b'#' | b'='))
         {
-            from = i + key.len();
-            let bounded = (i == 0 || !b[i - 1].is_ascii_alphanumeric())
-                && !b.get(from).is_some_and(|c| c.is_ascii_alphanumeric());
-            if !bounded {
-                continue;
+            at += 1;
+        }
+        for filler in ["is ", "was ", "will be "] {
+            if lower.get(at..).is_some_and(|r| r.starts_with(filler)) {
+                at += filler.len();
             }
-            let bare_user = key == "user";
-            let mut at = from;
-            // `User:` alone is a chat's speaker label: only a login-shaped value counts.
-            if bare_user && b.get(at) != Some(&b':') {
-                continue;
-            }
-            while b
-                .get(at)
-                .is_some_and(|c| matches!(c, b' ' | b':' | b'#' | b'='))
-            {
-                at += 1;
-            }
-            for filler in ["is ", "was ", "will be "] {
-                if lower.get(at..).is_some_and(|r| r.starts_with(filler)) {
-                    at += filler.len();
-                }
-            }
-            let len = b
-                .get(at..)
-                .unwrap_or(&[])
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@'))
-                .count();
-            let mut end = at + len;
-            while end > at && matches!(b[end - 1], b'.' | b'-') {
-                end -= 1;
-            }
-            let Some(v) = lower.get(at..end) else {
-                continue;
-            };
-            if v.len() < 3
-                || v.len() > 40
-                || v.contains('@')
-                || !v.bytes().any(|c| c.is_ascii_alphabetic())
-            {
-                continue;
-            }
-            let shaped = v
-                .bytes()
-                .any(|c| c.is_ascii_digit() || c == b'_' || c == b'.');
-            let unlisted_word = !bare_user
-                && v.bytes().all(|c| c.is_ascii_lowercase())
-                && doc
-                    .text
-                    .get(at..end)
-                    .is_some_and(|w| w.bytes().all(|c| c.is_ascii_lowercase()))
-                && v.len() >= 5
-                && doc.lex.flags(v, &mut String::new()) & crate::lexicon::WORD == 0
-                && !super::features::STOP_WORDS.contains(&v);
-            if shaped || unlisted_word {
-                push(out, at, end, Label::Id, 0.8);
-            }
+        }
+        let len = b
+            .get(at..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@'))
+            .count();
+        let mut end = at + len;
+        while end > at && matches!(b[end - 1], b'.' | b'-') {
+            end -= 1;
+        }
+        let Some(v) = lower.get(at..end) else {
+            continue;
+        };
+        if v.len() < 3
+            || v.len() > 40
+            || v.contains('@')
+            || !v.bytes().any(|c| c.is_ascii_alphabetic())
+        {
+            continue;
+        }
+        let shaped = v
+            .bytes()
+            .any(|c| c.is_ascii_digit() || c == b'_' || c == b'.');
+        let unlisted_word = !bare_user
+            && doc
+                .text
+                .get(at..end)
+                .is_some_and(|w| w.bytes().all(|c| c.is_ascii_lowercase()))
+            && v.len() >= 5
+            && doc.lex.flags(v, &mut String::new()) & crate::lexicon::WORD == 0
+            && !super::features::STOP_WORDS.contains(&v);
+        if shaped || unlisted_word {
+            push(out, at, end, Label::Id, 0.8);
         }
     }
 }
