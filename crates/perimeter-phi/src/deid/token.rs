@@ -22,10 +22,20 @@ pub(crate) const MAX_TOKEN_LEN: usize = 1 + 11 + 1 + MAX_DIGITS + 1;
 pub(crate) fn format_token(label: Label, n: u32) -> String {
     // By hand rather than with `write!`: a vault issues one per identifier, and the
     // formatting machinery was a tenth of pseudonymization's cost.
-    let mut digits = [0u8; 10];
+    let mut out = String::with_capacity(MAX_TOKEN_LEN);
+    out.push('[');
+    out.push_str(label.as_str());
+    out.push('_');
+    push_decimal(&mut out, u64::from(n));
+    out.push(']');
+    out
+}
+
+/// Appends `v` in decimal, as `Display` writes it (without the formatting machinery).
+pub(crate) fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
     let mut k = digits.len();
-    let mut v = n;
-    // A `u32` has at most ten digits, so `k` stays in range.
+    // A `u64` has at most twenty digits, so `k` stays in range.
     while k > 0 {
         k -= 1;
         digits[k] = b'0' + (v % 10) as u8;
@@ -34,13 +44,7 @@ pub(crate) fn format_token(label: Label, n: u32) -> String {
             break;
         }
     }
-    let mut out = String::with_capacity(MAX_TOKEN_LEN);
-    out.push('[');
-    out.push_str(label.as_str());
-    out.push('_');
     out.extend(digits[k..].iter().map(|&d| char::from(d)));
-    out.push(']');
-    out
 }
 
 /// The label and number of `s` when the whole of it is one token.

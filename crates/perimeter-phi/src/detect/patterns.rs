@@ -1005,16 +1005,9 @@ impl Patterns {
                 if cue_before(cues, start, 12).is_some_and(|c| c.cue == Cue::Birth) {
                     return found(Label::Date, 0.8);
                 }
-                let label = match ident_label_before(cues, start, 60) {
-                    Some(Label::Fax) => Label::Fax,
-                    Some(
-                        l @ (Label::Ssn
-                        | Label::Mrn
-                        | Label::Account
-                        | Label::HealthPlan
-                        | Label::Id
-                        | Label::License),
-                    ) => l,
+                let cue = ident_label_before(cues, start, 60);
+                let label = match cue {
+                    Some(l) if number_cue(l) => l,
                     Some(Label::Location) if matches!(digits, 5 | 9) => Label::Location,
                     _ if (7..=11).contains(&digits) => phone_label(cues, start),
                     _ => return None,
@@ -1127,18 +1120,7 @@ impl Patterns {
         if kept.len() < 7 && cue.is_none() {
             return None;
         }
-        let label = match cue {
-            Some(
-                l @ (Label::Fax
-                | Label::Ssn
-                | Label::Mrn
-                | Label::Account
-                | Label::HealthPlan
-                | Label::Id
-                | Label::License),
-            ) => l,
-            _ => Label::Phone,
-        };
+        let label = cue.filter(|&l| number_cue(l)).unwrap_or(Label::Phone);
         spoken_found(doc, s, e, label, 0.8)
     }
 
@@ -1349,6 +1331,21 @@ impl Patterns {
         }
         None
     }
+}
+
+/// Whether a cue's label names a number that can be read out digit by digit (a fax, SSN,
+/// record, account, plan, licence or other identifier number; a phone's is the default).
+fn number_cue(l: Label) -> bool {
+    matches!(
+        l,
+        Label::Fax
+            | Label::Ssn
+            | Label::Mrn
+            | Label::Account
+            | Label::HealthPlan
+            | Label::Id
+            | Label::License
+    )
 }
 
 /// Whether `after` (the text after a number) opens with a unit of dose or amount.

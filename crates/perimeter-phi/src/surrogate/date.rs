@@ -352,19 +352,7 @@ fn push_int(out: &mut String, v: i64) {
     if v < 0 {
         out.push('-');
     }
-    let mut v = v.unsigned_abs();
-    let mut digits = [0u8; 20];
-    let mut k = digits.len();
-    // A `u64` has at most twenty digits, so `k` stays in range.
-    while k > 0 {
-        k -= 1;
-        digits[k] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend(digits[k..].iter().map(|&d| char::from(d)));
+    crate::deid::token::push_decimal(out, v.unsigned_abs());
 }
 
 impl ParsedDate {
