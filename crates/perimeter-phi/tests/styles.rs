@@ -1621,3 +1621,28 @@ fn capital_last_first_and_six_digit_postcodes() {
     let spans = check(t, &["GRIEVE, ANNIKA", "411001"], &["4548-4", "7.2"]);
     assert_eq!(label_of(t, &spans, "411001"), Some(Label::Location));
 }
+
+/// Street addresses in other languages' forms, a vCard's escaped comma before the unit, a
+/// pager's `#` extension and a number dialled from abroad with `00`; a drug's NDC, a record
+/// number's zeros and prose with the same words are left alone.
+#[test]
+fn addresses_and_numbers_abroad() {
+    let t = "Endereço: Rua Doutor Arnaldo, 455 - apto 12, São Paulo. chez ma fille (4580 rue \
+             Saint-Denis, app. 7). vive en Calle Libertad 1842. ADR;TYPE=WORK:;;1101 Madison \
+             St\\, Suite 900;Seattle;WA;98104\nPager 847.555.0100 #2241. call me on 0049 171 \
+             5530284 please. NDC 00378-7185-01, MRN 00123456. el corso di 3 ore.";
+    let spans = check(
+        t,
+        &[
+            "Rua Doutor Arnaldo, 455 - apto 12",
+            "4580 rue Saint-Denis, app. 7",
+            "Calle Libertad 1842",
+            "1101 Madison St\\, Suite 900",
+            "847.555.0100 #2241",
+            "0049 171 5530284",
+        ],
+        &["00378-7185-01", "corso di 3 ore"],
+    );
+    assert_eq!(label_of(t, &spans, "0049"), Some(Label::Phone));
+    assert_eq!(label_of(t, &spans, "00123456"), Some(Label::Mrn));
+}

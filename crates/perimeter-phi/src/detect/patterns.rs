@@ -43,6 +43,7 @@ enum P {
     PoBox,
     Address,
     AddressSpoken,
+    AddressAbroad,
     Unit,
     DateSpoken,
     DateEs,
@@ -124,11 +125,12 @@ fn patterns() -> Vec<(P, String)> {
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
         (
             P::Phone,
-            r"(?i)(?:\+?\b1[\s.-]?)?(?:(?:\(\d{3}\)\s?|\b\d{3}(?: [.-] |\.{2,3} ?|[\s.-])?)\d{3}(?: [.-] |\.{2,3} ?|[\s.-])?\d{4}|\b\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){3})\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b)?".into(),
+            r"(?i)(?:\+?\b1[\s.-]?)?(?:(?:\(\d{3}\)\s?|\b\d{3}(?: [.-] |\.{2,3} ?|[\s.-])?)\d{3}(?: [.-] |\.{2,3} ?|[\s.-])?\d{4}|\b\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){2}(?: [.-] |[ .-])\d(?: \d){3})\b(?:,?\s*(?:ext\.?|x\.?|extension)\s*\d{1,6}\b| #\d{1,6}\b)?".into(),
         ),
         (
             P::PhoneIntl,
-            r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}\b".into(),
+            // `+49 171 5530284`, and dialled from abroad with `00`: `0049 171 5530284`.
+            r"(?:\+|\b00)\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}\b".into(),
         ),
         // `01423 567 890`, `0412 558 903`, `(07) 3870 5521`, `0809 555 2271`: a national
         // number with its trunk `0` (UK, Australia, India, Nigeria...), in groups.
@@ -183,7 +185,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::Address,
             format!(
-                r"(?i)\b(?:(?:flat|unit|plot|apartment|apt)\.?\s*#?\s*\d{{1,5}}[a-z]?(?:,\s*|\s*/\s*|\s+))?(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]{{0,30}}\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|spc|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
+                r"(?i)\b(?:(?:flat|unit|plot|apartment|apt)\.?\s*#?\s*\d{{1,5}}[a-z]?(?:,\s*|\s*/\s*|\s+))?(?:[nsew]?\d{{1,6}}\s+(?:county|state|co\.?|us|fm|farm\s+to\s+market)\s+(?:road|rd|route|rte|highway|hwy)\s+(?:\d{{1,4}}[a-z]?|[a-z]{{1,2}})\b|\d{{1,6}}\s+(?:[nsew]\.?\s+)?broadway\b|[nsew]?\d{{1,6}}(?:-\d{{1,4}})?\s+(?:[nsew]\.?\s+)?(?:[a-z0-9][a-z0-9'.-]{{0,30}}\s+){{1,3}}{STREET_SUFFIX}\b\.?(?:\s+(?:[nsew]|ne|nw|se|sw|north|south|east|west)\b\.?)?|\d{{1,6}}\s+[nsew]\.?\s+\d{{1,6}}\s+[nsew]\b\.?)(?:\s?\\?,?\s*(?:(?:apt|apartment|unit|suite|ste|lot|bldg|building|fl|floor|rm|room|trlr|space|spc|#|no\.?)\.?\s*#?\s*[a-z0-9-]+\b|\d{{1,2}}(?:st|nd|rd|th)\s+(?:fl|floor)\b))?"
             ),
         ),
         // `four twelve birch hollow road apartment three` (a voicemail): after `at`, `on` or a
@@ -193,6 +195,12 @@ fn patterns() -> Vec<(P, String)> {
             format!(
                 r"(?i)\b{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,4}}\s+(?:[a-z]+\s+){{1,3}}(?:street|road|avenue|drive|lane|court|boulevard|place|circle|trail|highway|parkway|way)\b(?:\s+(?:apartment|apt|unit|suite|number)\s+{NUMBER_WORD}(?:[\s-]+{NUMBER_WORD}){{0,2}}\b(?:\s+[a-h]\b)?)?"
             ),
+        ),
+        // Street addresses in the forms of other languages: `Rua Doutor Arnaldo, 455 - apto
+        // 12`, `Calle Libertad 1842`, `4580 rue Saint-Denis, app. 7` (checked in `judge`).
+        (
+            P::AddressAbroad,
+            r"(?i)\b(?:(?:rua|avenida|av\.|calle|carrera|cra\.|viale|piazza|corso|chemin|travessa|alameda|estrada|paseo|camino|ulica|ul\.)\s+(?:[^\s,;()]+\s+){0,4}?[^\s,;()]+,?\s+(?:n(?:o|°|º)\.?\s*)?\d{1,5}[a-z]?|\d{1,5}[a-z]?,?\s+(?:rue|chemin|impasse|calle|rua)\s+(?:[^\s,;()]+\s+){0,3}?[^\s,;()]+)(?:\s*,?\s*-?\s*(?:apto|apt|app|appt|dpto|depto|piso|bloco|casa|m)\.?\s*\d{1,4}[a-z]?\b)?".into(),
         ),
         // An apartment on its own (`Address line 2: Apt 12C`); not a suite, which is more
         // often a clinic's than a patient's.
@@ -784,7 +792,16 @@ impl Patterns {
                 }
             }
             P::PhoneIntl => {
-                let digits = s.bytes().filter(u8::is_ascii_digit).count();
+                let mut digits = s.bytes().filter(u8::is_ascii_digit).count();
+                // `0049 171 ...`: the `00` is the dialling prefix, written in groups of
+                // spaces; a bare `00123456` is a record number's zeros, `00378-7185-01` a
+                // drug's NDC.
+                if let Some(rest) = s.strip_prefix("00") {
+                    if rest.starts_with('0') || !rest.contains(' ') || rest.contains(['-', '.']) {
+                        return None;
+                    }
+                    digits -= 2;
+                }
                 if !(8..=15).contains(&digits) {
                     return None;
                 }
@@ -875,6 +892,29 @@ impl Patterns {
                     label: Label::Address,
                     confidence: 0.8,
                 })
+            }
+            P::AddressAbroad => {
+                // The street's name after its type is written with a capital (or a letter
+                // beyond ASCII): `calle de la amargura 5` in a sentence is taken too, but
+                // `corso di 3 ore` is not an address.
+                let first_word_start = s
+                    .find(char::is_whitespace)
+                    .map(|i| s[i..].trim_start())
+                    .unwrap_or("");
+                let number_first = s.starts_with(|c: char| c.is_ascii_digit());
+                let named = first_word_start
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_uppercase() || !c.is_ascii());
+                let name_has_letters = first_word_start
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.chars().all(|c| !c.is_ascii_digit()));
+                if (named || number_first) && name_has_letters {
+                    found(Label::Address, 0.8)
+                } else {
+                    None
+                }
             }
             P::Unit => found(Label::Address, 0.75),
             P::DateSpoken => {
