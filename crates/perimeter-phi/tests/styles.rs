@@ -1646,3 +1646,18 @@ fn addresses_and_numbers_abroad() {
     assert_eq!(label_of(t, &spans, "0049"), Some(Label::Phone));
     assert_eq!(label_of(t, &spans, "00123456"), Some(Label::Mrn));
 }
+
+/// A vCard's address line read by its fields: street and extended address, locality and
+/// postal code; the region and the country are not PHI.
+#[test]
+fn vcard_address_fields() {
+    let t = "BEGIN:VCARD\nVERSION:4.0\nFN:Rosa Quintero\nADR;TYPE=WORK:;;2 N. Clark St.;Chicago;\
+             IL;60602;US\nEND:VCARD";
+    let spans = check(
+        t,
+        &["Rosa Quintero", "2 N. Clark St.", "Chicago", "60602"],
+        &["IL;", "US"],
+    );
+    assert_eq!(label_of(t, &spans, "Chicago"), Some(Label::Location));
+    assert_eq!(label_of(t, &spans, "2 N. Clark"), Some(Label::Address));
+}

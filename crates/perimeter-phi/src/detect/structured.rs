@@ -39,6 +39,53 @@ impl Recognizer for Structured {
             key_values(text, out);
         }
         logins_in_prose(doc, out);
+        vcard_addresses(doc, out);
+    }
+}
+
+/// `ADR;TYPE=WORK:;;2 N. Clark St.;Chicago;IL;60602;US`: a vCard's address line, whose
+/// fields are (RFC 6350) post office box, extended address, street, locality, region,
+/// postal code and country. The street and extended address are ADDRESS, the locality and
+/// postal code LOCATION; region and country are not PHI. Found from the tokens (`ADR` at a
+/// line's start), not by searching the text.
+fn vcard_addresses(doc: &Text<'_>, out: &mut Vec<Span>) {
+    let text = doc.text;
+    let b = text.as_bytes();
+    for t in &doc.tokens {
+        if t.end - t.start != 3
+            || b.get(t.start..t.end) != Some(b"ADR")
+            || !(t.start == 0 || b.get(t.start - 1) == Some(&b'\n'))
+            || !matches!(b.get(t.end), Some(b':' | b';'))
+        {
+            continue;
+        }
+        let line_end = b[t.end..]
+            .iter()
+            .position(|&c| c == b'\n' || c == b'\r')
+            .map_or(b.len(), |i| t.end + i);
+        let Some(colon) = b[t.end..line_end].iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let mut at = t.end + colon + 1;
+        for field in 0..7 {
+            // `\;` and `\,` are escapes inside a field, not separators.
+            let mut end = at;
+            while end < line_end && !(b[end] == b';' && (end == at || b[end - 1] != b'\\')) {
+                end += 1;
+            }
+            let label = match field {
+                0..=2 => Some(Label::Address),
+                3 | 5 => Some(Label::Location),
+                _ => None,
+            };
+            if let Some(label) = label {
+                value(text, at, end, label, out);
+            }
+            if end >= line_end {
+                break;
+            }
+            at = end + 1;
+        }
     }
 }
 
