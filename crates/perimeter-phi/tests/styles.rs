@@ -1661,3 +1661,19 @@ fn vcard_address_fields() {
     assert_eq!(label_of(t, &spans, "Chicago"), Some(Label::Location));
     assert_eq!(label_of(t, &spans, "2 N. Clark"), Some(Label::Address));
 }
+
+/// A caller's filler between an introduction and the name, a spoken date with its year in
+/// digits, and a fixed-width export's surname and given-name columns.
+#[test]
+fn fillers_spoken_dates_with_years_and_name_columns() {
+    let t = "hi this is uh marty kowalczyk calling, her date of birth is august ninth 1931 ok\n\
+             ACCT       NAME            FIRST   DOB\n\
+             0040021887 PETRAKIS        HARLAN  19560830\n\
+             TOTAL      DUE             NOW     0";
+    let spans = check(
+        t,
+        &["marty kowalczyk", "august ninth 1931", "PETRAKIS", "HARLAN"],
+        &["calling", "TOTAL", "DUE", "NOW"],
+    );
+    assert_eq!(label_of(t, &spans, "august ninth 1931"), Some(Label::Date));
+}

@@ -804,6 +804,14 @@ fn by_cues(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, usize, f3
         if !ok_gap {
             continue;
         }
+        // `this is uh marty kowalczyk`, `my wife, um, Dolores`: a caller's fillers first.
+        while matches!(
+            lower_tok(doc, j),
+            "uh" | "uhh" | "um" | "umm" | "er" | "erm"
+        ) && matches!(gap(doc, j, j + 1), " " | ", ")
+        {
+            j += 1;
+        }
         if let Some((a, b)) = take_after_cue(doc, j, c.cue) {
             found.push((a, b, strength));
         } else if c.cue == Cue::NameIntro
@@ -1812,6 +1820,15 @@ fn table_last_first(doc: &Text<'_>, lists: &TokenLists, found: &mut Vec<(usize, 
         };
         let sep = gap(doc, i, i + 1);
         let caret = sep == "^";
+        // `PETRAKIS        HARLAN  19560830`: a fixed-width export's surname and given-name
+        // columns, both in capitals and both listed.
+        let columns = sep.len() >= 2 && sep.bytes().all(|c| c == b' ');
+        if columns {
+            if f.all_caps && g.all_caps && f.last() && g.first() && !f.stop && !g.stop && g.word {
+                found.push((i, i + 2, 0.7));
+            }
+            continue;
+        }
         if !matches!(sep, ", " | "," | "^")
             || !f.word
             || f.stop

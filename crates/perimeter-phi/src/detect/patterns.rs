@@ -119,7 +119,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::DateSpelled,
             format!(
-                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD}(?:\s+of\s+{MONTH})?)\b(?:,?\s+(?:(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}|{DECADE_YEAR})\b)?"
+                r"(?i)\b(?:{MONTH}\s+(?:the\s+)?{ORDINAL_WORD}|(?:the\s+)?{ORDINAL_WORD}\s+of\s+{MONTH}|on\s+the\s+{ORDINAL_WORD}(?:\s+of\s+{MONTH})?)\b(?:,?\s+(?:(?:nineteen|twenty|two\s+thousand)(?:[\s-]+(?:and\s+)?{NUMBER_WORD}){{0,2}}|{DECADE_YEAR}|(?:1[89]|20)\d\d)\b)?"
             ),
         ),
         (P::Ssn, r"\b\d{3}(?:-\d{2}-|\s\d{2}\s|\.\d{2}\.)\d{4}\b".into()),
