@@ -651,9 +651,7 @@ fn take_after_cue(doc: &Text<'_>, j: usize, cue: Cue) -> Option<(usize, usize)> 
             Some(_) => {
                 let g = gap(doc, j, j + 1);
                 g.contains([',', '.', '!', '?', '\n', '-'])
-                    || (g == " "
-                        && feats.get(j + 1).is_some_and(|n| n.stop)
-                        && !surname_after_particles)
+                    || (g == " " && feats.get(j + 1).is_some_and(|n| n.stop))
                     || (g == " " && lower_tok(doc, j + 1).ends_with("ing"))
             }
         };

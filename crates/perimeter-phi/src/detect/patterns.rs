@@ -70,7 +70,12 @@ const NUMBER_WORD: &str = r"(?:oh|one|two|three|four|five|six|seven|eight|nine|t
 const SPOKEN_DIGIT: &str =
     r"(?:(?:double|triple)[\s-]+)?(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|niner)";
 /// Words speech-to-text writes for spoken digits (`for` 4, `to`/`too` 2, `ate` 8, `won` 1).
-const HOMOPHONE: &str = r"(?:for|fore|to|too|ate|won)";
+const HOMOPHONES: [&str; 6] = ["for", "fore", "to", "too", "ate", "won"];
+
+/// Whether `w` is one of [`HOMOPHONES`], in any case.
+fn is_homophone(w: &str) -> bool {
+    HOMOPHONES.iter().any(|h| h.eq_ignore_ascii_case(w))
+}
 /// A spoken pair of digits (`twenty two`, `seventy`, `forty-four`, `twelve`), as callers read
 /// the last four digits of a phone number.
 const SPOKEN_PAIR: &str = r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine)\b)?|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)";
@@ -82,6 +87,7 @@ fn patterns() -> Vec<(P, String)> {
     // One token of a number read out in pieces: a spoken digit, a spoken pair or a group of
     // digits as a transcriber wrote them (`seven seven three 482 oh nine one six`).
     let piece = format!(r"(?:{SPOKEN_DIGIT}|{SPOKEN_PAIR}|\d{{1,4}})");
+    let homophone = format!("(?:{})", HOMOPHONES.join("|"));
     vec![
         (P::Url, r#"(?i)\b(?:https?://|www\.)[^\s<>()\[\]{}"\\]+"#.into()),
         (
@@ -169,7 +175,7 @@ fn patterns() -> Vec<(P, String)> {
         (
             P::SpelledHomophone,
             format!(
-                r"(?i)\b(?:{SPOKEN_DIGIT}|{HOMOPHONE})(?:(?:\s*[,.-]\s*|\s+)(?:{SPOKEN_DIGIT}|{HOMOPHONE})){{6,14}}\b"
+                r"(?i)\b(?:{SPOKEN_DIGIT}|{homophone})(?:(?:\s*[,.-]\s*|\s+)(?:{SPOKEN_DIGIT}|{homophone})){{6,14}}\b"
             ),
         ),
         // `ninety four`, `ninety-one`, `a hundred and two`: an age when the context says so.
@@ -225,7 +231,7 @@ fn patterns() -> Vec<(P, String)> {
         // Creole `me` and `out`, are left out.)
         (
             P::DateIntl,
-            r"(?i)(?:\b(?:0?[1-9]|[12]\d|3[01])\.?\s+(?:de\s+)?(?:janvier|f(?:e|é)vrier|mars|avril|mai|juin|juillet|ao(?:u|û)t|septembre|octobre|novembre|d(?:e|é)cembre|janeiro|fevereiro|mar(?:c|ç)o|maio|junho|julho|setembro|outubro|dezembro|gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|januar|februar|m(?:a|ä)rz|maerz|juni|juli|oktober|dezember|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|wrze(?:s|ś)nia|pa(?:z|ź)dziernika|listopada|grudnia|janvye|fevriye|avril|jiy(?:e|è)|septanm|okt(?:o|ò)b|novanm|desanm)(?:\s+(?:de\s+)?(?:1[89]|20)\d\d(?:\s*r\.)?)?\b|\b(?:0?[1-9]|[12]\d|3[01])\s+(?:января|февраля|марта|апреля|мая|июня|июля|августа|сентября|октября|ноября|декабря)(?:\s+(?:1[89]|20)\d\d\b(?:\s*г\.)?)?|\b(?:0?[1-9]|[12]\d|3[01])\s+tháng\s+(?:0?[1-9]|1[0-2])\b(?:(?:\s+năm|,)\s+(?:1[89]|20)\d\d\b)?|(?:(?:1[89]|20)\d\d\s?年\s?)?(?:0?[1-9]|1[0-2])\s?月\s?(?:0?[1-9]|[12]\d|3[01])\s?日|(?:(?:1[89]|20)\d\d\s?년\s?)?(?:0?[1-9]|1[0-2])\s?월\s?(?:0?[1-9]|[12]\d|3[01])\s?일)".into(),
+            r"(?i)(?:\b(?:0?[1-9]|[12]\d|3[01])\.?\s+(?:de\s+)?(?:janvier|f(?:e|é)vrier|mars|avril|mai|juin|juillet|ao(?:u|û)t|septembre|octobre|novembre|d(?:e|é)cembre|janeiro|fevereiro|mar(?:c|ç)o|maio|junho|julho|setembro|outubro|dezembro|gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|januar|februar|m(?:a|ä)rz|maerz|juni|juli|oktober|dezember|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|wrze(?:s|ś)nia|pa(?:z|ź)dziernika|listopada|grudnia|janvye|fevriye|jiy(?:e|è)|septanm|okt(?:o|ò)b|novanm|desanm)(?:\s+(?:de\s+)?(?:1[89]|20)\d\d(?:\s*r\.)?)?\b|\b(?:0?[1-9]|[12]\d|3[01])\s+(?:января|февраля|марта|апреля|мая|июня|июля|августа|сентября|октября|ноября|декабря)(?:\s+(?:1[89]|20)\d\d\b(?:\s*г\.)?)?|\b(?:0?[1-9]|[12]\d|3[01])\s+tháng\s+(?:0?[1-9]|1[0-2])\b(?:(?:\s+năm|,)\s+(?:1[89]|20)\d\d\b)?|(?:(?:1[89]|20)\d\d\s?年\s?)?(?:0?[1-9]|1[0-2])\s?月\s?(?:0?[1-9]|[12]\d|3[01])\s?日|(?:(?:1[89]|20)\d\d\s?년\s?)?(?:0?[1-9]|1[0-2])\s?월\s?(?:0?[1-9]|[12]\d|3[01])\s?일)".into(),
         ),
         (
             P::SpelledEs,
@@ -1129,9 +1135,7 @@ impl Patterns {
                 continue;
             }
             let w = text.get(at..at + len)?;
-            let homophone = ["for", "fore", "to", "too", "ate", "won"]
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(w));
+            let homophone = is_homophone(w);
             // `double`/`triple` join the digit after them.
             if !(w.eq_ignore_ascii_case("double") || w.eq_ignore_ascii_case("triple")) {
                 pieces.push((at, at + len, homophone));
@@ -1800,10 +1804,9 @@ fn homophone_then_digit(lower: &str, end: usize) -> bool {
     let (Some(a), Some(b)) = (words.next(), words.next()) else {
         return false;
     };
-    let homophone = |w: &str| matches!(w, "for" | "fore" | "to" | "too" | "ate" | "won");
     rest.starts_with([' ', ',', '.', '-'])
-        && homophone(a)
-        && (homophone(b) || SPOKEN_NUMBERS[..12].contains(&b))
+        && is_homophone(a)
+        && (is_homophone(b) || SPOKEN_NUMBERS[..12].contains(&b))
 }
 
 /// A number read out, found at `start..end` with `label`: a phone or fax number with its
