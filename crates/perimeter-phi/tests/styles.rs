@@ -1677,3 +1677,34 @@ fn fillers_spoken_dates_with_years_and_name_columns() {
     );
     assert_eq!(label_of(t, &spans, "august ninth 1931"), Some(Label::Date));
 }
+
+/// A licence number whose board writes a prefix and the number a dot apart, and a device's
+/// GS1 UDI in its human-readable form; decimals and versions stay what they are.
+#[test]
+fn dotted_licences_and_gs1_udis() {
+    let t = "State license MD.0412263, pharmacist lic 036.118204. Pump UDI \
+             (01)00884521356437(17)281130(10)A23B(21)SN7781230 placed 3/2/2025. \
+             A1c 7.2, app v2.14.1, dose 0.5 mg.";
+    let spans = check(
+        t,
+        &[
+            "MD.0412263",
+            "036.118204",
+            "(01)00884521356437(17)281130(10)A23B(21)SN7781230",
+            "3/2/2025",
+        ],
+        &["7.2", "2.14.1", "0.5"],
+    );
+    assert_eq!(label_of(t, &spans, "MD.0412263"), Some(Label::License));
+    assert_eq!(label_of(t, &spans, "036.118204"), Some(Label::License));
+    assert_eq!(label_of(t, &spans, "(01)0088"), Some(Label::Device));
+}
+
+/// A form-encoded SMS webhook's numbers in E.164 form: `%2B` is the `+`, not the number's.
+#[test]
+fn url_encoded_e164_numbers() {
+    let t = "From=%2B15035550123&To=%2B18005550100&Body=refill";
+    let spans = check(t, &["15035550123", "18005550100"], &["%2B", "refill"]);
+    assert_eq!(label_of(t, &spans, "15035550123"), Some(Label::Phone));
+    assert_eq!(label_of(t, &spans, "18005550100"), Some(Label::Phone));
+}

@@ -23,6 +23,7 @@ enum P {
     Email,
     Ipv4,
     Ipv6,
+    Udi,
     DateIso,
     DateNum,
     DateMonthFirst,
@@ -100,6 +101,12 @@ fn patterns() -> Vec<(P, String)> {
         ),
         (P::Ipv4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b".into()),
         (P::Ipv6, r"(?i)(?:\b[0-9a-f]{1,4}|::?)(?::{1,2}[0-9a-f]{0,4}){2,8}".into()),
+        // A device's GS1 UDI in its human-readable form: the GTIN `(01)` and the production
+        // identifiers after it (expiry `(17)`, lot `(10)`, serial `(21)`...).
+        (
+            P::Udi,
+            r"\(01\)\s?\d{14}(?:\s?\((?:1[0-7]|2[0-9]|30)\)\s?[A-Za-z0-9-]{1,20})*".into(),
+        ),
         // The date of an ISO 8601 date-time too (`2025-06-01T14:03:00Z`: the time is cut off).
         (P::DateIso, r"\b(?:1[89]|20)\d\d(?:[-/.]| [-/] )(?:0?[1-9]|1[0-2])(?:[-/.]| [-/] )(?:0?[1-9]|[12]\d|3[01])(?:\b|T\d)".into()),
         (
@@ -877,6 +884,7 @@ impl Patterns {
                 })
             }
             P::PoBox => found(Label::Address, 0.95),
+            P::Udi => found(Label::Device, 0.95),
             P::Address => {
                 if validate::address_words_ok(s) {
                     found(Label::Address, 0.85)
@@ -1198,6 +1206,22 @@ impl Patterns {
             _ => start,
         };
         let s = text.get(start..end)?;
+        // `From=%2B15035550123`: a number in E.164 form, URL-encoded (a form-encoded SMS
+        // webhook's body); `%2B` is the `+`.
+        if start >= 1
+            && tb_at(text, start - 1) == Some(b'%')
+            && s.len() >= 10
+            && s.len() <= 17
+            && s[..2].eq_ignore_ascii_case("2b")
+            && s.bytes().skip(2).all(|b| b.is_ascii_digit())
+        {
+            return Some(Found {
+                start: start + 2,
+                end,
+                label: Label::Phone,
+                confidence: 0.9,
+            });
+        }
         // `202507080930`, `20250603143055`: a compact date-time (HL7's DTM), covered whole:
         // annotators differ on whether its time belongs to the date, and a span that covers
         // both leaves no digit of the date out under either reading.
@@ -1361,6 +1385,15 @@ impl Patterns {
                     Label::Id if serial_shaped(s) => Label::Device,
                     l => l,
                 };
+                if label == Label::License {
+                    let (start, end) = dotted_licence(tb, start, end);
+                    return Some(Found {
+                        start,
+                        end,
+                        label,
+                        confidence: 0.85,
+                    });
+                }
                 return found(label, 0.85);
             }
         }
@@ -1375,6 +1408,42 @@ impl Patterns {
         }
         None
     }
+}
+
+/// The byte at `i` of `text`, if any.
+fn tb_at(text: &str, i: usize) -> Option<u8> {
+    text.as_bytes().get(i).copied()
+}
+
+/// `licence MD.0412263`, `lic 036.118204`: a licence number whose board writes its prefix
+/// and number a dot apart; `start..end` (one part, found after a licence cue) grows over a
+/// short prefix (one to four letters or digits) and a dotted number of three digits or more.
+fn dotted_licence(tb: &[u8], start: usize, end: usize) -> (usize, usize) {
+    let mut s = start;
+    if s >= 2 && tb[s - 1] == b'.' {
+        let run = tb[..s - 1]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if (1..=4).contains(&run) {
+            s = s - 1 - run;
+        }
+    }
+    let mut e = end;
+    if tb.get(e) == Some(&b'.') {
+        let run = tb
+            .get(e + 1..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let next = tb.get(e + 1 + run);
+        if run >= 3 && !next.is_some_and(|b| b.is_ascii_alphanumeric()) {
+            e = e + 1 + run;
+        }
+    }
+    (s, e)
 }
 
 /// Whether a cue's label names a number that can be read out digit by digit (a fax, SSN,
