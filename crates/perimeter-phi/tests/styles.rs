@@ -1682,7 +1682,7 @@ fn fillers_spoken_dates_with_years_and_name_columns() {
 /// GS1 UDI in its human-readable form; decimals and versions stay what they are.
 #[test]
 fn dotted_licences_and_gs1_udis() {
-    let t = "State license MD.0412263, pharmacist lic 036.118204. Pump UDI \
+    let t = "State license MD.0412263, pharmacist lic 036.118204, Lic. No.5512034. Pump UDI \
              (01)00884521356437(17)281130(10)A23B(21)SN7781230 placed 3/2/2025. \
              A1c 7.2, app v2.14.1, dose 0.5 mg.";
     let spans = check(
@@ -1693,8 +1693,9 @@ fn dotted_licences_and_gs1_udis() {
             "(01)00884521356437(17)281130(10)A23B(21)SN7781230",
             "3/2/2025",
         ],
-        &["7.2", "2.14.1", "0.5"],
+        &["7.2", "2.14.1", "0.5", "No."],
     );
+    assert!(covered(t, &spans, "5512034"));
     assert_eq!(label_of(t, &spans, "MD.0412263"), Some(Label::License));
     assert_eq!(label_of(t, &spans, "036.118204"), Some(Label::License));
     assert_eq!(label_of(t, &spans, "(01)0088"), Some(Label::Device));

@@ -1426,7 +1426,12 @@ fn dotted_licence(tb: &[u8], start: usize, end: usize) -> (usize, usize) {
             .rev()
             .take_while(|b| b.is_ascii_alphanumeric())
             .count();
-        if (1..=4).contains(&run) {
+        let prefix = tb.get(s - 1 - run..s - 1).unwrap_or(&[]);
+        // Not the cue's own abbreviation (`Lic. No.123456`, `licence nr.4471023`).
+        let cue_word = [&b"no"[..], b"nr", b"num", b"lic", b"nos"]
+            .iter()
+            .any(|w| prefix.eq_ignore_ascii_case(w));
+        if (1..=4).contains(&run) && !cue_word {
             s = s - 1 - run;
         }
     }
