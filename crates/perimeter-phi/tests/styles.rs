@@ -1709,3 +1709,22 @@ fn url_encoded_e164_numbers() {
     assert_eq!(label_of(t, &spans, "15035550123"), Some(Label::Phone));
     assert_eq!(label_of(t, &spans, "18005550100"), Some(Label::Phone));
 }
+
+/// An attachment's file name read in its parts: a patient's name and a date between
+/// underscores; an e-mail address or a variable with an underscore is no file name.
+#[test]
+fn names_and_dates_in_file_names() {
+    let t = "Uploaded Scan_Okafor_Chidi_03142026.pdf and IMG_20260312_142201.jpg today. \
+             Write to lina_harb@outlook.com; set max_retries=3 in the config.";
+    check(
+        t,
+        &[
+            "Okafor",
+            "Chidi",
+            "03142026",
+            "20260312",
+            "lina_harb@outlook.com",
+        ],
+        &["Uploaded", "Scan", "today", "max_retries", "config"],
+    );
+}

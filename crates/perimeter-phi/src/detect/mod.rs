@@ -220,6 +220,16 @@ impl Pipeline {
         } else {
             None
         };
+        // An attachment's file name (`Scan_Okafor_Chidi_03142026.pdf`): its parts read as
+        // words too.
+        let fixed = if ocr {
+            match fixed {
+                Some(f) => Some(file_name_parts(&f).unwrap_or(f)),
+                None => file_name_parts(text),
+            }
+        } else {
+            fixed
+        };
         *sc = Scratch {
             tokens: doc.tokens,
             lower: doc.lower,
@@ -236,6 +246,54 @@ impl Pipeline {
         }
         (spans, fixed)
     }
+}
+
+/// Extensions of the files patients attach (photos, scans, documents, recordings).
+const FILE_EXTENSIONS: [&str; 17] = [
+    "pdf", "jpg", "jpeg", "png", "heic", "gif", "tif", "tiff", "doc", "docx", "xls", "xlsx", "csv",
+    "txt", "mp4", "mov", "m4a",
+];
+
+/// `text` with the underscores of each file name (a run of letters, digits, `_`, `-` and `.`
+/// that ends in a listed extension) made spaces, so that `Scan_Okafor_Chidi_03142026.pdf`
+/// is read as `Scan Okafor Chidi 03142026.pdf` (same byte offsets); `None` when no file name
+/// has one.
+fn file_name_parts(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    if !b.contains(&b'_') {
+        return None;
+    }
+    let part = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if !part(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && part(b[i]) {
+            i += 1;
+        }
+        let run = b.get(start..i).unwrap_or(&[]);
+        let trimmed = run.strip_suffix(b".").unwrap_or(run);
+        let named = trimmed.iter().rposition(|&c| c == b'.').is_some_and(|dot| {
+            let ext = trimmed.get(dot + 1..).unwrap_or(&[]);
+            FILE_EXTENSIONS
+                .iter()
+                .any(|e| ext.eq_ignore_ascii_case(e.as_bytes()))
+        });
+        if named && run.contains(&b'_') {
+            let o = out.get_or_insert_with(|| b.to_vec());
+            for c in o.iter_mut().take(i).skip(start) {
+                if *c == b'_' {
+                    *c = b' ';
+                }
+            }
+        }
+    }
+    // Only ASCII underscores became ASCII spaces: still UTF-8.
+    out.and_then(|o| String::from_utf8(o).ok())
 }
 
 /// A scanned form's OCR confusions read back (`(86O) 2l9-44O7`, `O7 / 2l / l958`, `Member
