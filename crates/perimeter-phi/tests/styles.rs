@@ -1728,3 +1728,16 @@ fn names_and_dates_in_file_names() {
         &["Uploaded", "Scan", "today", "max_retries", "config"],
     );
 }
+
+/// A licence number after `lic.` and a therapist's credentials after the name.
+#[test]
+fn licence_abbreviation_and_therapy_credentials() {
+    let t = "Lucía Ferreira, PT, DPT, lic. #301447. Seen by Jo Park PT and Sam Ortiz OTR today.";
+    let spans = check(
+        t,
+        &["Lucía Ferreira", "301447", "Jo Park", "Sam Ortiz"],
+        &["OTR", "today"],
+    );
+    assert_eq!(label_of(t, &spans, "301447"), Some(Label::License));
+    assert!(untouched(t, &spans, "PT and"));
+}

@@ -85,6 +85,7 @@ const CUES: &[(&str, Cue)] = &[
     ("license", Cue::Ident(Label::License)),
     ("licence", Cue::Ident(Label::License)),
     ("lic #", Cue::Ident(Label::License)),
+    ("lic.", Cue::Ident(Label::License)),
     ("dl", Cue::Ident(Label::License)),
     ("dea", Cue::Ident(Label::License)),
     ("npi", Cue::Ident(Label::License)),

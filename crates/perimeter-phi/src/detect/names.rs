@@ -414,9 +414,10 @@ fn region_code(doc: &Text<'_>, k: usize) -> bool {
 /// A clinician's credential after a name (`C. Ibarra RN`, `Ana Ruiz, PA-C`): it ends the name
 /// and is no part of it.
 fn credential(doc: &Text<'_>, k: usize) -> bool {
-    const CREDENTIALS: [&str; 22] = [
+    const CREDENTIALS: [&str; 32] = [
         "rn", "md", "np", "pa", "do", "lpn", "lvn", "cna", "cma", "rph", "pharmd", "dds", "lcsw",
-        "fnp", "aprn", "crna", "dnp", "phd", "bsn", "msn", "rt", "mbbs",
+        "fnp", "aprn", "crna", "dnp", "phd", "bsn", "msn", "rt", "mbbs", "pt", "dpt", "ot", "otr",
+        "slp", "lmft", "lpc", "psyd", "dmd", "cnm",
     ];
     doc.feats.get(k).is_some_and(|f| f.cap) && CREDENTIALS.contains(&lower_tok(doc, k))
 }
