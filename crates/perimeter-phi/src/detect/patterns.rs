@@ -1209,10 +1209,10 @@ impl Patterns {
         // `From=%2B15035550123`: a number in E.164 form, URL-encoded (a form-encoded SMS
         // webhook's body); `%2B` is the `+`.
         if start >= 1
-            && tb_at(text, start - 1) == Some(b'%')
+            && text.as_bytes().get(start - 1) == Some(&b'%')
             && s.len() >= 10
             && s.len() <= 17
-            && s[..2].eq_ignore_ascii_case("2b")
+            && s.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("2b"))
             && s.bytes().skip(2).all(|b| b.is_ascii_digit())
         {
             return Some(Found {
@@ -1408,11 +1408,6 @@ impl Patterns {
         }
         None
     }
-}
-
-/// The byte at `i` of `text`, if any.
-fn tb_at(text: &str, i: usize) -> Option<u8> {
-    text.as_bytes().get(i).copied()
 }
 
 /// `licence MD.0412263`, `lic 036.118204`: a licence number whose board writes its prefix
