@@ -80,12 +80,12 @@ const STYLES_F: &str = include_str!("data/styles_f.jsonl");
 /// rules, 0.964 / 0.929 whole.
 const STYLES_G: &str = include_str!("data/styles_g.jsonl");
 
-/// The eighth set (`tests/data/styles_h.jsonl`, from `styles_h1.txt` and `styles_h3.txt` by
-/// `make_styles_h.py`): 100 messages written blind for stop 19 (specialty practices'
-/// messaging; spoken language as text). Measured once, untouched, before any rule was
-/// changed for it: entity recall 0.909, character precision 0.957 (h1 0.894 / 0.963, h3
-/// 0.924 / 0.954); NAME 0.924, DATE 0.865, AGE 0.750, LICENSE 2/4. After this stop's rules
-/// (file names read in their parts, `lic.`, therapy credentials): 0.920 / 0.954.
+/// The eighth set (`tests/data/styles_h.jsonl`, from `styles_h{1,2,3}.txt` by
+/// `make_styles_h.py`): 150 messages written blind for stop 19 (specialty practices'
+/// messaging; machine text; spoken language as text). Each part measured once, untouched,
+/// before any rule was changed for it: h1 0.894 / 0.963, h3 0.924 / 0.954, then (after
+/// this stop's rules, none fitted to it) h2 0.939 / 0.809; the whole set measures 0.926 /
+/// 0.896 (AGE 19/25 its lowest label).
 const STYLES_H: &str = include_str!("data/styles_h.jsonl");
 
 #[test]
@@ -144,8 +144,8 @@ fn seventh_set_keeps_its_measured_floors() {
 
 #[test]
 fn eighth_set_keeps_its_measured_floors() {
-    // Floors just under what it measured untouched (LICENSE 2/4 is its lowest label).
-    evaluate("eighth set", STYLES_H, 100, 0.905, 0.45, 0.95);
+    // Floors just under what it measures (AGE 19/25 is its lowest label).
+    evaluate("eighth set", STYLES_H, 150, 0.92, 0.7, 0.89);
 }
 
 fn evaluate(
