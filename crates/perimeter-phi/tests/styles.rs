@@ -1701,11 +1701,15 @@ fn dotted_licences_and_gs1_udis() {
     assert_eq!(label_of(t, &spans, "(01)0088"), Some(Label::Device));
 }
 
-/// A form-encoded SMS webhook's numbers in E.164 form: `%2B` is the `+`, not the number's.
+/// A form-encoded SMS webhook's numbers in E.164 form, with their `%2B` (the `+`).
 #[test]
 fn url_encoded_e164_numbers() {
     let t = "From=%2B15035550123&To=%2B18005550100&Body=refill";
-    let spans = check(t, &["15035550123", "18005550100"], &["%2B", "refill"]);
+    let spans = check(
+        t,
+        &["%2B15035550123", "%2B18005550100"],
+        &["From", "refill"],
+    );
     assert_eq!(label_of(t, &spans, "15035550123"), Some(Label::Phone));
     assert_eq!(label_of(t, &spans, "18005550100"), Some(Label::Phone));
 }
