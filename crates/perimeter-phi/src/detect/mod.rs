@@ -129,21 +129,22 @@ impl Pipeline {
     }
 
     pub(crate) fn run(&self, text: &str) -> Vec<Span> {
-        let (spans, ocr) = self.run_once(text, true);
-        let Some(fixed) = ocr else {
+        let (spans, reread) = self.run_once(text, true);
+        let Some(fixed) = reread else {
             return spans;
         };
-        // A scanned form's digits read as letters: what the text says with them read as
-        // digits counts too (same byte offsets: ASCII for ASCII).
+        // A scanned form's digits read as letters, a file name's parts joined by `_`: what
+        // the text says read the other way counts too (same byte offsets: ASCII for ASCII).
         let (more, _) = self.run_once(&fixed, false);
         let mut all = spans;
         all.extend(more);
         resolve(text, &mut all)
     }
 
-    /// One pass of the recognizers over `text`; with `ocr`, also the text with OCR's letters
-    /// for digits read as digits, when it has any ([`ocr_digits`]).
-    fn run_once(&self, text: &str, ocr: bool) -> (Vec<Span>, Option<String>) {
+    /// One pass of the recognizers over `text`; with `reread`, also the text to be read a
+    /// second time, when it needs one: OCR's letters for digits read as digits
+    /// ([`ocr_digits`]), file names' underscores read as spaces ([`file_name_parts`]).
+    fn run_once(&self, text: &str, reread: bool) -> (Vec<Span>, Option<String>) {
         // The per-message buffers are kept per thread and reused (a recognizer that calls the
         // engine again finds the slot empty and gets fresh ones).
         let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_default();
@@ -215,21 +216,18 @@ impl Pipeline {
             });
         }
         let spans = resolve(text, &mut out);
-        let fixed = if ocr && doc.seen & tokens::SEEN_MIXED != 0 {
-            ocr_digits(text, &doc.tokens)
-        } else {
-            None
-        };
+        let mut fixed = None;
+        if reread && doc.seen & tokens::SEEN_MIXED != 0 {
+            fixed = ocr_digits(text, &doc.tokens);
+        }
         // An attachment's file name (`Scan_Okafor_Chidi_03142026.pdf`): its parts read as
-        // words too.
-        let fixed = if ocr {
-            match fixed {
-                Some(f) => Some(file_name_parts(&f).unwrap_or(f)),
-                None => file_name_parts(text),
+        // words too (on top of OCR's mends, which leave underscores alone).
+        if reread && doc.seen & tokens::SEEN_UNDERSCORE != 0 {
+            let base = fixed.as_deref().unwrap_or(text);
+            if let Some(parts) = file_name_parts(base) {
+                fixed = Some(parts);
             }
-        } else {
-            fixed
-        };
+        }
         *sc = Scratch {
             tokens: doc.tokens,
             lower: doc.lower,
@@ -260,9 +258,6 @@ const FILE_EXTENSIONS: [&str; 17] = [
 /// has one.
 fn file_name_parts(text: &str) -> Option<String> {
     let b = text.as_bytes();
-    if !b.contains(&b'_') {
-        return None;
-    }
     let part = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;

@@ -106,6 +106,8 @@ pub(crate) const SEEN_TILDE: u8 = 16;
 /// [`tokenize_into`]'s answer: the text has a token of letters and digits mixed, or a word
 /// with a capital after its first letter (where OCR's confusions hide: `2l9`, `MlNGYU`).
 pub(crate) const SEEN_MIXED: u8 = 32;
+/// [`tokenize_into`]'s answer: the text has a `_` (file names, identifiers of code).
+pub(crate) const SEEN_UNDERSCORE: u8 = 64;
 
 /// The `SEEN_*` bits of each byte.
 static SEEN: [u8; 256] = {
@@ -115,11 +117,12 @@ static SEEN: [u8; 256] = {
     t[b'<' as usize] = SEEN_LT;
     t[b'=' as usize] = SEEN_EQ;
     t[b'~' as usize] = SEEN_TILDE;
+    t[b'_' as usize] = SEEN_UNDERSCORE;
     t
 };
 
 /// [`tokenize`] into `out` (cleared first), so a caller can reuse its buffer. Returns
-/// which of `|`, `"`, `<`, `=` and `~` the text has ([`SEEN_PIPE`] and the others): every byte outside a
+/// which of `|`, `"`, `<`, `=`, `~` and `_` the text has ([`SEEN_PIPE`] and the others): every byte outside a
 /// token passes here anyway, and the structured recognizer need not search for them.
 ///
 /// Most tokens are runs of ASCII letters and digits ended by an ASCII byte other than `'`
